@@ -1,0 +1,162 @@
+"""The ``gateway`` command: serve, check-config, oncall."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from gateway.config import Config, ConfigError, Engineer, load_config
+from gateway.oncall import who_is_on_call
+from gateway.phone import mask
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Self-hosted on-call telephony gateway: alerts in over HTTP, "
+        "calls and SMS out to the engineers on call.",
+        epilog="Run 'gateway <command> --help' for the options of a command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Load and check CONFIG, then run the gateway's HTTP server until interrupted.",
+    )
+    serve.add_argument("config", metavar="CONFIG", help="path of the YAML config file")
+    serve.add_argument("--host", help="address to listen on (default: server.host from the config)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port from the config)")
+    serve.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=_LOG_LEVELS, help="logging level (default: INFO)"
+    )
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file",
+        description="Load CONFIG and report every problem, one per line (exit 1), "
+        "or a short summary when it is valid (exit 0).",
+    )
+    check.add_argument("config", metavar="CONFIG", help="path of the YAML config file")
+    check.set_defaults(handler=_check_config)
+
+    oncall = commands.add_parser(
+        "oncall",
+        help="show who is on call",
+        description="Show each team's primary and secondary engineer (numbers masked) "
+        "and until when that holds.",
+    )
+    oncall.add_argument("config", metavar="CONFIG", help="path of the YAML config file")
+    oncall.add_argument("--team", help="only this team")
+    oncall.add_argument(
+        "--at",
+        metavar="ISO8601",
+        help="the moment to ask about, e.g. 2026-03-01T10:00+01:00 "
+        "(default: now; without an offset it is read in defaults.time_zone)",
+    )
+    oncall.set_defaults(handler=_oncall)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.app import run_server  # the heavy part: only when serving
+
+    run_server(
+        config,
+        host=args.host if args.host is not None else config.host,
+        port=args.port if args.port is not None else config.port,
+    )
+    return 0
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return 1
+    routes = len(config.routes) + (config.default_route is not None)
+    print(
+        f"ok: {_count(len(config.engineers), 'engineer')}, {_count(len(config.teams), 'team')}, "
+        f"{_count(len(config.policies), 'policy', 'policies')}, {_count(routes, 'route')}"
+    )
+    return 0
+
+
+def _person(engineer: Engineer | None) -> str:
+    if engineer is None:
+        return "-"
+    phone = f" ({mask(engineer.phones[0])})" if engineer.phones else ""
+    return f"{engineer.name}{phone}"
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    if args.at is None:
+        at = datetime.now(UTC)
+    else:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError:
+            print(f"gateway oncall: --at {args.at!r} is not an ISO 8601 date and time", file=sys.stderr)
+            return 2
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=ZoneInfo(config.time_zone))
+    if args.team is not None and args.team not in config.teams:
+        known = ", ".join(config.teams) or "none"
+        print(f"gateway oncall: unknown team {args.team!r} (teams: {known})", file=sys.stderr)
+        return 2
+    team_ids = [args.team] if args.team is not None else list(config.teams)
+    if not team_ids:
+        print("no teams configured")
+        return 0
+    rows = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL")]
+    for team_id in team_ids:
+        team = config.teams[team_id]
+        answer = who_is_on_call(team, at)
+        zone = ZoneInfo(team.rotation.time_zone if team.rotation else config.time_zone)
+        until = answer.until.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if answer.until else "-"
+        rows.append(
+            (
+                team_id,
+                _person(config.engineers.get(answer.primary or "")),
+                _person(config.engineers.get(answer.secondary or "")),
+                until,
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0

@@ -1,0 +1,839 @@
+"""The one config object: loaded from a YAML file (secrets may come from the environment),
+validated at start, frozen afterwards. Every error names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+import yaml
+
+from gateway.durations import format_duration, parse_duration
+from gateway.phone import normalize
+
+# --------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engineer:
+    id: str  # the key under `engineers:`
+    name: str
+    phones: tuple[str, ...]  # E.164, first is preferred
+    language: str = "en-US"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rotation:
+    kind: str  # "daily" | "weekly" | "custom"
+    shift: timedelta  # 1 day, 7 days, or the custom length
+    start: date  # local date of the first shift's handoff (shift 0: members[0] primary)
+    handoff: time  # local handoff time
+    time_zone: str  # IANA name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Override:
+    start: datetime  # aware
+    end: datetime  # aware, exclusive
+    role: str  # "primary" | "secondary"
+    engineer: str  # engineer id
+
+
+@dataclass(frozen=True, kw_only=True)
+class Team:
+    id: str
+    members: tuple[str, ...]  # engineer ids, rotation order
+    rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
+    overrides: tuple[Override, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyStep:
+    target: str  # "primary" | "secondary" | "team" | "engineer"
+    engineer: str | None = None  # set when target == "engineer"
+    via: str = "call"  # "call" | "sms" | "both"
+    timeout_s: int = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    id: str
+    steps: tuple[PolicyStep, ...]
+    repeat: int = 0  # how many times the whole policy runs again after the last step
+
+
+@dataclass(frozen=True, kw_only=True)
+class Matcher:
+    label: str
+    op: str  # "=" | "!=" | "=~" | "!~"
+    value: str
+    pattern: re.Pattern[str] | None = None  # fully anchored, for =~ and !~
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    name: str
+    matchers: tuple[Matcher, ...]
+    team: str
+    policy: str
+    priority: str = "low"  # "high" | "low"
+    routing_key: str | None = None  # PagerDuty Events v2 routing_key selecting this route
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiToken:
+    name: str
+    token: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxPhone:
+    number: str  # E.164
+    behaviour: str  # "answer" (answer after `after_s`, press `digits`) | "never_answer" | "busy" | "reject"
+    after_s: float = 2.0
+    digits: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxConfig:
+    enabled: bool = True
+    caller_id: str = "+15559990000"
+    phones: tuple[SandboxPhone, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    source: Path  # the config file
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 1024 * 1024
+    store_path: Path = Path("gateway.db")  # resolved relative to the config file's folder
+    default_region: str = "US"
+    default_language: str = "en-US"
+    time_zone: str = "UTC"
+    templates_dir: Path | None = None
+    engineers: dict[str, Engineer] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    default_route: Route | None = None
+    api_tokens: tuple[ApiToken, ...] = ()
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+
+class ConfigError(Exception):
+    """Every problem found, each as ``<file>: <key.path>: <what is wrong>``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+
+# --------------------------------------------------------------------- loading
+
+_MISSING: Any = object()
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_TOP_KEYS = (
+    "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
+    "teams", "policies", "routes", "default_route", "sandbox",
+)  # fmt: skip
+_ROUTE_KEYS = ("team", "policy", "priority")
+_SECRET_KEYS = ("routing_key", "routing_key_env")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and freeze the config file. Raises ConfigError listing every problem.
+
+    The format is documented in ``examples/demo.yaml``. Relative paths in the
+    file are relative to the file's folder; secrets may come from the
+    environment (``token_env``, ``routing_key_env``).
+    """
+    source = Path(path)
+    label = str(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{label}: cannot read the file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{label}: not UTF-8 text: {exc.reason}"]) from None
+    loader = _StrictLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        raise ConfigError([f"{label}: {where}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{label}: invalid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    reader = _Reader(label, source)
+    for key, line in loader.duplicates:
+        reader.problem(f"line {line}", f"duplicate key {key!r} (the later one would silently win)")
+    config = reader.config(data)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that records duplicate keys instead of silently keeping the last one."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                if key_node.value in seen:
+                    self.duplicates.append((key_node.value, key_node.start_mark.line + 1))
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+    def construct_lenient_timestamp(self, node: yaml.ScalarNode) -> object:
+        """An impossible date such as 2026-13-01 stays text, so the checker names its key."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_lenient_timestamp)
+
+
+# ------------------------------------------------------------ value converters
+# Each takes the raw YAML value and returns the typed one, or raises ValueError
+# with a message that completes "<file>: <key.path>: ".
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, datetime):
+        return "a date and time"
+    if isinstance(value, date):
+        return "a date"
+    return type(value).__name__
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _as_text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected text, got {_kind(raw)}")
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _as_bool(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"expected true or false, got {_kind(raw)}")
+    return raw
+
+
+def _as_int(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
+    def convert(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"expected a whole number, got {_kind(raw)}")
+        if maximum is not None and not minimum <= raw <= maximum:
+            raise ValueError(f"{raw} is out of range ({minimum}..{maximum})")
+        if raw < minimum:
+            raise ValueError(f"must be at least {minimum}, got {raw}")
+        return raw
+
+    return convert
+
+
+def _as_choice(*options: str) -> Callable[[object], str]:
+    def convert(raw: object) -> str:
+        if raw not in options:
+            raise ValueError(f"{raw!r} is not one of: {', '.join(options)}")
+        return str(raw)
+
+    return convert
+
+
+def _as_duration(minimum: timedelta) -> Callable[[object], timedelta]:
+    def convert(raw: object) -> timedelta:
+        value = parse_duration(raw)
+        if value < minimum:
+            raise ValueError(f"must be at least {format_duration(minimum)}, got {raw!r}")
+        return value
+
+    return convert
+
+
+def _as_positive_duration(raw: object) -> timedelta:
+    value = parse_duration(raw)
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than zero, got {raw!r}")
+    return value
+
+
+def _as_whole_seconds(raw: object) -> int:
+    value = _as_duration(timedelta(seconds=1))(raw)
+    if value % timedelta(seconds=1):
+        raise ValueError(f"must be a whole number of seconds, got {raw!r}")
+    return int(value.total_seconds())
+
+
+def _as_zone(raw: object) -> str:
+    name = _as_text(raw)
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+    return name
+
+
+def _as_region(raw: object) -> str:
+    region = _as_text(raw).upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{raw!r} is not a region code (two letters, e.g. US, GB, DE)")
+    return region
+
+
+def _as_language(raw: object) -> str:
+    language = _as_text(raw)
+    if not _LANGUAGE.fullmatch(language):
+        raise ValueError(f"{language!r} is not a language tag (e.g. en-US, de-DE)")
+    return language
+
+
+def _as_phone(region: str) -> Callable[[object], str]:
+    def convert(raw: object) -> str:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            raise ValueError(f"expected text, got {_kind(raw)}: quote phone numbers (YAML reads +1555... as a number)")
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a phone number as text, got {_kind(raw)}")
+        return normalize(raw, region)  # InvalidNumber is a ValueError: "'x' is not a phone number (why)"
+
+    return convert
+
+
+def _as_date(raw: object) -> date:
+    if isinstance(raw, datetime):
+        raise ValueError(f"expected a date like 2026-01-05, got {_kind(raw)}")
+    if isinstance(raw, date):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return date.fromisoformat(raw.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date like 2026-01-05, got {_kind(raw)}")
+
+
+def _as_clock(raw: object) -> time:
+    if isinstance(raw, str):
+        found = _CLOCK.fullmatch(raw.strip())
+        if found:
+            hour, minute, second = (int(part or 0) for part in found.groups())
+            if hour < 24 and minute < 60 and second < 60:
+                return time(hour, minute, second)
+    hint = " (quote it: YAML reads 10:30 as a number)" if isinstance(raw, int) else ""
+    raise ValueError(f"expected a time like \"09:00\", got {_kind(raw)}{hint}")
+
+
+def _as_moment(zone: str) -> Callable[[object], datetime]:
+    """An instant: ISO 8601 date and time; without an offset it is read in ``zone``. Returned in UTC."""
+
+    def convert(raw: object) -> datetime:
+        moment: datetime | None = None
+        if isinstance(raw, datetime):
+            moment = raw
+        elif isinstance(raw, date):
+            moment = datetime.combine(raw, time(0))
+        elif isinstance(raw, str):
+            try:
+                moment = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                moment = None
+        if moment is None:
+            raise ValueError(f"expected a date and time like \"2026-12-24T09:00\", got {_kind(raw)}")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
+        return moment.astimezone(UTC)
+
+    return convert
+
+
+def _as_url(raw: object) -> str:
+    url = _as_text(raw)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL like https://oncall.example.com")
+    return url.rstrip("/")
+
+
+def _as_digits(raw: object) -> str:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return str(raw)
+    if isinstance(raw, str) and re.fullmatch(r"[0-9*#]*", raw):
+        return raw
+    raise ValueError(f"expected keypad digits like \"1\", got {_kind(raw)}")
+
+
+def _as_label_value(raw: object) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise ValueError(f"expected a label value as text, got {_kind(raw)}")
+
+
+def _default_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+# --------------------------------------------------------------------- reader
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, label: str, source: Path) -> None:
+        self.label = label
+        self.source = source
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{self.label}: {path}: {message}" if path else f"{self.label}: {message}")
+
+    # generic shapes
+
+    def mapping(self, raw: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """The keys of a mapping section; unknown keys are problems. Nothing counts as empty."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping, got {_kind(raw)}")
+            return {}
+        known: dict[str, Any] = {}
+        for key, item in raw.items():
+            if key in allowed:
+                known[key] = item
+            else:
+                self.problem(_join(path, key), f"unknown key (expected one of: {', '.join(allowed)})")
+        return known
+
+    def entries(self, raw: object, path: str) -> Iterator[tuple[str, Any]]:
+        """The ``id: {...}`` pairs of a section keyed by id (engineers, teams, policies)."""
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.problem(path, f"expected a mapping of ids, got {_kind(raw)}")
+            return
+        for key, item in raw.items():
+            if not isinstance(key, str) or not _ID.fullmatch(key):
+                self.problem(
+                    _join(path, key),
+                    "an id holds letters, digits, '_', '.' and '-', starting with a letter or digit",
+                )
+            yield str(key), item
+
+    def items(self, raw: object, path: str, *, required: bool) -> list[tuple[str, Any]]:
+        """The ``(key.path[i], item)`` pairs of a list; an absent or empty list is a problem if required."""
+        if raw is None or raw == []:
+            if required:
+                self.problem(path, "at least one entry is required")
+            return []
+        if not isinstance(raw, list):
+            self.problem(path, f"expected a list, got {_kind(raw)}")
+            return []
+        return [(f"{path}[{index}]", item) for index, item in enumerate(raw)]
+
+    def value(
+        self, section: dict[str, Any], key: str, path: str, convert: Callable[[Any], Any], default: Any = _MISSING
+    ) -> Any:
+        """``section[key]`` converted; a problem (and the default, or None) when missing or wrong."""
+        where = _join(path, key)
+        raw = section.get(key)
+        if raw is None:
+            if default is _MISSING:
+                self.problem(where, "is required")
+                return None
+            return default
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            self.problem(where, str(exc))
+            return None if default is _MISSING else default
+
+    def secret(self, section: dict[str, Any], key: str, path: str, *, required: bool) -> str | None:
+        """``key`` given inline, or ``<key>_env`` naming an environment variable that holds it."""
+        env_key = f"{key}_env"
+        if key in section and env_key in section:
+            self.problem(path, f"set either {key} or {env_key}, not both")
+            return None
+        if env_key in section:
+            variable = self.value(section, env_key, path, _as_text)
+            if variable is None:
+                return None
+            secret = os.environ.get(variable, "").strip()
+            if not secret:
+                self.problem(_join(path, env_key), f"environment variable {variable} is not set or empty")
+                return None
+            return secret
+        if key not in section and required:
+            self.problem(path, f"needs {key} (or {env_key}, the name of an environment variable)")
+            return None
+        return self.value(section, key, path, _as_text, None)
+
+    def relative(self, raw: str) -> Path:
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (self.source.parent / path).absolute()
+
+    def duplicates(self, values: list[tuple[str, str]], what: str) -> None:
+        seen: set[str] = set()
+        for path, item in values:
+            if item in seen:
+                self.problem(path, f"{what} {item!r} is listed twice")
+            seen.add(item)
+
+    # sections
+
+    def config(self, data: object) -> Config:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.problem("", f"expected a mapping of sections at the top level, got {_kind(data)}")
+            return Config(source=self.source)
+        top = self.mapping(data, "", _TOP_KEYS)
+
+        defaults = self.mapping(top.get("defaults"), "defaults", ("region", "language", "time_zone"))
+        region = self.value(defaults, "region", "defaults", _as_region, "US")
+        language = self.value(defaults, "language", "defaults", _as_language, "en-US")
+        zone = self.value(defaults, "time_zone", "defaults", _as_zone, "UTC")
+
+        server = self.mapping(top.get("server"), "server", ("host", "port", "public_url", "max_body_bytes"))
+        host = self.value(server, "host", "server", _as_text, "127.0.0.1")
+        port = self.value(server, "port", "server", _as_int(0, 65535), 8080)
+        public_url = self.value(server, "public_url", "server", _as_url, _default_url(host, port))
+        max_body = self.value(server, "max_body_bytes", "server", _as_int(1), 1024 * 1024)
+
+        store = self.mapping(top.get("store"), "store", ("path",))
+        store_path = self.relative(self.value(store, "path", "store", _as_text, "gateway.db"))
+
+        templates_dir = None
+        if top.get("templates_dir") is not None:
+            raw_dir = self.value(top, "templates_dir", "", _as_text, None)
+            if raw_dir is not None:
+                templates_dir = self.relative(raw_dir)
+                if not templates_dir.is_dir():
+                    self.problem("templates_dir", f"folder does not exist: {templates_dir}")
+
+        engineers = self.engineers(top.get("engineers"), region, language)
+        teams = self.teams(top.get("teams"), engineers, zone)
+        policies = self.policies(top.get("policies"), engineers)
+        routes = self.routes(top.get("routes"), teams, policies)
+        default_route = None
+        if top.get("default_route") is not None:
+            default_route = self.route(top["default_route"], "default_route", "default", _ROUTE_KEYS, teams, policies)
+        elif teams:
+            self.problem("default_route", "is required when teams are configured")
+
+        return Config(
+            source=self.source,
+            host=host,
+            port=port,
+            public_url=public_url,
+            max_body_bytes=max_body,
+            store_path=store_path,
+            default_region=region,
+            default_language=language,
+            time_zone=zone,
+            templates_dir=templates_dir,
+            engineers=engineers,
+            teams=teams,
+            policies=policies,
+            routes=routes,
+            default_route=default_route,
+            api_tokens=self.api_tokens(top.get("api_tokens")),
+            sandbox=self.sandbox(top.get("sandbox"), region),
+        )
+
+    def api_tokens(self, raw: object) -> tuple[ApiToken, ...]:
+        if raw is None or raw == []:
+            self.problem("api_tokens", "at least one token is required: every API client must authenticate")
+            return ()
+        tokens: list[ApiToken] = []
+        names: list[tuple[str, str]] = []
+        for path, item in self.items(raw, "api_tokens", required=True):
+            section = self.mapping(item, path, ("name", "token", "token_env"))
+            if not isinstance(item, dict):
+                continue
+            name = self.value(section, "name", path, _as_text)
+            token = self.secret(section, "token", path, required=True)
+            if name is not None:
+                names.append((f"{path}.name", name))
+            if name is not None and token is not None:
+                tokens.append(ApiToken(name=name, token=token))
+        self.duplicates(names, "token name")
+        return tuple(tokens)
+
+    def engineers(self, raw: object, region: str, language: str) -> dict[str, Engineer]:
+        engineers: dict[str, Engineer] = {}
+        for engineer_id, item in self.entries(raw, "engineers"):
+            path = f"engineers.{engineer_id}"
+            section = self.mapping(item, path, ("name", "phones", "language"))
+            phones: list[tuple[str, str]] = []
+            raw_phones = section.get("phones")
+            if raw_phones is not None and not isinstance(raw_phones, list):  # one number
+                number = self.value(section, "phones", path, _as_phone(region))
+                phones = [(f"{path}.phones", number)] if number else []
+            else:
+                for phone_path, phone in self.items(raw_phones, f"{path}.phones", required=True):
+                    try:
+                        phones.append((phone_path, _as_phone(region)(phone)))
+                    except ValueError as exc:
+                        self.problem(phone_path, str(exc))
+            self.duplicates(phones, "phone number")
+            engineers[engineer_id] = Engineer(
+                id=engineer_id,
+                name=self.value(section, "name", path, _as_text, engineer_id),
+                phones=tuple(dict.fromkeys(number for _, number in phones)),
+                language=self.value(section, "language", path, _as_language, language),
+            )
+        return engineers
+
+    def teams(self, raw: object, engineers: dict[str, Engineer], zone: str) -> dict[str, Team]:
+        teams: dict[str, Team] = {}
+        for team_id, item in self.entries(raw, "teams"):
+            path = f"teams.{team_id}"
+            section = self.mapping(item, path, ("members", "rotation", "overrides"))
+            members: list[tuple[str, str]] = []
+            for member_path, member in self.items(section.get("members"), f"{path}.members", required=True):
+                if not isinstance(member, str):
+                    self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
+                elif member not in engineers:
+                    self.problem(member_path, f"unknown engineer {member!r}")
+                else:
+                    members.append((member_path, member))
+            self.duplicates(members, "engineer")
+            rotation = None
+            if section.get("rotation") is not None:
+                rotation = self.rotation(section["rotation"], f"{path}.rotation", zone)
+            overrides = self.overrides(
+                section.get("overrides"), f"{path}.overrides", rotation.time_zone if rotation else zone, engineers
+            )
+            teams[team_id] = Team(
+                id=team_id,
+                members=tuple(dict.fromkeys(member for _, member in members)),
+                rotation=rotation,
+                overrides=overrides,
+            )
+        return teams
+
+    def rotation(self, raw: object, path: str, zone: str) -> Rotation | None:
+        section = self.mapping(raw, path, ("kind", "shift", "start", "handoff", "time_zone"))
+        if not isinstance(raw, dict):
+            return None
+        kind = self.value(section, "kind", path, _as_choice("daily", "weekly", "custom"))
+        shift = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}.get(kind or "")
+        if kind == "custom":
+            shift = self.value(section, "shift", path, _as_positive_duration)
+        elif "shift" in section and kind is not None:
+            self.problem(f"{path}.shift", f"only allowed with kind: custom ({kind} shifts are fixed)")
+        start = self.value(section, "start", path, _as_date)
+        handoff = self.value(section, "handoff", path, _as_clock, time(9, 0))
+        time_zone = self.value(section, "time_zone", path, _as_zone, zone)
+        if kind is None or shift is None or start is None:
+            return None
+        return Rotation(kind=kind, shift=shift, start=start, handoff=handoff, time_zone=time_zone)
+
+    def overrides(
+        self, raw: object, path: str, zone: str, engineers: dict[str, Engineer]
+    ) -> tuple[Override, ...]:
+        overrides: list[Override] = []
+        for item_path, item in self.items(raw, path, required=False):
+            section = self.mapping(item, item_path, ("start", "end", "engineer", "role"))
+            if not isinstance(item, dict):
+                continue
+            start = self.value(section, "start", item_path, _as_moment(zone))
+            end = self.value(section, "end", item_path, _as_moment(zone))
+            engineer = self.value(section, "engineer", item_path, _as_text)
+            role = self.value(section, "role", item_path, _as_choice("primary", "secondary"), "primary")
+            if engineer is not None and engineer not in engineers:
+                self.problem(f"{item_path}.engineer", f"unknown engineer {engineer!r}")
+            if start is not None and end is not None and end <= start:
+                self.problem(f"{item_path}.end", "must be after start")
+            if start is not None and end is not None and engineer is not None:
+                overrides.append(Override(start=start, end=end, role=role, engineer=engineer))
+        return tuple(overrides)
+
+    def policies(self, raw: object, engineers: dict[str, Engineer]) -> dict[str, Policy]:
+        policies: dict[str, Policy] = {}
+        for policy_id, item in self.entries(raw, "policies"):
+            path = f"policies.{policy_id}"
+            section = self.mapping(item, path, ("repeat", "steps"))
+            steps: list[PolicyStep] = []
+            for step_path, step in self.items(section.get("steps"), f"{path}.steps", required=True):
+                step_section = self.mapping(step, step_path, ("notify", "via", "timeout"))
+                if not isinstance(step, dict):
+                    continue
+                notify = self.value(step_section, "notify", step_path, _as_text)
+                target, engineer = self.notify_target(notify, f"{step_path}.notify", engineers)
+                steps.append(
+                    PolicyStep(
+                        target=target,
+                        engineer=engineer,
+                        via=self.value(step_section, "via", step_path, _as_choice("call", "sms", "both"), "call"),
+                        timeout_s=self.value(step_section, "timeout", step_path, _as_whole_seconds, 300),
+                    )
+                )
+            policies[policy_id] = Policy(
+                id=policy_id,
+                steps=tuple(steps),
+                repeat=self.value(section, "repeat", path, _as_int(0, 100), 0),
+            )
+        return policies
+
+    def notify_target(self, notify: str | None, path: str, engineers: dict[str, Engineer]) -> tuple[str, str | None]:
+        if notify is None:
+            return "", None
+        if notify in ("primary", "secondary", "team"):
+            return notify, None
+        if notify.startswith("engineer:"):
+            engineer = notify.removeprefix("engineer:").strip()
+            if engineer not in engineers:
+                self.problem(path, f"unknown engineer {engineer!r}")
+            return "engineer", engineer
+        self.problem(path, f"{notify!r} is not one of: primary, secondary, team, engineer:<id>")
+        return "", None
+
+    def routes(self, raw: object, teams: dict[str, Team], policies: dict[str, Policy]) -> tuple[Route, ...]:
+        routes: list[Route] = []
+        allowed = ("name", "matchers", *_ROUTE_KEYS, *_SECRET_KEYS)
+        for index, (path, item) in enumerate(self.items(raw, "routes", required=False)):
+            route = self.route(item, path, f"route-{index}", allowed, teams, policies)
+            if route is not None:
+                routes.append(route)
+        self.duplicates([(f"routes[{i}].name", r.name) for i, r in enumerate(routes)], "route name")
+        keys = [(f"routes[{i}]", r.routing_key) for i, r in enumerate(routes) if r.routing_key is not None]
+        seen: set[str] = set()
+        for path, key in keys:  # the key is a secret: never echo it
+            if key in seen:
+                self.problem(path, "this routing_key is already used by an earlier route")
+            seen.add(key)
+        return tuple(routes)
+
+    def route(
+        self,
+        raw: object,
+        path: str,
+        default_name: str,
+        allowed: tuple[str, ...],
+        teams: dict[str, Team],
+        policies: dict[str, Policy],
+    ) -> Route | None:
+        section = self.mapping(raw, path, allowed)
+        if not isinstance(raw, dict):
+            return None
+        team = self.value(section, "team", path, _as_text)
+        if team is not None and team not in teams:
+            self.problem(f"{path}.team", f"unknown team {team!r}")
+        policy = self.value(section, "policy", path, _as_text)
+        if policy is not None and policy not in policies:
+            self.problem(f"{path}.policy", f"unknown policy {policy!r}")
+        return Route(
+            name=self.value(section, "name", path, _as_text, default_name),
+            matchers=self.matchers(section.get("matchers"), f"{path}.matchers"),
+            team=team or "",
+            policy=policy or "",
+            priority=self.value(section, "priority", path, _as_choice("high", "low"), "low"),
+            routing_key=self.secret(section, "routing_key", path, required=False),
+        )
+
+    def matchers(self, raw: object, path: str) -> tuple[Matcher, ...]:
+        from gateway.routing import parse_matcher  # routing imports this module's types
+
+        found: list[Matcher] = []
+        if isinstance(raw, dict):
+            return self.equalities(raw, path)
+        for item_path, item in self.items(raw, path, required=False):
+            if isinstance(item, dict):
+                found.extend(self.equalities(item, item_path))
+                continue
+            try:
+                found.append(parse_matcher(item))
+            except ValueError as exc:
+                self.problem(item_path, str(exc))
+        return tuple(found)
+
+    def equalities(self, raw: dict[Any, Any], path: str) -> tuple[Matcher, ...]:
+        """``{label: value}`` means ``label="value"``."""
+        found: list[Matcher] = []
+        for label, value in raw.items():
+            if not isinstance(label, str) or not _LABEL.fullmatch(label):
+                self.problem(_join(path, label), "not a label name (letters, digits and '_')")
+                continue
+            try:
+                found.append(Matcher(label=label, op="=", value=_as_label_value(value)))
+            except ValueError as exc:
+                self.problem(_join(path, label), str(exc))
+        return tuple(found)
+
+    def sandbox(self, raw: object, region: str) -> SandboxConfig:
+        section = self.mapping(raw, "sandbox", ("enabled", "caller_id", "phones"))
+        phones: list[SandboxPhone] = []
+        raw_phones = section.get("phones")
+        if raw_phones is not None and not isinstance(raw_phones, dict):
+            self.problem("sandbox.phones", f"expected a mapping of phone numbers, got {_kind(raw_phones)}")
+        elif raw_phones:
+            numbers: list[tuple[str, str]] = []
+            for key, item in raw_phones.items():
+                path = f"sandbox.phones.{key}"
+                try:
+                    number = _as_phone(region)(key)
+                except ValueError as exc:
+                    self.problem(path, str(exc))
+                    number = None
+                phone = self.mapping(item, path, ("behaviour", "after", "digits"))
+                behaviour = self.value(
+                    phone, "behaviour", path, _as_choice("answer", "never_answer", "busy", "reject")
+                )
+                after = self.value(phone, "after", path, _as_duration(timedelta(0)), timedelta(seconds=2))
+                digits = self.value(phone, "digits", path, _as_digits, "")
+                if digits and behaviour not in ("answer", None):
+                    self.problem(f"{path}.digits", "only allowed with behaviour: answer")
+                if number is not None and behaviour is not None:
+                    numbers.append((path, number))
+                    phones.append(
+                        SandboxPhone(number=number, behaviour=behaviour, after_s=after.total_seconds(), digits=digits)
+                    )
+            self.duplicates(numbers, "phone number")
+        return SandboxConfig(
+            enabled=self.value(section, "enabled", "sandbox", _as_bool, True),
+            caller_id=self.value(section, "caller_id", "sandbox", _as_phone(region), "+15559990000"),
+            phones=tuple(phones),
+        )

@@ -1,0 +1,195 @@
+"""The store interface and the records it keeps.
+
+Kept small on purpose: the SQLite backend (``sqlite_store``) is the embedded
+default; a PostgreSQL backend for several gateways implements the same Protocol.
+Every method that changes state commits before it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAlert:
+    dedup_key: str
+    priority: str
+    source: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    team: str
+    policy: str
+    route: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    id: int
+    dedup_key: str
+    status: str  # triggered | acknowledged | resolved
+    priority: str
+    source: str
+    summary: str
+    details: dict[str, Any]
+    labels: dict[str, str]
+    team: str
+    policy: str
+    route: str
+    created_at: float
+    updated_at: float
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "resolved"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Escalation:
+    alert_id: int
+    step: int  # the next step to run
+    repeat: int  # the round that step belongs to
+    next_due: float | None  # None: nothing left to run
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewPage:
+    engineer: str | None
+    number: str
+    channel: str  # call | sms
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    id: int
+    alert_id: int
+    step: int | None
+    repeat: int | None
+    engineer: str | None
+    number: str
+    channel: str
+    status: str  # due | sent | done
+    outcome: str | None
+    detail: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimelineEntry:
+    alert_id: int
+    at: float
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (for /readyz)."""
+        ...
+
+    async def create_alert(
+        self, new: NewAlert, *, now: float, escalate_at: float | None, note: str
+    ) -> tuple[Alert, bool]:
+        """Insert the alert with its escalation and a 'triggered' timeline entry, atomically.
+
+        When an open alert with the same dedup key exists, change nothing and
+        return it with ``False``.
+        """
+        ...
+
+    async def get_alert(self, alert_id: int) -> Alert | None: ...
+
+    async def find_open_alert(self, dedup_key: str) -> Alert | None: ...
+
+    async def list_alerts(
+        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
+    ) -> list[Alert]: ...
+
+    async def change_status(
+        self, alert_id: int, status: str, *, now: float, by: str | None, note: str
+    ) -> tuple[Alert, bool] | None:
+        """Move an open alert to acknowledged or resolved and stop its escalation.
+
+        Returns (alert, changed); ``changed`` is False when the alert already had
+        that status or a later one. None when there is no such alert.
+        """
+        ...
+
+    async def get_escalation(self, alert_id: int) -> Escalation | None: ...
+
+    async def next_due(self) -> float | None: ...
+
+    async def due_escalations(self, now: float) -> list[Escalation]: ...
+
+    async def reschedule(
+        self,
+        alert_id: int,
+        *,
+        expect: Escalation,
+        next_due: float | None,
+        note: str | None,
+        now: float,
+        restart: bool = False,
+    ) -> bool:
+        """Set next_due (and with ``restart`` go back to step 1, round 1) if the escalation
+        is still as ``expect`` says and the alert is triggered."""
+        ...
+
+    async def start_step(
+        self,
+        alert_id: int,
+        *,
+        expect: Escalation,
+        pages: list[NewPage],
+        step: int | None,
+        repeat: int | None,
+        next: Escalation,
+        notes: list[TimelineEntry],
+        now: float,
+    ) -> list[Page] | None:
+        """Write the step's pages as due, move the escalation on, and log, in one transaction.
+
+        Returns None (and writes nothing) when the escalation is no longer as
+        ``expect`` says or the alert is no longer triggered.
+        """
+        ...
+
+    async def add_pages(
+        self, alert_id: int, pages: list[NewPage], *, notes: list[TimelineEntry], now: float
+    ) -> list[Page]:
+        """Pages outside any policy step (direct calls and SMS)."""
+        ...
+
+    async def get_page(self, page_id: int) -> Page | None: ...
+
+    async def pages_for(self, alert_id: int) -> list[Page]: ...
+
+    async def unsent_pages(self) -> list[Page]:
+        """Pages still 'due' whose alert is triggered: what a crash left unsent."""
+        ...
+
+    async def mark_page_sent(self, page_id: int, *, now: float) -> None: ...
+
+    async def finish_page(
+        self, page_id: int, *, outcome: str, detail: str, now: float, note: TimelineEntry | None
+    ) -> Page | None:
+        """Record a page's outcome once; returns None if it was already finished or unknown."""
+        ...
+
+    async def latest_alert_paged_to(self, engineer: str, *, statuses: tuple[str, ...]) -> Alert | None: ...
+
+    async def was_paged(self, alert_id: int, engineer: str) -> bool: ...
+
+    async def add_timeline(self, entry: TimelineEntry) -> None: ...
+
+    async def timeline(self, alert_id: int) -> list[TimelineEntry]: ...

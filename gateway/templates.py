@@ -1,0 +1,29 @@
+"""Message and prompt texts from jinja2 templates: built-in ones, overridable per deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+
+class Templates:
+    """Renders ``<name>.j2``; a file of the same name in ``override_dir`` wins over the built-in one."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        loaders.append(jinja2.PackageLoader("gateway", "templates"))
+        # Plain text for phones and SMS, not HTML: no autoescape; undefined names are errors.
+        self._env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    def render(self, name: str, **context: Any) -> str:
+        text = self._env.get_template(f"{name}.j2").render(**context)
+        return " ".join(text.split()) if name.endswith("_call") else text.strip()

@@ -1,0 +1,34 @@
+"""/healthz (the process answers) and /readyz (store and phone providers are usable)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.web.keys import ENGINE, STORE
+
+routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await request.app[STORE].ping()
+        checks["store"] = "ok"
+    except Exception as exc:
+        log.warning("readiness: store not usable: %s", exc)
+        checks["store"] = f"error: {exc}"
+    engine = request.app[ENGINE]
+    checks["scheduler"] = "ok" if engine.running else "stopped"
+    checks[f"voice:{engine.voice.name}"] = "ok"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)

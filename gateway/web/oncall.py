@@ -1,0 +1,54 @@
+"""/api/v1/oncall: per team, who is primary and secondary, and until when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.clock import iso, to_datetime
+from gateway.config import Config
+from gateway.oncall import who_is_on_call
+from gateway.phone import mask
+from gateway.web.auth import require_token
+from gateway.web.errors import invalid
+from gateway.web.keys import CLOCK, CONFIG
+
+routes = web.RouteTableDef()
+
+
+def _person(config: Config, engineer_id: str | None) -> dict[str, Any] | None:
+    if engineer_id is None:
+        return None
+    engineer = config.engineers[engineer_id]
+    return {"id": engineer.id, "name": engineer.name, "phone": mask(engineer.phones[0])}
+
+
+@routes.get("/api/v1/oncall")
+async def get_oncall(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    require_token(request, config)
+    at = to_datetime(request.app[CLOCK].now())
+    if "at" in request.query:
+        try:
+            at = datetime.fromisoformat(request.query["at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid("at", "must be an ISO 8601 time, e.g. 2026-11-25T09:00:00Z") from None
+        if at.tzinfo is None:
+            raise invalid("at", "must carry a UTC offset, e.g. 2026-11-25T09:00:00Z")
+    wanted = request.query.get("team")
+    if wanted is not None and wanted not in config.teams:
+        raise invalid("team", f"unknown team {wanted!r}", team=wanted)
+    teams = []
+    for team in config.teams.values():
+        if wanted is not None and team.id != wanted:
+            continue
+        oncall = who_is_on_call(team, at)
+        teams.append({
+            "team": team.id,
+            "primary": _person(config, oncall.primary),
+            "secondary": _person(config, oncall.secondary),
+            "until": iso(oncall.until.timestamp()) if oncall.until else None,
+        })
+    return web.json_response({"at": iso(at.timestamp()), "teams": teams})

@@ -1,0 +1,143 @@
+"""What the gateway asks of a phone provider, and what a provider reports back.
+
+The gateway's domain code talks to providers only through these types.
+A provider turns a :class:`CallRequest` into a real (or simulated) call, runs
+the request's flow on it, and reports one :class:`CallOutcome` per call through
+the :class:`ProviderEvents` it was given. Inbound SMS are reported the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ivr_flows.model import Flow
+
+
+class CallOutcome(StrEnum):
+    """The normalized end result of one outbound call."""
+
+    ACKNOWLEDGED = "acknowledged"  # alert call: pressed 1
+    ACCEPTED = "accepted"  # screening call: pressed 1, takes the hotline caller
+    DECLINED = "declined"  # pressed another key, or rejected the call
+    NO_ANSWER = "no_answer"  # rang out, or answered without a valid answer
+    MACHINE = "machine"  # voicemail / answering machine picked up
+    BUSY = "busy"
+    FAILED = "failed"  # network or provider error, invalid number, congestion
+    CANCELED = "canceled"  # we hung it up (alert acknowledged elsewhere, caller gone)
+
+
+class SmsStatus(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    voice: bool = True
+    sms: bool = False
+    inbound: bool = False
+    max_concurrent_calls: int = 10
+    calls_per_second: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallRequest:
+    """One outbound call. ``call_id`` is the gateway's id (a page id) and comes back in events."""
+
+    call_id: str
+    to: str  # E.164
+    caller_id: str | None  # E.164 to present, or None for the provider default
+    flow: Flow[Any]
+    ring_timeout_s: int = 30
+    priority: str = "low"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsRequest:
+    sms_id: str
+    to: str  # E.164
+    body: str
+    sender: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEnded:
+    """A call reached its result. ``detail`` is human text for the timeline."""
+
+    call_id: str
+    outcome: CallOutcome
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsStatusChanged:
+    sms_id: str
+    status: SmsStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundSms:
+    sender: str  # E.164
+    to: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundCall:
+    """A caller reached a hotline number; ``call_id`` is assigned by the provider."""
+
+    call_id: str
+    caller: str  # E.164, or "" when withheld
+    dialled: str  # E.164 of the hotline number
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply:
+    """Text to send back to an inbound SMS (empty: send nothing)."""
+
+    text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderEvents(Protocol):
+    """Implemented by the gateway; providers call it. Must not raise for bad events."""
+
+    async def call_ended(self, event: CallEnded) -> None: ...
+
+    async def sms_status(self, event: SmsStatusChanged) -> None: ...
+
+    async def sms_received(self, sms: InboundSms) -> Reply: ...
+
+
+class ProviderError(Exception):
+    """A request the provider could not carry out. ``permanent`` means retrying will not help."""
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class VoiceProvider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def place_call(self, request: CallRequest) -> None:
+        """Start the call; return once it is on its way. Raises ProviderError."""
+        ...
+
+    async def cancel_call(self, call_id: str) -> None:
+        """Hang up a call that is ringing or in progress; no-op for an unknown id."""
+        ...
+
+
+class SmsProvider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def send_sms(self, request: SmsRequest) -> None:
+        """Send one SMS. Raises ProviderError."""
+        ...

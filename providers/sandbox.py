@@ -1,0 +1,374 @@
+"""Simulated phones, in the process: the provider used when no Asterisk or Twilio is configured.
+
+Every number is a phone that can ring, be answered, hear what the flow says,
+take key presses, and keep an SMS inbox. People (or tests) drive the phones
+over HTTP; scripted numbers answer, press, stay silent or are busy by
+themselves. Timers (ringing out, waiting for keys) run on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ivr_flows.model import (
+    Action,
+    Answered,
+    Bridge,
+    DigitsReceived,
+    Event,
+    Flow,
+    FlowOutcome,
+    Gather,
+    Hangup,
+    Hold,
+    HungUp,
+    NoInput,
+    Play,
+    Record,
+    Say,
+    Step,
+)
+from providers.base import (
+    Capabilities,
+    CallEnded,
+    CallOutcome,
+    CallRequest,
+    InboundSms,
+    ProviderEvents,
+    SmsRequest,
+    SmsStatus,
+    SmsStatusChanged,
+)
+
+log = logging.getLogger(__name__)
+
+_FLOW_OUTCOMES = {
+    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
+    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
+    FlowOutcome.DECLINED: CallOutcome.DECLINED,
+    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
+    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
+}
+
+
+class SandboxClock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep_until(self, deadline: float) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Script:
+    """How a phone behaves by itself: answer | never_answer | busy | reject."""
+
+    behaviour: str
+    after_s: float = 2.0
+    digits: str = ""
+
+
+class PhoneError(Exception):
+    """A sandbox phone cannot do what was asked (e.g. answer when nothing rings)."""
+
+
+@dataclass(kw_only=True)
+class SimCall:
+    call_id: str
+    number: str
+    caller_id: str
+    flow: Flow[Any]
+    state: str = "ringing"  # ringing | in_progress | ended
+    flow_state: Any = None
+    hearing: list[str] = field(default_factory=list)  # what the phone hears right now
+    transcript: list[str] = field(default_factory=list)  # everything said on the call
+    gathering: Gather | None = None
+    outcome: CallOutcome | None = None
+    detail: str = ""
+    started_at: float = 0.0
+    answered_at: float | None = None
+    ended_at: float | None = None
+    reported: bool = False
+    timers: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class SimSms:
+    direction: str  # "in" (received by the phone) | "out" (sent by the phone)
+    peer: str
+    text: str
+    at: float
+
+
+@dataclass(kw_only=True)
+class SimPhone:
+    number: str
+    calls: list[SimCall] = field(default_factory=list)
+    messages: list[SimSms] = field(default_factory=list)
+
+    @property
+    def current(self) -> SimCall | None:
+        live = [c for c in self.calls if c.state != "ended"]
+        return live[-1] if live else None
+
+
+class SandboxProvider:
+    """Voice and SMS on simulated phones; implements VoiceProvider and SmsProvider."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        *,
+        clock: SandboxClock,
+        caller_id: str,
+        scripts: dict[str, Script] | None = None,
+        max_concurrent_calls: int = 10,
+    ) -> None:
+        self.capabilities = Capabilities(
+            voice=True, sms=True, inbound=False, max_concurrent_calls=max_concurrent_calls, calls_per_second=100.0
+        )
+        self.clock = clock
+        self.caller_id = caller_id
+        self.scripts = dict(scripts or {})
+        self.phones: dict[str, SimPhone] = {}
+        self.events: ProviderEvents | None = None
+        self._calls: dict[str, SimCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+
+    def bind(self, events: ProviderEvents) -> None:
+        self.events = events
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def phone(self, number: str) -> SimPhone:
+        return self.phones.setdefault(number, SimPhone(number=number))
+
+    # ---------------------------------------------------------- provider API
+
+    async def place_call(self, request: CallRequest) -> None:
+        phone = self.phone(request.to)
+        call = SimCall(
+            call_id=request.call_id,
+            number=request.to,
+            caller_id=request.caller_id or self.caller_id,
+            flow=request.flow,
+            started_at=self.clock.now(),
+        )
+        call.flow_state = request.flow.start().state
+        phone.calls.append(call)
+        self._calls[call.call_id] = call
+        script = self.scripts.get(request.to)
+        if script is not None and script.behaviour == "busy":
+            self._spawn(self._end(call, CallOutcome.BUSY, "line busy"))
+            return
+        self._timer(call, call.started_at + request.ring_timeout_s, lambda: self._ring_out(call))
+        if script is not None and script.behaviour in ("answer", "reject"):
+            self._timer(call, call.started_at + script.after_s, lambda: self._scripted(call, script))
+
+    async def cancel_call(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None and call.state != "ended":
+            await self._end(call, CallOutcome.CANCELED, "canceled by the gateway", report=False)
+
+    async def send_sms(self, request: SmsRequest) -> None:
+        sender = request.sender or self.caller_id
+        self.phone(request.to).messages.append(
+            SimSms(direction="in", peer=sender, text=request.body, at=self.clock.now())
+        )
+        if self.events is not None:
+            self._spawn(self.events.sms_status(SmsStatusChanged(sms_id=request.sms_id, status=SmsStatus.DELIVERED)))
+
+    # ------------------------------------------------------- phone controls
+
+    def _ringing(self, number: str) -> SimCall:
+        call = self.phone(number).current
+        if call is None or call.state != "ringing":
+            raise PhoneError(f"no call is ringing on {number}")
+        return call
+
+    def _live(self, number: str) -> SimCall:
+        call = self.phone(number).current
+        if call is None or call.state != "in_progress":
+            raise PhoneError(f"no call is in progress on {number}")
+        return call
+
+    async def answer(self, number: str) -> SimCall:
+        call = self._ringing(number)
+        call.state = "in_progress"
+        call.answered_at = self.clock.now()
+        self._cancel_timers(call)
+        await self._feed(call, Answered())
+        return call
+
+    async def press(self, number: str, digits: str) -> SimCall:
+        call = self._live(number)
+        if call.gathering is None:
+            call.transcript.append(f"(pressed {digits}; nobody was listening for keys)")
+            return call
+        gather = call.gathering
+        call.gathering = None
+        self._cancel_timers(call)
+        await self._feed(call, DigitsReceived(digits=digits[: gather.num_digits]))
+        return call
+
+    async def reject(self, number: str) -> SimCall:
+        call = self._ringing(number)
+        await self._end(call, CallOutcome.DECLINED, "rejected on the phone")
+        return call
+
+    async def hangup(self, number: str) -> SimCall:
+        call = self.phone(number).current
+        if call is None:
+            raise PhoneError(f"no call on {number}")
+        if call.state == "ringing":
+            await self._end(call, CallOutcome.DECLINED, "rejected on the phone")
+            return call
+        step = call.flow.on_event(call.flow_state, HungUp(cause="hung up on the phone"))
+        call.flow_state = step.state
+        outcome = _FLOW_OUTCOMES.get(step.outcome) if step.outcome else None
+        await self._end(call, outcome or call.outcome or CallOutcome.NO_ANSWER, "hung up on the phone")
+        return call
+
+    async def reply(self, number: str, text: str) -> str:
+        """The phone sends an SMS to the gateway; returns the gateway's answer (may be empty)."""
+        phone = self.phone(number)
+        phone.messages.append(SimSms(direction="out", peer=self.caller_id, text=text, at=self.clock.now()))
+        if self.events is None:
+            return ""
+        answer = await self.events.sms_received(InboundSms(sender=number, to=self.caller_id, text=text))
+        if answer.text:
+            phone.messages.append(SimSms(direction="in", peer=self.caller_id, text=answer.text, at=self.clock.now()))
+        return answer.text
+
+    # ---------------------------------------------------------- flow runner
+
+    async def _feed(self, call: SimCall, event: Event) -> None:
+        step: Step[Any] = call.flow.on_event(call.flow_state, event)
+        call.flow_state = step.state
+        if step.outcome is not None:
+            mapped = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
+            if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
+                mapped = CallOutcome.MACHINE
+            call.outcome, call.detail = mapped, f"flow: {step.outcome.value}"
+        await self._render(call, step.actions)
+
+    async def _render(self, call: SimCall, actions: tuple[Action, ...]) -> None:
+        call.hearing = []
+        for action in actions:
+            if isinstance(action, Say):
+                self._hear(call, action.text)
+            elif isinstance(action, Play):
+                self._hear(call, f"[{action.prompt}]")
+            elif isinstance(action, Gather):
+                for prompt in action.prompts:
+                    self._hear(call, prompt.text if isinstance(prompt, Say) else f"[{prompt.prompt}]")
+                call.gathering = action
+                self._timer(call, self.clock.now() + action.timeout_s, lambda: self._no_input(call))
+                script = self.scripts.get(call.number)
+                if script is not None and script.behaviour == "answer" and script.digits:
+                    self._spawn(self._scripted_press(call, script.digits))
+            elif isinstance(action, Hangup):
+                await self._end(call, call.outcome or CallOutcome.NO_ANSWER, call.detail or "flow hung up")
+                return
+            elif isinstance(action, (Hold, Bridge, Record)):
+                self._hear(call, f"[{type(action).__name__.lower()}]")
+        if call.outcome is not None and call.state != "ended" and self.events is not None:
+            # Outcome known while the line stays up (e.g. a screening accept awaiting the bridge).
+            await self._report(call)
+
+    def _hear(self, call: SimCall, text: str) -> None:
+        call.hearing.append(text)
+        call.transcript.append(text)
+
+    async def _end(self, call: SimCall, outcome: CallOutcome, detail: str, *, report: bool = True) -> None:
+        if call.state == "ended":
+            return
+        self._cancel_timers(call)
+        call.state = "ended"
+        call.gathering = None
+        call.ended_at = self.clock.now()
+        if call.outcome is None:
+            call.outcome, call.detail = outcome, detail
+        log.info("sandbox call %s ended: %s (%s)", call.call_id, call.outcome.value, call.detail)
+        if report:
+            await self._report(call)
+
+    async def _report(self, call: SimCall) -> None:
+        if self.events is None or call.outcome is None or call.reported:
+            return
+        call.reported = True
+        await self.events.call_ended(CallEnded(call_id=call.call_id, outcome=call.outcome, detail=call.detail))
+
+    # --------------------------------------------------------------- timers
+
+    def _timer(self, call: SimCall, at: float, then: Callable[[], Awaitable[None]]) -> None:
+        async def wait_then() -> None:
+            await self.clock.sleep_until(at)
+            await then()
+
+        task = self._spawn(wait_then())
+        call.timers.append(task)
+
+    def _cancel_timers(self, call: SimCall) -> None:
+        current = asyncio.current_task()
+        for task in call.timers:
+            if task is not current:
+                task.cancel()
+        call.timers.clear()
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _ring_out(self, call: SimCall) -> None:
+        if call.state == "ringing":
+            await self._end(call, CallOutcome.NO_ANSWER, "rang out")
+
+    async def _no_input(self, call: SimCall) -> None:
+        if call.state == "in_progress" and call.gathering is not None:
+            call.gathering = None
+            await self._feed(call, NoInput())
+
+    async def _scripted(self, call: SimCall, script: Script) -> None:
+        if call.state != "ringing":
+            return
+        if script.behaviour == "reject":
+            await self._end(call, CallOutcome.DECLINED, "rejected on the phone")
+        else:
+            await self.answer(call.number)
+
+    async def _scripted_press(self, call: SimCall, digits: str) -> None:
+        await asyncio.sleep(0)
+        if call.state == "in_progress" and call.gathering is not None:
+            await self.press(call.number, digits)
+
+
+def describe(phone: SimPhone) -> dict[str, Any]:
+    """The phone as the sandbox HTTP API shows it."""
+    current = phone.current or (phone.calls[-1] if phone.calls else None)
+    return {
+        "number": phone.number,
+        "call": None if current is None else {
+            "id": current.call_id,
+            "state": current.state,
+            "from": current.caller_id,
+            "hearing": " ".join(current.hearing),
+            "listening_for_keys": current.gathering is not None,
+            "transcript": current.transcript,
+            "outcome": current.outcome.value if current.outcome else None,
+        },
+        "calls": len(phone.calls),
+        "sms": [{"direction": m.direction, "peer": m.peer, "text": m.text, "at": m.at} for m in phone.messages],
+    }
+
