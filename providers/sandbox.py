@@ -258,7 +258,7 @@ class SandboxProvider:
             mapped = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
             if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
                 mapped = CallOutcome.MACHINE
-            call.outcome, call.detail = mapped, f"flow: {step.outcome.value}"
+            call.outcome = mapped
         await self._render(call, step.actions)
 
     async def _render(self, call: SimCall, actions: tuple[Action, ...]) -> None:

@@ -1,0 +1,28 @@
+"""Twilio building blocks: REST client, TwiML rendering, webhook signatures."""
+
+from __future__ import annotations
+
+from providers.twilio.rest import (
+    DEFAULT_API_BASE_URL,
+    RetryPolicy,
+    TwilioRest,
+    TwilioRestError,
+    mask_number,
+)
+from providers.twilio.signature import SIGNATURE_HEADER, check_signature, public_request_url
+from providers.twilio.twiml import conference_name, render, render_hangup, render_message
+
+__all__ = [
+    "DEFAULT_API_BASE_URL",
+    "SIGNATURE_HEADER",
+    "RetryPolicy",
+    "TwilioRest",
+    "TwilioRestError",
+    "check_signature",
+    "conference_name",
+    "mask_number",
+    "public_request_url",
+    "render",
+    "render_hangup",
+    "render_message",
+]

@@ -1,0 +1,68 @@
+"""`gateway serve` as a real process: starts, pages, logs masked numbers, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.support import ALICE, AUTH, BASE_CONFIG, write_config
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_serve_runs_the_gateway_until_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    config = write_config(tmp_path, BASE_CONFIG)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", str(config), "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the gateway did not come up")
+            async with http.post(f"{base}/api/v1/alerts", headers=AUTH,
+                                 json={"summary": "from a real process", "team": "sre"}) as resp:
+                assert resp.status == 202
+            for _ in range(100):
+                async with http.get(f"{base}/api/v1/sandbox/phones/{ALICE}", headers=AUTH) as resp:
+                    phone = await resp.json()
+                if phone["call"]:
+                    break
+                await asyncio.sleep(0.02)
+            assert phone["call"]["state"] == "ringing"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert proc.returncode == 0, output.decode()
+    log = output.decode()
+    assert "alert 1 triggered from api" in log
+    assert "+1555***0001" in log and ALICE not in log
+
+
+async def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
+    config = write_config(tmp_path, BASE_CONFIG.replace('phones: ["+15550000002"]', 'phones: ["12"]'))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert proc.returncode == 2
+    assert f"{config}: engineers.bob.phones[0]:" in err.decode()
