@@ -109,7 +109,7 @@ async def test_policy_exhausted_leaves_the_alert_triggered_and_says_so(gateway: 
     await gateway.clock.advance(20)
     alert = await gateway.alert_where(answer["id"], lambda a: a["escalation"]["running"] is False)
     assert alert["status"] == "triggered"
-    assert "exhausted" in alert["timeline"][-1]["message"]
+    assert any("exhausted" in t["message"] for t in alert["timeline"])
     # An operator can start the policy again.
     status, _ = await gateway.post(f"/api/v1/alerts/{answer['id']}/escalate")
     assert status == 200
