@@ -13,6 +13,7 @@ from aiohttp.web_request import BaseRequest
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, ConfigError
 from gateway.escalation import EscalationEngine
+from gateway.hotline import HotlineService
 from gateway.phone import mask
 from gateway.provider_events import GatewayEvents
 from gateway.sms_replies import SmsReplies
@@ -53,7 +54,9 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     templates = Templates(config.templates_dir)
     engine = EscalationEngine(config=config, store=store, clock=clock, voice=provider, sms=provider,
                               templates=templates)
-    provider.bind(GatewayEvents(engine, SmsReplies(engine, templates)))
+    hotline = HotlineService(config=config, engine=engine, templates=templates, voice=provider, sms=provider)
+    engine.hotline = hotline
+    provider.bind(GatewayEvents(engine, SmsReplies(engine, templates), hotline))
     app[STORE], app[ENGINE], app[SANDBOX] = store, engine, provider
     await engine.start()
     log.info("gateway ready: store %s, voice and SMS via the %s provider, %d team(s)",

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import jinja2
 import phonenumbers
 import yaml
 
@@ -111,6 +112,51 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hotline:
+    """A number callers dial; engineers are screened along ``policy`` of ``team``."""
+
+    name: str
+    number: str  # E.164
+    team: str
+    policy: str
+    greeting: str  # jinja2 template text (context: hotline, team)
+    priority_menu: bool = False  # ask the caller: emergency (1) or not (2)
+    priority: str = "low"  # without a menu, or when the caller never chooses
+    voicemail: bool = True
+    max_voicemail_s: int = 120
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwilioConfig:
+    account_sid: str
+    auth_token: str
+    from_number: str  # E.164: caller id of alert calls and sender of SMS
+    api_base_url: str = "https://api.twilio.com"
+    max_concurrent_calls: int = 10
+    calls_per_second: float = 1.0
+    machine_detection: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsteriskConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str
+    secret: str
+    dial_string: str = "PJSIP/{number}@trunk"  # {number} is E.164; {digits} without the '+'
+    caller_id: str  # E.164 presented on outbound calls
+    agi_listen_host: str = "127.0.0.1"
+    agi_listen_port: int = 4573
+    agi_url: str = "agi://127.0.0.1:4573"  # how Asterisk reaches our FastAGI server
+    max_channels: int = 10
+    originate_timeout_s: int = 30
+    tts_command: tuple[str, ...] = ()  # e.g. ("espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}")
+    tts_resample: tuple[str, ...] = ()  # e.g. ("sox", "{in}", "-r", "8000", "-c", "1", "-b", "16", "{out}")
+    sounds_dir: Path = Path("/var/lib/asterisk/sounds/gateway")
+    record_dir: Path = Path("/var/spool/asterisk/gateway")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -129,6 +175,18 @@ class Config:
     default_route: Route | None = None
     api_tokens: tuple[ApiToken, ...] = ()
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    hotlines: tuple[Hotline, ...] = ()
+    twilio: TwilioConfig | None = None
+    asterisk: AsteriskConfig | None = None
+
+    @property
+    def voice_provider(self) -> str:
+        """Asterisk when configured, else Twilio, else the sandbox."""
+        return "asterisk" if self.asterisk else "twilio" if self.twilio else "sandbox"
+
+    @property
+    def sms_provider(self) -> str | None:
+        return "twilio" if self.twilio else "sandbox" if self.voice_provider == "sandbox" else None
 
 
 class ConfigError(Exception):
@@ -149,7 +207,7 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
-    "teams", "policies", "routes", "default_route", "sandbox",
+    "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk",
 )  # fmt: skip
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
@@ -387,6 +445,12 @@ def _as_moment(zone: str) -> Callable[[object], datetime]:
     return convert
 
 
+def _as_command(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(isinstance(part, str) and part for part in raw):
+        raise ValueError("expected a command as a list of strings, e.g. [espeak-ng, -w, \"{out}\", \"{text}\"]")
+    return tuple(raw)
+
+
 def _as_url(raw: object) -> str:
     url = _as_text(raw)
     parts = urlsplit(url)
@@ -580,6 +644,107 @@ class _Reader:
             default_route=default_route,
             api_tokens=self.api_tokens(top.get("api_tokens")),
             sandbox=self.sandbox(top.get("sandbox"), region),
+            hotlines=self.hotlines(top.get("hotlines"), region, teams, policies),
+            twilio=self.twilio(top.get("twilio"), region),
+            asterisk=self.asterisk(top.get("asterisk"), region),
+        )
+
+    def hotlines(
+        self, raw: object, region: str, teams: dict[str, Team], policies: dict[str, Policy]
+    ) -> tuple[Hotline, ...]:
+        found: list[Hotline] = []
+        keys = ("name", "number", "team", "policy", "greeting", "priority_menu", "priority", "voicemail",
+                "max_voicemail")
+        for path, item in self.items(raw, "hotlines", required=False):
+            section = self.mapping(item, path, keys)
+            if not isinstance(item, dict):
+                continue
+            team = self.value(section, "team", path, _as_text)
+            if team is not None and team not in teams:
+                self.problem(f"{path}.team", f"unknown team {team!r}")
+            policy = self.value(section, "policy", path, _as_text)
+            if policy is not None and policy not in policies:
+                self.problem(f"{path}.policy", f"unknown policy {policy!r}")
+            greeting = self.value(section, "greeting", path, _as_text,
+                                  "You have reached the on-call hotline of team {{ team }}.")
+            try:
+                jinja2.Environment().parse(greeting or "")
+            except jinja2.TemplateSyntaxError as exc:
+                self.problem(f"{path}.greeting", f"not a valid template: {exc.message}")
+            number = self.value(section, "number", path, _as_phone(region))
+            if None in (team, policy, number):
+                continue
+            found.append(Hotline(
+                name=self.value(section, "name", path, _as_text, f"hotline-{len(found)}"),
+                number=number,
+                team=team,
+                policy=policy,
+                greeting=greeting,
+                priority_menu=self.value(section, "priority_menu", path, _as_bool, False),
+                priority=self.value(section, "priority", path, _as_choice("high", "low"), "low"),
+                voicemail=self.value(section, "voicemail", path, _as_bool, True),
+                max_voicemail_s=self.value(section, "max_voicemail", path, _as_whole_seconds, 120),
+            ))
+        self.duplicates([(f"hotlines[{i}].number", h.number) for i, h in enumerate(found)], "hotline number")
+        return tuple(found)
+
+    def twilio(self, raw: object, region: str) -> TwilioConfig | None:
+        if raw is None:
+            return None
+        keys = ("account_sid", "auth_token", "auth_token_env", "from_number", "api_base_url",
+                "max_concurrent_calls", "calls_per_second", "machine_detection")
+        section = self.mapping(raw, "twilio", keys)
+        sid = self.value(section, "account_sid", "twilio", _as_text)
+        token = self.secret(section, "auth_token", "twilio", required=True)
+        number = self.value(section, "from_number", "twilio", _as_phone(region))
+        if None in (sid, token, number):
+            return None
+        return TwilioConfig(
+            account_sid=sid,
+            auth_token=token,
+            from_number=number,
+            api_base_url=self.value(section, "api_base_url", "twilio", _as_url, "https://api.twilio.com"),
+            max_concurrent_calls=self.value(section, "max_concurrent_calls", "twilio", _as_int(1, 10000), 10),
+            calls_per_second=float(self.value(section, "calls_per_second", "twilio", _as_int(1, 1000), 1)),
+            machine_detection=self.value(section, "machine_detection", "twilio", _as_bool, True),
+        )
+
+    def asterisk(self, raw: object, region: str) -> AsteriskConfig | None:
+        if raw is None:
+            return None
+        keys = ("host", "port", "username", "secret", "secret_env", "dial_string", "caller_id", "agi_listen_host",
+                "agi_listen_port", "agi_url", "max_channels", "originate_timeout", "tts_command", "tts_resample",
+                "sounds_dir", "record_dir")
+        p = "asterisk"
+        section = self.mapping(raw, p, keys)
+        username = self.value(section, "username", p, _as_text)
+        secret = self.secret(section, "secret", p, required=True)
+        caller_id = self.value(section, "caller_id", p, _as_phone(region))
+        dial_string = self.value(section, "dial_string", p, _as_text, "PJSIP/{number}@trunk")
+        if dial_string is not None and "{number}" not in dial_string and "{digits}" not in dial_string:
+            self.problem(f"{p}.dial_string", "must contain {number} or {digits}")
+        agi_url = self.value(section, "agi_url", p, _as_text, "agi://127.0.0.1:4573")
+        if agi_url is not None and not agi_url.startswith("agi://"):
+            self.problem(f"{p}.agi_url", "must start with agi://")
+        if None in (username, secret, caller_id):
+            return None
+        return AsteriskConfig(
+            host=self.value(section, "host", p, _as_text, "127.0.0.1"),
+            port=self.value(section, "port", p, _as_int(1, 65535), 5038),
+            username=username,
+            secret=secret,
+            dial_string=dial_string,
+            caller_id=caller_id,
+            agi_listen_host=self.value(section, "agi_listen_host", p, _as_text, "127.0.0.1"),
+            agi_listen_port=self.value(section, "agi_listen_port", p, _as_int(0, 65535), 4573),
+            agi_url=agi_url.rstrip("/"),
+            max_channels=self.value(section, "max_channels", p, _as_int(1, 10000), 10),
+            originate_timeout_s=self.value(section, "originate_timeout", p, _as_whole_seconds, 30),
+            tts_command=self.value(section, "tts_command", p, _as_command, ()),
+            tts_resample=self.value(section, "tts_resample", p, _as_command, ()),
+            sounds_dir=self.relative(self.value(section, "sounds_dir", p, _as_text,
+                                                "/var/lib/asterisk/sounds/gateway")),
+            record_dir=self.relative(self.value(section, "record_dir", p, _as_text, "/var/spool/asterisk/gateway")),
         )
 
     def api_tokens(self, raw: object) -> tuple[ApiToken, ...]:

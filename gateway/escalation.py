@@ -14,18 +14,21 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from gateway.clock import Clock, to_datetime
 from gateway.config import Config, Engineer, PolicyStep, Route
 from gateway.dispatch import Dispatcher
 from gateway.oncall import who_is_on_call
-from gateway.phone import mask
+from gateway.phone import mask, spoken
 from gateway.routing import matches, select_route
 from gateway.signals import AlertSignal
 from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, Store, TimelineEntry
 from gateway.templates import Templates
 from ivr_flows.alert_call import AlertCallFlow
-from providers.base import CallEnded, CallOutcome, CallRequest, ProviderError, SmsProvider, SmsRequest, VoiceProvider
+from ivr_flows.model import Flow
+from ivr_flows.screening import ScreeningFlow
+from providers.base import CallResult, CallOutcome, CallRequest, ProviderError, SmsProvider, SmsRequest, VoiceProvider
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,14 @@ _OUTCOME_TEXT = {
     CallOutcome.FAILED: "could not be reached",
     CallOutcome.CANCELED: "call canceled",
 }
+
+
+class HotlineHooks(Protocol):
+    """What the engine asks of the hotline service (set as ``engine.hotline``)."""
+
+    async def accepted(self, alert: Alert, page: Page) -> None: ...
+
+    async def exhausted(self, alert: Alert) -> None: ...
 
 
 class UnknownTeam(LookupError):
@@ -102,6 +113,7 @@ class EscalationEngine:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._engineer_by_number = {n: e for e in config.engineers.values() for n in e.phones}
+        self.hotline: HotlineHooks | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -303,8 +315,11 @@ class EscalationEngine:
             if repeat >= policy.repeat:
                 rounds = policy.repeat + 1
                 log.warning("alert %d: escalation exhausted, nobody acknowledged after %d round(s)", alert.id, rounds)
-                await self.store.reschedule(alert.id, expect=esc, next_due=None, now=now,
-                                            note=f"escalation exhausted: nobody acknowledged after {rounds} round(s)")
+                done = await self.store.reschedule(
+                    alert.id, expect=esc, next_due=None, now=now,
+                    note=f"escalation exhausted: nobody acknowledged after {rounds} round(s)")
+                if done and alert.source == "hotline" and self.hotline is not None:
+                    await self.hotline.exhausted(alert)
                 return
             step_index, repeat = 0, repeat + 1
             notes.append(self._note(alert, now, "escalation",
@@ -315,7 +330,7 @@ class EscalationEngine:
         pages = [
             NewPage(engineer=eng.id, number=eng.phones[0], channel=channel)
             for eng in targets
-            for channel in (("call", "sms") if step.via == "both" else (step.via,))
+            for channel in self._channels(alert, step)
         ]
         if pages:
             who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
@@ -342,6 +357,12 @@ class EscalationEngine:
         log.info("alert %d: %s (%s) paging %d target(s)", alert.id, label, step.target, len(targets))
         for page in created:
             await self._send(page, alert, ring_timeout_s=step.timeout_s)
+
+    @staticmethod
+    def _channels(alert: Alert, step: PolicyStep) -> tuple[str, ...]:
+        if alert.source == "hotline":
+            return ("call",)  # a caller is waiting: only a call can connect them
+        return ("call", "sms") if step.via == "both" else (step.via,)
 
     def _targets(self, alert: Alert, step: PolicyStep, now: float) -> list[Engineer]:
         engineers = self.config.engineers
@@ -375,13 +396,17 @@ class EscalationEngine:
         engineer = self.config.engineers.get(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
         if page.channel == "call":
-            message = self.templates.render("alert_call", alert=alert)
+            flow: Flow[Any]
+            if alert.source == "hotline":
+                flow = ScreeningFlow(caller=spoken(str(alert.details.get("caller", ""))), language=language)
+            else:
+                flow = AlertCallFlow(message=self.templates.render("alert_call", alert=alert), language=language)
             await self.dispatcher.submit(
                 CallRequest(
                     call_id=call_id_for(page),
                     to=page.number,
                     caller_id=None,
-                    flow=AlertCallFlow(message=message, language=language),
+                    flow=flow,
                     ring_timeout_s=max(10, min(ring_timeout_s, 120)),
                     priority=alert.priority,
                 )
@@ -423,11 +448,11 @@ class EscalationEngine:
             await self.store.mark_page_sent(page_id, now=self.clock.now())
 
     async def _call_failed(self, call_id: str, reason: str) -> None:
-        await self.call_ended(CallEnded(call_id=call_id, outcome=CallOutcome.FAILED, detail=reason))
+        await self.call_ended(CallResult(call_id=call_id, outcome=CallOutcome.FAILED, detail=reason))
 
     # --------------------------------------------------------------- outcomes
 
-    async def call_ended(self, event: CallEnded) -> None:
+    async def call_ended(self, event: CallResult) -> None:
         """A provider reports how a call (or an SMS) ended."""
         await self.dispatcher.finished(event.call_id)
         page_id = page_id_from(event.call_id)
@@ -443,6 +468,11 @@ class EscalationEngine:
         if event.outcome == CallOutcome.ACKNOWLEDGED:
             await self.acknowledge(page.alert_id, by=page.engineer or page.number,
                                    how=f"acknowledged by {who} (pressed 1 on the call)")
+            return
+        if event.outcome == CallOutcome.ACCEPTED:
+            alert = await self.store.get_alert(page.alert_id)
+            if alert is not None and self.hotline is not None:
+                await self.hotline.accepted(alert, page)
             return
         if event.outcome in _NEGATIVE:
             await self._maybe_move_on(page)

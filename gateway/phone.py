@@ -60,3 +60,14 @@ def mask(e164: str) -> str:
     if len(e164) < 10:
         return f"{e164[:3]}***{e164[-2:]}"
     return f"{e164[:5]}***{e164[-4:]}"
+
+
+def spoken(e164: str) -> str:
+    """The number as a person reads it out (international format), or "an unknown number"."""
+    if not e164:
+        return "an unknown number"
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return e164
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

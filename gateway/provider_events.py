@@ -1,12 +1,25 @@
-"""The gateway's side of ProviderEvents: where providers report outcomes and inbound SMS."""
+"""The gateway's side of ProviderEvents: where providers report outcomes, callers and inbound SMS."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gateway.escalation import EscalationEngine
+from gateway.hotline import HotlineService
 from gateway.sms_replies import SmsReplies
-from providers.base import CallEnded, CallOutcome, InboundSms, Reply, SmsStatus, SmsStatusChanged
+from ivr_flows.model import Flow
+from providers.base import (
+    CallerFinished,
+    CallerWaiting,
+    CallOutcome,
+    CallResult,
+    InboundCall,
+    InboundSms,
+    Reply,
+    SmsStatus,
+    SmsStatusChanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -14,11 +27,12 @@ log = logging.getLogger(__name__)
 class GatewayEvents:
     """Never raises into a provider: a bad event is logged and dropped."""
 
-    def __init__(self, engine: EscalationEngine, replies: SmsReplies) -> None:
+    def __init__(self, engine: EscalationEngine, replies: SmsReplies, hotline: HotlineService) -> None:
         self.engine = engine
         self.replies = replies
+        self.hotline = hotline
 
-    async def call_ended(self, event: CallEnded) -> None:
+    async def call_ended(self, event: CallResult) -> None:
         try:
             await self.engine.call_ended(event)
         except Exception:
@@ -28,8 +42,8 @@ class GatewayEvents:
         if event.status != SmsStatus.FAILED:
             log.info("SMS %s %s", event.sms_id, event.status.value)
             return
-        await self.call_ended(CallEnded(call_id=event.sms_id, outcome=CallOutcome.FAILED,
-                                        detail=event.detail or "SMS not delivered"))
+        await self.call_ended(CallResult(call_id=event.sms_id, outcome=CallOutcome.FAILED,
+                                         detail=event.detail or "SMS not delivered"))
 
     async def sms_received(self, sms: InboundSms) -> Reply:
         try:
@@ -37,3 +51,22 @@ class GatewayEvents:
         except Exception:
             log.exception("could not handle an inbound SMS")
             return Reply(text="Sorry, something went wrong; your reply changed nothing.")
+
+    async def inbound_call(self, call: InboundCall) -> Flow[Any] | None:
+        try:
+            return await self.hotline.inbound_call(call)
+        except Exception:
+            log.exception("could not take hotline call %s", call.call_id)
+            return None
+
+    async def caller_waiting(self, event: CallerWaiting) -> None:
+        try:
+            await self.hotline.caller_waiting(event)
+        except Exception:
+            log.exception("could not queue hotline call %s", event.call_id)
+
+    async def caller_finished(self, event: CallerFinished) -> None:
+        try:
+            await self.hotline.caller_finished(event)
+        except Exception:
+            log.exception("could not close hotline call %s", event.call_id)

@@ -256,6 +256,20 @@ class SqliteStore:
 
     # ----------------------------------------------------------- escalation
 
+    async def begin_escalation(self, alert_id: int, *, priority: str, now: float, note: str) -> bool:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE escalations SET next_due = ? WHERE alert_id = ? AND next_due IS NULL AND step = 0"
+                " AND repeat = 0 AND NOT EXISTS (SELECT 1 FROM pages WHERE alert_id = ?)"
+                " AND EXISTS (SELECT 1 FROM alerts WHERE id = ? AND status = 'triggered')",
+                (now, alert_id, alert_id, alert_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            await db.execute("UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ?", (priority, now, alert_id))
+            await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="waiting", message=note))
+        return True
+
     async def get_escalation(self, alert_id: int) -> Escalation | None:
         row = await self._one(
             "SELECT alert_id, step, repeat, next_due FROM escalations WHERE alert_id = ?", (alert_id,)

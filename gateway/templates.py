@@ -24,6 +24,10 @@ class Templates:
             keep_trailing_newline=False,
         )
 
+    def render_string(self, source: str, **context: Any) -> str:
+        """Render template text from the config (e.g. a hotline greeting)."""
+        return " ".join(self._env.from_string(source).render(**context).split())
+
     def render(self, name: str, **context: Any) -> str:
         text = self._env.get_template(f"{name}.j2").render(**context)
         return " ".join(text.split()) if name.endswith("_call") else text.strip()

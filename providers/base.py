@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ivr_flows.model import Flow
+from ivr_flows.model import Event, Flow, FlowOutcome
 
 
 class CallOutcome(StrEnum):
@@ -64,8 +64,12 @@ class SmsRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CallEnded:
-    """A call reached its result. ``detail`` is human text for the timeline."""
+class CallResult:
+    """An outbound call reached its result; reported once per call.
+
+    The line may still be up: an ACCEPTED screening call stays connected until
+    the gateway bridges it. ``detail`` is human text for the timeline.
+    """
 
     call_id: str
     outcome: CallOutcome
@@ -88,11 +92,33 @@ class InboundSms:
 
 @dataclass(frozen=True, kw_only=True)
 class InboundCall:
-    """A caller reached a hotline number; ``call_id`` is assigned by the provider."""
+    """A caller reached a hotline number; ``call_id`` is assigned by the provider, unique per call."""
 
     call_id: str
     caller: str  # E.164, or "" when withheld
     dialled: str  # E.164 of the hotline number
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallerWaiting:
+    """A hotline caller's flow rendered ``Hold``: the caller now waits for an engineer."""
+
+    call_id: str
+    priority: str  # "high" | "low"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallerFinished:
+    """A hotline caller's call is over (reported once, when the caller's leg ends).
+
+    ``outcome`` is the caller flow's outcome (CONNECTED, VOICEMAIL, ABANDONED,
+    NO_ANSWER), or ABANDONED when the flow never reached one.
+    """
+
+    call_id: str
+    outcome: FlowOutcome
+    recording_url: str | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +132,15 @@ class Reply:
 class ProviderEvents(Protocol):
     """Implemented by the gateway; providers call it. Must not raise for bad events."""
 
-    async def call_ended(self, event: CallEnded) -> None: ...
+    async def call_ended(self, event: CallResult) -> None: ...
+
+    async def inbound_call(self, call: InboundCall) -> Flow[Any] | None:
+        """The flow to run for a caller (the hotline), or None: not a hotline number, end the call."""
+        ...
+
+    async def caller_waiting(self, event: CallerWaiting) -> None: ...
+
+    async def caller_finished(self, event: CallerFinished) -> None: ...
 
     async def sms_status(self, event: SmsStatusChanged) -> None: ...
 
@@ -131,6 +165,15 @@ class VoiceProvider(Protocol):
 
     async def cancel_call(self, call_id: str) -> None:
         """Hang up a call that is ringing or in progress; no-op for an unknown id."""
+        ...
+
+    async def notify(self, call_id: str, event: Event) -> None:
+        """Feed a gateway event (EngineerConnected, NobodyAccepted) to a live call's flow.
+
+        The provider renders the resulting actions; a ``Bridge(call_id=X)`` joins
+        this call with its own call X (an engineer leg it placed). No-op for an
+        unknown or ended call.
+        """
         ...
 
 

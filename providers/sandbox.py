@@ -1,9 +1,10 @@
 """Simulated phones, in the process: the provider used when no Asterisk or Twilio is configured.
 
 Every number is a phone that can ring, be answered, hear what the flow says,
-take key presses, and keep an SMS inbox. People (or tests) drive the phones
-over HTTP; scripted numbers answer, press, stay silent or are busy by
-themselves. Timers (ringing out, waiting for keys) run on the injected clock.
+take key presses, dial a hotline, wait on hold, be bridged, leave a voicemail
+and keep an SMS inbox. People (or tests) drive the phones over HTTP; scripted
+numbers answer, press, stay silent or are busy by themselves. Timers (ringing
+out, waiting for keys, recording) run on the injected clock.
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ from ivr_flows.model import (
     NoInput,
     Play,
     Record,
+    RecordingFinished,
     Say,
     Step,
 )
 from providers.base import (
+    CallerFinished,
+    CallerWaiting,
     Capabilities,
-    CallEnded,
     CallOutcome,
     CallRequest,
+    CallResult,
+    InboundCall,
     InboundSms,
     ProviderEvents,
     SmsRequest,
@@ -78,14 +83,20 @@ class PhoneError(Exception):
 @dataclass(kw_only=True)
 class SimCall:
     call_id: str
-    number: str
-    caller_id: str
+    number: str  # the simulated phone's own number
+    other_party: str  # who it is talking to: the gateway's caller id, or the hotline dialled
+    direction: str  # "outbound" (the gateway called the phone) | "inbound" (the phone dialled a hotline)
     flow: Flow[Any]
     state: str = "ringing"  # ringing | in_progress | ended
     flow_state: Any = None
+    flow_outcome: FlowOutcome | None = None
     hearing: list[str] = field(default_factory=list)  # what the phone hears right now
     transcript: list[str] = field(default_factory=list)  # everything said on the call
     gathering: Gather | None = None
+    recording: Record | None = None
+    recording_url: str | None = None
+    bridged_to: str | None = None  # the call id of the other leg
+    bridged_with: str | None = None  # the other leg's phone number
     outcome: CallOutcome | None = None
     detail: str = ""
     started_at: float = 0.0
@@ -129,7 +140,7 @@ class SandboxProvider:
         max_concurrent_calls: int = 10,
     ) -> None:
         self.capabilities = Capabilities(
-            voice=True, sms=True, inbound=False, max_concurrent_calls=max_concurrent_calls, calls_per_second=100.0
+            voice=True, sms=True, inbound=True, max_concurrent_calls=max_concurrent_calls, calls_per_second=100.0
         )
         self.clock = clock
         self.caller_id = caller_id
@@ -138,7 +149,7 @@ class SandboxProvider:
         self.events: ProviderEvents | None = None
         self._calls: dict[str, SimCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ids = itertools.count(1)
+        self._inbound_ids = itertools.count(1)
 
     def bind(self, events: ProviderEvents) -> None:
         self.events = events
@@ -155,17 +166,8 @@ class SandboxProvider:
     # ---------------------------------------------------------- provider API
 
     async def place_call(self, request: CallRequest) -> None:
-        phone = self.phone(request.to)
-        call = SimCall(
-            call_id=request.call_id,
-            number=request.to,
-            caller_id=request.caller_id or self.caller_id,
-            flow=request.flow,
-            started_at=self.clock.now(),
-        )
-        call.flow_state = request.flow.start().state
-        phone.calls.append(call)
-        self._calls[call.call_id] = call
+        call = self._new_call(request.call_id, request.to, request.caller_id or self.caller_id, "outbound",
+                              request.flow)
         script = self.scripts.get(request.to)
         if script is not None and script.behaviour == "busy":
             self._spawn(self._end(call, CallOutcome.BUSY, "line busy"))
@@ -177,7 +179,13 @@ class SandboxProvider:
     async def cancel_call(self, call_id: str) -> None:
         call = self._calls.get(call_id)
         if call is not None and call.state != "ended":
+            self._hear(call, "[the gateway hung up]")
             await self._end(call, CallOutcome.CANCELED, "canceled by the gateway", report=False)
+
+    async def notify(self, call_id: str, event: Event) -> None:
+        call = self._calls.get(call_id)
+        if call is not None and call.state == "in_progress":
+            await self._feed(call, event)
 
     async def send_sms(self, request: SmsRequest) -> None:
         sender = request.sender or self.caller_id
@@ -199,6 +207,25 @@ class SandboxProvider:
         call = self.phone(number).current
         if call is None or call.state != "in_progress":
             raise PhoneError(f"no call is in progress on {number}")
+        return call
+
+    async def dial(self, number: str, to: str) -> SimCall:
+        """The phone ``number`` calls ``to`` (a hotline): the gateway answers with its flow."""
+        if self.phone(number).current is not None:
+            raise PhoneError(f"{number} is already on a call")
+        if self.events is None:
+            raise PhoneError("the sandbox is not connected to the gateway")
+        call_id = f"sandbox-in-{next(self._inbound_ids)}"
+        flow = await self.events.inbound_call(InboundCall(call_id=call_id, caller=number, dialled=to))
+        if flow is None:
+            call = self._new_call(call_id, number, to, "inbound", _NOT_IN_SERVICE)
+            self._hear(call, "The number you have dialled is not in service.")
+            await self._end(call, CallOutcome.FAILED, "not a hotline number", report=False)
+            return call
+        call = self._new_call(call_id, number, to, "inbound", flow)
+        call.state = "in_progress"
+        call.answered_at = self.clock.now()
+        await self._feed(call, Answered())
         return call
 
     async def answer(self, number: str) -> SimCall:
@@ -232,10 +259,11 @@ class SandboxProvider:
         if call.state == "ringing":
             await self._end(call, CallOutcome.DECLINED, "rejected on the phone")
             return call
-        step = call.flow.on_event(call.flow_state, HungUp(cause="hung up on the phone"))
-        call.flow_state = step.state
-        outcome = _FLOW_OUTCOMES.get(step.outcome) if step.outcome else None
-        await self._end(call, outcome or call.outcome or CallOutcome.NO_ANSWER, "hung up on the phone")
+        if call.recording is not None:
+            await self._finish_recording(call)  # hanging up ends a voicemail; it is kept
+        if call.state != "ended":
+            await self._feed(call, HungUp(cause="hung up on the phone"))
+            await self._end(call, call.outcome or CallOutcome.NO_ANSWER, "hung up on the phone")
         return call
 
     async def reply(self, number: str, text: str) -> str:
@@ -251,10 +279,19 @@ class SandboxProvider:
 
     # ---------------------------------------------------------- flow runner
 
+    def _new_call(self, call_id: str, number: str, other: str, direction: str, flow: Flow[Any]) -> SimCall:
+        call = SimCall(call_id=call_id, number=number, other_party=other, direction=direction, flow=flow,
+                       started_at=self.clock.now())
+        call.flow_state = flow.start().state
+        self.phone(number).calls.append(call)
+        self._calls[call_id] = call
+        return call
+
     async def _feed(self, call: SimCall, event: Event) -> None:
         step: Step[Any] = call.flow.on_event(call.flow_state, event)
         call.flow_state = step.state
         if step.outcome is not None:
+            call.flow_outcome = step.outcome
             mapped = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
             if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
                 mapped = CallOutcome.MACHINE
@@ -262,7 +299,8 @@ class SandboxProvider:
         await self._render(call, step.actions)
 
     async def _render(self, call: SimCall, actions: tuple[Action, ...]) -> None:
-        call.hearing = []
+        if actions:
+            call.hearing = []
         for action in actions:
             if isinstance(action, Say):
                 self._hear(call, action.text)
@@ -274,16 +312,45 @@ class SandboxProvider:
                 call.gathering = action
                 self._timer(call, self.clock.now() + action.timeout_s, lambda: self._no_input(call))
                 script = self.scripts.get(call.number)
-                if script is not None and script.behaviour == "answer" and script.digits:
+                if call.direction == "outbound" and script is not None and script.behaviour == "answer" \
+                        and script.digits:
                     self._spawn(self._scripted_press(call, script.digits))
+            elif isinstance(action, Hold):
+                self._hear(call, "[music on hold]")
+                if self.events is not None:
+                    await self.events.caller_waiting(CallerWaiting(call_id=call.call_id, priority=action.priority))
+            elif isinstance(action, Bridge):
+                self._bridge(call, action.call_id)
+            elif isinstance(action, Record):
+                self._hear(call, "[beep: recording]" if action.beep else "[recording]")
+                call.recording = action
+                self._timer(call, self.clock.now() + action.max_seconds, lambda: self._finish_recording(call))
             elif isinstance(action, Hangup):
                 await self._end(call, call.outcome or CallOutcome.NO_ANSWER, call.detail or "flow hung up")
                 return
-            elif isinstance(action, (Hold, Bridge, Record)):
-                self._hear(call, f"[{type(action).__name__.lower()}]")
-        if call.outcome is not None and call.state != "ended" and self.events is not None:
-            # Outcome known while the line stays up (e.g. a screening accept awaiting the bridge).
+        if call.direction == "outbound" and call.outcome is not None and call.state != "ended":
+            # Outcome known while the line stays up (a screening accept awaiting the bridge).
             await self._report(call)
+
+    def _bridge(self, call: SimCall, other_id: str) -> None:
+        other = self._calls.get(other_id)
+        if other is None or other.state != "in_progress":
+            log.warning("sandbox: cannot bridge %s to %s: that call is not up", call.call_id, other_id)
+            self._hear(call, "[bridge failed: the other party is gone]")
+            return
+        call.bridged_to, other.bridged_to = other.call_id, call.call_id
+        call.bridged_with, other.bridged_with = other.number, call.number
+        other.gathering = None
+        self._hear(call, f"[connected to {other.number}]")
+        self._hear(other, f"[connected to {call.number}]")
+
+    async def _finish_recording(self, call: SimCall) -> None:
+        if call.recording is None or call.state == "ended":
+            return
+        call.recording = None
+        call.recording_url = f"sandbox://recordings/{call.call_id}.wav"
+        duration = int(self.clock.now() - (call.answered_at or call.started_at))
+        await self._feed(call, RecordingFinished(url=call.recording_url, duration_s=duration))
 
     def _hear(self, call: SimCall, text: str) -> None:
         call.hearing.append(text)
@@ -295,18 +362,34 @@ class SandboxProvider:
         self._cancel_timers(call)
         call.state = "ended"
         call.gathering = None
+        call.recording = None
         call.ended_at = self.clock.now()
         if call.outcome is None:
             call.outcome, call.detail = outcome, detail
-        log.info("sandbox call %s ended: %s (%s)", call.call_id, call.outcome.value, call.detail)
+        log.info("sandbox call %s ended: %s%s", call.call_id, call.outcome.value,
+                 f" ({call.detail})" if call.detail else "")
         if report:
             await self._report(call)
+        other = self._calls.get(call.bridged_to or "")
+        if other is not None and other.state != "ended":
+            self._hear(other, "[the other party hung up]")
+            await self._end(other, other.outcome or CallOutcome.NO_ANSWER, "the other party hung up")
 
     async def _report(self, call: SimCall) -> None:
-        if self.events is None or call.outcome is None or call.reported:
+        if self.events is None or call.reported:
+            return
+        if call.direction == "inbound":
+            if call.state != "ended":
+                return  # a caller's call is reported once, when it is over
+            call.reported = True
+            await self.events.caller_finished(CallerFinished(
+                call_id=call.call_id, outcome=call.flow_outcome or FlowOutcome.ABANDONED,
+                recording_url=call.recording_url))
+            return
+        if call.outcome is None:
             return
         call.reported = True
-        await self.events.call_ended(CallEnded(call_id=call.call_id, outcome=call.outcome, detail=call.detail))
+        await self.events.call_ended(CallResult(call_id=call.call_id, outcome=call.outcome, detail=call.detail))
 
     # --------------------------------------------------------------- timers
 
@@ -315,8 +398,7 @@ class SandboxProvider:
             await self.clock.sleep_until(at)
             await then()
 
-        task = self._spawn(wait_then())
-        call.timers.append(task)
+        call.timers.append(self._spawn(wait_then()))
 
     def _cancel_timers(self, call: SimCall) -> None:
         current = asyncio.current_task()
@@ -354,6 +436,19 @@ class SandboxProvider:
             await self.press(call.number, digits)
 
 
+class _NotInService:
+    """The flow of a call to a number that is not a hotline: nothing happens."""
+
+    def start(self) -> Step[None]:
+        return Step(state=None)
+
+    def on_event(self, state: None, event: Event) -> Step[None]:
+        return Step(state=None)
+
+
+_NOT_IN_SERVICE = _NotInService()
+
+
 def describe(phone: SimPhone) -> dict[str, Any]:
     """The phone as the sandbox HTTP API shows it."""
     current = phone.current or (phone.calls[-1] if phone.calls else None)
@@ -361,12 +456,16 @@ def describe(phone: SimPhone) -> dict[str, Any]:
         "number": phone.number,
         "call": None if current is None else {
             "id": current.call_id,
+            "direction": current.direction,
             "state": current.state,
-            "from": current.caller_id,
+            "from" if current.direction == "outbound" else "to": current.other_party,
             "hearing": " ".join(current.hearing),
             "listening_for_keys": current.gathering is not None,
+            "recording": current.recording is not None,
+            "bridged_with": current.bridged_with,
             "transcript": current.transcript,
-            "outcome": current.outcome.value if current.outcome else None,
+            "outcome": (current.flow_outcome.value if current.direction == "inbound" and current.flow_outcome
+                        else current.outcome.value if current.outcome else None),
         },
         "calls": len(phone.calls),
         "sms": [{"direction": m.direction, "peer": m.peer, "text": m.text, "at": m.at} for m in phone.messages],

@@ -85,6 +85,26 @@ async def hangup(request: web.Request) -> web.Response:
     return await _act(request, "hangup")
 
 
+@routes.post("/api/v1/sandbox/phones/{number}/dial")
+async def dial(request: web.Request) -> web.Response:
+    """The phone calls a number (a hotline): ``{"to": "+15557770000"}``."""
+    sandbox = _sandbox(request)
+    number = _number(request)
+    body = await read_json(request)
+    raw = body.get("to") if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        raise invalid("to", "the number to dial, as a string")
+    try:
+        to = normalize(raw, request.app[CONFIG].default_region)
+    except InvalidNumber as exc:
+        raise invalid("to", f"{raw!r} is not a phone number ({exc.reason})", number=raw) from None
+    try:
+        await sandbox.dial(number, to)
+    except PhoneError as exc:
+        raise ApiError(409, "phone_state", str(exc)) from None
+    return web.json_response(describe(sandbox.phone(number)))
+
+
 @routes.post("/api/v1/sandbox/phones/{number}/reply")
 async def reply(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)

@@ -1,0 +1,181 @@
+"""The hotline: a caller waits in a queue while engineers are screened one by one.
+
+Each hotline call is stored as an alert (source "hotline") so it has the same
+durable escalation, pages and timeline as any alert: the policy's steps call
+engineers with the screening flow instead of the alert flow. The first
+engineer who presses 1 acknowledges it and is bridged to the caller; when the
+policy runs out the caller is offered voicemail and the team gets an SMS.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.config import Config, Hotline
+from gateway.escalation import EscalationEngine, call_id_for
+from gateway.phone import mask, spoken
+from gateway.store import Alert, NewAlert, NewPage, Page, TimelineEntry
+from gateway.templates import Templates
+from ivr_flows.hotline import HotlineCallerFlow
+from ivr_flows.model import EngineerConnected, Flow, FlowOutcome, NobodyAccepted
+from providers.base import (
+    CallerFinished,
+    CallerWaiting,
+    InboundCall,
+    ProviderError,
+    SmsProvider,
+    SmsRequest,
+    VoiceProvider,
+)
+
+log = logging.getLogger(__name__)
+
+
+def hotline_key(call_id: str) -> str:
+    return f"hotline:{call_id}"
+
+
+class HotlineService:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        engine: EscalationEngine,
+        templates: Templates,
+        voice: VoiceProvider,
+        sms: SmsProvider | None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.templates = templates
+        self.voice = voice
+        self.sms = sms
+        self.store = engine.store
+        self._by_number = {h.number: h for h in config.hotlines}
+        self._by_name = {h.name: h for h in config.hotlines}
+
+    # ---------------------------------------------------------- the caller
+
+    async def inbound_call(self, call: InboundCall) -> Flow[Any] | None:
+        hotline = self._by_number.get(call.dialled)
+        if hotline is None:
+            log.warning("call %s to %s: not a hotline number; ending it", call.call_id, mask(call.dialled))
+            return None
+        now = self.engine.clock.now()
+        alert, _ = await self.store.create_alert(
+            NewAlert(
+                dedup_key=hotline_key(call.call_id),
+                priority=hotline.priority,
+                source="hotline",
+                summary=f"Hotline call from {spoken(call.caller)}",
+                details={"caller": call.caller, "hotline": hotline.name, "call_id": call.call_id},
+                labels={"hotline": hotline.name},
+                team=hotline.team,
+                policy=hotline.policy,
+                route=f"hotline:{hotline.name}",
+            ),
+            now=now,
+            escalate_at=None,  # engineers are tried once the caller waits on hold
+            note=f"call from {mask(call.caller) if call.caller else 'a withheld number'} on hotline {hotline.name}",
+        )
+        log.info("hotline %s: call %s from %s (alert %d)", hotline.name, call.call_id,
+                 mask(call.caller) if call.caller else "withheld number", alert.id)
+        greeting = self.templates.render_string(hotline.greeting, hotline=hotline.name, team=hotline.team)
+        return HotlineCallerFlow(
+            greeting=greeting,
+            language=self.config.default_language,
+            priority_menu=hotline.priority_menu,
+            default_priority=hotline.priority,
+            voicemail=hotline.voicemail,
+            max_voicemail_s=hotline.max_voicemail_s,
+        )
+
+    async def caller_waiting(self, event: CallerWaiting) -> None:
+        alert = await self.store.find_open_alert(hotline_key(event.call_id))
+        if alert is None:
+            log.warning("hotline call %s is waiting but has no open record; ignored", event.call_id)
+            return
+        now = self.engine.clock.now()
+        started = await self.store.begin_escalation(
+            alert.id, priority=event.priority, now=now,
+            note=f"caller waiting in the {event.priority}-priority queue; trying engineers",
+        )
+        if started:
+            log.info("hotline call %s (alert %d) waiting, %s priority", event.call_id, alert.id, event.priority)
+            self.engine.wake()
+
+    async def caller_finished(self, event: CallerFinished) -> None:
+        alert = await self.store.find_open_alert(hotline_key(event.call_id))
+        if alert is None:
+            log.info("hotline call %s ended (%s)", event.call_id, event.outcome.value)
+            return
+        waited = int(self.engine.clock.now() - alert.created_at)
+        if event.outcome == FlowOutcome.VOICEMAIL:
+            await self._tell_team(alert, waited, event.recording_url)
+            how = f"caller left a voicemail ({event.recording_url}) after {waited} s"
+        elif event.outcome == FlowOutcome.CONNECTED:
+            how = f"call over; the caller was connected to {alert.acknowledged_by}"
+        elif event.outcome == FlowOutcome.NO_ANSWER:
+            await self._tell_team(alert, waited, None)
+            how = f"nobody accepted; the caller was told so after {waited} s"
+        else:
+            how = f"caller hung up after {waited} s"
+        await self.engine.resolve(alert.id, by="hotline", how=how)
+
+    # --------------------------------------------------------- the engineers
+
+    async def accepted(self, alert: Alert, page: Page) -> None:
+        """An engineer pressed 1 on the screening call: connect them, or tell them they are late."""
+        engineer = self.config.engineers.get(page.engineer or "")
+        name = engineer.name if engineer else mask(page.number)
+        waited = int(self.engine.clock.now() - alert.created_at)
+        result, changed = await self.engine.acknowledge(
+            alert.id, by=page.engineer or page.number, how=f"accepted by {name}; the caller waited {waited} s"
+        )
+        if not changed:
+            log.info("alert %d: %s accepted, but the call was already taken or over; hanging up", alert.id, name)
+            await self.store.add_timeline(TimelineEntry(alert_id=alert.id, at=self.engine.clock.now(), kind="page",
+                                                        message=f"{name} accepted too late; hung up"))
+            await self._hang_up(call_id_for(page))
+            return
+        caller_call = str(alert.details.get("call_id", ""))
+        log.info("hotline alert %d: connecting the caller to %s", alert.id, name)
+        await self.voice.notify(caller_call, EngineerConnected(engineer_name=name, call_id=call_id_for(page)))
+
+    async def exhausted(self, alert: Alert) -> None:
+        log.warning("hotline alert %d: nobody accepted; offering the caller voicemail", alert.id)
+        await self.voice.notify(str(alert.details.get("call_id", "")), NobodyAccepted())
+
+    async def _hang_up(self, call_id: str) -> None:
+        try:
+            await self.voice.cancel_call(call_id)
+        except ProviderError as exc:
+            log.warning("could not hang up %s: %s", call_id, exc)
+
+    async def _tell_team(self, alert: Alert, waited: int, recording_url: str | None) -> None:
+        hotline = self._by_name.get(str(alert.details.get("hotline", "")))
+        team = self.config.teams.get(alert.team)
+        if self.sms is None or team is None or hotline is None:
+            log.warning("hotline alert %d: no SMS provider or team; the team is not texted", alert.id)
+            return
+        template = "hotline_voicemail_sms" if recording_url else "hotline_missed_sms"
+        body = self.templates.render(template, alert=alert, hotline=hotline.name, waited=waited,
+                                     caller=spoken(str(alert.details.get("caller", ""))),
+                                     recording_url=recording_url or "")
+        members = [self.config.engineers[m] for m in team.members if m in self.config.engineers]
+        now = self.engine.clock.now()
+        pages = await self.store.add_pages(
+            alert.id,
+            [NewPage(engineer=e.id, number=e.phones[0], channel="sms") for e in members],
+            notes=[TimelineEntry(alert_id=alert.id, at=now, kind="page",
+                                 message=f"texting team {team.id} about the missed call")],
+            now=now,
+        )
+        for page in pages:
+            try:
+                await self.sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))
+            except ProviderError as exc:
+                log.warning("hotline SMS to %s failed: %s", mask(page.number), exc)
+                continue
+            await self.store.mark_page_sent(page.id, now=now)
