@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, ConfigError
+from gateway.config import Config
 from gateway.escalation import EscalationEngine
 from gateway.hotline import HotlineService
 from gateway.phone import mask
@@ -21,51 +21,50 @@ from gateway.sqlite_store import SqliteStore
 from gateway.templates import Templates
 from gateway.web import alerts, calls, health, integrations, oncall, sandbox
 from gateway.web.errors import error_middleware
-from gateway.web.keys import CLOCK, CONFIG, ENGINE, SANDBOX, STORE
-from providers.sandbox import SandboxProvider, Script
+from gateway.provider_setup import build_providers
+from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
 
 log = logging.getLogger(__name__)
 
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the gateway for ``config``; resources open on startup and close on cleanup."""
-    if not config.sandbox.enabled:
-        raise ConfigError([f"{config.source}: sandbox.enabled: no phone provider is configured; "
-                           "enable the sandbox or configure a provider"])
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
-    app.cleanup_ctx.append(_gateway)
-    for module in (health, alerts, integrations, calls, oncall, sandbox):
+    providers = build_providers(config, app[CLOCK])
+    app[PROVIDERS] = providers
+    if providers.sandbox is not None:
+        app[SANDBOX] = providers.sandbox
+        app.router.add_routes(sandbox.routes)
+    app.router.add_routes(providers.routes)
+    for module in (health, alerts, integrations, calls, oncall):
         app.router.add_routes(module.routes)
+    app.cleanup_ctx.append(_gateway)
     return app
 
 
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
-    config, clock = app[CONFIG], app[CLOCK]
+    config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
     store = SqliteStore(config.store_path)
     await store.open()
-    provider = SandboxProvider(
-        clock=clock,
-        caller_id=config.sandbox.caller_id,
-        scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
-                 for p in config.sandbox.phones},
-    )
     templates = Templates(config.templates_dir)
-    engine = EscalationEngine(config=config, store=store, clock=clock, voice=provider, sms=provider,
+    engine = EscalationEngine(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                               templates=templates)
-    hotline = HotlineService(config=config, engine=engine, templates=templates, voice=provider, sms=provider)
+    hotline = HotlineService(config=config, engine=engine, templates=templates, voice=providers.voice,
+                             sms=providers.sms)
     engine.hotline = hotline
-    provider.bind(GatewayEvents(engine, SmsReplies(engine, templates), hotline))
-    app[STORE], app[ENGINE], app[SANDBOX] = store, engine, provider
+    app[STORE], app[ENGINE] = store, engine
+    await providers.open(GatewayEvents(engine, SmsReplies(engine, templates), hotline))
     await engine.start()
-    log.info("gateway ready: store %s, voice and SMS via the %s provider, %d team(s)",
-             config.store_path, provider.name, len(config.teams))
+    log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
+             config.store_path, providers.voice.name, providers.sms.name if providers.sms else "nothing",
+             len(config.teams), len(config.hotlines))
     try:
         yield
     finally:
         await engine.stop()
-        await provider.close()
+        await providers.close()
         await store.close()
 
 

@@ -626,7 +626,7 @@ class _Reader:
         elif teams:
             self.problem("default_route", "is required when teams are configured")
 
-        return Config(
+        config = Config(
             source=self.source,
             host=host,
             port=port,
@@ -648,6 +648,9 @@ class _Reader:
             twilio=self.twilio(top.get("twilio"), region),
             asterisk=self.asterisk(top.get("asterisk"), region),
         )
+        if config.voice_provider == "sandbox" and not config.sandbox.enabled:
+            self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
+        return config
 
     def hotlines(
         self, raw: object, region: str, teams: dict[str, Team], policies: dict[str, Policy]

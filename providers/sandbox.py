@@ -151,8 +151,11 @@ class SandboxProvider:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inbound_ids = itertools.count(1)
 
-    def bind(self, events: ProviderEvents) -> None:
+    async def open(self, events: ProviderEvents) -> None:
         self.events = events
+
+    def readiness(self) -> dict[str, str]:
+        return {"voice:sandbox": "ok"}
 
     async def close(self) -> None:
         tasks = list(self._tasks)

@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.web.keys import ENGINE, STORE
+from gateway.web.keys import ENGINE, PROVIDERS, STORE
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = f"error: {exc}"
     engine = request.app[ENGINE]
     checks["scheduler"] = "ok" if engine.running else "stopped"
-    checks[f"voice:{engine.voice.name}"] = "ok"
+    checks.update(request.app[PROVIDERS].readiness())
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)

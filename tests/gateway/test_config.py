@@ -53,6 +53,7 @@ routes:
     priority: high
   - {matchers: {team: db}, team: db, policy: default, routing_key_env: TEST_GATEWAY_KEY}
 default_route: {team: sre, policy: default}
+twilio: {account_sid: AC0123, auth_token: not-a-real-token, from_number: "+1 555 999 0002"}
 sandbox:
   enabled: false
   caller_id: "+1 555 999 0001"
@@ -524,3 +525,49 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(hours=1, minutes=30)) == "1h30m"
     assert format_duration(timedelta(0)) == "0s"
     assert format_duration(timedelta(days=2, seconds=5)) == "2d5s"
+
+
+def test_a_config_without_any_phone_provider_is_refused(tmp_path: Path) -> None:
+    from tests.support import BASE_CONFIG
+
+    path = tmp_path / "g.yaml"
+    path.write_text(BASE_CONFIG + "sandbox: {enabled: false}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [f"{path}: sandbox.enabled: no phone provider: configure twilio or asterisk, "
+                                     "or enable the sandbox"]
+
+
+def test_hotlines_twilio_and_asterisk_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import BASE_CONFIG
+
+    monkeypatch.setenv("TWILIO_TOKEN", "secret-token")
+    path = tmp_path / "g.yaml"
+    path.write_text(BASE_CONFIG + """
+hotlines:
+  - {name: ops, number: "(555) 777-0000", team: sre, policy: default, priority_menu: true}
+twilio:
+  account_sid: AC123
+  auth_token_env: TWILIO_TOKEN
+  from_number: "+15559990000"
+""")
+    config = load_config(path)
+    assert config.hotlines[0].number == "+15557770000" and config.hotlines[0].priority_menu
+    assert config.twilio is not None and config.twilio.auth_token == "secret-token"
+    assert config.voice_provider == "twilio" and config.sms_provider == "twilio"
+
+    path.write_text(BASE_CONFIG + """
+hotlines:
+  - {number: "12", team: nope, policy: nope, greeting: "{{ unclosed"}
+asterisk:
+  username: gateway
+  dial_string: "PJSIP/trunk"
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = "\n".join(caught.value.problems)
+    for expected in ("hotlines[0].team: unknown team 'nope'", "hotlines[0].policy: unknown policy 'nope'",
+                     "hotlines[0].greeting: not a valid template", "hotlines[0].number:",
+                     "asterisk: needs secret", "asterisk.caller_id: is required",
+                     "asterisk.dial_string: must contain {number} or {digits}"):
+        assert expected in problems, expected

@@ -1,0 +1,66 @@
+"""Which phone providers a config asks for, built in one place.
+
+Providers are constructed synchronously (their webhook routes must be on the
+router before the app starts) and opened/closed with the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.config import Config
+from providers.base import ProviderEvents, SmsProvider, VoiceProvider
+from providers.sandbox import SandboxProvider, Script
+
+
+class ProviderLifecycle(Protocol):
+    """What a provider does with the app: open with the gateway's events, close, say if it is ready."""
+
+    async def open(self, events: ProviderEvents) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def readiness(self) -> dict[str, str]:
+        """``{"voice:<name>": "ok" | "<what is wrong>"}`` for /readyz."""
+        ...
+
+
+@dataclass(kw_only=True)
+class Providers:
+    voice: VoiceProvider
+    sms: SmsProvider | None
+    sandbox: SandboxProvider | None = None
+    routes: list[web.RouteDef] = field(default_factory=list)
+    #: each opened on startup with the gateway's events, closed on cleanup, asked for readiness
+    lifecycle: list[ProviderLifecycle] = field(default_factory=list)
+
+    async def open(self, events: ProviderEvents) -> None:
+        for part in self.lifecycle:
+            await part.open(events)
+
+    async def close(self) -> None:
+        for part in reversed(self.lifecycle):
+            await part.close()
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        for part in self.lifecycle:
+            checks.update(part.readiness())
+        return checks
+
+
+def build_providers(config: Config, clock: Clock) -> Providers:
+    """Asterisk when configured, else Twilio, else the sandbox; SMS via Twilio or the sandbox."""
+    if config.voice_provider == "sandbox":
+        sandbox = SandboxProvider(
+            clock=clock,
+            caller_id=config.sandbox.caller_id,
+            scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
+                     for p in config.sandbox.phones},
+        )
+        return Providers(voice=sandbox, sms=sandbox, sandbox=sandbox, lifecycle=[sandbox])
+    raise ValueError(f"voice provider {config.voice_provider!r} is not available in this build")
