@@ -176,6 +176,8 @@ class Config:
     api_tokens: tuple[ApiToken, ...] = ()
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     hotlines: tuple[Hotline, ...] = ()
+    reserved_for_high: float = 0.2  # share of each provider's lines low priority never takes
+    low_wait_warning_s: float = 60.0  # a low-priority call waiting longer is reported
     twilio: TwilioConfig | None = None
     asterisk: AsteriskConfig | None = None
 
@@ -207,7 +209,7 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
-    "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk",
+    "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
 )  # fmt: skip
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
@@ -445,6 +447,18 @@ def _as_moment(zone: str) -> Callable[[object], datetime]:
     return convert
 
 
+def _as_share(raw: object) -> float:
+    """``20%`` or ``0.2``: a share from 0 up to (not including) 1."""
+    text = str(raw).strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a share (use e.g. 20% or 0.2)") from None
+    if not 0 <= share < 1 or isinstance(raw, bool):
+        raise ValueError(f"{text!r} must be at least 0% and below 100%")
+    return share
+
+
 def _as_command(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw or not all(isinstance(part, str) and part for part in raw):
         raise ValueError("expected a command as a list of strings, e.g. [espeak-ng, -w, \"{out}\", \"{text}\"]")
@@ -645,6 +659,7 @@ class _Reader:
             api_tokens=self.api_tokens(top.get("api_tokens")),
             sandbox=self.sandbox(top.get("sandbox"), region),
             hotlines=self.hotlines(top.get("hotlines"), region, teams, policies),
+            **self.dispatch(top.get("dispatch")),
             twilio=self.twilio(top.get("twilio"), region),
             asterisk=self.asterisk(top.get("asterisk"), region),
         )
@@ -690,6 +705,14 @@ class _Reader:
             ))
         self.duplicates([(f"hotlines[{i}].number", h.number) for i, h in enumerate(found)], "hotline number")
         return tuple(found)
+
+    def dispatch(self, raw: object) -> dict[str, float]:
+        section = self.mapping(raw, "dispatch", ("reserved_for_high", "low_wait_warning"))
+        return {
+            "reserved_for_high": self.value(section, "reserved_for_high", "dispatch", _as_share, 0.2),
+            "low_wait_warning_s": self.value(section, "low_wait_warning", "dispatch", _as_duration(
+                timedelta(seconds=1)), timedelta(seconds=60)).total_seconds(),
+        }
 
     def twilio(self, raw: object, region: str) -> TwilioConfig | None:
         if raw is None:

@@ -7,7 +7,9 @@ never uses, so an emergency is never stuck behind routine calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +27,27 @@ class QueueStats:
     priority: str
     depth: int
     oldest_wait_s: float | None
+    waiting_too_long: int  # entries waiting longer than the low-priority bound
+
+
+class RateLimiter:
+    """At most ``rate`` starts per second on average, bursts up to ``rate`` (real time: it paces a trunk)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = max(rate, 0.001)
+        self.burst = max(1.0, rate)
+        self._tokens = self.burst
+        self._last = time.monotonic()
+
+    def delay(self) -> float:
+        """Seconds to wait before the next start may go (0 when it may go now)."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+    def take(self) -> None:
+        self._tokens -= 1
 
 
 class Dispatcher:
@@ -33,17 +56,19 @@ class Dispatcher:
         provider: VoiceProvider,
         *,
         now: Callable[[], float],
-        reserved_for_high: int | None = None,
+        reserved_share: float = 0.2,
+        low_wait_warning_s: float = 60.0,
         is_wanted: Callable[[str], Awaitable[bool]],
         on_placed: Callable[[str], Awaitable[None]],
         on_failed: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self.provider = provider
         self.capacity = max(1, provider.capabilities.max_concurrent_calls)
-        default_reserve = self.capacity // 5
-        self.reserved_for_high = min(
-            self.capacity - 1, default_reserve if reserved_for_high is None else reserved_for_high
-        )
+        # Low never takes the reserved slots; with one slot in all nothing can be reserved.
+        self.reserved_for_high = min(self.capacity - 1, round(self.capacity * reserved_share))
+        self.low_wait_warning_s = low_wait_warning_s
+        self.low_waited_too_long = 0  # counter: low calls that waited past the bound before dialling
+        self._pace = RateLimiter(provider.capabilities.calls_per_second)
         self._now = now
         self._is_wanted = is_wanted
         self._on_placed = on_placed
@@ -89,10 +114,26 @@ class Dispatcher:
                         return True
         return False
 
+    async def raise_priority(self, call_ids: set[str]) -> int:
+        """Move queued low-priority calls to the high queue (keeping their order); returns how many."""
+        async with self._changed:
+            moved = [item for item in self._queues["low"] if item[1].call_id in call_ids]
+            for item in moved:
+                self._queues["low"].remove(item)
+                self._queues["high"].append((item[0], dataclasses.replace(item[1], priority="high")))
+            if moved:
+                self._changed.notify_all()
+        return len(moved)
+
     def stats(self) -> list[QueueStats]:
         now = self._now()
         return [
-            QueueStats(priority=p, depth=len(q), oldest_wait_s=(now - q[0][0]) if q else None)
+            QueueStats(
+                priority=p,
+                depth=len(q),
+                oldest_wait_s=(now - q[0][0]) if q else None,
+                waiting_too_long=sum(1 for at, _ in q if now - at > self.low_wait_warning_s),
+            )
             for p, q in self._queues.items()
         ]
 
@@ -107,16 +148,32 @@ class Dispatcher:
         if self._queues["high"] and free > 0:
             return self._queues["high"].popleft()[1]
         if self._queues["low"] and free > self.reserved_for_high:
-            return self._queues["low"].popleft()[1]
+            queued_at, request = self._queues["low"].popleft()
+            waited = self._now() - queued_at
+            if waited > self.low_wait_warning_s:
+                self.low_waited_too_long += 1
+                log.warning("low-priority call %s waited %.0f s for a free line (bound %.0f s)",
+                            request.call_id, waited, self.low_wait_warning_s)
+            return request
         return None
+
+    def _ready(self) -> bool:
+        free = self.capacity - len(self._in_flight)
+        return bool(self._queues["high"] and free > 0 or self._queues["low"] and free > self.reserved_for_high)
 
     async def _run(self) -> None:
         while True:
             async with self._changed:
+                await self._changed.wait_for(self._ready)
+                delay = self._pace.delay()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing: the next start picks the best call then
+                continue
+            async with self._changed:
                 request = self._next()
-                while request is None:
-                    await self._changed.wait()
-                    request = self._next()
+                if request is None:
+                    continue
+                self._pace.take()
                 self._in_flight.add(request.call_id)
             task = asyncio.create_task(self._place(request), name=f"place {request.call_id}")
             self._placing.add(task)

@@ -105,6 +105,8 @@ class EscalationEngine:
         self.dispatcher = Dispatcher(
             voice,
             now=clock.now,
+            reserved_share=config.reserved_for_high,
+            low_wait_warning_s=config.low_wait_warning_s,
             is_wanted=self._call_still_wanted,
             on_placed=self._call_placed,
             on_failed=self._call_failed,
@@ -234,6 +236,16 @@ class EscalationEngine:
             await self._cancel_pages(alert.id)
             self.wake()
         return alert, changed
+
+    async def raise_priority(self, alert_id: int, *, by: str) -> Alert | None:
+        """Make an alert high priority: its future calls and the ones still queued jump ahead."""
+        alert = await self.store.set_priority(alert_id, "high", now=self.clock.now(),
+                                              note=f"priority raised to high by {by}")
+        if alert is not None:
+            queued = {call_id_for(p) for p in await self.store.pages_for(alert_id) if p.status == "due"}
+            moved = await self.dispatcher.raise_priority(queued)
+            log.info("alert %d raised to high priority by %s (%d queued call(s) moved up)", alert_id, by, moved)
+        return alert
 
     async def escalate(self, alert_id: int, *, by: str) -> tuple[Alert | None, bool]:
         """Start the next step now (an operator, an SMS 'esc', a declined call)."""

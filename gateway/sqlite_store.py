@@ -270,6 +270,21 @@ class SqliteStore:
             await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="waiting", message=note))
         return True
 
+    async def set_priority(self, alert_id: int, priority: str, *, now: float, note: str) -> Alert | None:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ? AND status != 'resolved'"
+                " AND priority != ?",
+                (priority, now, alert_id, priority),
+            )
+            if cur.rowcount:
+                await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="priority", message=note))
+            async with db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ? AND status != 'resolved'", (alert_id,)
+            ) as c:
+                row = await c.fetchone()
+        return _alert(row) if row else None
+
     async def get_escalation(self, alert_id: int) -> Escalation | None:
         row = await self._one(
             "SELECT alert_id, step, repeat, next_due FROM escalations WHERE alert_id = ?", (alert_id,)

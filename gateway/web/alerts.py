@@ -103,6 +103,11 @@ async def _change(request: web.Request, action: str) -> web.Response:
         raise invalid("by", "must be a non-empty string of at most 200 characters")
     engine = request.app[ENGINE]
     alert_id = _alert_id(request)
+    priority = body.get("priority")
+    if priority is not None and (action != "escalate" or priority not in ("high",)):
+        raise invalid("priority", "only 'high', and only when escalating: priority can be raised, not lowered")
+    if priority == "high":
+        await engine.raise_priority(alert_id, by=f"{by} (API)")
     if action == "acknowledge":
         alert, changed = await engine.acknowledge(alert_id, by=by, how=f"acknowledged by {by} (API)")
     elif action == "resolve":

@@ -6,6 +6,7 @@ import asyncio
 
 from gateway.clock import FakeClock, settle
 from gateway.dispatch import Dispatcher
+from tests.support import eventually
 from ivr_flows.alert_call import AlertCallFlow
 from providers.base import Capabilities, CallRequest, ProviderError
 
@@ -13,8 +14,8 @@ from providers.base import Capabilities, CallRequest, ProviderError
 class RecordingProvider:
     name = "recording"
 
-    def __init__(self, capacity: int) -> None:
-        self.capabilities = Capabilities(max_concurrent_calls=capacity)
+    def __init__(self, capacity: int, calls_per_second: float = 1000.0) -> None:
+        self.capabilities = Capabilities(max_concurrent_calls=capacity, calls_per_second=calls_per_second)
         self.placed: list[str] = []
         self.fail: set[str] = set()
 
@@ -32,8 +33,8 @@ def _request(call_id: str, priority: str) -> CallRequest:
                        flow=AlertCallFlow(message="m"), priority=priority)
 
 
-async def _dispatcher(provider: RecordingProvider, reserved: int | None = None,
-                      unwanted: set[str] | None = None) -> tuple[Dispatcher, list[tuple[str, str]]]:
+async def _dispatcher(provider: RecordingProvider, share: float = 0.2, unwanted: set[str] | None = None,
+                      clock: FakeClock | None = None) -> tuple[Dispatcher, list[tuple[str, str]]]:
     failed: list[tuple[str, str]] = []
 
     async def is_wanted(call_id: str) -> bool:
@@ -45,15 +46,15 @@ async def _dispatcher(provider: RecordingProvider, reserved: int | None = None,
     async def on_failed(call_id: str, reason: str) -> None:
         failed.append((call_id, reason))
 
-    dispatcher = Dispatcher(provider, now=FakeClock().now, reserved_for_high=reserved, is_wanted=is_wanted,
-                            on_placed=on_placed, on_failed=on_failed)
+    dispatcher = Dispatcher(provider, now=(clock or FakeClock()).now, reserved_share=share, low_wait_warning_s=60,
+                            is_wanted=is_wanted, on_placed=on_placed, on_failed=on_failed)
     await dispatcher.start()
     return dispatcher, failed
 
 
 async def test_high_priority_queued_after_many_low_is_dialled_first_when_a_slot_frees() -> None:
     provider = RecordingProvider(capacity=2)
-    dispatcher, _ = await _dispatcher(provider, reserved=0)
+    dispatcher, _ = await _dispatcher(provider, share=0)
     try:
         for i in range(2):
             await dispatcher.submit(_request(f"busy-{i}", "low"))
@@ -76,7 +77,7 @@ async def test_high_priority_queued_after_many_low_is_dialled_first_when_a_slot_
 
 async def test_reserved_share_is_never_used_by_low_priority() -> None:
     provider = RecordingProvider(capacity=5)
-    dispatcher, _ = await _dispatcher(provider, reserved=2)
+    dispatcher, _ = await _dispatcher(provider, share=0.4)
     try:
         for i in range(10):
             await dispatcher.submit(_request(f"low-{i}", "low"))
@@ -108,3 +109,59 @@ async def test_unwanted_calls_are_dropped_and_failures_reported() -> None:
     finally:
         await dispatcher.stop()
         await asyncio.sleep(0)
+
+
+async def test_operator_raises_priority_of_queued_calls() -> None:
+    provider = RecordingProvider(capacity=1)
+    dispatcher, _ = await _dispatcher(provider, share=0)
+    try:
+        for call_id in ("busy", "low-a", "low-b", "low-c"):
+            await dispatcher.submit(_request(call_id, "low"))
+        await settle()
+        assert await dispatcher.raise_priority({"low-c"}) == 1
+        await dispatcher.finished("busy")
+        await settle()
+        assert provider.placed == ["busy", "low-c"]
+    finally:
+        await dispatcher.stop()
+
+
+async def test_low_calls_waiting_past_the_bound_are_counted_without_delaying_high() -> None:
+    clock = FakeClock()
+    provider = RecordingProvider(capacity=1)
+    dispatcher, _ = await _dispatcher(provider, share=0, clock=clock)
+    try:
+        await dispatcher.submit(_request("busy", "high"))
+        await dispatcher.submit(_request("low-1", "low"))
+        await settle()
+        await clock.advance(61)
+        stats = {s.priority: s for s in dispatcher.stats()}
+        assert stats["low"].waiting_too_long == 1 and stats["low"].oldest_wait_s == 61
+        await dispatcher.submit(_request("high-2", "high"))
+        await dispatcher.finished("busy")
+        await settle()
+        assert provider.placed == ["busy", "high-2"]  # high still first
+        await dispatcher.finished("high-2")
+        await settle()
+        assert provider.placed[-1] == "low-1" and dispatcher.low_waited_too_long == 1
+    finally:
+        await dispatcher.stop()
+
+
+async def test_calls_per_second_paces_starts() -> None:
+    provider = RecordingProvider(capacity=10, calls_per_second=2)
+    dispatcher, _ = await _dispatcher(provider, share=0)
+    try:
+        for i in range(3):
+            await dispatcher.submit(_request(f"c{i}", "low"))
+        await settle()
+        assert provider.placed == ["c0", "c1"]  # a burst of 2, then one every half second
+        await dispatcher.submit(_request("urgent", "high"))
+
+        async def third_started() -> bool:
+            return len(provider.placed) >= 3
+
+        await eventually(third_started)
+        assert provider.placed[2] == "urgent"  # the next paced start goes to high
+    finally:
+        await dispatcher.stop()

@@ -177,3 +177,22 @@ async def test_oncall_endpoint(gateway: Gateway) -> None:
     assert sre["until"] == "2026-01-12T09:00:00Z"
     status, body = await gateway.get("/api/v1/oncall?team=sre&at=2026-01-13T00:00:00Z")
     assert body["teams"][0]["primary"]["name"] == "Bob"
+
+
+async def test_operator_raises_priority_and_sees_the_queues(gateway: Gateway) -> None:
+    _, body = await gateway.post("/api/v1/alerts", {"summary": "routine", "team": "sre", "priority": "low"})
+    assert (await gateway.alert(body["id"]))["priority"] == "low"
+    status, answer = await gateway.post(f"/api/v1/alerts/{body['id']}/escalate", {"priority": "low"})
+    assert status == 422 and answer["details"]["field"] == "priority"
+    status, answer = await gateway.post(f"/api/v1/alerts/{body['id']}/escalate", {"priority": "high"})
+    assert status == 200 and answer["priority"] == "high"
+    alert = await gateway.alert(body["id"])
+    assert any(t["kind"] == "priority" and "raised to high" in t["message"] for t in alert["timeline"])
+
+    status, queues = await gateway.get("/api/v1/queues")
+    assert status == 200
+    assert [q["priority"] for q in queues["queues"]] == ["high", "low"]
+    provider = queues["providers"][0]
+    assert provider["name"] == "sandbox" and provider["capacity"] == 10 and provider["reserved_for_high"] == 2
+    assert provider["in_flight"] >= 1  # the ringing calls hold lines
+    assert (await gateway.get("/api/v1/queues", headers={}))[0] == 401
