@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.clock import Clock, to_datetime
-from gateway.config import Config, Engineer, PolicyStep, Route
+from gateway.config import Config, Engineer, Policy, PolicyStep, Route
 from gateway.dispatch import Dispatcher
 from gateway.oncall import who_is_on_call
 from gateway.phone import mask, spoken
 from gateway.routing import matches, select_route
 from gateway.signals import AlertSignal
-from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, Store, TimelineEntry
+from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, Store, TimelineEntry
 from gateway.templates import Templates
 from ivr_flows.alert_call import AlertCallFlow
 from ivr_flows.model import Flow
@@ -203,17 +203,23 @@ class EscalationEngine:
             policy=route.policy,
             route=route.name,
         )
-        alert, created = await self.store.create_alert(
+        policy = self.config.policies[route.policy]
+        first = self._plan(team=new.team, source=new.source, policy=policy, step_index=0, repeat=0, now=now)
+        alert, created, pages = await self.store.create_alert(
             new,
             now=now,
             escalate_at=now,
             note=f"triggered from {signal.source}; route {route.name} -> team {route.team}, "
             f"policy {route.policy}, {new.priority} priority",
+            first_step=first,
         )
         if created:
+            # Fast path: step 1 was written with the alert; dial now, the scheduler takes the rest.
             log.info("alert %d triggered from %s (team %s, %s priority): %s",
                      alert.id, signal.source, alert.team, alert.priority, alert.summary)
-            self.wake()
+            for page in pages:
+                await self._send(page, alert, ring_timeout_s=policy.steps[0].timeout_s)
+            self.wake()  # the scheduler learns when step 2 is due
         else:
             log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
         return IngestResult(signal=signal, alert=alert, created=created, dedup_key=public_key)
@@ -336,51 +342,61 @@ class EscalationEngine:
             step_index, repeat = 0, repeat + 1
             notes.append(self._note(alert, now, "escalation",
                                     f"policy {policy.id} starts again (round {repeat + 1} of {policy.repeat + 1})"))
+        plan = self._plan(team=alert.team, source=alert.source, policy=policy, step_index=step_index,
+                          repeat=repeat, now=now, notes=notes)
+        created = await self.store.start_step(alert.id, expect=esc, plan=plan, now=now)
+        if created is None:
+            return  # acknowledged or moved on meanwhile
+        log.info("alert %d: step %d of %d paging %d number(s)", alert.id, step_index + 1, len(policy.steps),
+                 len(created))
+        for page in created:
+            await self._send(page, alert, ring_timeout_s=policy.steps[step_index].timeout_s)
+
+    def _plan(
+        self,
+        *,
+        team: str,
+        source: str,
+        policy: Policy,
+        step_index: int,
+        repeat: int,
+        now: float,
+        notes: list[TimelineEntry] | None = None,
+    ) -> StepPlan:
+        """Who step ``step_index`` pages now, how, and when the step after it is due."""
         step = policy.steps[step_index]
-        targets = self._targets(alert, step, now)
+        targets = self._targets(team, step, now)
         label = f"step {step_index + 1} of {len(policy.steps)}"
         pages = [
             NewPage(engineer=eng.id, number=eng.phones[0], channel=channel)
             for eng in targets
-            for channel in self._channels(alert, step)
+            for channel in self._channels(source, step)
         ]
+        notes = list(notes or [])
         if pages:
             who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
-            notes.append(self._note(alert, now, "step", f"{label}: {step.via} {step.target} {who}; "
-                                                        f"times out in {step.timeout_s} s",
-                                    {"step": step_index, "repeat": repeat}))
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: {step.via} {step.target} {who}; "
+                                       f"times out in {step.timeout_s} s",
+                                       data={"step": step_index, "repeat": repeat}))
             next_due = now + step.timeout_s
         else:
-            notes.append(self._note(alert, now, "step", f"{label}: nobody is {step.target} on call for "
-                                                        f"team {alert.team}; skipped"))
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))
             next_due = now
-        created = await self.store.start_step(
-            alert.id,
-            expect=esc,
-            pages=pages,
-            step=step_index,
-            repeat=repeat,
-            next=Escalation(alert_id=alert.id, step=step_index + 1, repeat=repeat, next_due=next_due),
-            notes=notes,
-            now=now,
-        )
-        if created is None:
-            return  # acknowledged or moved on meanwhile
-        log.info("alert %d: %s (%s) paging %d target(s)", alert.id, label, step.target, len(targets))
-        for page in created:
-            await self._send(page, alert, ring_timeout_s=step.timeout_s)
+        return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
 
     @staticmethod
-    def _channels(alert: Alert, step: PolicyStep) -> tuple[str, ...]:
-        if alert.source == "hotline":
+    def _channels(source: str, step: PolicyStep) -> tuple[str, ...]:
+        if source == "hotline":
             return ("call",)  # a caller is waiting: only a call can connect them
         return ("call", "sms") if step.via == "both" else (step.via,)
 
-    def _targets(self, alert: Alert, step: PolicyStep, now: float) -> list[Engineer]:
+    def _targets(self, team_id: str, step: PolicyStep, now: float) -> list[Engineer]:
         engineers = self.config.engineers
         if step.target == "engineer":
             return [engineers[step.engineer]] if step.engineer in engineers else []
-        team = self.config.teams.get(alert.team)
+        team = self.config.teams.get(team_id)
         if team is None:
             return []
         if step.target == "team":
@@ -448,11 +464,7 @@ class EscalationEngine:
 
     async def _call_still_wanted(self, call_id: str) -> bool:
         page_id = page_id_from(call_id)
-        page = await self.store.get_page(page_id) if page_id is not None else None
-        if page is None or page.status == "done":
-            return False
-        alert = await self.store.get_alert(page.alert_id)
-        return alert is not None and alert.status == "triggered"
+        return page_id is not None and await self.store.call_wanted(page_id)
 
     async def _call_placed(self, call_id: str) -> None:
         page_id = page_id_from(call_id)

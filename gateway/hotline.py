@@ -63,7 +63,7 @@ class HotlineService:
             log.warning("call %s to %s: not a hotline number; ending it", call.call_id, mask(call.dialled))
             return None
         now = self.engine.clock.now()
-        alert, _ = await self.store.create_alert(
+        alert, _, _ = await self.store.create_alert(
             NewAlert(
                 dedup_key=hotline_key(call.call_id),
                 priority=hotline.priority,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -14,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, TimelineEntry
+from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +172,29 @@ class SqliteStore:
             batch.set_result(None)
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self, *, single_statement: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction in the current group commit; returns once it is durable.
+
+        The body runs in a savepoint, so a failing body undoes only itself. A
+        ``single_statement`` body skips it: SQLite undoes a failed statement alone.
+        """
         async with self._hold() as db:
             if self._batch is None:
                 await db.execute("BEGIN IMMEDIATE")
                 self._batch = asyncio.get_running_loop().create_future()
             batch = self._batch
             self._batch_size += 1
-            await db.execute("SAVEPOINT tx")
-            try:
+            if single_statement:
                 yield db
-            except BaseException:
-                await db.execute("ROLLBACK TO tx")
+            else:
+                await db.execute("SAVEPOINT tx")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK TO tx")
+                    await db.execute("RELEASE tx")
+                    raise
                 await db.execute("RELEASE tx")
-                raise
-            await db.execute("RELEASE tx")
         await asyncio.shield(batch)  # durable once this returns
 
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
@@ -201,45 +210,52 @@ class SqliteStore:
     # --------------------------------------------------------------- alerts
 
     async def create_alert(
-        self, new: NewAlert, *, now: float, escalate_at: float | None, note: str
-    ) -> tuple[Alert, bool]:
+        self, new: NewAlert, *, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None = None
+    ) -> tuple[Alert, bool, list[Page]]:
+        # The hot path of intake: as few statements as possible, each a hop to the store's thread.
         async with self._tx() as db:
             async with db.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'",
-                (new.dedup_key,),
-            ) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                return _alert(row), False
-            cur = await db.execute(
                 "INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels,"
                 " team, policy, route, created_at, updated_at)"
-                " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    new.dedup_key,
-                    new.priority,
-                    new.source,
-                    new.summary,
-                    json.dumps(new.details),
-                    json.dumps(new.labels),
-                    new.team,
-                    new.policy,
-                    new.route,
-                    now,
-                    now,
-                ),
-            )
-            alert_id = cur.lastrowid
-            assert alert_id is not None
+                " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (dedup_key) WHERE status != 'resolved' DO NOTHING RETURNING id",
+                (new.dedup_key, new.priority, new.source, new.summary, json.dumps(new.details),
+                 json.dumps(new.labels), new.team, new.policy, new.route, now, now),
+            ) as cur:
+                inserted = await cur.fetchone()
+            if inserted is None:
+                async with db.execute(
+                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'",
+                    (new.dedup_key,),
+                ) as cur:
+                    row = await cur.fetchone()
+                assert row is not None
+                return _alert(row), False, []
+            alert_id = inserted[0]
+            notes = [TimelineEntry(alert_id=alert_id, at=now, kind="triggered", message=note)]
+            if first_step is None:
+                step, repeat, next_due, pages = 0, 0, escalate_at, []
+            else:
+                step, repeat, next_due = first_step.step + 1, first_step.repeat, first_step.next_due
+                pages = [await self._insert_page(db, alert_id, p, first_step.step, first_step.repeat, now)
+                         for p in first_step.pages]
+                notes += [dataclasses.replace(n, alert_id=alert_id) for n in first_step.notes]
             await db.execute(
-                "INSERT INTO escalations (alert_id, step, repeat, next_due) VALUES (?, 0, 0, ?)",
-                (alert_id, escalate_at),
+                "INSERT INTO escalations (alert_id, step, repeat, next_due) VALUES (?, ?, ?, ?)",
+                (alert_id, step, repeat, next_due),
             )
-            await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="triggered", message=note))
-            async with db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)) as c:
-                created = await c.fetchone()
-        assert created is not None
-        return _alert(created), True
+            await self._log_all(db, notes)
+        alert = Alert(
+            id=alert_id, dedup_key=new.dedup_key, status="triggered", priority=new.priority, source=new.source,
+            summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
+            route=new.route, created_at=now, updated_at=now,
+        )
+        return alert, True, pages
+
+    async def _write_step(self, db: aiosqlite.Connection, alert_id: int, plan: StepPlan, now: float) -> list[Page]:
+        pages = [await self._insert_page(db, alert_id, p, plan.step, plan.repeat, now) for p in plan.pages]
+        await self._log_all(db, [dataclasses.replace(n, alert_id=alert_id) for n in plan.notes])
+        return pages
 
     async def get_alert(self, alert_id: int) -> Alert | None:
         row = await self._one(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
@@ -386,51 +402,38 @@ class SqliteStore:
                 await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note))
         return True
 
-    async def start_step(
-        self,
-        alert_id: int,
-        *,
-        expect: Escalation,
-        pages: list[NewPage],
-        step: int | None,
-        repeat: int | None,
-        next: Escalation,
-        notes: list[TimelineEntry],
-        now: float,
-    ) -> list[Page] | None:
+    async def start_step(self, alert_id: int, *, expect: Escalation, plan: StepPlan, now: float) -> list[Page] | None:
         async with self._tx() as db:
             if not await self._matches(db, expect):
                 return None
-            ids = [await self._insert_page(db, alert_id, p, step, repeat, now) for p in pages]
             await db.execute(
                 "UPDATE escalations SET step = ?, repeat = ?, next_due = ? WHERE alert_id = ?",
-                (next.step, next.repeat, next.next_due, alert_id),
+                (plan.step + 1, plan.repeat, plan.next_due, alert_id),
             )
-            for note in notes:
-                await self._log(db, note)
-            return await self._pages_by_id(db, ids)
+            return await self._write_step(db, alert_id, plan, now)
 
     async def add_pages(
         self, alert_id: int, pages: list[NewPage], *, notes: list[TimelineEntry], now: float
     ) -> list[Page]:
         async with self._tx() as db:
-            ids = [await self._insert_page(db, alert_id, p, None, None, now) for p in pages]
-            for note in notes:
-                await self._log(db, note)
-            return await self._pages_by_id(db, ids)
+            created = [await self._insert_page(db, alert_id, p, None, None, now) for p in pages]
+            await self._log_all(db, notes)
+            return created
 
     # ---------------------------------------------------------------- pages
 
     async def _insert_page(
         self, db: aiosqlite.Connection, alert_id: int, page: NewPage, step: int | None, repeat: int | None, now: float
-    ) -> int:
+    ) -> Page:
         cur = await db.execute(
             "INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?)",
             (alert_id, step, repeat, page.engineer, page.number, page.channel, now, now),
         )
         assert cur.lastrowid is not None
-        return cur.lastrowid
+        return Page(id=cur.lastrowid, alert_id=alert_id, step=step, repeat=repeat, engineer=page.engineer,
+                    number=page.number, channel=page.channel, status="due", outcome=None, detail="",
+                    created_at=now, updated_at=now)
 
     async def _pages_by_id(self, db: aiosqlite.Connection, ids: list[int]) -> list[Page]:
         if not ids:
@@ -442,6 +445,14 @@ class SqliteStore:
     async def get_page(self, page_id: int) -> Page | None:
         row = await self._one(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id = ?", (page_id,))
         return _page(row) if row else None
+
+    async def call_wanted(self, page_id: int) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM pages p JOIN alerts a ON a.id = p.alert_id"
+            " WHERE p.id = ? AND p.status != 'done' AND a.status = 'triggered'",
+            (page_id,),
+        )
+        return row is not None
 
     async def pages_for(self, alert_id: int) -> list[Page]:
         rows = await self._all(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = ? ORDER BY id", (alert_id,))
@@ -455,7 +466,7 @@ class SqliteStore:
         return [_page(r) for r in rows]
 
     async def mark_page_sent(self, page_id: int, *, now: float) -> None:
-        async with self._tx() as db:
+        async with self._tx(single_statement=True) as db:
             await db.execute(
                 "UPDATE pages SET status = 'sent', updated_at = ? WHERE id = ? AND status = 'due'", (now, page_id)
             )
@@ -493,13 +504,16 @@ class SqliteStore:
     # ------------------------------------------------------------- timeline
 
     async def _log(self, db: aiosqlite.Connection, entry: TimelineEntry) -> None:
-        await db.execute(
+        await self._log_all(db, [entry])
+
+    async def _log_all(self, db: aiosqlite.Connection, entries: list[TimelineEntry]) -> None:
+        await db.executemany(
             "INSERT INTO timeline (alert_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
-            (entry.alert_id, entry.at, entry.kind, entry.message, json.dumps(entry.data)),
+            [(e.alert_id, e.at, e.kind, e.message, json.dumps(e.data)) for e in entries],
         )
 
     async def add_timeline(self, entry: TimelineEntry) -> None:
-        async with self._tx() as db:
+        async with self._tx(single_statement=True) as db:
             await self._log(db, entry)
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:

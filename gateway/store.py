@@ -88,6 +88,20 @@ class TimelineEntry:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StepPlan:
+    """One policy step ready to be written: its pages, when the next step is due, what to log.
+
+    The notes' ``alert_id`` is filled in by the store.
+    """
+
+    step: int
+    repeat: int
+    pages: list[NewPage]
+    next_due: float
+    notes: list[TimelineEntry] = field(default_factory=list)
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -98,12 +112,14 @@ class Store(Protocol):
         ...
 
     async def create_alert(
-        self, new: NewAlert, *, now: float, escalate_at: float | None, note: str
-    ) -> tuple[Alert, bool]:
+        self, new: NewAlert, *, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None = None
+    ) -> tuple[Alert, bool, list[Page]]:
         """Insert the alert with its escalation and a 'triggered' timeline entry, atomically.
 
-        When an open alert with the same dedup key exists, change nothing and
-        return it with ``False``.
+        With ``first_step`` its pages are written in the same transaction (the
+        fast path: the first call goes out right after the alert is durable) and
+        ``escalate_at`` is ignored. When an open alert with the same dedup key
+        exists, change nothing and return it with ``False`` and no pages.
         """
         ...
 
@@ -153,18 +169,7 @@ class Store(Protocol):
         is still as ``expect`` says and the alert is triggered."""
         ...
 
-    async def start_step(
-        self,
-        alert_id: int,
-        *,
-        expect: Escalation,
-        pages: list[NewPage],
-        step: int | None,
-        repeat: int | None,
-        next: Escalation,
-        notes: list[TimelineEntry],
-        now: float,
-    ) -> list[Page] | None:
+    async def start_step(self, alert_id: int, *, expect: Escalation, plan: StepPlan, now: float) -> list[Page] | None:
         """Write the step's pages as due, move the escalation on, and log, in one transaction.
 
         Returns None (and writes nothing) when the escalation is no longer as
@@ -179,6 +184,10 @@ class Store(Protocol):
         ...
 
     async def get_page(self, page_id: int) -> Page | None: ...
+
+    async def call_wanted(self, page_id: int) -> bool:
+        """The page is not finished and its alert is still triggered: dialling it is still wanted."""
+        ...
 
     async def pages_for(self, alert_id: int) -> list[Page]: ...
 

@@ -41,7 +41,7 @@ async def _direct(request: web.Request, channel: str) -> web.Response:
     engine = request.app[ENGINE]
     targets = _targets(request, to, team)
     now = request.app[CLOCK].now()
-    alert, _ = await engine.store.create_alert(
+    alert, _, _ = await engine.store.create_alert(
         NewAlert(
             dedup_key=f"direct-{channel}:{uuid.uuid4().hex}",
             priority=priority,

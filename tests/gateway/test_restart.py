@@ -10,7 +10,7 @@ from gateway.app import create_app
 from gateway.clock import FakeClock
 from gateway.config import load_config
 from gateway.sqlite_store import SqliteStore
-from gateway.store import Escalation, NewAlert, NewPage
+from gateway.store import NewAlert, NewPage, StepPlan
 from tests.support import ALICE, BOB, Gateway, eventually
 
 
@@ -55,7 +55,7 @@ async def test_page_written_but_not_sent_before_a_crash_is_sent_on_start(
     config = load_config(config_path)
     store = SqliteStore(config.store_path)
     await store.open()
-    alert, created = await store.create_alert(
+    alert, created, _ = await store.create_alert(
         NewAlert(dedup_key="crash", priority="high", source="api", summary="crashed mid-step", team="sre",
                  policy="default", route="sre-critical"),
         now=clock.now(), escalate_at=clock.now(), note="triggered",
@@ -64,8 +64,9 @@ async def test_page_written_but_not_sent_before_a_crash_is_sent_on_start(
     assert created and esc is not None
     # The step was made durable (page due, escalation moved on) and then the process died.
     pages = await store.start_step(
-        alert.id, expect=esc, pages=[NewPage(engineer="alice", number=ALICE, channel="call")], step=0, repeat=0,
-        next=Escalation(alert_id=alert.id, step=1, repeat=0, next_due=clock.now() + 20), notes=[], now=clock.now(),
+        alert.id, expect=esc, now=clock.now(),
+        plan=StepPlan(step=0, repeat=0, pages=[NewPage(engineer="alice", number=ALICE, channel="call")],
+                      next_due=clock.now() + 20),
     )
     assert pages is not None and pages[0].status == "due"
     await store.close()

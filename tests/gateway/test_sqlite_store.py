@@ -18,7 +18,7 @@ async def test_migrations_apply_once_and_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "g.db"
     store = SqliteStore(path)
     await store.open()
-    alert, created = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+    alert, created, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
     await store.close()
     store = SqliteStore(path)
     await store.open()
@@ -36,15 +36,15 @@ async def test_one_open_alert_per_dedup_key_and_status_only_moves_forward(tmp_pa
     store = SqliteStore(tmp_path / "g.db")
     await store.open()
     try:
-        first, created = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
-        again, created_again = await store.create_alert(_new(), now=2.0, escalate_at=2.0, note="t")
+        first, created, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+        again, created_again, _ = await store.create_alert(_new(), now=2.0, escalate_at=2.0, note="t")
         assert created and not created_again and again.id == first.id
         result = await store.change_status(first.id, "resolved", now=3.0, by=None, note="r")
         assert result is not None and result[1] and result[0].resolved_at == 3.0
         result = await store.change_status(first.id, "acknowledged", now=4.0, by="x", note="a")
         assert result is not None and not result[1] and result[0].status == "resolved"
         assert (await store.get_escalation(first.id)).next_due is None  # type: ignore[union-attr]
-        reopened, created = await store.create_alert(_new(), now=5.0, escalate_at=5.0, note="t")
+        reopened, created, _ = await store.create_alert(_new(), now=5.0, escalate_at=5.0, note="t")
         assert created and reopened.id != first.id
         assert [e.kind for e in await store.timeline(first.id)] == ["triggered", "resolved"]
         assert await store.change_status(999, "resolved", now=1.0, by=None, note="") is None
@@ -53,23 +53,23 @@ async def test_one_open_alert_per_dedup_key_and_status_only_moves_forward(tmp_pa
 
 
 async def test_finish_page_only_once(tmp_path: Path) -> None:
-    from gateway.store import Escalation, NewPage
+    from gateway.store import NewPage, StepPlan
 
     store = SqliteStore(tmp_path / "g.db")
     await store.open()
     try:
-        alert, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+        alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
         esc = await store.get_escalation(alert.id)
         assert esc is not None
-        pages = await store.start_step(alert.id, expect=esc, pages=[NewPage(engineer="a", number="+1", channel="call")],
-                                       step=0, repeat=0, next=Escalation(alert_id=alert.id, step=1, repeat=0,
-                                                                        next_due=21.0), notes=[], now=1.0)
-        assert pages is not None
+        plan = StepPlan(step=0, repeat=0, pages=[NewPage(engineer="a", number="+1", channel="call")], next_due=21.0)
+        pages = await store.start_step(alert.id, expect=esc, plan=plan, now=1.0)
+        assert pages is not None and pages[0].status == "due"
+        assert await store.call_wanted(pages[0].id)
         # A stale expectation writes nothing.
-        assert await store.start_step(alert.id, expect=esc, pages=[], step=0, repeat=0, next=esc, notes=[],
-                                      now=2.0) is None
+        assert await store.start_step(alert.id, expect=esc, plan=plan, now=2.0) is None
         assert await store.finish_page(pages[0].id, outcome="busy", detail="", now=2.0, note=None) is not None
         assert await store.finish_page(pages[0].id, outcome="acknowledged", detail="", now=3.0, note=None) is None
         assert (await store.get_page(pages[0].id)).outcome == "busy"  # type: ignore[union-attr]
+        assert not await store.call_wanted(pages[0].id)
     finally:
         await store.close()
