@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 
+import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
@@ -84,7 +85,7 @@ class MaskingAccessLogger(AbstractAccessLogger):
 
 
 def run_server(config: Config, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM, on uvloop (a faster event loop: less CPU per alert and call)."""
     app = create_app(config)
     web.run_app(
         app,
@@ -92,4 +93,5 @@ def run_server(config: Config, *, host: str | None = None, port: int | None = No
         port=port or config.port,
         access_log_class=MaskingAccessLogger,
         print=lambda text: log.info(text.strip()),
+        loop=uvloop.new_event_loop(),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class EscalationEngine:
             on_failed=self._call_failed,
         )
         self._wake = asyncio.Event()
+        self._planned_wake = math.inf  # when the scheduler will look next on its own (inf: not before woken)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._engineer_by_number = {n: e for e in config.engineers.values() for n in e.phones}
@@ -142,8 +144,10 @@ class EscalationEngine:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def due_at(self, when: float) -> None:
+        """Something is due at ``when``: wake the scheduler if it plans to sleep past that."""
+        if when < self._planned_wake:
+            self._wake.set()
 
     # --------------------------------------------------------------- intake
 
@@ -219,7 +223,7 @@ class EscalationEngine:
                      alert.id, signal.source, alert.team, alert.priority, alert.summary)
             for page in pages:
                 await self._send(page, alert, ring_timeout_s=policy.steps[0].timeout_s)
-            self.wake()  # the scheduler learns when step 2 is due
+            self.due_at(first.next_due)  # the scheduler learns when step 2 is due
         else:
             log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
         return IngestResult(signal=signal, alert=alert, created=created, dedup_key=public_key)
@@ -240,7 +244,6 @@ class EscalationEngine:
         if changed:
             log.info("alert %d %s: %s", alert.id, status, how)
             await self._cancel_pages(alert.id)
-            self.wake()
         return alert, changed
 
     async def raise_priority(self, alert_id: int, *, by: str) -> Alert | None:
@@ -273,7 +276,7 @@ class EscalationEngine:
                                                   note=f"escalated by {by}: next step starts now")
         if changed:
             log.info("alert %d escalated by %s", alert_id, by)
-            self.wake()
+            self.due_at(now)
         return alert, changed
 
     async def _cancel_pages(self, alert_id: int) -> None:
@@ -292,6 +295,7 @@ class EscalationEngine:
 
     async def _run(self) -> None:
         while True:
+            self._planned_wake = math.inf  # while running, any news wakes us again
             self._wake.clear()
             try:
                 for esc in await self.store.due_escalations(self.clock.now()):
@@ -302,6 +306,7 @@ class EscalationEngine:
             except Exception:
                 log.exception("escalation scheduler: error while running due steps; retrying in 1 s")
                 next_due = self.clock.now() + 1
+            self._planned_wake = math.inf if next_due is None else next_due
             await self._sleep(next_due)
 
     async def _sleep(self, until: float | None) -> None:
@@ -532,7 +537,7 @@ class EscalationEngine:
                 page.alert_id, expect=esc, next_due=now, now=now,
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
-                self.wake()
+                self.due_at(now)
 
     # ------------------------------------------------------------ lookups
 

@@ -103,7 +103,7 @@ class HotlineService:
         )
         if started:
             log.info("hotline call %s (alert %d) waiting, %s priority", event.call_id, alert.id, event.priority)
-            self.engine.wake()
+            self.engine.due_at(now)
 
     async def caller_finished(self, event: CallerFinished) -> None:
         alert = await self.store.find_open_alert(hotline_key(event.call_id))

@@ -1,272 +1,236 @@
-"""The embedded default store: one SQLite file in WAL mode, versioned migrations."""
+"""The embedded default store: one SQLite file in WAL mode, versioned migrations.
+
+Why not aiosqlite: it hops to its thread and back once per *statement*, and
+under load each hop waits for a turn of the busy event loop, so a transaction
+holds the connection for many loop turns while every other writer queues
+behind it (measured: 1.3 s average wait at 500 alerts/s). Here every store
+method is one plain function that runs whole on the store's own thread: one
+hop per transaction. The thread also does group commit: it takes every job
+waiting in its queue, runs each write in its own savepoint inside one
+transaction, commits once (one fsync for the lot), and only then answers them,
+so "durable before 2xx" holds.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
+import queue
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, TimelineEntry
 
 log = logging.getLogger(__name__)
 
-_MAX_BATCH = 256  # transactions per group commit at the most
+T = TypeVar("T")
+Db = sqlite3.Connection
 
+_MAX_BATCH = 256  # jobs per transaction at the most
 _ALERT_COLUMNS = (
     "id, dedup_key, status, priority, source, summary, details, labels, team, policy, route, "
     "created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at"
 )
 _PAGE_COLUMNS = (
-    "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, "
-    "created_at, updated_at"
+    "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
 )
+_STATUS_ORDER = {"triggered": 0, "acknowledged": 1, "resolved": 2}
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("gateway") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+def _prefixed(columns: str, table: str) -> str:
+    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
 
 
-def _alert(row: sqlite3.Row) -> Alert:
+def _alert(row: tuple[Any, ...]) -> Alert:
     return Alert(
-        id=row[0],
-        dedup_key=row[1],
-        status=row[2],
-        priority=row[3],
-        source=row[4],
-        summary=row[5],
-        details=json.loads(row[6]),
-        labels=json.loads(row[7]),
-        team=row[8],
-        policy=row[9],
-        route=row[10],
-        created_at=row[11],
-        updated_at=row[12],
-        acknowledged_by=row[13],
-        acknowledged_at=row[14],
+        id=row[0], dedup_key=row[1], status=row[2], priority=row[3], source=row[4], summary=row[5],
+        details=json.loads(row[6]), labels=json.loads(row[7]), team=row[8], policy=row[9], route=row[10],
+        created_at=row[11], updated_at=row[12], acknowledged_by=row[13], acknowledged_at=row[14],
         resolved_at=row[15],
-    )
+    )  # fmt: skip
 
 
-def _page(row: sqlite3.Row) -> Page:
+def _page(row: tuple[Any, ...]) -> Page:
     return Page(
-        id=row[0],
-        alert_id=row[1],
-        step=row[2],
-        repeat=row[3],
-        engineer=row[4],
-        number=row[5],
-        channel=row[6],
-        status=row[7],
-        outcome=row[8],
-        detail=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-    )
+        id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=row[4], number=row[5], channel=row[6],
+        status=row[7], outcome=row[8], detail=row[9], created_at=row[10], updated_at=row[11],
+    )  # fmt: skip
 
 
-def _escalation(row: sqlite3.Row) -> Escalation:
+def _escalation(row: tuple[Any, ...]) -> Escalation:
     return Escalation(alert_id=row[0], step=row[1], repeat=row[2], next_due=row[3])
+
+
+# ------------------------------------------------------------------ the thread
+
+
+@dataclass(kw_only=True)
+class _Job:
+    fn: Callable[[Db], Any]
+    write: bool
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _StoreThread:
+    """Owns the sqlite3 connection; runs jobs in order, writes grouped into one commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-store", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._db: Db | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def submit(self, fn: Callable[[Db], T], *, write: bool) -> asyncio.Future[T]:
+        if self._loop is None or self._db is None:
+            raise RuntimeError("store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put(_Job(fn=fn, write=write, future=future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        db = self._db
+        assert db is not None and self._loop is not None
+        writes = any(job.write for job in batch)
+        try:
+            if writes:
+                db.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                self._run_job(db, job)
+            if writes:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:  # BEGIN or COMMIT failed: no write of this batch is durable
+            log.error("store: transaction failed: %s", exc)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for job in batch:
+                if job.write:
+                    job.error = exc
+        self._loop.call_soon_threadsafe(_answer, batch)
+
+    @staticmethod
+    def _run_job(db: Db, job: _Job) -> None:
+        if not job.write:
+            try:
+                job.result = job.fn(db)
+            except Exception as exc:
+                job.error = exc
+            return
+        db.execute("SAVEPOINT job")  # a failing job undoes only itself
+        try:
+            job.result = job.fn(db)
+        except Exception as exc:
+            job.error = exc
+            db.execute("ROLLBACK TO job")
+        db.execute("RELEASE job")
+
+
+def _answer(batch: list[_Job]) -> None:
+    for job in batch:
+        if job.future.done():  # the caller gave up (cancelled)
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+# ------------------------------------------------------------------- the store
 
 
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()  # one connection: transactions must not interleave
-        self._waiting = 0  # coroutines waiting for the connection
-        self._batch: asyncio.Future[None] | None = None  # the open group-commit transaction
-        self._batch_size = 0
-
-    # ------------------------------------------------------------ lifecycle
+        self._thread: _StoreThread | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._migrate()
+        self._thread = _StoreThread(self.path)
+        await self._thread.start()
+        await self._read(_setup)
+        for version, sql in _migrations():
+            applied = await self._read(lambda db, v=version, s=sql: _migrate(db, v, s))
+            if applied:
+                log.info("store: applied migration %03d to %s", version, self.path)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._thread is not None:
+            await self._thread.stop()
+            self._thread = None
+
+    def _submit(self, fn: Callable[[Db], T], *, write: bool) -> asyncio.Future[T]:
+        if self._thread is None:
+            raise RuntimeError("store is not open")
+        return self._thread.submit(fn, write=write)
+
+    async def _read(self, fn: Callable[[Db], T]) -> T:
+        return await self._submit(fn, write=False)
+
+    async def _write(self, fn: Callable[[Db], T]) -> T:
+        """Run ``fn`` in a transaction; returns once that transaction is committed."""
+        return await self._submit(fn, write=True)
 
     async def ping(self) -> None:
-        await self._conn.execute("SELECT 1")
-
-    @property
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
-
-    async def _migrate(self) -> None:
-        db = self._conn
-        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
-        for version, sql in _migrations():
-            if version <= current:
-                continue
-            log.info("store: applying migration %03d to %s", version, self.path)
-            try:
-                await db.executescript(
-                    f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version:d});\nCOMMIT;"
-                )
-            except BaseException:
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
-
-    # One connection serves everyone. Write transactions that overlap share one
-    # COMMIT (group commit): each runs in its own savepoint while holding the
-    # connection, and whoever releases the connection with nobody waiting for it
-    # commits the batch. A writer returns only once its batch is committed, so
-    # "durable before 2xx" holds, at one fsync per batch instead of per alert.
-
-    @asynccontextmanager
-    async def _hold(self) -> AsyncIterator[aiosqlite.Connection]:
-        self._waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            yield self._conn
-        finally:
-            try:
-                if self._batch is not None and (self._waiting == 0 or self._batch_size >= _MAX_BATCH):
-                    await self._commit()
-            finally:
-                self._lock.release()
-
-    async def _commit(self) -> None:
-        batch, self._batch, self._batch_size = self._batch, None, 0
-        assert batch is not None
-        try:
-            await self._conn.execute("COMMIT")
-        except Exception as exc:
-            log.error("store: commit failed; %s", exc)
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            batch.set_exception(exc)
-            batch.exception()  # retrieved here too: writers whose bodies failed do not await it
-        else:
-            batch.set_result(None)
-
-    @asynccontextmanager
-    async def _tx(self, *, single_statement: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction in the current group commit; returns once it is durable.
-
-        The body runs in a savepoint, so a failing body undoes only itself. A
-        ``single_statement`` body skips it: SQLite undoes a failed statement alone.
-        """
-        async with self._hold() as db:
-            if self._batch is None:
-                await db.execute("BEGIN IMMEDIATE")
-                self._batch = asyncio.get_running_loop().create_future()
-            batch = self._batch
-            self._batch_size += 1
-            if single_statement:
-                yield db
-            else:
-                await db.execute("SAVEPOINT tx")
-                try:
-                    yield db
-                except BaseException:
-                    await db.execute("ROLLBACK TO tx")
-                    await db.execute("RELEASE tx")
-                    raise
-                await db.execute("RELEASE tx")
-        await asyncio.shield(batch)  # durable once this returns
-
-    async def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self._hold() as db:
-            async with db.execute(sql, tuple(args)) as cur:
-                return await cur.fetchone()
-
-    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self._hold() as db:
-            async with db.execute(sql, tuple(args)) as cur:
-                return list(await cur.fetchall())
+        await self._read(lambda db: db.execute("SELECT 1").fetchone())
 
     # --------------------------------------------------------------- alerts
 
     async def create_alert(
         self, new: NewAlert, *, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None = None
     ) -> tuple[Alert, bool, list[Page]]:
-        # The hot path of intake: as few statements as possible, each a hop to the store's thread.
-        async with self._tx() as db:
-            async with db.execute(
-                "INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels,"
-                " team, policy, route, created_at, updated_at)"
-                " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (dedup_key) WHERE status != 'resolved' DO NOTHING RETURNING id",
-                (new.dedup_key, new.priority, new.source, new.summary, json.dumps(new.details),
-                 json.dumps(new.labels), new.team, new.policy, new.route, now, now),
-            ) as cur:
-                inserted = await cur.fetchone()
-            if inserted is None:
-                async with db.execute(
-                    f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'",
-                    (new.dedup_key,),
-                ) as cur:
-                    row = await cur.fetchone()
-                assert row is not None
-                return _alert(row), False, []
-            alert_id = inserted[0]
-            notes = [TimelineEntry(alert_id=alert_id, at=now, kind="triggered", message=note)]
-            if first_step is None:
-                step, repeat, next_due, pages = 0, 0, escalate_at, []
-            else:
-                step, repeat, next_due = first_step.step + 1, first_step.repeat, first_step.next_due
-                pages = [await self._insert_page(db, alert_id, p, first_step.step, first_step.repeat, now)
-                         for p in first_step.pages]
-                notes += [dataclasses.replace(n, alert_id=alert_id) for n in first_step.notes]
-            await db.execute(
-                "INSERT INTO escalations (alert_id, step, repeat, next_due) VALUES (?, ?, ?, ?)",
-                (alert_id, step, repeat, next_due),
-            )
-            await self._log_all(db, notes)
-        alert = Alert(
-            id=alert_id, dedup_key=new.dedup_key, status="triggered", priority=new.priority, source=new.source,
-            summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
-            route=new.route, created_at=now, updated_at=now,
-        )
-        return alert, True, pages
-
-    async def _write_step(self, db: aiosqlite.Connection, alert_id: int, plan: StepPlan, now: float) -> list[Page]:
-        pages = [await self._insert_page(db, alert_id, p, plan.step, plan.repeat, now) for p in plan.pages]
-        await self._log_all(db, [dataclasses.replace(n, alert_id=alert_id) for n in plan.notes])
-        return pages
+        return await self._write(lambda db: _create_alert(db, new, now, escalate_at, note, first_step))
 
     async def get_alert(self, alert_id: int) -> Alert | None:
-        row = await self._one(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
-        return _alert(row) if row else None
+        return await self._read(lambda db: _get_alert(db, alert_id))
 
     async def find_open_alert(self, dedup_key: str) -> Alert | None:
-        row = await self._one(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'",
-            (dedup_key,),
-        )
-        return _alert(row) if row else None
+        def find(db: Db) -> Alert | None:
+            row = db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'", (dedup_key,)
+            ).fetchone()
+            return _alert(row) if row else None
+
+        return await self._read(find)
 
     async def list_alerts(
         self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
@@ -279,105 +243,89 @@ class SqliteStore:
             where.append("id < ?")
             args.append(before_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._all(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT ?", [*args, limit]
-        )
-        return [_alert(r) for r in rows]
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts {clause} ORDER BY id DESC LIMIT ?"
+        return await self._read(lambda db: [_alert(r) for r in db.execute(sql, [*args, limit])])
 
     async def change_status(
         self, alert_id: int, status: str, *, now: float, by: str | None, note: str
     ) -> tuple[Alert, bool] | None:
-        order = {"triggered": 0, "acknowledged": 1, "resolved": 2}
-        async with self._tx() as db:
-            async with db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)) as c:
-                row = await c.fetchone()
-            if row is None:
+        def change(db: Db) -> tuple[Alert, bool] | None:
+            alert = _get_alert(db, alert_id)
+            if alert is None:
                 return None
-            alert = _alert(row)
-            if order[alert.status] >= order[status]:
+            if _STATUS_ORDER[alert.status] >= _STATUS_ORDER[status]:
                 return alert, False
             if status == "acknowledged":
-                await db.execute(
+                db.execute(
                     "UPDATE alerts SET status = ?, updated_at = ?, acknowledged_by = ?, acknowledged_at = ?"
                     " WHERE id = ?",
                     (status, now, by, now, alert_id),
                 )
+                alert = replace(alert, status=status, updated_at=now, acknowledged_by=by, acknowledged_at=now)
             else:
-                await db.execute(
+                db.execute(
                     "UPDATE alerts SET status = ?, updated_at = ?, resolved_at = ? WHERE id = ?",
                     (status, now, now, alert_id),
                 )
-            await db.execute("UPDATE escalations SET next_due = NULL WHERE alert_id = ?", (alert_id,))
-            await self._log(
-                db,
-                TimelineEntry(alert_id=alert_id, at=now, kind=status, message=note, data={"by": by} if by else {}),
-            )
-            async with db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)) as c:
-                changed = await c.fetchone()
-        assert changed is not None
-        return _alert(changed), True
+                alert = replace(alert, status=status, updated_at=now, resolved_at=now)
+            db.execute("UPDATE escalations SET next_due = NULL WHERE alert_id = ?", (alert_id,))
+            _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind=status, message=note,
+                                    data={"by": by} if by else {})])
+            return alert, True
+
+        return await self._write(change)
+
+    async def set_priority(self, alert_id: int, priority: str, *, now: float, note: str) -> Alert | None:
+        def set_it(db: Db) -> Alert | None:
+            changed = db.execute(
+                "UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ? AND status != 'resolved'"
+                " AND priority != ?",
+                (priority, now, alert_id, priority),
+            ).rowcount
+            if changed:
+                _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="priority", message=note)])
+            alert = _get_alert(db, alert_id)
+            return alert if alert is not None and alert.is_open else None
+
+        return await self._write(set_it)
 
     # ----------------------------------------------------------- escalation
 
     async def begin_escalation(self, alert_id: int, *, priority: str, now: float, note: str) -> bool:
-        async with self._tx() as db:
-            cur = await db.execute(
+        def begin(db: Db) -> bool:
+            started = db.execute(
                 "UPDATE escalations SET next_due = ? WHERE alert_id = ? AND next_due IS NULL AND step = 0"
                 " AND repeat = 0 AND NOT EXISTS (SELECT 1 FROM pages WHERE alert_id = ?)"
                 " AND EXISTS (SELECT 1 FROM alerts WHERE id = ? AND status = 'triggered')",
                 (now, alert_id, alert_id, alert_id),
-            )
-            if cur.rowcount == 0:
-                return False
-            await db.execute("UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ?", (priority, now, alert_id))
-            await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="waiting", message=note))
-        return True
+            ).rowcount
+            if started:
+                db.execute("UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ?", (priority, now, alert_id))
+                _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="waiting", message=note)])
+            return bool(started)
 
-    async def set_priority(self, alert_id: int, priority: str, *, now: float, note: str) -> Alert | None:
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE alerts SET priority = ?, updated_at = ? WHERE id = ? AND status != 'resolved'"
-                " AND priority != ?",
-                (priority, now, alert_id, priority),
-            )
-            if cur.rowcount:
-                await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="priority", message=note))
-            async with db.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ? AND status != 'resolved'", (alert_id,)
-            ) as c:
-                row = await c.fetchone()
-        return _alert(row) if row else None
+        return await self._write(begin)
 
     async def get_escalation(self, alert_id: int) -> Escalation | None:
-        row = await self._one(
-            "SELECT alert_id, step, repeat, next_due FROM escalations WHERE alert_id = ?", (alert_id,)
-        )
-        return _escalation(row) if row else None
+        def get(db: Db) -> Escalation | None:
+            row = db.execute(
+                "SELECT alert_id, step, repeat, next_due FROM escalations WHERE alert_id = ?", (alert_id,)
+            ).fetchone()
+            return _escalation(row) if row else None
+
+        return await self._read(get)
 
     async def next_due(self) -> float | None:
-        row = await self._one("SELECT MIN(next_due) FROM escalations WHERE next_due IS NOT NULL")
-        return row[0] if row else None
+        return await self._read(
+            lambda db: db.execute("SELECT MIN(next_due) FROM escalations WHERE next_due IS NOT NULL").fetchone()[0]
+        )
 
     async def due_escalations(self, now: float) -> list[Escalation]:
-        rows = await self._all(
+        return await self._read(lambda db: [_escalation(r) for r in db.execute(
             "SELECT alert_id, step, repeat, next_due FROM escalations"
             " WHERE next_due IS NOT NULL AND next_due <= ? ORDER BY next_due, alert_id",
             (now,),
-        )
-        return [_escalation(r) for r in rows]
-
-    async def _matches(self, db: aiosqlite.Connection, expect: Escalation) -> bool:
-        async with db.execute(
-            "SELECT e.step, e.repeat, e.next_due, a.status FROM escalations e"
-            " JOIN alerts a ON a.id = e.alert_id WHERE e.alert_id = ?",
-            (expect.alert_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return (
-            row is not None
-            and row[3] == "triggered"
-            and (row[0], row[1], row[2]) == (expect.step, expect.repeat, expect.next_due)
-        )
+        )])
 
     async def reschedule(
         self,
@@ -389,135 +337,229 @@ class SqliteStore:
         now: float,
         restart: bool = False,
     ) -> bool:
-        async with self._tx() as db:
-            if not await self._matches(db, expect):
+        def move(db: Db) -> bool:
+            if not _matches(db, expect):
                 return False
             if restart:
-                await db.execute(
-                    "UPDATE escalations SET step = 0, repeat = 0, next_due = ? WHERE alert_id = ?", (next_due, alert_id)
-                )
+                db.execute("UPDATE escalations SET step = 0, repeat = 0, next_due = ? WHERE alert_id = ?",
+                           (next_due, alert_id))
             else:
-                await db.execute("UPDATE escalations SET next_due = ? WHERE alert_id = ?", (next_due, alert_id))
+                db.execute("UPDATE escalations SET next_due = ? WHERE alert_id = ?", (next_due, alert_id))
             if note:
-                await self._log(db, TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note))
-        return True
+                _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note)])
+            return True
+
+        return await self._write(move)
 
     async def start_step(self, alert_id: int, *, expect: Escalation, plan: StepPlan, now: float) -> list[Page] | None:
-        async with self._tx() as db:
-            if not await self._matches(db, expect):
+        def start(db: Db) -> list[Page] | None:
+            if not _matches(db, expect):
                 return None
-            await db.execute(
+            db.execute(
                 "UPDATE escalations SET step = ?, repeat = ?, next_due = ? WHERE alert_id = ?",
                 (plan.step + 1, plan.repeat, plan.next_due, alert_id),
             )
-            return await self._write_step(db, alert_id, plan, now)
+            return _write_step(db, alert_id, plan, now)
+
+        return await self._write(start)
 
     async def add_pages(
         self, alert_id: int, pages: list[NewPage], *, notes: list[TimelineEntry], now: float
     ) -> list[Page]:
-        async with self._tx() as db:
-            created = [await self._insert_page(db, alert_id, p, None, None, now) for p in pages]
-            await self._log_all(db, notes)
+        def add(db: Db) -> list[Page]:
+            created = [_insert_page(db, alert_id, p, None, None, now) for p in pages]
+            _log(db, notes)
             return created
+
+        return await self._write(add)
 
     # ---------------------------------------------------------------- pages
 
-    async def _insert_page(
-        self, db: aiosqlite.Connection, alert_id: int, page: NewPage, step: int | None, repeat: int | None, now: float
-    ) -> Page:
-        cur = await db.execute(
-            "INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?)",
-            (alert_id, step, repeat, page.engineer, page.number, page.channel, now, now),
-        )
-        assert cur.lastrowid is not None
-        return Page(id=cur.lastrowid, alert_id=alert_id, step=step, repeat=repeat, engineer=page.engineer,
-                    number=page.number, channel=page.channel, status="due", outcome=None, detail="",
-                    created_at=now, updated_at=now)
-
-    async def _pages_by_id(self, db: aiosqlite.Connection, ids: list[int]) -> list[Page]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        async with db.execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id IN ({marks}) ORDER BY id", ids) as cur:
-            return [_page(r) for r in await cur.fetchall()]
-
     async def get_page(self, page_id: int) -> Page | None:
-        row = await self._one(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id = ?", (page_id,))
-        return _page(row) if row else None
+        return await self._read(lambda db: _get_page(db, page_id))
 
     async def call_wanted(self, page_id: int) -> bool:
-        row = await self._one(
+        return await self._read(lambda db: db.execute(
             "SELECT 1 FROM pages p JOIN alerts a ON a.id = p.alert_id"
             " WHERE p.id = ? AND p.status != 'done' AND a.status = 'triggered'",
             (page_id,),
-        )
-        return row is not None
+        ).fetchone() is not None)
 
     async def pages_for(self, alert_id: int) -> list[Page]:
-        rows = await self._all(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = ? ORDER BY id", (alert_id,))
-        return [_page(r) for r in rows]
+        return await self._read(lambda db: [_page(r) for r in db.execute(
+            f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = ? ORDER BY id", (alert_id,)
+        )])
 
     async def unsent_pages(self) -> list[Page]:
-        rows = await self._all(
-            f"SELECT {', '.join('p.' + c.strip() for c in _PAGE_COLUMNS.split(','))} FROM pages p"
-            " JOIN alerts a ON a.id = p.alert_id WHERE p.status = 'due' AND a.status = 'triggered' ORDER BY p.id"
-        )
-        return [_page(r) for r in rows]
+        return await self._read(lambda db: [_page(r) for r in db.execute(
+            f"SELECT {_prefixed(_PAGE_COLUMNS, 'p')} FROM pages p JOIN alerts a ON a.id = p.alert_id"
+            " WHERE p.status = 'due' AND a.status = 'triggered' ORDER BY p.id"
+        )])
 
     async def mark_page_sent(self, page_id: int, *, now: float) -> None:
-        async with self._tx(single_statement=True) as db:
-            await db.execute(
-                "UPDATE pages SET status = 'sent', updated_at = ? WHERE id = ? AND status = 'due'", (now, page_id)
-            )
+        await self._write(lambda db: db.execute(
+            "UPDATE pages SET status = 'sent', updated_at = ? WHERE id = ? AND status = 'due'", (now, page_id)
+        ))
 
     async def finish_page(
         self, page_id: int, *, outcome: str, detail: str, now: float, note: TimelineEntry | None
     ) -> Page | None:
-        async with self._tx() as db:
-            cur = await db.execute(
+        def finish(db: Db) -> Page | None:
+            done = db.execute(
                 "UPDATE pages SET status = 'done', outcome = ?, detail = ?, updated_at = ?"
                 " WHERE id = ? AND status != 'done'",
                 (outcome, detail, now, page_id),
-            )
-            if cur.rowcount == 0:
+            ).rowcount
+            if not done:
                 return None
             if note is not None:
-                await self._log(db, note)
-            pages = await self._pages_by_id(db, [page_id])
-        return pages[0]
+                _log(db, [note])
+            return _get_page(db, page_id)
+
+        return await self._write(finish)
 
     async def latest_alert_paged_to(self, engineer: str, *, statuses: tuple[str, ...]) -> Alert | None:
         marks = ",".join("?" * len(statuses))
-        row = await self._one(
-            f"SELECT {', '.join('a.' + c.strip() for c in _ALERT_COLUMNS.split(','))} FROM alerts a"
-            f" JOIN pages p ON p.alert_id = a.id WHERE p.engineer = ? AND a.status IN ({marks})"
-            " ORDER BY p.id DESC LIMIT 1",
-            (engineer, *statuses),
-        )
-        return _alert(row) if row else None
+
+        def latest(db: Db) -> Alert | None:
+            row = db.execute(
+                f"SELECT {_prefixed(_ALERT_COLUMNS, 'a')} FROM alerts a JOIN pages p ON p.alert_id = a.id"
+                f" WHERE p.engineer = ? AND a.status IN ({marks}) ORDER BY p.id DESC LIMIT 1",
+                (engineer, *statuses),
+            ).fetchone()
+            return _alert(row) if row else None
+
+        return await self._read(latest)
 
     async def was_paged(self, alert_id: int, engineer: str) -> bool:
-        row = await self._one("SELECT 1 FROM pages WHERE alert_id = ? AND engineer = ? LIMIT 1", (alert_id, engineer))
-        return row is not None
+        return await self._read(lambda db: db.execute(
+            "SELECT 1 FROM pages WHERE alert_id = ? AND engineer = ? LIMIT 1", (alert_id, engineer)
+        ).fetchone() is not None)
 
     # ------------------------------------------------------------- timeline
 
-    async def _log(self, db: aiosqlite.Connection, entry: TimelineEntry) -> None:
-        await self._log_all(db, [entry])
-
-    async def _log_all(self, db: aiosqlite.Connection, entries: list[TimelineEntry]) -> None:
-        await db.executemany(
-            "INSERT INTO timeline (alert_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
-            [(e.alert_id, e.at, e.kind, e.message, json.dumps(e.data)) for e in entries],
-        )
-
     async def add_timeline(self, entry: TimelineEntry) -> None:
-        async with self._tx(single_statement=True) as db:
-            await self._log(db, entry)
+        await self._write(lambda db: _log(db, [entry]))
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
-        rows = await self._all(
-            "SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id = ? ORDER BY id", (alert_id,)
-        )
-        return [TimelineEntry(alert_id=r[0], at=r[1], kind=r[2], message=r[3], data=json.loads(r[4])) for r in rows]
+        return await self._read(lambda db: [
+            TimelineEntry(alert_id=r[0], at=r[1], kind=r[2], message=r[3], data=json.loads(r[4]))
+            for r in db.execute(
+                "SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id = ? ORDER BY id", (alert_id,)
+            )
+        ])
+
+
+# ------------------------------------------------ SQL, run on the store's thread
+
+
+def _setup(db: Db) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # durable against power loss, not just a crash
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("gateway") / "migrations"
+    found = [(int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+             for entry in folder.iterdir() if entry.name.endswith(".sql")]
+    return sorted(found)
+
+
+def _migrate(db: Db, version: int, sql: str) -> bool:
+    current = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+    if version <= current:
+        return False
+    try:
+        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version:d});\nCOMMIT;")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return True
+
+
+def _create_alert(
+    db: Db, new: NewAlert, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None
+) -> tuple[Alert, bool, list[Page]]:
+    inserted = db.execute(
+        "INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels,"
+        " team, policy, route, created_at, updated_at)"
+        " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (dedup_key) WHERE status != 'resolved' DO NOTHING RETURNING id",
+        (new.dedup_key, new.priority, new.source, new.summary, json.dumps(new.details), json.dumps(new.labels),
+         new.team, new.policy, new.route, now, now),
+    ).fetchone()
+    if inserted is None:
+        row = db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'", (new.dedup_key,)
+        ).fetchone()
+        return _alert(row), False, []
+    alert_id = inserted[0]
+    notes = [TimelineEntry(alert_id=alert_id, at=now, kind="triggered", message=note)]
+    pages: list[Page] = []
+    if first_step is None:
+        step, repeat, next_due = 0, 0, escalate_at
+    else:
+        step, repeat, next_due = first_step.step + 1, first_step.repeat, first_step.next_due
+        pages = [_insert_page(db, alert_id, p, first_step.step, first_step.repeat, now) for p in first_step.pages]
+        notes += [replace(n, alert_id=alert_id) for n in first_step.notes]
+    db.execute("INSERT INTO escalations (alert_id, step, repeat, next_due) VALUES (?, ?, ?, ?)",
+               (alert_id, step, repeat, next_due))
+    _log(db, notes)
+    alert = Alert(
+        id=alert_id, dedup_key=new.dedup_key, status="triggered", priority=new.priority, source=new.source,
+        summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
+        route=new.route, created_at=now, updated_at=now,
+    )
+    return alert, True, pages
+
+
+def _get_alert(db: Db, alert_id: int) -> Alert | None:
+    row = db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    return _alert(row) if row else None
+
+
+def _get_page(db: Db, page_id: int) -> Page | None:
+    row = db.execute(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id = ?", (page_id,)).fetchone()
+    return _page(row) if row else None
+
+
+def _matches(db: Db, expect: Escalation) -> bool:
+    """The escalation is still as ``expect`` says and its alert is still triggered."""
+    row = db.execute(
+        "SELECT e.step, e.repeat, e.next_due, a.status FROM escalations e"
+        " JOIN alerts a ON a.id = e.alert_id WHERE e.alert_id = ?",
+        (expect.alert_id,),
+    ).fetchone()
+    return (
+        row is not None
+        and row[3] == "triggered"
+        and (row[0], row[1], row[2]) == (expect.step, expect.repeat, expect.next_due)
+    )
+
+
+def _write_step(db: Db, alert_id: int, plan: StepPlan, now: float) -> list[Page]:
+    pages = [_insert_page(db, alert_id, p, plan.step, plan.repeat, now) for p in plan.pages]
+    _log(db, [replace(n, alert_id=alert_id) for n in plan.notes])
+    return pages
+
+
+def _insert_page(db: Db, alert_id: int, page: NewPage, step: int | None, repeat: int | None, now: float) -> Page:
+    page_id = db.execute(
+        "INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?)",
+        (alert_id, step, repeat, page.engineer, page.number, page.channel, now, now),
+    ).lastrowid
+    assert page_id is not None
+    return Page(id=page_id, alert_id=alert_id, step=step, repeat=repeat, engineer=page.engineer, number=page.number,
+                channel=page.channel, status="due", outcome=None, detail="", created_at=now, updated_at=now)
+
+
+def _log(db: Db, entries: list[TimelineEntry]) -> None:
+    db.executemany(
+        "INSERT INTO timeline (alert_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+        [(e.alert_id, e.at, e.kind, e.message, json.dumps(e.data)) for e in entries],
+    )

@@ -73,3 +73,39 @@ async def test_finish_page_only_once(tmp_path: Path) -> None:
         assert not await store.call_wanted(pages[0].id)
     finally:
         await store.close()
+
+
+async def test_group_commit_keeps_each_write_atomic_and_answers_after_commit(tmp_path: Path) -> None:
+    import asyncio
+
+    from gateway.store import TimelineEntry
+
+    store = SqliteStore(tmp_path / "g.db")
+    await store.open()
+    try:
+        # Many writers at once land in shared transactions; duplicates still make one alert.
+        results = await asyncio.gather(*(
+            store.create_alert(_new(f"k{i % 50}"), now=float(i), escalate_at=None, note="t") for i in range(200)
+        ))
+        assert sum(1 for _, created, _ in results if created) == 50
+        # A write that fails (foreign key) in the middle of a batch undoes itself only.
+        outcomes = await asyncio.gather(
+            store.add_timeline(TimelineEntry(alert_id=1, at=1.0, kind="note", message="kept")),
+            store.add_timeline(TimelineEntry(alert_id=999_999, at=1.0, kind="note", message="refused")),
+            store.add_timeline(TimelineEntry(alert_id=2, at=1.0, kind="note", message="kept too")),
+            return_exceptions=True,
+        )
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], sqlite3.IntegrityError)
+        assert [e.message for e in await store.timeline(1)][-1] == "kept"
+        assert [e.message for e in await store.timeline(2)][-1] == "kept too"
+        # A caller that gives up does not break the batch for the others.
+        task = asyncio.ensure_future(store.create_alert(_new("gone"), now=1.0, escalate_at=None, note="t"))
+        task.cancel()
+        alert, created, _ = await store.create_alert(_new("stays"), now=1.0, escalate_at=None, note="t")
+        assert created and (await store.find_open_alert("stays")) == alert
+    finally:
+        await store.close()
+    # Everything answered was durable: a fresh connection sees it.
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM alerts WHERE dedup_key LIKE 'k%'").fetchone()[0] == 50

@@ -1,0 +1,1 @@
+"""Benchmarks: the real gateway process against loopback provider peers. Not tests: run `python -m bench`."""

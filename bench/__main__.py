@@ -1,0 +1,173 @@
+"""Run the benchmarks: `python -m bench` (all) or `python -m bench dial throughput ...`.
+
+Each benchmark starts the real gateway process (`python -m gateway serve`)
+with a fresh SQLite file, a provider peer in another process, and drives the
+gateway over HTTP from this process. Figures are printed as they come and as
+a table at the end. Nothing here is a test: nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.harness import AUTH, TOKEN, alert_pages, free_port, gateway, peer
+from bench.loadgen import LoadGenerator, Run, encode, percentile
+from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+FIGURES: list[tuple[str, str, str]] = []  # (measure, value, target)
+
+
+def twilio_config(port: int, peer_url: str, *, lines: int = 10_000, calls_per_second: int = 1000) -> str:
+    return f"""
+server: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
+store: {{path: bench.db}}
+api_tokens: [{{name: bench, token: {TOKEN}}}]
+engineers:
+  a: {{name: A, phones: ["+15550000001"]}}
+  b: {{name: B, phones: ["+15550000002"]}}
+teams:
+  ops: {{members: [a, b]}}
+policies:
+  page: {{steps: [{{notify: primary, via: call, timeout: 1h}}]}}
+routes:
+  - {{name: urgent, matchers: ['urgency="high"'], team: ops, policy: page, priority: high}}
+default_route: {{team: ops, policy: page, priority: low}}
+dispatch: {{reserved_for_high: 20%}}
+twilio:
+  account_sid: {DEFAULT_ACCOUNT_SID}
+  auth_token: {DEFAULT_AUTH_TOKEN}
+  from_number: "+15559990000"
+  api_base_url: "{peer_url}"
+  max_concurrent_calls: {lines}
+  calls_per_second: {calls_per_second}
+  machine_detection: false
+"""
+
+
+def alert_request(tag: str, *, urgency: str = "low") -> Callable[[int], bytes]:
+    def build(index: int) -> bytes:
+        body = json.dumps({"summary": f"bench {tag} {index}", "dedup_key": f"{tag}-{index}",
+                           "labels": {"urgency": urgency}}).encode()
+        return encode("POST", "/api/v1/alerts", body, AUTH)
+
+    return build
+
+
+def report(measure: str, value: str, target: str) -> None:
+    FIGURES.append((measure, value, target))
+    print(f"  {measure}: {value}   (target {target})", flush=True)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+async def _wait_for_dials(p: object, expected: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(p.dials) < expected and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.1)
+
+
+async def _dial_latencies(gw: object, p: object, run: Run) -> list[float]:
+    """For each accepted alert: time from its 202 to its Calls.json POST at the peer."""
+    accepted = {json.loads(r.body)["id"]: r for r in run.results if r.status == 202}
+    await _wait_for_dials(p, len(accepted))
+    pages = await alert_pages(gw, list(accepted))  # type: ignore[arg-type]
+    latencies = []
+    for alert_id, result in accepted.items():
+        for page_id in pages.get(alert_id, [])[:1]:
+            dial = p.dials.get(f"page-{page_id}")  # type: ignore[attr-defined]
+            if dial is not None:
+                latencies.append(dial["t"] - result.done)
+    return latencies
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+async def bench_dial(workdir: Path, *, rate: float = 200, duration_s: float = 30) -> None:
+    """1. Alert accepted (202) to the first dial request on the wire, at a fixed rate."""
+    print(f"[dial] {rate:.0f} alerts/s for {duration_s:.0f} s; alert 202 -> Calls.json POST at the Twilio peer")
+    port = free_port()
+    async with peer("twilio") as p, gateway(twilio_config(port, p.url), workdir, port) as gw:
+        load = LoadGenerator("127.0.0.1", port)
+        await load.run(rate=50, duration_s=1, request=alert_request("warmup"))
+        run = await load.run(rate=rate, duration_s=duration_s, request=alert_request("dial"))
+        await load.close()
+        lat = await _dial_latencies(gw, p, run)
+        accepted = sum(1 for r in run.results if r.status == 202)
+        print(f"  {accepted} alerts accepted, {len(lat)} dials matched, {run.errors} errors")
+        report("alert to first dial p50", _ms(percentile(lat, 50)), "-")
+        report("alert to first dial p95", _ms(percentile(lat, 95)), "-")
+        report("alert to first dial p99", _ms(percentile(lat, 99)), "<= 20 ms")
+        intake = [r.latency_s for r in run.results]
+        report(f"intake latency p99 at {rate:.0f}/s", _ms(percentile(intake, 99)), "-")
+
+
+async def bench_throughput(workdir: Path, *, step_s: float = 10) -> None:
+    """2. The highest sustained rate of durably accepted alerts with p99 under 100 ms."""
+    print(f"[throughput] rising rates, {step_s:.0f} s each, until p99 >= 100 ms or requests fail")
+    port = free_port()
+    best = 0.0
+    async with peer("twilio") as p, gateway(twilio_config(port, p.url), workdir, port):
+        load = LoadGenerator("127.0.0.1", port)
+        await load.run(rate=100, duration_s=1, request=alert_request("warmup"))
+        for rate in (250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000):
+            run = await load.run(rate=rate, duration_s=step_s, request=alert_request(f"tp{rate}"))
+            lat = [r.latency_s for r in run.results]
+            ok = sum(1 for r in run.results if r.status == 202)
+            elapsed = max(r.done for r in run.results) - min(r.scheduled for r in run.results)
+            achieved = ok / elapsed
+            p99 = percentile(lat, 99)
+            passed = ok == int(rate * step_s) and run.errors == 0 and p99 < 0.1
+            print(f"  {rate:5d}/s offered: {achieved:7.0f}/s accepted, p50 {_ms(percentile(lat, 50))}, "
+                  f"p99 {_ms(p99)}, errors {run.errors} -> {'ok' if passed else 'over'}", flush=True)
+            if not passed:
+                break
+            best = rate
+            await asyncio.sleep(2)  # let the dial backlog drain before the next step
+        await load.close()
+        del p
+    report("alerts accepted per second (p99 < 100 ms)", f"{best:.0f}/s", ">= 1000/s")
+
+
+BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
+    "dial": bench_dial,
+    "throughput": bench_throughput,
+}
+
+
+async def _main(names: list[str]) -> None:
+    print(f"on-call gateway benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}: "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
+            await BENCHMARKS[name](Path(folder))
+    print("\n| measure | result | target |\n|---|---|---|")
+    for measure, value, target in FIGURES:
+        print(f"| {measure} | {value} | {target} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} "
+                        "(default: all)")
+    args = parser.parse_args()
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    asyncio.run(_main(args.names or list(BENCHMARKS)))
+
+
+if __name__ == "__main__":
+    main()

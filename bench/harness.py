@@ -1,0 +1,129 @@
+"""Processes for a benchmark: the real gateway (`python -m gateway serve`) and a provider peer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gateway:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+@asynccontextmanager
+async def gateway(config: str, workdir: Path, port: int) -> AsyncIterator[Gateway]:
+    """Start the gateway with ``config`` (YAML) and wait until it answers /healthz."""
+    path = workdir / "gateway.yaml"
+    path.write_text(config)
+    log = (workdir / "gateway.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", str(path), "--port", str(port), "--log-level", "WARNING",
+        cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT,
+    )
+    gw = Gateway(proc, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{gw.url}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                if proc.returncode is not None:
+                    raise RuntimeError(f"the gateway exited; see {workdir / 'gateway.log'}")
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("the gateway did not come up")
+        yield gw
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+        log.close()
+
+
+class Peer:
+    """A provider peer process; ``dials`` collects what it reported, by call id."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.dials: dict[str, dict[str, Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            record = json.loads(line)
+            self.dials.setdefault(record["call_id"], record)
+            self.changed.set()
+
+
+@asynccontextmanager
+async def peer(kind: str) -> AsyncIterator[Peer]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.peer", kind, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    ready = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
+    if ready[:1] != ["READY"]:
+        raise RuntimeError(f"the {kind} peer did not start: {ready}")
+    p = Peer(proc, int(ready[1]))
+    p._reader = asyncio.create_task(p._read())
+    try:
+        yield p
+    finally:
+        p._reader.cancel()
+        proc.terminate()
+        await proc.wait()
+
+
+async def alert_pages(gw: Gateway, alert_ids: list[int]) -> dict[int, list[int]]:
+    """alert id -> its page ids, read back through the API after a run."""
+    found: dict[int, list[int]] = {}
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        sem = asyncio.Semaphore(32)
+
+        async def one(alert_id: int) -> None:
+            async with sem, http.get(f"{gw.url}/api/v1/alerts/{alert_id}") as resp:
+                body = await resp.json()
+                found[alert_id] = [p["id"] for p in body["pages"]]
+
+        await asyncio.gather(*(one(a) for a in alert_ids))
+    return found
