@@ -77,18 +77,19 @@ async def _wait_for_dials(p: object, expected: int, timeout_s: float = 30.0) -> 
         await asyncio.sleep(0.1)
 
 
-async def _dial_latencies(gw: object, p: object, run: Run) -> list[float]:
-    """For each accepted alert: time from its 202 to its Calls.json POST at the peer."""
+async def _dial_latencies(gw: object, p: object, run: Run) -> tuple[list[float], list[float]]:
+    """For each accepted alert, to its Calls.json POST at the peer: from its 202, and from its request's start."""
     accepted = {json.loads(r.body)["id"]: r for r in run.results if r.status == 202}
     await _wait_for_dials(p, len(accepted))
     pages = await alert_pages(gw, list(accepted))  # type: ignore[arg-type]
-    latencies = []
+    from_202, from_request = [], []
     for alert_id, result in accepted.items():
         for page_id in pages.get(alert_id, [])[:1]:
             dial = p.dials.get(f"page-{page_id}")  # type: ignore[attr-defined]
             if dial is not None:
-                latencies.append(dial["t"] - result.done)
-    return latencies
+                from_202.append(dial["t"] - result.done)
+                from_request.append(dial["t"] - result.scheduled)
+    return from_202, from_request
 
 
 # ---------------------------------------------------------------- benchmarks
@@ -103,12 +104,13 @@ async def bench_dial(workdir: Path, *, rate: float = 200, duration_s: float = 30
         await load.run(rate=50, duration_s=1, request=alert_request("warmup"))
         run = await load.run(rate=rate, duration_s=duration_s, request=alert_request("dial"))
         await load.close()
-        lat = await _dial_latencies(gw, p, run)
+        lat, whole = await _dial_latencies(gw, p, run)
         accepted = sum(1 for r in run.results if r.status == 202)
         print(f"  {accepted} alerts accepted, {len(lat)} dials matched, {run.errors} errors")
-        report("alert to first dial p50", _ms(percentile(lat, 50)), "-")
-        report("alert to first dial p95", _ms(percentile(lat, 95)), "-")
-        report("alert to first dial p99", _ms(percentile(lat, 99)), "<= 20 ms")
+        report("alert 202 to first dial p50", _ms(percentile(lat, 50)), "-")
+        report("alert 202 to first dial p95", _ms(percentile(lat, 95)), "-")
+        report("alert 202 to first dial p99", _ms(percentile(lat, 99)), "<= 20 ms")
+        report("alert request sent to first dial p99", _ms(percentile(whole, 99)), "-")
         intake = [r.latency_s for r in run.results]
         report(f"intake latency p99 at {rate:.0f}/s", _ms(percentile(intake, 99)), "-")
 
