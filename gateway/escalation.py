@@ -289,6 +289,7 @@ class EscalationEngine:
                     await self.voice.cancel_call(call_id)
                 except ProviderError as exc:
                     log.warning("could not cancel call %s: %s", call_id, exc)
+                await self.dispatcher.finished(call_id)  # its line is free (a provider may never report it)
             await self._finish(page, CallOutcome.CANCELED, "alert closed; call canceled", log_it=False)
 
     # ------------------------------------------------------------- scheduler

@@ -15,6 +15,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from providers.base import ProviderEvents, SmsProvider, VoiceProvider
 from providers.sandbox import SandboxProvider, Script
+from providers.twilio import TwilioProvider
 
 
 class ProviderLifecycle(Protocol):
@@ -63,4 +64,7 @@ def build_providers(config: Config, clock: Clock) -> Providers:
                      for p in config.sandbox.phones},
         )
         return Providers(voice=sandbox, sms=sandbox, sandbox=sandbox, lifecycle=[sandbox])
+    if config.voice_provider == "twilio" and config.twilio is not None:
+        twilio = TwilioProvider(config.twilio, public_url=config.public_url)
+        return Providers(voice=twilio, sms=twilio, routes=twilio.routes(), lifecycle=[twilio])
     raise ValueError(f"voice provider {config.voice_provider!r} is not available in this build")

@@ -1,7 +1,8 @@
-"""Twilio building blocks: REST client, TwiML rendering, webhook signatures."""
+"""Twilio: the provider, and its building blocks (REST client, TwiML rendering, webhooks and signatures)."""
 
 from __future__ import annotations
 
+from providers.twilio.provider import TwilioProvider, TwilioSettings
 from providers.twilio.rest import (
     DEFAULT_API_BASE_URL,
     RetryPolicy,
@@ -16,8 +17,10 @@ __all__ = [
     "DEFAULT_API_BASE_URL",
     "SIGNATURE_HEADER",
     "RetryPolicy",
+    "TwilioProvider",
     "TwilioRest",
     "TwilioRestError",
+    "TwilioSettings",
     "check_signature",
     "conference_name",
     "mask_number",

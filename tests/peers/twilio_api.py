@@ -60,8 +60,10 @@ class FakeTwilioApi:
     """``async with FakeTwilioApi() as api:`` then point the REST client at ``api.base_url``.
 
     Recorded: ``requests`` (method, path) for every request, even refused ones;
-    ``calls`` and ``messages`` (form fields of accepted creates); ``updates``
-    (call sid, form fields). ``call_status`` holds each call's current status.
+    ``calls`` and ``messages`` (form fields of accepted creates) and
+    ``call_sids`` (the sid given to each of ``calls``); ``updates`` (call sid,
+    form fields). ``call_status`` holds each call's current status. Calls that
+    come in from the network are made known with :meth:`incoming`.
     ``path_prefix`` mounts the API below a path, as SignalWire does (``/api/laml``).
     """
 
@@ -77,6 +79,7 @@ class FakeTwilioApi:
         self.path_prefix = path_prefix.rstrip("/")
         self.requests: list[tuple[str, str]] = []
         self.calls: list[MultiDict[str]] = []
+        self.call_sids: list[str] = []
         self.messages: list[MultiDict[str]] = []
         self.updates: list[tuple[str, MultiDict[str]]] = []
         self.call_status: dict[str, str] = {}
@@ -122,6 +125,11 @@ class FakeTwilioApi:
             status, "Injected failure"
         )
         self._faults.extend(Fault(status=status, code=code, message=text) for _ in range(times))
+
+    def incoming(self, sid: str, *, from_: str, to: str) -> None:
+        """A call reached one of the account's numbers: it exists (in progress) for call updates."""
+        self._call_records[sid] = self._record(sid, to=to, from_=from_, direction="inbound")
+        self.call_status[sid] = "in-progress"
 
     def set_call_status(self, sid: str, status: str) -> None:
         """Move a call along as the network would (``ringing``, ``in-progress``, ...)."""
@@ -170,31 +178,8 @@ class FakeTwilioApi:
             raise ApiError(400, 21205, "Url parameter is required.")
         self.calls.append(form)
         sid = new_sid("CA")
-        now = formatdate(usegmt=True)
-        record = {
-            "sid": sid,
-            "account_sid": self.account_sid,
-            "to": to,
-            "to_formatted": to,
-            "from": from_,
-            "from_formatted": from_,
-            "direction": "outbound-api",
-            "api_version": "2010-04-01",
-            "date_created": now,
-            "date_updated": now,
-            "start_time": None,
-            "end_time": None,
-            "duration": None,
-            "price": None,
-            "price_unit": "USD",
-            "answered_by": None,
-            "caller_name": None,
-            "parent_call_sid": None,
-            "phone_number_sid": None,
-            "queue_time": "0",
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
-        }
-        self._call_records[sid] = record
+        self.call_sids.append(sid)
+        self._call_records[sid] = self._record(sid, to=to, from_=from_, direction="outbound-api")
         self.call_status[sid] = "queued"
         return web.json_response(self._call_json(sid), status=201)
 
@@ -250,6 +235,32 @@ class FakeTwilioApi:
             },
             status=201,
         )
+
+    def _record(self, sid: str, *, to: str, from_: str, direction: str) -> dict[str, Any]:
+        now = formatdate(usegmt=True)
+        return {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "to_formatted": to,
+            "from": from_,
+            "from_formatted": from_,
+            "direction": direction,
+            "api_version": "2010-04-01",
+            "date_created": now,
+            "date_updated": now,
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "price": None,
+            "price_unit": "USD",
+            "answered_by": None,
+            "caller_name": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "queue_time": "0",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+        }
 
     def _call_json(self, sid: str) -> dict[str, Any]:
         return {**self._call_records[sid], "status": self.call_status[sid]}

@@ -1,0 +1,635 @@
+"""Twilio as a voice and SMS provider: REST to place calls, webhooks to run the flows.
+
+Twilio drives a call by fetching TwiML from our webhooks; every webhook feeds
+one event to the call's flow and answers with the flow's actions rendered as
+TwiML (see :mod:`providers.twilio.twiml`). The rules mirror the sandbox:
+
+- An outbound call's :class:`CallResult` is reported once, as soon as the flow
+  reaches an outcome (or the status callback says the call is over). An
+  accepted screening call is reported at once while the engineer waits in the
+  conference named after their own call.
+- A hotline caller's :class:`Hold` reports :class:`CallerWaiting`; the caller
+  then loops through the hold URL. ``notify`` queues the flow's next actions
+  and redirects the live call to the hold URL, which hands them out (also on
+  the next loop if that redirect was lost).
+- The caller's end is reported once with :class:`CallerFinished`: when the flow
+  hangs up, or when the number's status callback says the call is over.
+- When one leg of a bridge ends, the other is hung up.
+
+Webhook handlers receive the form fields already checked against the
+signature (:mod:`providers.twilio.webhooks`); anything unknown, finished or
+replayed is answered with TwiML that ends the call, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import phonenumbers
+from aiohttp import web
+from phonenumbers import NumberParseException
+
+from ivr_flows.model import (
+    Action,
+    Answered,
+    Bridge,
+    DigitsReceived,
+    Event,
+    Flow,
+    FlowOutcome,
+    Gather,
+    Hangup,
+    Hold,
+    HungUp,
+    NoInput,
+    Record,
+    RecordingFinished,
+    Step,
+)
+from providers.base import (
+    CallerFinished,
+    CallerWaiting,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    Capabilities,
+    InboundCall,
+    InboundSms,
+    ProviderError,
+    ProviderEvents,
+    SmsRequest,
+    SmsStatus,
+    SmsStatusChanged,
+)
+from providers.twilio.rest import RetryPolicy, TwilioRest, mask_number
+from providers.twilio.twiml import render, render_hangup, render_message
+from providers.twilio.webhooks import Form, TwilioWebhooks
+
+log = logging.getLogger(__name__)
+
+NOT_IN_SERVICE = "The number you have dialled is not in service."
+
+_FLOW_OUTCOMES = {
+    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
+    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
+    FlowOutcome.DECLINED: CallOutcome.DECLINED,
+    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
+    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
+}
+#: final ``CallStatus`` values other than ``completed``, and what they mean for an outbound call
+_UNANSWERED = {
+    "busy": (CallOutcome.BUSY, "line busy"),
+    "no-answer": (CallOutcome.NO_ANSWER, "rang out"),
+    "failed": (CallOutcome.FAILED, "call failed"),
+    "canceled": (CallOutcome.CANCELED, "call canceled"),
+}
+_FINAL_CALL_STATUSES = frozenset({"completed", *_UNANSWERED})
+_SMS_STATUSES = {
+    "sent": SmsStatus.SENT,
+    "delivered": SmsStatus.DELIVERED,
+    "undelivered": SmsStatus.FAILED,
+    "failed": SmsStatus.FAILED,
+}
+#: how a withheld caller id reaches a webhook: words, or the word spelled on a keypad
+_WITHHELD = frozenset({
+    "", "anonymous", "restricted", "unknown", "unavailable", "private", "blocked",
+    "+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253",
+})
+_NOTHING = render((), gather_action_url="")  # an empty <Response/>: the answer to status callbacks
+_MEMORY = 1000  # finished call ids and SMS statuses remembered, to tell replays from strangers
+
+Report = CallResult | CallerWaiting | CallerFinished
+
+
+class TwilioSettings(Protocol):
+    """What the provider needs from the ``twilio:`` config section (``gateway.config.TwilioConfig``)."""
+
+    @property
+    def account_sid(self) -> str: ...
+    @property
+    def auth_token(self) -> str: ...
+    @property
+    def from_number(self) -> str: ...
+    @property
+    def api_base_url(self) -> str: ...
+    @property
+    def max_concurrent_calls(self) -> int: ...
+    @property
+    def calls_per_second(self) -> float: ...
+    @property
+    def machine_detection(self) -> bool: ...
+
+
+@dataclass(kw_only=True)
+class TwilioCall:
+    """One call the provider runs a flow on. ``number`` is the far end (engineer or caller)."""
+
+    call_id: str
+    outbound: bool
+    number: str
+    flow: Flow[Any]
+    state: Any
+    sid: str | None = None
+    answered: bool = False  # our flow has started talking (answer webhook, or an inbound call)
+    in_progress: bool = False  # Twilio reported the call picked up
+    expecting: str | None = None  # "gather" | "record": the verb whose action webhook may come next
+    hold: Hold | None = None  # the caller loops through the hold URL with this music
+    pending: list[Action] = field(default_factory=list)  # for the next fetch of the hold URL
+    flow_outcome: FlowOutcome | None = None
+    recording_url: str | None = None
+    linked: str | None = None  # the call bridged (or about to be bridged) with this one
+    reported: bool = False  # CallResult / CallerFinished sent
+    canceled: bool = False  # hung up by the gateway
+
+
+class TwilioProvider:
+    """Voice (outbound and hotline) and SMS through Twilio; implements VoiceProvider and SmsProvider."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        config: TwilioSettings,
+        *,
+        public_url: str,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.public_url = public_url.rstrip("/")
+        self.capabilities = Capabilities(
+            voice=True,
+            sms=True,
+            inbound=True,
+            max_concurrent_calls=config.max_concurrent_calls,
+            calls_per_second=config.calls_per_second,
+        )
+        self.events: ProviderEvents | None = None
+        self._retry = retry
+        self._sleep = sleep
+        self._rest: TwilioRest | None = None
+        self._webhooks = TwilioWebhooks(self, auth_token=config.auth_token, public_url=self.public_url)
+        self._region = _region_of(config.from_number)
+        self._calls: dict[str, TwilioCall] = {}
+        self._arriving: set[str] = set()
+        self._finished: dict[str, None] = {}
+        self._sms_seen: dict[str, SmsStatus] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"TwilioProvider(account_sid={self.config.account_sid!r}, public_url={self.public_url!r})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def routes(self) -> list[web.RouteDef]:
+        return self._webhooks.routes()
+
+    async def open(self, events: ProviderEvents) -> None:
+        if self._rest is None:
+            rest = TwilioRest(
+                account_sid=self.config.account_sid,
+                auth_token=self.config.auth_token,
+                api_base_url=self.config.api_base_url,
+                retry=self._retry,
+                sleep=self._sleep,
+            )
+            await rest.open()
+            self._rest = rest
+        self.events = events
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            await rest.close()
+
+    def readiness(self) -> dict[str, str]:
+        return {"voice:twilio": "ok" if self._rest is not None and self.events is not None else "not open"}
+
+    # --------------------------------------------------------- provider API
+
+    async def place_call(self, request: CallRequest) -> None:
+        rest = self._open_rest()
+        if request.call_id in self._calls:
+            raise ProviderError(f"call {request.call_id} is already placed")
+        call = TwilioCall(call_id=request.call_id, outbound=True, number=request.to, flow=request.flow,
+                          state=request.flow.start().state)
+        self._calls[call.call_id] = call  # webhooks may arrive before create_call returns
+        try:
+            sid = await rest.create_call(
+                to=request.to,
+                from_=request.caller_id or self.config.from_number,
+                url=self._voice_url(call.call_id, "answer"),
+                status_callback=self._voice_url(call.call_id, "status"),
+                timeout_s=request.ring_timeout_s,
+                machine_detection=self.config.machine_detection,
+            )
+        except ProviderError:
+            self._calls.pop(call.call_id, None)
+            raise
+        call.sid = call.sid or sid
+        log.info("twilio call %s to %s placed (%s)", call.call_id, mask_number(call.number), sid)
+        if call.canceled and call.call_id in self._calls:
+            self._spawn(self._hang_up(call, "canceled while it was being placed"))
+
+    async def cancel_call(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.canceled:
+            return
+        call.canceled = True
+        if call.sid is not None:  # else: hung up as soon as create_call answers
+            await self._hang_up(call, "canceled by the gateway")
+
+    async def notify(self, call_id: str, event: Event) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.canceled or not call.answered:
+            log.info("twilio call %s: %s ignored, the call is not up", call_id, type(event).__name__)
+            return
+        actions, reports = self._advance(call, event)
+        if actions:
+            call.pending.extend(actions)
+            self._spawn(self._redirect(call))
+        await self._emit(reports)
+
+    async def send_sms(self, request: SmsRequest) -> None:
+        rest = self._open_rest()
+        await rest.send_sms(
+            to=request.to,
+            from_=request.sender or self.config.from_number,
+            body=request.body,
+            status_callback=f"{self.public_url}/twilio/sms/{quote(request.sms_id, safe='')}/status",
+        )
+        log.info("twilio SMS %s to %s sent", request.sms_id, mask_number(request.to))
+
+    # ------------------------------------------------- webhooks: our calls
+
+    async def on_answer(self, call_id: str, form: Form) -> str:
+        call = self._known(call_id, form, "answer")
+        if call is None or not call.outbound or call.answered or call.canceled:
+            return self._polite(call_id, "answer", call)
+        call.answered = call.in_progress = True
+        answered_by = form.get("AnsweredBy", "")
+        machine = _is_machine(answered_by)
+        log.info("twilio call %s answered%s", call_id, f" by {answered_by}" if answered_by else "")
+        actions, reports = self._advance(call, Answered(machine=machine))
+        return await self._respond(call, actions, reports)
+
+    async def on_gather(self, call_id: str, form: Form) -> str:
+        call = self._known(call_id, form, "gather")
+        if call is None or call.expecting != "gather" or call.canceled:
+            return self._polite(call_id, "gather", call)
+        digits = form.get("Digits", "")
+        event: Event = DigitsReceived(digits=digits) if digits else NoInput()
+        actions, reports = self._advance(call, event)
+        return await self._respond(call, actions, reports)
+
+    async def on_record(self, call_id: str, form: Form) -> str:
+        call = self._known(call_id, form, "record")
+        if call is None or call.expecting != "record" or call.canceled:
+            return self._polite(call_id, "recording", call)
+        url = form.get("RecordingUrl", "")
+        if not url:
+            log.warning("twilio call %s: the recording came back without a URL; ending the call", call_id)
+            call.expecting = None
+            return render_hangup()
+        call.recording_url = url
+        duration = int(form["RecordingDuration"]) if form.get("RecordingDuration", "").isdigit() else 0
+        log.info("twilio call %s: recording of %d s received", call_id, duration)
+        actions, reports = self._advance(call, RecordingFinished(url=url, duration_s=duration))
+        return await self._respond(call, actions, reports)
+
+    async def on_hold(self, call_id: str, form: Form) -> str:
+        """The hold loop, and where a redirected call fetches what ``notify`` queued."""
+        call = self._known(call_id, form, "hold")
+        if call is None or call.canceled:
+            return self._polite(call_id, "hold", call)
+        if call.pending:
+            actions, call.pending = call.pending, []
+            return self._twiml(call, actions)
+        if call.hold is not None and not call.reported:
+            return self._twiml(call, [call.hold])
+        return self._polite(call_id, "hold", call)
+
+    async def on_call_status(self, call_id: str, form: Form) -> str:
+        """The status callback of a call we placed."""
+        call = self._known(call_id, form, "status callback")
+        if call is None or not call.outbound:
+            return self._polite(call_id, "status callback", call)
+        status = form.get("CallStatus", "")
+        if status not in _FINAL_CALL_STATUSES:
+            if status == "in-progress":
+                call.in_progress = True
+            return _NOTHING
+        reports: list[Report] = []
+        if not call.reported:
+            if call.canceled:
+                reports.append(self._result(call, CallOutcome.CANCELED, "canceled by the gateway"))
+            elif status == "completed":
+                if not call.answered and _is_machine(form.get("AnsweredBy", "")):
+                    call.answered = True
+                    _, reports = self._advance(call, Answered(machine=True))
+                else:
+                    _, reports = self._advance(call, HungUp(cause="hung up"))
+                if not call.reported:
+                    reports.append(self._result(call, CallOutcome.NO_ANSWER, "hung up"))
+            else:
+                outcome, detail = _UNANSWERED[status]
+                sip = form.get("SipResponseCode", "")
+                reports.append(self._result(call, outcome, f"{detail} (SIP {sip})" if sip else detail))
+        log.info("twilio call %s to %s over: %s", call_id, mask_number(call.number), status)
+        self._end(call)
+        await self._emit(reports)
+        return _NOTHING
+
+    # ----------------------------------------------- webhooks: the hotline
+
+    async def on_inbound_call(self, form: Form) -> str:
+        sid = form.get("CallSid", "")
+        call_id = f"tw-{sid}"
+        if not sid or call_id in self._calls or call_id in self._finished or call_id in self._arriving:
+            return self._polite(call_id, "inbound call", self._calls.get(call_id))
+        caller = _e164(form.get("From", ""), self._region)
+        dialled = _e164(form.get("To", ""), self._region)
+        who = mask_number(caller) if caller else "a withheld number"
+        if self.events is None:
+            log.warning("twilio call %s from %s: the provider is not open; ending it", call_id, who)
+            return render_hangup(NOT_IN_SERVICE)
+        self._arriving.add(call_id)
+        try:
+            flow = await self.events.inbound_call(InboundCall(call_id=call_id, caller=caller, dialled=dialled))
+        finally:
+            self._arriving.discard(call_id)
+        if flow is None:
+            log.info("twilio call %s from %s to %s: not a hotline", call_id, who, mask_number(dialled))
+            self._remember(call_id)
+            return render_hangup(NOT_IN_SERVICE)
+        log.info("twilio call %s from %s to hotline %s", call_id, who, mask_number(dialled))
+        call = TwilioCall(call_id=call_id, outbound=False, number=caller, flow=flow, state=flow.start().state,
+                          sid=sid, answered=True, in_progress=True)
+        self._calls[call_id] = call
+        actions, reports = self._advance(call, Answered())
+        return await self._respond(call, actions, reports)
+
+    async def on_inbound_status(self, form: Form) -> str:
+        """The hotline number's status callback: the caller's call is over."""
+        call_id = f"tw-{form.get('CallSid', '')}"
+        call = self._calls.get(call_id)
+        if call is None or call.outbound:
+            return self._polite(call_id, "status callback", None)
+        status = form.get("CallStatus", "")
+        if status not in _FINAL_CALL_STATUSES:
+            return _NOTHING
+        reports: list[Report] = []
+        if not call.reported:
+            _, reports = self._advance(call, HungUp(cause=status))
+            reports.append(self._caller_finished(call))
+        log.info("twilio call %s from %s over: %s", call_id,
+                 mask_number(call.number) if call.number else "a withheld number", status)
+        self._end(call)
+        await self._emit(reports)
+        return _NOTHING
+
+    # ---------------------------------------------------------- webhooks: SMS
+
+    async def on_sms(self, form: Form) -> str:
+        sender = _e164(form.get("From", ""), self._region)
+        to = _e164(form.get("To", ""), self._region)
+        if self.events is None:
+            log.warning("twilio SMS from %s: the provider is not open; ignored", mask_number(sender))
+            return render_message("")
+        reply = await self.events.sms_received(InboundSms(sender=sender, to=to, text=form.get("Body", "")))
+        return render_message(reply.text)
+
+    async def on_sms_status(self, sms_id: str, form: Form) -> str:
+        status = _SMS_STATUSES.get(form.get("MessageStatus") or form.get("SmsStatus", ""))
+        if status is None:
+            return render_message("")  # queued, accepted, sending: nothing to say yet
+        seen = self._sms_seen.get(sms_id)
+        if seen == status or seen in (SmsStatus.DELIVERED, SmsStatus.FAILED):
+            log.info("twilio SMS %s: %s after %s ignored", sms_id, status.value, seen.value)
+            return render_message("")
+        self._sms_seen[sms_id] = status
+        _trim(self._sms_seen)
+        code = form.get("ErrorCode", "")
+        detail = f"Twilio error {code}" if code else ""
+        log.info("twilio SMS %s %s%s", sms_id, status.value, f" ({detail})" if detail else "")
+        if self.events is not None:
+            try:
+                await self.events.sms_status(SmsStatusChanged(sms_id=sms_id, status=status, detail=detail))
+            except Exception:
+                log.exception("twilio SMS %s: reporting %s failed", sms_id, status.value)
+        return render_message("")
+
+    # ---------------------------------------------------------- flow runner
+
+    def _advance(self, call: TwilioCall, event: Event) -> tuple[list[Action], list[Report]]:
+        """Feed one event; returns the actions to render and what to report, in order.
+
+        Synchronous on purpose: the call's state is settled before anything is
+        awaited, so concurrent webhooks for the same call cannot interleave.
+        """
+        step: Step[Any] = call.flow.on_event(call.state, event)
+        call.state = step.state
+        actions = list(step.actions)
+        reports: list[Report] = []
+        if step.outcome is not None:
+            call.flow_outcome = step.outcome
+            if call.outbound and step.outcome == FlowOutcome.ACCEPTED and not _has(actions, Hangup):
+                actions.append(Bridge(call_id=call.call_id))  # wait in the room the caller joins
+        if actions:
+            call.expecting = None
+            call.hold = None
+        for index, action in enumerate(actions):
+            if isinstance(action, Gather):
+                call.expecting = "gather"
+            elif isinstance(action, Record):
+                call.expecting = "record"
+            elif isinstance(action, Hold):
+                call.hold = action
+                reports.append(CallerWaiting(call_id=call.call_id, priority=action.priority))
+            elif isinstance(action, Bridge) and action.call_id != call.call_id and not self._link(call, action):
+                actions[index] = Hangup()
+        hanging_up = _has(actions, Hangup)
+        if call.outbound and not call.reported:
+            if call.flow_outcome is not None:
+                reports.append(self._result(call, self._mapped(call), ""))
+            elif hanging_up:
+                reports.append(self._result(call, CallOutcome.NO_ANSWER, "flow hung up"))
+        if not call.outbound and hanging_up and not call.reported:
+            reports.append(self._caller_finished(call))
+        return actions, reports
+
+    def _link(self, call: TwilioCall, bridge: Bridge) -> bool:
+        other = self._calls.get(bridge.call_id)
+        if other is None or other.canceled:
+            log.warning("twilio call %s: cannot bridge to %s, that call is not up; ending it",
+                        call.call_id, bridge.call_id)
+            return False
+        call.linked, other.linked = other.call_id, call.call_id
+        log.info("twilio call %s: bridging to %s", call.call_id, other.call_id)
+        return True
+
+    def _mapped(self, call: TwilioCall) -> CallOutcome:
+        assert call.flow_outcome is not None
+        if call.flow_outcome == FlowOutcome.NO_ANSWER and getattr(call.state, "machine", False):
+            return CallOutcome.MACHINE
+        return _FLOW_OUTCOMES.get(call.flow_outcome, CallOutcome.NO_ANSWER)
+
+    def _result(self, call: TwilioCall, outcome: CallOutcome, detail: str) -> CallResult:
+        call.reported = True
+        log.info("twilio call %s to %s: %s%s", call.call_id, mask_number(call.number), outcome.value,
+                 f" ({detail})" if detail else "")
+        return CallResult(call_id=call.call_id, outcome=outcome, detail=detail)
+
+    def _caller_finished(self, call: TwilioCall) -> CallerFinished:
+        call.reported = True
+        outcome = call.flow_outcome or FlowOutcome.ABANDONED
+        log.info("twilio call %s: caller finished, %s", call.call_id, outcome.value)
+        return CallerFinished(call_id=call.call_id, outcome=outcome, recording_url=call.recording_url)
+
+    async def _respond(self, call: TwilioCall, actions: list[Action], reports: list[Report]) -> str:
+        twiml = self._twiml(call, actions)
+        if not actions:
+            log.warning("twilio call %s: the flow had nothing to say; the call ends", call.call_id)
+        await self._emit(reports)
+        return twiml
+
+    def _twiml(self, call: TwilioCall, actions: list[Action]) -> str:
+        return render(
+            actions,
+            gather_action_url=self._voice_url(call.call_id, "gather"),
+            record_action_url=self._voice_url(call.call_id, "record"),
+            hold_url=self._voice_url(call.call_id, "hold"),
+        )
+
+    async def _emit(self, reports: list[Report]) -> None:
+        events = self.events
+        if events is None:
+            return
+        for report in reports:
+            try:
+                if isinstance(report, CallResult):
+                    await events.call_ended(report)
+                elif isinstance(report, CallerWaiting):
+                    await events.caller_waiting(report)
+                else:
+                    await events.caller_finished(report)
+            except Exception:
+                log.exception("twilio call %s: reporting %s failed", report.call_id, type(report).__name__)
+
+    # --------------------------------------------------------------- helpers
+
+    def _known(self, call_id: str, form: Form, what: str) -> TwilioCall | None:
+        """The live call ``call_id`` if the webhook's CallSid is its own."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        sid = form.get("CallSid", "")
+        if call.sid is None and sid:
+            call.sid = sid  # the webhook beat create_call's answer
+        elif sid != call.sid:
+            log.warning("twilio %s for call %s carries another CallSid; ignored", what, call_id)
+            return None
+        return call
+
+    def _polite(self, call_id: str, what: str, call: TwilioCall | None) -> str:
+        """End the call: the webhook is for an unknown, finished or replayed call, and changes nothing."""
+        if call is not None:
+            log.info("twilio %s for call %s ignored: not expected now (replayed or late)", what, call_id)
+        elif call_id in self._finished:
+            log.info("twilio %s for call %s ignored: the call is over", what, call_id)
+        else:
+            log.warning("twilio %s for unknown call %s; ending it", what, call_id)
+        return render_hangup()
+
+    def _end(self, call: TwilioCall) -> None:
+        """The call is over: forget it, and hang up the leg it was bridged with."""
+        self._calls.pop(call.call_id, None)
+        self._remember(call.call_id)
+        other = self._calls.get(call.linked or "")
+        if other is not None and not other.canceled:
+            other.canceled = True
+            self._spawn(self._hang_up(other, f"the other party ({call.call_id}) hung up"))
+
+    def _remember(self, call_id: str) -> None:
+        self._finished[call_id] = None
+        _trim(self._finished)
+
+    async def _hang_up(self, call: TwilioCall, why: str) -> None:
+        if call.sid is None or self._rest is None:
+            return
+        log.info("twilio call %s: hanging up, %s", call.call_id, why)
+        await self._rest.cancel_call(call.sid, answered=call.answered or call.in_progress)
+
+    async def _redirect(self, call: TwilioCall) -> None:
+        if call.sid is None or self._rest is None:
+            return
+        try:
+            await self._rest.redirect_call(call.sid, url=self._voice_url(call.call_id, "hold"))
+        except ProviderError as exc:
+            log.warning("twilio call %s: redirect failed (%s); the hold loop will deliver it", call.call_id, exc)
+
+    def _open_rest(self) -> TwilioRest:
+        if self._rest is None:
+            raise ProviderError("the Twilio provider is not open", permanent=False)
+        return self._rest
+
+    def _voice_url(self, call_id: str, what: str) -> str:
+        return f"{self.public_url}/twilio/voice/{quote(call_id, safe='')}/{what}"
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except ProviderError as exc:
+                log.warning("twilio: %s", exc)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _has(actions: list[Action], kind: type) -> bool:
+    return any(isinstance(action, kind) for action in actions)
+
+
+def _is_machine(answered_by: str) -> bool:
+    """``AnsweredBy`` of answering-machine detection: machine_start, machine_end_beep/silence/other, fax."""
+    return answered_by.startswith("machine") or answered_by == "fax"
+
+
+def _region_of(number: str) -> str:
+    """The region national numbers are read in: that of our own Twilio number."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except NumberParseException:
+        return "US"
+    return phonenumbers.region_code_for_country_code(parsed.country_code) or "US"
+
+
+def _e164(raw: str, region: str) -> str:
+    """A number from a webhook in E.164, or "" when withheld or unreadable (a SIP URI, a client name)."""
+    text = raw.strip()
+    if text.lower() in _WITHHELD:
+        return ""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return ""
+    if not (phonenumbers.is_valid_number(parsed) or phonenumbers.is_possible_number(parsed)):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _trim(memory: dict[str, Any]) -> None:
+    """Keep the newest ``_MEMORY`` entries of an insertion-ordered dict."""
+    while len(memory) > _MEMORY:
+        del memory[next(iter(memory))]
