@@ -6,6 +6,7 @@ router before the app starts) and opened/closed with the app.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,9 +14,12 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.config import Config
+from providers.asterisk import AsteriskProvider
 from providers.base import ProviderEvents, SmsProvider, VoiceProvider
 from providers.sandbox import SandboxProvider, Script
 from providers.twilio import TwilioProvider
+
+log = logging.getLogger(__name__)
 
 
 class ProviderLifecycle(Protocol):
@@ -56,6 +60,8 @@ class Providers:
 
 def build_providers(config: Config, clock: Clock) -> Providers:
     """Asterisk when configured, else Twilio, else the sandbox; SMS via Twilio or the sandbox."""
+    if config.voice_provider == "asterisk" and config.asterisk is not None:
+        return _asterisk_providers(config, clock)
     if config.voice_provider == "sandbox":
         sandbox = SandboxProvider(
             clock=clock,
@@ -68,3 +74,14 @@ def build_providers(config: Config, clock: Clock) -> Providers:
         twilio = TwilioProvider(config.twilio, public_url=config.public_url)
         return Providers(voice=twilio, sms=twilio, routes=twilio.routes(), lifecycle=[twilio])
     raise ValueError(f"voice provider {config.voice_provider!r} is not available in this build")
+
+
+def _asterisk_providers(config: Config, clock: Clock) -> Providers:
+    """Voice on the operator's Asterisk; SMS through Twilio when configured, else none."""
+    assert config.asterisk is not None
+    asterisk = AsteriskProvider(config.asterisk, clock=clock, default_region=config.default_region)
+    if config.twilio is None:
+        log.info("voice via Asterisk; no SMS provider configured (SMS steps will fail)")
+        return Providers(voice=asterisk, sms=None, lifecycle=[asterisk])
+    twilio = TwilioProvider(config.twilio, public_url=config.public_url)
+    return Providers(voice=asterisk, sms=twilio, routes=twilio.routes(), lifecycle=[asterisk, twilio])

@@ -18,7 +18,17 @@ each command the way Asterisk did, as a scripted phone:
 - ``missing_files``: ``STREAM FILE`` of these answers ``200 result=-1
   endpos=0`` on a live channel, as Asterisk does for a sound it cannot open.
 - ``EXEC MusicOnHold`` blocks until :meth:`end_hold_chunk`,
-  :meth:`pull_into_bridge` or :meth:`hang_up` (no real waiting in tests).
+  :meth:`pull_into_bridge` or :meth:`hang_up` (no real waiting in tests);
+  with ``hold_scale`` a chunk also ends by itself after its duration times
+  ``hold_scale`` (real seconds).
+- ``press_on=("listen", keys)``: the keys are pressed while the first command
+  that listens for keys runs (a prompt with escape digits, ``WAIT FOR DIGIT``,
+  ``GET DATA``); ``("wait", keys)`` only once the prompts are over (``WAIT FOR
+  DIGIT``/``GET DATA``): a late key.
+- ``on_bridge``: ``EXEC Bridge`` waits for this coroutine, which gets the
+  application data and returns the reply line (the bridge lasts until then);
+  without it the bridge ends at once with ``200 result=0``.
+- ``on_lost``: called when the channel hangs up on this side (not when pulled).
 - ``HANGUP`` answers ``200 result=1`` then the unsolicited ``HANGUP``; when the
   server half-closes, one last ``HANGUP`` and the peer closes.
 
@@ -32,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 PLAYED_ENDPOS = 11360  # hello-world played to its end (1.42 s at 8 kHz)
 INTERRUPTED_ENDPOS = 9760  # demo-congrats cut by a key after 1.2 s
@@ -123,6 +133,10 @@ class AgiPeer:
         hang_up_at: int | None = None,
         pull_at: int | None = None,
         missing_files: frozenset[str] = frozenset(),
+        press_on: tuple[str, str] | None = None,
+        hold_scale: float | None = None,
+        on_bridge: Callable[[str], Awaitable[str]] | None = None,
+        on_lost: Callable[[], None] | None = None,
         **environment: str,
     ) -> None:
         self.host = host
@@ -132,6 +146,10 @@ class AgiPeer:
         self.hang_up_at = hang_up_at
         self.pull_at = pull_at
         self.missing_files = missing_files
+        self.press_on = press_on
+        self.hold_scale = hold_scale
+        self.on_bridge = on_bridge
+        self.on_lost = on_lost
         self.commands: list[str] = []
         self.sent = bytearray()
         self.variables: dict[str, str] = {}
@@ -191,7 +209,8 @@ class AgiPeer:
         self.channel_alive = False
         if not self.agi_dead:
             self.agi_dead = True
-            await self._send("HANGUP")
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._send("HANGUP")
 
     async def end_hold_chunk(self) -> None:
         """The running MusicOnHold reached its duration: ``200 result=0``."""
@@ -214,6 +233,9 @@ class AgiPeer:
         args = split_args(line)
         verb = " ".join(args[:2]).upper()
         self._keys.extend(self.press.get(index, ""))
+        if self.press_on is not None and self._listens(self.press_on[0], verb, args):
+            self._keys.extend(self.press_on[1])
+            self.press_on = None
         if self.agi_dead:
             await self._answer_dead(verb, args)
             return
@@ -285,7 +307,7 @@ class AgiPeer:
         application = args[1] if len(args) > 1 else ""
         data = args[2] if len(args) > 2 else ""
         if application == "MusicOnHold":
-            how = await self._block()
+            how = await self._block(self._hold_seconds(data))
             if how == "end":
                 await self._send("200 result=0")
             else:
@@ -293,7 +315,11 @@ class AgiPeer:
         elif application == "Bridge":
             self.bridged_with = data.split(",")[0]
             self.variables["BRIDGERESULT"] = "SUCCESS"
-            await self._send("200 result=0")
+            reply = await self.on_bridge(data) if self.on_bridge is not None else "200 result=0"
+            if reply.startswith("200 result=-1"):
+                await self._lose_channel(reply, pulled=False)
+            else:
+                await self._send(reply)
         else:
             await self._send("200 result=0")
 
@@ -315,19 +341,38 @@ class AgiPeer:
         """Reply (if any) to the running command, then the unsolicited HANGUP."""
         if not pulled:
             self.channel_alive = False
+            if self.on_lost is not None:
+                self.on_lost()
         self.agi_dead = True
         if reply is not None:
             await self._send(reply)
         await self._send("HANGUP")
 
-    async def _block(self) -> str:
-        block: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def _block(self, seconds: float | None = None) -> str:
+        loop = asyncio.get_running_loop()
+        block: asyncio.Future[str] = loop.create_future()
+        if seconds is not None:
+            loop.call_later(seconds, lambda: block.done() or block.set_result("end"))
         self._blocks.append(block)
         started, self._block_started = self._block_started, asyncio.Event()
         started.set()
         return await block
 
     # ------------------------------------------------------------ helpers
+
+    def _hold_seconds(self, data: str) -> float | None:
+        """How long one ``MusicOnHold "<class>,<seconds>"`` chunk lasts here, if it ends by itself."""
+        duration = data.split(",")[1] if "," in data else ""
+        if self.hold_scale is None or not duration.isdigit():
+            return None
+        return int(duration) * self.hold_scale
+
+    @staticmethod
+    def _listens(when: str, verb: str, args: list[str]) -> bool:
+        """Does this command take keys: any listening command ("listen"), or only after the prompts ("wait")?"""
+        if verb in ("WAIT FOR", "GET DATA"):
+            return True
+        return when == "listen" and verb == "STREAM FILE" and len(args) > 3 and args[3] != ""
 
     @staticmethod
     def _runs_media(verb: str, args: list[str]) -> bool:

@@ -34,6 +34,10 @@ dial location, and emits no ``AGIExec*`` events; a bridged call's scripted
 timeline stops (its legs stay up until hung up); after a bridge ends, the other
 party hangs up as the captured ``sim-callers`` dialplan did.
 
+:class:`FakePbx` (at the end) joins this server with :class:`~tests.peers.agi_peer.AgiPeer`:
+``Application: AGI`` originates and hotline callers open real FastAGI sessions,
+and bridges and hang-ups show on both AMI and AGI.
+
 Test hooks: :attr:`FakeAsterisk.received_actions`, :meth:`FakeAsterisk.drop_connections`,
 :meth:`FakeAsterisk.send_raw`, :attr:`FakeAsterisk.unresponsive` (answers
 nothing, sends nothing: a half-open connection), a mutable
@@ -49,10 +53,13 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from tests.peers.agi_peer import AgiPeer
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 BANNER = "Asterisk Call Manager/11.0.0"
@@ -612,6 +619,8 @@ _CAUSES = {
 class _Bridge:
     uniqueid: str
     legs: list[_Leg]
+    runner: _Leg | None = None  # the leg whose own Bridge application made it (stays up after)
+    ended: asyncio.Future[str] | None = None  # "other" or "runner": who hung up
 
 
 @dataclass(eq=False, kw_only=True)
@@ -640,6 +649,7 @@ class _Call:
     task: asyncio.Task[None] | None = None
     originate_reported: bool = False
     sync_reply: asyncio.Future[int] | None = None  # for an Originate without Async
+    inbound: bool = False  # a caller reaching the PBX, not an Originate: no OriginateResponse is sent
 
     @property
     def base(self) -> str:
@@ -921,12 +931,50 @@ class FakeAsterisk:
         if not dial:
             self._error(session, action, "Channel not specified")
             return
-        application = header(action, "Application")
-        context = header(action, "Context") or ""
-        exten = header(action, "Exten") or ""
-        channel_id = header(action, "ChannelId") or f"{int(self._started)}.{next(self._uniqueids)}"
-        other_id = header(action, "OtherChannelId") or f"{int(self._started)}.{next(self._uniqueids)}"
-        name, number = parse_caller_id(header(action, "CallerID"))
+        is_async = _is_true(header(action, "Async"))
+        if is_async:
+            self._reply(session, action, ("Response", "Success"), ("Message", "Originate successfully queued"))
+        timeout_ms = header(action, "Timeout") or "30000"
+        call = self._new_call(
+            dial,
+            application=header(action, "Application"),
+            data=header(action, "Data") or "",
+            context=header(action, "Context") or "",
+            exten=header(action, "Exten") or "",
+            channel_id=header(action, "ChannelId"),
+            other_id=header(action, "OtherChannelId"),
+            caller_id=header(action, "CallerID"),
+            action_id=header(action, "ActionID"),
+            timeout_s=int(timeout_ms) / 1000 if timeout_ms.isdigit() else 30.0,
+            sync=not is_async,
+        )
+        if call.sync_reply is not None:
+            reason = await call.sync_reply
+            if reason == 4:
+                self._reply(session, action, ("Response", "Success"), ("Message", "Originate successfully queued"))
+            else:
+                self._error(session, action, "Originate failed")
+
+    def _new_call(
+        self,
+        dial: str,
+        *,
+        application: str | None,
+        data: str,
+        context: str,
+        exten: str,
+        channel_id: str | None,
+        other_id: str | None,
+        caller_id: str | None,
+        action_id: str | None,
+        timeout_s: float,
+        sync: bool = False,
+        inbound: bool = False,
+    ) -> _Call:
+        """Create the Local channel pair of a call and start playing its phone's timeline."""
+        channel_id = channel_id or f"{int(self._started)}.{next(self._uniqueids)}"
+        other_id = other_id or f"{int(self._started)}.{next(self._uniqueids)}"
+        name, number = parse_caller_id(caller_id)
         match = re.fullmatch(r"Local/([^@/]+)@([^/]+?)(?:/\w+)?", dial)
         dialled, dial_context = (match[1], match[2]) if match else (dial, "")
         base = f"Local/{dialled}@{dial_context}-{next(self._local_ids):08x}"
@@ -934,7 +982,7 @@ class FakeAsterisk:
             "chan": base,
             "cid": channel_id,
             "oid": other_id,
-            "aid": header(action, "ActionID"),
+            "aid": action_id,
             "num": dialled,
             "ctx": dial_context,
             "oc": dial_context if application else context,
@@ -944,31 +992,18 @@ class FakeAsterisk:
         }
         if application:
             values["op"] = "1"
-        timeout_ms = header(action, "Timeout") or "30000"
         call = _Call(
-            values=values,
-            dial=dial,
-            application=application,
-            data=header(action, "Data") or "",
-            timeout_s=int(timeout_ms) / 1000 if timeout_ms.isdigit() else 30.0,
+            values=values, dial=dial, application=application, data=data, timeout_s=timeout_s, inbound=inbound
         )
         if match:
             steps = scenario_for(dialled)
         else:
             steps = (_Step(at=0.001, template=_failed_originate(0)),)
-        is_async = _is_true(header(action, "Async"))
-        if is_async:
-            self._reply(session, action, ("Response", "Success"), ("Message", "Originate successfully queued"))
-        else:
+        if sync:
             call.sync_reply = asyncio.get_running_loop().create_future()
         self._calls[base] = call
         call.task = asyncio.create_task(self._play(call, steps))
-        if call.sync_reply is not None:
-            reason = await call.sync_reply
-            if reason == 4:
-                self._reply(session, action, ("Response", "Success"), ("Message", "Originate successfully queued"))
-            else:
-                self._error(session, action, "Originate failed")
+        return call
 
     async def _play(self, call: _Call, steps: Sequence[_Step]) -> None:
         loop = asyncio.get_running_loop()
@@ -1032,7 +1067,16 @@ class FakeAsterisk:
                 if not call.sync_reply.done():
                     call.sync_reply.set_result(int(header(headers, "Reason") or 0))
                 return
+            if call.inbound:
+                self._observe(roles, template, headers)
+                return
         self._broadcast(headers)
+        self._observe(roles, template, headers)
+
+    def _observe(
+        self, roles: Mapping[str, _Call], template: _Template, headers: Sequence[tuple[str, str]]
+    ) -> None:
+        """Called after each event is emitted; :class:`FakePbx` hooks FastAGI in here."""
 
     def _track(self, headers: Sequence[tuple[str, str]]) -> None:
         name = header(headers, "Event")
@@ -1098,6 +1142,8 @@ class FakeAsterisk:
         self._calls.pop(call.base, None)
 
     def _hang_up_bridged(self, leg: _Leg, cause: int) -> None:
+        """As captured: both leave the bridge; the other party is hung up too, unless it is
+        the leg that ran the Bridge application (its AGI goes on, ``hotline-bridge``)."""
         bridge = leg.bridge
         assert bridge is not None
         peer = next(other for other in bridge.legs if other is not leg)
@@ -1105,11 +1151,17 @@ class FakeAsterisk:
             other.bridge = None
             if other.call.task is not None:
                 other.call.task.cancel()
+        peer_stays = bridge.runner is peer
         roles = {"a": leg.call, "b": peer.call}
         for template in _events_after_reply("bridge-two-channels", "Channel Hungup"):
+            if peer_stays and "b" in _template_roles(template) and template.name != "BridgeLeave":
+                continue
             self._emit(roles, template, restamp=True, causes={"a": cause}, bridge_id=bridge.uniqueid)
         self._calls.pop(leg.call.base, None)
-        self._calls.pop(peer.call.base, None)
+        if not peer_stays:
+            self._calls.pop(peer.call.base, None)
+        if bridge.ended is not None and not bridge.ended.done():
+            bridge.ended.set_result("runner" if bridge.runner is leg else "other")
 
     async def _bridge(self, session: _Session, action: list[tuple[str, str]]) -> None:
         name1, name2 = header(action, "Channel1"), header(action, "Channel2")
@@ -1125,7 +1177,20 @@ class FakeAsterisk:
             self._error(session, action, f"Channel2 does not exist: {name2}")
             return
         self._reply(session, action, ("Response", "Success"), ("Message", "Channels have been bridged"))
-        bridge = _Bridge(uniqueid=str(uuid.uuid4()), legs=[leg1, leg2])
+        self.bridge_legs(leg1, leg2)
+
+    def bridge_legs(self, leg1: _Leg, leg2: _Leg, *, runner: _Leg | None = None) -> _Bridge:
+        """Put two live legs into a basic bridge, with the captured events.
+
+        ``runner`` is the leg that ran the Bridge application itself: it stays up
+        when the other party hangs up, and ``_Bridge.ended`` says when and who.
+        """
+        bridge = _Bridge(
+            uniqueid=str(uuid.uuid4()),
+            legs=[leg1, leg2],
+            runner=runner,
+            ended=asyncio.get_running_loop().create_future(),
+        )
         oldest = min(bridge.legs, key=lambda leg: leg.created)
         for leg in bridge.legs:
             leg.bridge = bridge
@@ -1140,6 +1205,7 @@ class FakeAsterisk:
         roles = {"a": leg1.call, "b": leg2.call}
         for template in _events_after_reply("bridge-two-channels", "Channels have been bridged"):
             self._emit(roles, template, restamp=True, bridge_id=bridge.uniqueid)
+        return bridge
 
     def _find_by_prefix(self, name: str) -> _Leg | None:
         return self._legs.get(name) or next((leg for ch, leg in self._legs.items() if ch.startswith(name)), None)
@@ -1195,7 +1261,226 @@ def _message(capture: str, predicate: Callable[[CapturedMessage], bool]) -> Head
     return next(m for m in load_capture(capture).received if predicate(m)).headers
 
 
+def _template_roles(template: _Template) -> set[str]:
+    """The calls a template names: through its channel, or through its tokens."""
+    return ({template.leg[0]} if template.leg else set()) | (template.roles - {"g"})
+
+
 def _failed_originate(reason: int) -> _Template:
     """The captured failed OriginateResponse (Channel = dial string) with another Reason."""
     template = next(s.template for s in _call_events("originate-no-answer") if s.template.name == "OriginateResponse")
     return template.with_values(Reason=str(reason))
+
+
+# ------------------------------------------------------------------ FakePbx
+
+
+@dataclass(frozen=True, kw_only=True)
+class PbxCaller:
+    """A caller that :meth:`FakePbx.call_hotline` put through to the hotline's FastAGI route."""
+
+    uniqueid: str
+    channel: str  # the ;1 leg that runs AGI
+    peer: AgiPeer
+
+
+def phone_script(exten: str) -> dict[str, object]:
+    """How the simulated phone at ``exten`` behaves on the FastAGI side (AgiPeer options).
+
+    The same last-digit scenarios as ``[sim-phones]``: 1 presses 1 during the first
+    prompt, 2 presses 2, 7 presses 9, 8 presses 1 only after the prompts (late),
+    5 stays silent, 6 hangs up during the first prompt; ``press_<delay>_<keys>``
+    presses its keys during the first prompt.
+    """
+    if match := re.fullmatch(r"press_\d+_([0-9*#A-D]+)", exten):
+        return {"press_on": ("listen", match[1])}
+    match exten[-1:]:
+        case "1":
+            return {"press_on": ("listen", "1")}
+        case "2":
+            return {"press_on": ("listen", "2")}
+        case "7":
+            return {"press_on": ("listen", "9")}
+        case "8":
+            return {"press_on": ("wait", "1")}
+        case "6":
+            return {"hang_up_at": 1}  # ANSWER is command 0, the first prompt command 1
+    return {}
+
+
+class FakePbx(FakeAsterisk):
+    """FakeAsterisk joined with FastAGI: the AMI server and the channels' AGI sessions, together.
+
+    - An Originate with ``Application: AGI`` / ``Data: agi://host:port/<route>``:
+      once the phone answers (``OriginateResponse`` ``Reason: 4``), the ``;1`` leg
+      opens a real FastAGI connection to that address (an :class:`AgiPeer` with
+      ``agi_uniqueid`` = the ChannelId, ``agi_channel`` = the ``;1`` name, the
+      dialled context/extension, priority 1, as in ``hotline-bridge``) and the
+      phone is played over AGI by :func:`phone_script` from then on (its AMI
+      timeline stops; keys do not show as AMI DTMF events).
+    - :meth:`call_hotline`: a caller reaches the hotline: its channel events are
+      sent on AMI and its ``;1`` leg runs the ``hotline`` route of ``agi_url``.
+    - ``EXEC Bridge "<caller ;1>,x"`` on an AGI session pulls the caller out of
+      its MusicOnHold (``200 result=-1`` + ``HANGUP`` on the caller's AGI) and
+      bridges the two legs (BridgeCreate/BridgeEnter on AMI). It returns ``200
+      result=0`` when the caller hangs up; the bridging leg then stays up until
+      its FastAGI socket is closed, as captured.
+    - Hang-ups show on both sides: an AMI ``Hangup`` of a leg that runs AGI
+      sends ``HANGUP`` (or ``-1``) on its session; the FastAGI server closing a
+      session ends its channel on AMI (unless it sits in a bridge); a phone that
+      hangs up on the AGI side (scenario 6) ends on AMI as a far-end hang-up.
+
+    MusicOnHold chunks end by themselves after their duration times ``time_scale``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.peers: dict[str, AgiPeer] = {}  # by the ;1 leg's Uniqueid
+        self._peer_calls: dict[str, _Call] = {}
+        self._agi_tasks: set[asyncio.Task[None]] = set()
+        self._callers = itertools.count(1)
+
+    async def stop(self) -> None:
+        for call in list(self._calls.values()):
+            for leg in call.legs.values():
+                bridge = leg.bridge
+                if bridge is not None and bridge.ended is not None and not bridge.ended.done():
+                    bridge.ended.set_result("stopped")
+        await super().stop()
+        tasks = list(self._agi_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ control
+
+    async def call_hotline(
+        self, *, caller: str, dialled: str, agi_url: str, press: str = "", caller_name: str = "Caller"
+    ) -> PbxCaller:
+        """A caller dials ``dialled``; the dialplan answers and runs ``AGI(<agi_url>/hotline)``."""
+        number = next(self._callers)
+        call = self._new_call(
+            "Local/s@sim-callers",
+            application=None,
+            data="",
+            context="hotline-in",
+            exten=dialled,
+            channel_id=f"{int(self._started)}.{number + 100}",
+            other_id=f"{int(self._started)}.{number + 100}-b",
+            caller_id=f'"{caller_name}" <{caller}>' if caller else None,
+            action_id=None,
+            timeout_s=30.0,
+            inbound=True,
+        )
+        call.data = f"{agi_url.rstrip('/')}/hotline"
+        call.values["press"] = press
+        uniqueid = call.values["cid"] or ""
+        peer = await self.wait_peer(uniqueid)
+        return PbxCaller(uniqueid=uniqueid, channel=f"{call.base};1", peer=peer)
+
+    async def hang_up_caller(self, caller: PbxCaller, cause: int = 16) -> None:
+        """The caller hangs up (AMI Hangup events, and HANGUP on its AGI if it still runs one)."""
+        if caller.channel in self._legs:
+            self.hang_up(caller.channel, cause)
+        await asyncio.sleep(0)
+
+    async def wait_peer(self, uniqueid: str, timeout: float = 3.0) -> AgiPeer:
+        """The AGI session of the leg ``uniqueid`` once it has connected."""
+
+        async def poll() -> AgiPeer:
+            while uniqueid not in self.peers:
+                await asyncio.sleep(0.005)
+            return self.peers[uniqueid]
+
+        return await asyncio.wait_for(poll(), timeout)
+
+    def live(self, uniqueid: str) -> bool:
+        """Is the ;1 leg with this Uniqueid still up?"""
+        return any(leg.uniqueid == uniqueid for leg in self._legs.values())
+
+    # ------------------------------------------------------------ hooks
+
+    def _observe(
+        self, roles: Mapping[str, _Call], template: _Template, headers: Sequence[tuple[str, str]]
+    ) -> None:
+        name = header(headers, "Event")
+        if name == "OriginateResponse" and header(headers, "Reason") == "4":
+            call = roles[next(iter(template.roles - {"g"}), "a")]
+            if (call.application or "").upper() == "AGI" or call.inbound:
+                self._start_agi(call)
+        elif name == "Hangup":
+            peer = self.peers.get(header(headers, "Uniqueid") or "")
+            if peer is not None and not peer.agi_dead:
+                self._spawn(peer.hang_up())
+
+    def _start_agi(self, call: _Call) -> None:
+        match = re.fullmatch(r"agi://([^:/]+)(?::(\d+))?/(\S+)", call.data or "")
+        if match is None:
+            return
+        if call.task is not None:
+            call.task.cancel()  # from here on the phone is played over AGI
+        host, port, script = match[1], int(match[2] or 4573), match[3]
+        uniqueid = call.values["cid"] or ""
+        options = phone_script(call.values["num"] or "")
+        if call.inbound:
+            press = call.values.get("press") or ""
+            options = {"press_on": ("listen", press)} if press else {}
+        peer = AgiPeer(
+            port,
+            host=host,
+            script=script,
+            request_host=f"{host}:{port}",
+            channel=f"{call.base};1",
+            uniqueid=uniqueid,
+            callerid=call.values["cidnum"] or "",
+            calleridname=call.values["cidname"] or "",
+            context=call.values["oc"] or "",
+            extension=call.values["oe"] or "",
+            priority="2" if call.inbound else "1",
+            hold_scale=self.time_scale,
+            on_bridge=lambda data: self._bridge_from(call, data),
+            on_lost=lambda: self._far_end_hung_up(call),
+            **options,  # type: ignore[arg-type]
+        )
+        self.peers[uniqueid] = peer
+        self._peer_calls[uniqueid] = call
+        self._spawn(self._run_peer(call, peer))
+
+    async def _run_peer(self, call: _Call, peer: AgiPeer) -> None:
+        try:
+            await peer.run()
+        except (ConnectionError, OSError):
+            pass  # nobody listening, or the server vanished: the channel ends as below
+        leg = call.legs.get("1")
+        if leg is not None and leg.channel in self._legs and leg.bridge is None:
+            self.hang_up(leg.channel)  # closing the FastAGI socket is what ends the channel
+
+    def _far_end_hung_up(self, call: _Call) -> None:
+        leg = call.legs.get("2")
+        if leg is not None and leg.channel in self._legs and leg.bridge is None:
+            self.hang_up(leg.channel)
+
+    async def _bridge_from(self, runner_call: _Call, data: str) -> str:
+        """``EXEC Bridge "<channel>,x"`` on ``runner_call``'s AGI: lasts as long as the bridge."""
+        target = data.split(",")[0]
+        runner_leg = runner_call.legs.get("1")
+        other = self._legs.get(target)
+        runner_peer = self.peers.get(runner_call.values["cid"] or "")
+        if other is None or runner_leg is None:
+            if runner_peer is not None:
+                runner_peer.variables["BRIDGERESULT"] = "NONEXISTENT"
+            return "200 result=0"
+        other_peer = self.peers.get(other.uniqueid)
+        if other_peer is not None and not other_peer.agi_dead:
+            await other_peer.pull_into_bridge()
+        if other.channel not in self._legs or runner_leg.channel not in self._legs:
+            return "200 result=-1"
+        bridge = self.bridge_legs(other, runner_leg, runner=runner_leg)
+        assert bridge.ended is not None
+        who = await bridge.ended
+        return "200 result=-1" if who == "runner" else "200 result=0"
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._agi_tasks.add(task)
+        task.add_done_callback(self._agi_tasks.discard)

@@ -1,0 +1,714 @@
+"""Asterisk: alert calls and the hotline on the operator's own PBX, over AMI and FastAGI.
+
+Outbound calls (alert and screening calls) are AMI ``Originate`` actions
+(``Async``, ``Application: AGI``, ``Data: <agi_url>/call``) whose legs carry our
+ids (``ChannelId`` = ``gw-<call id>``). A failed ``OriginateResponse`` settles
+the call at once (no answer, busy, congestion); an answered one connects to our
+FastAGI server, where the request's flow runs with :func:`asterisk.fastagi.run_flow`.
+
+The hotline arrives the other way: the operator's dialplan sends the hotline
+number to ``AGI(agi://<gateway>:4573/hotline)``; the caller's flow runs on that
+session and a rendered ``Hold`` tells the gateway to try engineers. The caller
+is bridged from the accepting engineer's own AGI session with ``EXEC Bridge
+"<caller channel>,x"``. To the caller's AGI that looks exactly like a hang-up;
+AMI tells the two apart (``BridgeEnter`` vs ``Hangup`` with the caller's
+Uniqueid), so AMI decides whether the caller is connected or gone.
+
+Outcomes are mapped as the sandbox maps them; each call's result is reported
+once. Calls whose outcome was lost with the AMI connection are settled as
+FAILED after the ring timeout plus a grace period (on the injected clock), so
+escalation carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import phonenumbers
+from phonenumbers import NumberParseException
+
+from asterisk import agi_commands as agi
+from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout
+from asterisk.ami_events import AmiEvent, ChannelHangup, OriginateResult, parse_event
+from asterisk.fastagi import (
+    AgiError,
+    AgiProtocolError,
+    AgiSession,
+    ChannelLeftAgi,
+    FastAgiServer,
+    FlowRunOptions,
+    mask_number,
+    route_by_script,
+    run_flow,
+)
+from asterisk.tts import TtsRenderer
+from ivr_flows.model import (
+    EngineerConnected,
+    Event,
+    Flow,
+    FlowOutcome,
+    Hangup,
+    Hold,
+    HungUp,
+    NobodyAccepted,
+    Play,
+    Step,
+)
+from providers.base import (
+    CallerFinished,
+    CallerWaiting,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    Capabilities,
+    InboundCall,
+    ProviderError,
+    ProviderEvents,
+)
+
+log = logging.getLogger(__name__)
+
+ROUTE_CALL = "call"  # outbound calls: agi://<gateway>/call, started by our Originate
+ROUTE_HOTLINE = "hotline"  # callers: the operator's dialplan runs AGI(agi://<gateway>/hotline)
+NOT_IN_SERVICE_PROMPT = "ss-noservice"  # stock Asterisk sound: "the number you have dialed is not in service"
+
+_FLOW_OUTCOMES = {
+    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
+    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
+    FlowOutcome.DECLINED: CallOutcome.DECLINED,
+    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
+    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
+}
+_ORIGINATE_OUTCOMES = {
+    "no_answer": (CallOutcome.NO_ANSWER, "rang out"),
+    "busy": (CallOutcome.BUSY, "line busy"),
+    "congestion": (CallOutcome.FAILED, "congestion: the trunk or the network could not take the call"),
+}
+# Q.850 cause of the leg's Hangup when no OriginateResponse came to say more.
+_HANGUP_CAUSES = {
+    16: (CallOutcome.DECLINED, "rejected on the phone"),
+    17: (CallOutcome.BUSY, "line busy"),
+    18: (CallOutcome.NO_ANSWER, "no answer"),
+    19: (CallOutcome.NO_ANSWER, "rang out"),
+    21: (CallOutcome.DECLINED, "rejected on the phone"),
+}
+_HANGUP_REPLY_S = 2.0  # how long AGI HANGUP may take before the socket is closed anyway
+_WITHHELD = frozenset({"", "unknown", "anonymous", "restricted", "private", "withheld", "<unknown>"})
+
+
+class AsteriskSettings(Protocol):
+    """What the provider reads from the ``asterisk:`` config section (gateway.config.AsteriskConfig)."""
+
+    host: str
+    port: int
+    username: str
+    secret: str
+    dial_string: str
+    caller_id: str
+    agi_listen_host: str
+    agi_listen_port: int
+    agi_url: str
+    max_channels: int
+    tts_command: Sequence[str]
+    tts_resample: Sequence[str]
+    sounds_dir: Path
+    record_dir: Path
+
+
+class AsteriskClock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep_until(self, deadline: float) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsteriskTiming:
+    """Bounds of the adapter. Those marked *clock* run on the injected clock, the rest in real time."""
+
+    connect_wait_s: float = 3.0  # place_call waits this long for AMI before giving up (retryable)
+    outcome_grace_s: float = 30.0  # clock: ring timeout + this without any word -> FAILED ("outcome lost")
+    accept_wait_s: float = 120.0  # clock: an accepted engineer with no bridge to make is hung up after this
+    hangup_settle_s: float = 1.0  # after a leg's Hangup, how long an OriginateResponse may still come
+    verdict_wait_s: float = 3.0  # after a caller's AGI ends on hold, how long AMI may take to say why
+    hold_chunk_s: int = 10  # one MusicOnHold chunk; gateway events are picked up between chunks
+    ami_action_timeout_s: float = 5.0
+    ami_ping_interval_s: float = 10.0
+    ami_backoff: tuple[float, float] = (0.25, 15.0)
+
+
+@dataclass(eq=False, kw_only=True)
+class _Outbound:
+    """One call we originated, from the Originate to the end of its channel."""
+
+    request: CallRequest
+    channel_id: str
+    started_at: float
+    bridge_to: asyncio.Future[_Caller]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: bool = False  # OriginateResponse Reason 4
+    session: AgiSession | None = None
+    reported: bool = False  # the result went to the gateway (or must not: canceled)
+    canceled: bool = False
+    ami_dropped: bool = False  # the AMI connection dropped while the call was in progress
+    unsubscribe: Callable[[], None] | None = None
+    watchdog: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False, kw_only=True)
+class _Caller:
+    """One hotline caller, from its FastAGI session to the real end of its channel."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    session: AgiSession
+    flow: Flow[Any]
+    verdict: asyncio.Future[str]  # set by AMI after the caller left AGI: "bridged" or "gone"
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # AMI Hangup of the caller's channel
+    bridge_over: asyncio.Event = field(default_factory=asyncio.Event)  # the engineer's EXEC Bridge returned
+    state: Any = None
+    outcome: FlowOutcome | None = None
+    waiting_reported: bool = False
+    engineer: _Outbound | None = None
+    connected: EngineerConnected | None = None
+    bridged: bool = False
+    finished: bool = False
+    unsubscribe: Callable[[], None] | None = None
+
+
+class _NotInService:
+    """The flow of a call to a number that is not a hotline: a stock message, then hang up."""
+
+    def start(self) -> Step[None]:
+        return Step(state=None, actions=(Play(prompt=NOT_IN_SERVICE_PROMPT), Hangup()))
+
+    def on_event(self, state: None, event: Event) -> Step[None]:
+        return Step(state=None)
+
+
+def normalize_number(raw: str, region: str) -> str:
+    """A caller ID or dialled number as E.164; "" when withheld or not a phone number."""
+    text = raw.strip()
+    if text.lower() in _WITHHELD:
+        return ""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return ""
+    if not phonenumbers.is_possible_number(parsed):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def channel_id_for(call_id: str) -> str:
+    """The Uniqueid our Originate gives the ``;1`` leg of call ``call_id``."""
+    return "gw-" + re.sub(r"[^A-Za-z0-9._-]", "-", call_id)
+
+
+class AsteriskProvider:
+    """Voice on the operator's Asterisk; implements VoiceProvider and the provider lifecycle."""
+
+    name = "asterisk"
+
+    def __init__(
+        self,
+        config: AsteriskSettings,
+        *,
+        clock: AsteriskClock,
+        default_region: str,
+        timing: AsteriskTiming | None = None,
+    ) -> None:
+        self.config = config
+        self.capabilities = Capabilities(
+            voice=True, sms=False, inbound=True, max_concurrent_calls=config.max_channels, calls_per_second=10
+        )
+        self._clock = clock
+        self._region = default_region
+        self._timing = timing or AsteriskTiming()
+        self._events: ProviderEvents | None = None
+        self._ami = AmiClient(
+            config.host,
+            config.port,
+            config.username,
+            config.secret,
+            action_timeout_s=self._timing.ami_action_timeout_s,
+            ping_interval_s=self._timing.ami_ping_interval_s,
+            reconnect_backoff=self._timing.ami_backoff,
+            on_state_change=self._ami_state_changed,
+        )
+        self._agi = FastAgiServer(
+            config.agi_listen_host,
+            config.agi_listen_port,
+            route_by_script({ROUTE_CALL: self._call_route, ROUTE_HOTLINE: self._hotline_route}),
+        )
+        self._agi_error: str | None = None
+        self._tts = (
+            TtsRenderer(config.tts_command, config.sounds_dir, resample=config.tts_resample or None)
+            if config.tts_command
+            else None
+        )
+        self._options = FlowRunOptions(record_dir=str(config.record_dir), hold_chunk_s=self._timing.hold_chunk_s)
+        self._calls: dict[str, _Outbound] = {}  # by the gateway's call id
+        self._by_channel: dict[str, _Outbound] = {}  # by ChannelId (= agi_uniqueid)
+        self._callers: dict[str, _Caller] = {}  # by our hotline call id
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self, events: ProviderEvents) -> None:
+        """Start FastAGI and AMI; returns at once even when Asterisk is down (AMI keeps retrying)."""
+        self._events = events
+        try:
+            await self._agi.start()
+            self._agi_error = None
+        except OSError as exc:
+            self._agi_error = exc.strerror or str(exc)
+            log.error("asterisk: FastAGI server cannot listen on %s:%d: %s",
+                      self.config.agi_listen_host, self.config.agi_listen_port, self._agi_error)
+        await self._ami.start()
+        log.info("asterisk: AMI %s:%d as user %r, FastAGI at %s, %d channel(s), TTS %s",
+                 self.config.host, self.config.port, self.config.username, self.config.agi_url,
+                 self.config.max_channels, "on" if self._tts else "off (stock prompts)")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._agi.stop()
+        await self._ami.stop()
+
+    def readiness(self) -> dict[str, str]:
+        problems = []
+        state = self._ami.state
+        if state == "auth_failed":
+            problems.append(f"AMI authentication failed for user {self.config.username}")
+        elif state != "connected":
+            problems.append(f"AMI not connected: {self._ami.last_error or state}")
+        if self._agi_error is not None:
+            problems.append(f"FastAGI server not listening on port {self.config.agi_listen_port}: {self._agi_error}")
+        return {"voice:asterisk": "; ".join(problems) or "ok"}
+
+    @property
+    def agi_port(self) -> int:
+        """The port the FastAGI server listens on."""
+        return self._agi.port
+
+    # ---------------------------------------------------------- provider API
+
+    async def place_call(self, request: CallRequest) -> None:
+        if self._events is None:
+            raise ProviderError("the Asterisk provider is not open", permanent=False)
+        if request.call_id in self._calls:
+            raise ProviderError(f"call {request.call_id} is already in progress")
+        if self._ami.state != "connected":
+            try:
+                await self._ami.wait_connected(self._timing.connect_wait_s)
+            except AmiNotConnected as exc:
+                raise ProviderError(f"Asterisk is not reachable: {exc}", permanent=False) from None
+        channel_id = channel_id_for(request.call_id)
+        loop = asyncio.get_running_loop()
+        call = _Outbound(request=request, channel_id=channel_id, started_at=self._clock.now(),
+                         bridge_to=loop.create_future())
+        self._calls[request.call_id] = call
+        self._by_channel[channel_id] = call
+        call.unsubscribe = self._ami.subscribe(channel_id, lambda event: self._call_event(call, event))
+        dial = self.config.dial_string.replace("{number}", request.to).replace("{digits}", request.to.lstrip("+"))
+        try:
+            await self._ami.originate(
+                channel=dial,
+                channel_id=channel_id,
+                other_channel_id=f"{channel_id}-b",
+                timeout_ms=request.ring_timeout_s * 1000,
+                caller_id=request.caller_id or self.config.caller_id,
+                application="AGI",
+                data=f"{self.config.agi_url}/{ROUTE_CALL}",
+            )
+        except (AmiNotConnected, AmiTimeout) as exc:
+            self._retire(call)
+            if isinstance(exc, AmiTimeout):
+                self._spawn(self._hang_up_quietly(channel_id))  # it may have been queued after all
+            raise ProviderError(f"Asterisk did not take the call: {exc.message}", permanent=False) from None
+        except AmiError as exc:
+            self._retire(call)
+            raise ProviderError(f"Asterisk refused the call: {exc.message}") from None
+        log.info("asterisk call %s to %s: dialling as %s", request.call_id, mask_number(request.to), channel_id)
+        if not call.reported:
+            call.watchdog = self._spawn(self._watch(call))
+
+    async def cancel_call(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None:
+            caller = self._callers.get(call_id)
+            if caller is not None:
+                await self._hang_up_caller(caller)
+            return
+        if call.canceled:
+            return
+        call.canceled = call.reported = True
+        call.stop.set()
+        log.info("asterisk call %s to %s: canceled by the gateway; hanging up",
+                 call_id, mask_number(call.request.to))
+        hung_up = await self._hang_up_quietly(call.channel_id)
+        if call.session is not None:
+            if not hung_up:
+                await call.session.close()  # closing the FastAGI socket ends the channel too
+        elif hung_up:
+            self._retire(call)  # gone, or never there; should it answer anyway, the route hangs it up
+        else:
+            log.warning("asterisk call %s: could not hang up while ringing (AMI down); "
+                        "it will be hung up if answered", call_id)
+
+    async def notify(self, call_id: str, event: Event) -> None:
+        caller = self._callers.get(call_id)
+        if caller is None or caller.finished:
+            log.debug("asterisk: event %s for call %s ignored: no such live caller", type(event).__name__, call_id)
+            return
+        if isinstance(event, EngineerConnected):
+            engineer = self._calls.get(event.call_id)
+            if engineer is not None and self._can_bridge(engineer):
+                caller.engineer, caller.connected = engineer, event
+                engineer.bridge_to.set_result(caller)
+                log.info("hotline call %s: connecting the caller to call %s", call_id, event.call_id)
+                return
+            log.warning("hotline call %s: engineer call %s is no longer up; offering voicemail instead",
+                        call_id, event.call_id)
+            caller.queue.put_nowait(NobodyAccepted())
+            return
+        caller.queue.put_nowait(event)
+
+    # ------------------------------------------------------- outbound calls
+
+    def _call_event(self, call: _Outbound, event: AmiEvent) -> None:
+        """AMI events of one outbound call (both legs); runs in the AMI event task: keep it short."""
+        typed = parse_event(event)
+        if isinstance(typed, OriginateResult):
+            if typed.answered:
+                call.answered = True
+                return
+            outcome, detail = _ORIGINATE_OUTCOMES.get(
+                typed.outcome, (CallOutcome.FAILED, f"the call could not be placed (reason {typed.reason})"))
+            self._report(call, outcome, detail)
+            if call.session is None:
+                self._retire(call)
+        elif isinstance(typed, ChannelHangup) and typed.uniqueid == call.channel_id and call.session is None:
+            if call.reported:
+                self._retire(call)
+            else:
+                self._spawn(self._settle_after_hangup(call, typed))
+
+    async def _settle_after_hangup(self, call: _Outbound, hangup: ChannelHangup) -> None:
+        """A leg ended with no result yet: the OriginateResponse may still be on its way, wait a little."""
+        await asyncio.sleep(self._timing.hangup_settle_s)
+        if call.reported or call.session is not None:
+            return
+        if call.answered:
+            outcome, detail = CallOutcome.DECLINED, "hung up on answering"
+        else:
+            outcome, detail = _HANGUP_CAUSES.get(
+                hangup.cause, (CallOutcome.FAILED, f"ended: {hangup.cause_txt or hangup.cause}"))
+        self._report(call, outcome, detail)
+        self._retire(call)
+
+    async def _watch(self, call: _Outbound) -> None:
+        """Settle a call nobody told us about (events lost with the AMI connection) as FAILED."""
+        await self._clock.sleep_until(call.started_at + call.request.ring_timeout_s + self._timing.outcome_grace_s)
+        if call.session is not None:
+            return
+        if not call.reported:
+            why = "AMI connection dropped" if call.ami_dropped else "no word from Asterisk"
+            log.warning("asterisk call %s to %s: outcome lost (%s); settling it as failed",
+                        call.request.call_id, mask_number(call.request.to), why)
+            self._report(call, CallOutcome.FAILED, f"outcome lost: {why}")
+            self._spawn(self._hang_up_quietly(call.channel_id))
+        self._retire(call)
+
+    async def _call_route(self, session: AgiSession) -> None:
+        """FastAGI ``call``: the answered leg of one of our Originates runs the request's flow."""
+        call = self._by_channel.get(session.uniqueid)
+        if call is None or call.reported or call.canceled:
+            log.warning("fastagi %s: no call is waiting for this channel; hanging up", session.label)
+            return
+        call.session = session
+        if call.watchdog is not None:
+            call.watchdog.cancel()
+        log.info("asterisk call %s to %s: answered", call.request.call_id, mask_number(call.request.to))
+
+        async def on_step(step: Step[Any]) -> None:
+            self._flow_step(call, step)
+
+        try:
+            result = await run_flow(session, call.request.flow, tts=self._tts, on_step=on_step,
+                                    options=self._options)
+            if result == FlowOutcome.ACCEPTED and not call.canceled and not session.closed:
+                await self._hold_for_bridge(call, session)
+        except (AgiError, AgiProtocolError) as exc:
+            log.warning("asterisk call %s: FastAGI session failed: %s", call.request.call_id, exc)
+            self._report(call, CallOutcome.FAILED, "the call's FastAGI session failed")
+        finally:
+            self._report(call, CallOutcome.NO_ANSWER, "the call ended without an answer")
+            self._retire(call)
+            await _end_session(session)
+
+    def _flow_step(self, call: _Outbound, step: Step[Any]) -> None:
+        if step.outcome is None:
+            return
+        outcome = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
+        if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
+            outcome = CallOutcome.MACHINE
+        detail = "hung up before answering" if step.outcome == FlowOutcome.HUNG_UP else ""
+        self._report(call, outcome, detail)
+
+    async def _hold_for_bridge(self, call: _Outbound, session: AgiSession) -> None:
+        """An accepted engineer waits on the line until the gateway says whom to bridge with."""
+        waiters = [
+            asyncio.ensure_future(call.stop.wait()),
+            asyncio.ensure_future(session.wait_hangup()),
+            asyncio.ensure_future(self._clock.sleep_until(self._clock.now() + self._timing.accept_wait_s)),
+        ]
+        try:
+            await asyncio.wait([call.bridge_to, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if not call.bridge_to.done():
+            if not call.canceled and not session.hung_up:
+                log.warning("asterisk call %s: accepted, but nobody asked for a bridge; hanging up",
+                            call.request.call_id)
+            return
+        caller = call.bridge_to.result()
+        if call.canceled or session.hung_up:
+            caller.queue.put_nowait(NobodyAccepted())
+            return
+        await self._bridge(call, session, caller)
+
+    async def _bridge(self, call: _Outbound, session: AgiSession, caller: _Caller) -> None:
+        """``EXEC Bridge "<caller channel>,x"`` from the engineer's own AGI; returns when the bridge ends."""
+        log.info("hotline call %s: bridging with call %s", caller.call_id, call.request.call_id)
+        try:
+            reply = await session.command(agi.exec_app("Bridge", caller.channel, "x"))
+            result = "HANGUP"
+            if reply.ok and not reply.failed:
+                variable = await session.command(agi.get_variable("BRIDGERESULT"))
+                result = (variable.value if variable.ok and variable.result == "1" else None) or "UNKNOWN"
+        finally:
+            caller.bridge_over.set()
+        log.info("hotline call %s: bridge with call %s over (%s)", caller.call_id, call.request.call_id, result)
+        if result not in ("SUCCESS", "HANGUP") and not caller.bridged:
+            log.warning("hotline call %s: the bridge failed (%s); offering voicemail", caller.call_id, result)
+            caller.queue.put_nowait(NobodyAccepted())
+
+    def _can_bridge(self, engineer: _Outbound) -> bool:
+        session = engineer.session
+        return (
+            session is not None
+            and not session.closed
+            and not session.hung_up
+            and not engineer.canceled
+            and not engineer.bridge_to.done()
+        )
+
+    def _report(self, call: _Outbound, outcome: CallOutcome, detail: str) -> None:
+        """Report the call's result to the gateway, once."""
+        if call.reported:
+            return
+        call.reported = True
+        if call.watchdog is not None and call.watchdog is not asyncio.current_task():
+            call.watchdog.cancel()
+        log.info("asterisk call %s to %s: %s%s", call.request.call_id, mask_number(call.request.to),
+                 outcome.value, f" ({detail})" if detail else "")
+        if self._events is not None:
+            self._spawn(self._events.call_ended(CallResult(call_id=call.request.call_id, outcome=outcome,
+                                                           detail=detail)))
+
+    def _retire(self, call: _Outbound) -> None:
+        """Forget a call: its result is known and its channel is gone or in the AGI route's hands."""
+        if self._calls.get(call.request.call_id) is call:
+            del self._calls[call.request.call_id]
+        if self._by_channel.get(call.channel_id) is call:
+            del self._by_channel[call.channel_id]
+        if call.unsubscribe is not None:
+            call.unsubscribe()
+            call.unsubscribe = None
+        if call.watchdog is not None and call.watchdog is not asyncio.current_task():
+            call.watchdog.cancel()
+
+    # -------------------------------------------------------------- hotline
+
+    async def _hotline_route(self, session: AgiSession) -> None:
+        """FastAGI ``hotline``: a caller dialled a hotline number."""
+        uniqueid = session.uniqueid
+        call_id = f"ast-{uniqueid}"
+        caller_number = normalize_number(session.env.get("agi_callerid", ""), self._region)
+        dialled = normalize_number(session.env.get("agi_extension", ""), self._region) or normalize_number(
+            session.env.get("agi_dnid", ""), self._region)
+        if self._events is None or not uniqueid:
+            return
+        loop = asyncio.get_running_loop()
+        caller = _Caller(call_id=call_id, uniqueid=uniqueid, channel=session.channel, session=session,
+                         flow=_NotInService(), verdict=loop.create_future())
+        caller.unsubscribe = self._ami.subscribe(uniqueid, lambda event: self._caller_event(caller, event))
+        try:
+            flow = await self._events.inbound_call(InboundCall(call_id=call_id, caller=caller_number,
+                                                               dialled=dialled))
+            if flow is None:
+                log.info("call %s from %s to %s: not a hotline number", call_id,
+                         mask_number(caller_number) or "a withheld number", mask_number(dialled) or "?")
+                await run_flow(session, _NotInService(), tts=None, options=self._options)
+                return
+            caller.flow = flow
+            self._callers[call_id] = caller
+            log.info("hotline call %s from %s to %s", call_id, mask_number(caller_number) or "a withheld number",
+                     mask_number(dialled))
+            await self._run_caller(caller)
+        finally:
+            if caller.unsubscribe is not None:
+                caller.unsubscribe()
+            await _end_session(session)
+            if self._callers.get(call_id) is caller:
+                del self._callers[call_id]
+
+    async def _run_caller(self, caller: _Caller) -> None:
+        async def on_step(step: Step[Any]) -> None:
+            await self._caller_step(caller, step)
+
+        result: FlowOutcome | ChannelLeftAgi | None = None
+        try:
+            result = await run_flow(caller.session, caller.flow, tts=self._tts, on_step=on_step,
+                                    events=caller.queue, options=self._options)
+            if isinstance(result, ChannelLeftAgi) or caller.engineer is not None:
+                await self._after_agi(caller, result)
+        except (AgiError, AgiProtocolError) as exc:
+            log.warning("hotline call %s: FastAGI session failed: %s", caller.call_id, exc)
+        finally:
+            await self._caller_finished(caller)
+
+    async def _caller_step(self, caller: _Caller, step: Step[Any]) -> None:
+        caller.state = step.state
+        if step.outcome is not None and caller.outcome is None:
+            caller.outcome = step.outcome
+        hold = next((a for a in step.actions if isinstance(a, Hold)), None)
+        if hold is not None and not caller.waiting_reported and self._events is not None:
+            caller.waiting_reported = True
+            log.info("hotline call %s: caller waiting (%s priority)", caller.call_id, hold.priority)
+            try:
+                await self._events.caller_waiting(CallerWaiting(call_id=caller.call_id, priority=hold.priority))
+            except Exception:
+                log.exception("hotline call %s: the gateway failed on caller_waiting", caller.call_id)
+
+    def _caller_event(self, caller: _Caller, event: AmiEvent) -> None:
+        """AMI says what AGI cannot: the caller entered a bridge, or really hung up."""
+        if event.uniqueid != caller.uniqueid:
+            return
+        if event.name == "BridgeEnter":
+            caller.bridged = True
+            if not caller.verdict.done():
+                caller.verdict.set_result("bridged")
+        elif event.name == "Hangup":
+            caller.gone.set()
+            if not caller.verdict.done():
+                caller.verdict.set_result("gone")
+
+    async def _after_agi(self, caller: _Caller, result: FlowOutcome | ChannelLeftAgi | None) -> None:
+        """The caller's AGI ended on hold (or while a bridge was being made): bridged or gone?"""
+        try:
+            verdict = await asyncio.wait_for(asyncio.shield(caller.verdict), self._timing.verdict_wait_s)
+        except TimeoutError:
+            verdict = "bridged" if caller.engineer is not None else "gone"
+            log.warning("hotline call %s: no word from AMI on why the caller left AGI; assuming %s",
+                        caller.call_id, verdict)
+        state = result.state if isinstance(result, ChannelLeftAgi) else caller.state
+        if verdict == "gone":
+            if caller.outcome is None:
+                step = caller.flow.on_event(state, HungUp(cause="hung up while waiting"))
+                caller.state, caller.outcome = step.state, step.outcome
+            return
+        caller.bridged = True
+        if caller.connected is not None and caller.outcome is None:
+            step = caller.flow.on_event(state, caller.connected)
+            caller.state = step.state
+        caller.outcome = FlowOutcome.CONNECTED
+        log.info("hotline call %s: caller connected", caller.call_id)
+        await caller.session.close()  # its AGI is over; the channel lives on in the bridge
+        gone = asyncio.ensure_future(caller.gone.wait())
+        over = asyncio.ensure_future(caller.bridge_over.wait())
+        try:
+            await asyncio.wait({gone, over}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (gone, over):
+                waiter.cancel()
+
+    async def _caller_finished(self, caller: _Caller) -> None:
+        if caller.finished:
+            return
+        caller.finished = True
+        outcome = caller.outcome or FlowOutcome.ABANDONED
+        recording = getattr(caller.state, "recording_url", None)
+        log.info("hotline call %s: over (%s)", caller.call_id, outcome.value)
+        if self._events is None:
+            return
+        try:
+            await self._events.caller_finished(CallerFinished(call_id=caller.call_id, outcome=outcome,
+                                                              recording_url=recording))
+        except Exception:
+            log.exception("hotline call %s: the gateway failed on caller_finished", caller.call_id)
+
+    async def _hang_up_caller(self, caller: _Caller) -> None:
+        if not await self._hang_up_quietly(caller.uniqueid):
+            await caller.session.close()
+
+    # ----------------------------------------------------------------- misc
+
+    async def _hang_up_quietly(self, channel_or_id: str) -> bool:
+        """AMI Hangup; False when it could not be sent. A channel that is already gone counts as done."""
+        if self._ami.state != "connected":
+            return False
+        try:
+            await self._ami.hangup(channel_or_id)
+        except (AmiNotConnected, AmiTimeout) as exc:
+            log.warning("asterisk: could not hang up %s: %s", channel_or_id, exc.message)
+            return False
+        except AmiError as exc:
+            log.debug("asterisk: hang-up of %s: %s", channel_or_id, exc.message)
+        return True
+
+    def _ami_state_changed(self, state: str) -> None:
+        if state == "connected":
+            return
+        for call in self._calls.values():
+            if not call.reported and call.session is None:
+                call.ami_dropped = True
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+
+async def _end_session(session: AgiSession) -> None:
+    """Hang up the channel of a session and close it (AGI ``HANGUP`` alone only soft-hangs)."""
+    if session.closed:
+        return
+    if not session.hung_up:
+        with contextlib.suppress(AgiError, AgiProtocolError, TimeoutError):
+            await asyncio.wait_for(session.command(agi.hangup()), _HANGUP_REPLY_S)
+    await session.close()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("asterisk: background task failed", exc_info=task.exception())
+
+
+__all__ = ["AsteriskProvider", "AsteriskSettings", "AsteriskTiming", "channel_id_for", "normalize_number"]
