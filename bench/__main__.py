@@ -18,12 +18,16 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from bench.harness import AUTH, TOKEN, alert_pages, free_port, gateway, peer
 from bench.loadgen import LoadGenerator, Run, encode, percentile
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from tests.peers.twilio_driver import twilio_signature
 
 FIGURES: list[tuple[str, str, str]] = []  # (measure, value, target)
+URGENT_NUMBER = "+15550000009"  # high-priority alerts page this number, so the peer can tell them apart
 
 
 def twilio_config(port: int, peer_url: str, *, lines: int = 10_000, calls_per_second: int = 1000) -> str:
@@ -34,12 +38,14 @@ api_tokens: [{{name: bench, token: {TOKEN}}}]
 engineers:
   a: {{name: A, phones: ["+15550000001"]}}
   b: {{name: B, phones: ["+15550000002"]}}
+  u: {{name: U, phones: ["{URGENT_NUMBER}"]}}
 teams:
   ops: {{members: [a, b]}}
+  urgent: {{members: [u]}}
 policies:
   page: {{steps: [{{notify: primary, via: call, timeout: 1h}}]}}
 routes:
-  - {{name: urgent, matchers: ['urgency="high"'], team: ops, policy: page, priority: high}}
+  - {{name: urgent, matchers: ['urgency="high"'], team: urgent, policy: page, priority: high}}
 default_route: {{team: ops, policy: page, priority: low}}
 dispatch: {{reserved_for_high: 20%}}
 twilio:
@@ -142,9 +148,118 @@ async def bench_throughput(workdir: Path, *, step_s: float = 10) -> None:
     report("alerts accepted per second (p99 < 100 ms)", f"{best:.0f}/s", ">= 1000/s")
 
 
+def twilio_webhook(port: int, call_id: str, what: str, params: dict[str, str]) -> bytes:
+    """A webhook POST signed exactly as Twilio signs it (the public URL is the gateway's own here)."""
+    path = f"/twilio/voice/{call_id}/{what}"
+    body = urlencode(params).encode()
+    signature = twilio_signature(DEFAULT_AUTH_TOKEN, f"http://127.0.0.1:{port}{path}", params)
+    return encode("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                       "X-Twilio-Signature": signature})
+
+
+def _call_params(dial: dict[str, Any], status: str, **extra: str) -> dict[str, str]:
+    return {"AccountSid": DEFAULT_ACCOUNT_SID, "CallSid": dial["sid"], "From": "+15559990000", "To": dial["to"],
+            "Direction": "outbound-api", "CallStatus": status, **extra}
+
+
+async def bench_priority(workdir: Path, *, lines: int = 10, hold_s: float = 2.0, duration_s: float = 20) -> None:
+    """3. High-priority time to dial, alone and under a low-priority flood at 10x the trunk's capacity.
+
+    The trunk has ``lines`` lines (20 % reserved for high). Every low call holds its line for ``hold_s``
+    (the bench ends it with a signed status callback, as Twilio would), so the trunk carries
+    lines/hold_s low calls per second; the flood offers ten times that. High calls end at once.
+    """
+    flood_rate = 10 * lines / hold_s
+    print(f"[priority] {lines} lines, low calls hold {hold_s:.0f} s; high alerts at 5/s alone, then under a "
+          f"low flood of {flood_rate:.0f}/s (10x what the trunk carries)")
+    port = free_port()
+    async with peer("twilio") as p, gateway(twilio_config(port, p.url, lines=lines), workdir, port) as gw:
+        load = LoadGenerator("127.0.0.1", port)
+        hang_ups = asyncio.create_task(_end_calls(load, p, port, hold_s))
+        try:
+            await load.run(rate=20, duration_s=2, request=alert_request("high-warmup", urgency="high"))
+            await asyncio.sleep(1)
+            alone = await load.run(rate=5, duration_s=duration_s, request=alert_request("high-alone", urgency="high"))
+            alone_lat, _ = await _dial_latencies(gw, p, alone)
+            flood = asyncio.create_task(load.run(rate=flood_rate, duration_s=duration_s + 5,
+                                                 request=alert_request("low-flood")))
+            await asyncio.sleep(5)  # let the flood fill the trunk and build a queue first
+            loaded = await load.run(rate=5, duration_s=duration_s, request=alert_request("high-flood", urgency="high"))
+            flood_run = await flood
+            loaded_lat, _ = await _dial_latencies(gw, p, loaded)
+        finally:
+            hang_ups.cancel()
+            await load.close()
+        low_dialled = sum(1 for k in p.dials if k.startswith("page-")) - len(alone_lat) - len(loaded_lat)
+        print(f"  low alerts offered {len(flood_run.results)}, low calls dialled {low_dialled} "
+              f"(the rest wait in the low queue)")
+        alone_p99, loaded_p99 = percentile(alone_lat, 99), percentile(loaded_lat, 99)
+        report("high priority time to dial p99, alone", _ms(alone_p99), "-")
+        report("high priority time to dial p99, under a 10x low flood", _ms(loaded_p99), "-")
+        report("ratio flood / alone", f"{loaded_p99 / alone_p99:.2f}", "<= 1.5")
+
+
+async def _end_calls(load: LoadGenerator, p: Any, port: int, hold_s: float) -> None:
+    """Play Twilio: end each dialled call, high ones at once, low ones after ``hold_s``."""
+    ended: set[str] = set()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def end(call_id: str, dial: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        await load.one(twilio_webhook(port, call_id, "status", _call_params(dial, "completed", CallDuration="1")))
+
+    try:
+        while True:
+            await p.changed.wait()
+            p.changed.clear()
+            for call_id, dial in list(p.dials.items()):
+                if call_id not in ended:
+                    ended.add(call_id)
+                    task = asyncio.create_task(end(call_id, dial, 0.0 if dial["to"] == URGENT_NUMBER else hold_s))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def bench_webhook_and_memory(workdir: Path, *, calls: int = 5000, rate: float = 500,
+                                   duration_s: float = 20) -> None:
+    """4 (TwiML part). Webhook latency at ``rate``/s; 5. resident memory per tracked active call."""
+    print(f"[webhook+memory] {calls} answered calls in progress; then TwiML gather webhooks at {rate:.0f}/s")
+    port = free_port()
+    async with peer("twilio") as p, gateway(twilio_config(port, p.url), workdir, port) as gw:
+        load = LoadGenerator("127.0.0.1", port)
+        await load.run(rate=200, duration_s=1, request=alert_request("warmup"))
+        await asyncio.sleep(1)
+        before = gw.rss_kib()
+        await load.run(rate=1000, duration_s=calls / 1000, request=alert_request("mem"))
+        await _wait_for_dials(p, calls + 200)
+        dials = [d for c, d in p.dials.items() if c.startswith("page-")]
+        answers = await load.run(rate=1000, duration_s=len(dials) / 1000, request=lambda i: twilio_webhook(
+            port, dials[i]["call_id"], "answer", _call_params(dials[i], "in-progress")))
+        live = [d for d, r in zip(dials, sorted(answers.results, key=lambda r: r.index)) if r.status == 200]
+        await asyncio.sleep(2)
+        after = gw.rss_kib()
+        print(f"  {len(live)} calls answered and in their flow; gateway RSS {before} KiB -> {after} KiB")
+        report(f"memory per active call at {len(live)} calls", f"{(after - before) / max(1, len(live)):.1f} KiB",
+               "<= 50 KiB")
+        run = await load.run(rate=rate, duration_s=duration_s, request=lambda i: twilio_webhook(
+            port, live[i % len(live)]["call_id"], "gather", _call_params(live[i % len(live)], "in-progress",
+                                                                        Digits="*")))
+        await load.close()
+        ok = [r.latency_s for r in run.results if r.status == 200 and b"<Gather" in r.body]
+        print(f"  {len(ok)} of {int(rate * duration_s)} gather webhooks answered with TwiML, {run.errors} errors")
+        report(f"TwiML webhook latency p50 at {rate:.0f}/s", _ms(percentile(ok, 50)), "-")
+        report(f"TwiML webhook latency p99 at {rate:.0f}/s", _ms(percentile(ok, 99)), "<= 5 ms")
+
+
 BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "dial": bench_dial,
     "throughput": bench_throughput,
+    "priority": bench_priority,
+    "webhook": bench_webhook_and_memory,
 }
 
 
