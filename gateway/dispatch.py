@@ -61,8 +61,13 @@ class Dispatcher:
         is_wanted: Callable[[str], Awaitable[bool]],
         on_placed: Callable[[str], Awaitable[None]],
         on_failed: Callable[[str, str], Awaitable[None]],
+        retry_delays_s: tuple[float, ...] = (1, 2, 4, 8, 16),
     ) -> None:
         self.provider = provider
+        # A transient provider error (Asterisk reconnecting, Twilio 5xx after its own retries) puts the
+        # call back at the front of its queue after each of these delays before it counts as failed.
+        self.retry_delays_s = retry_delays_s
+        self._attempts: dict[str, int] = {}
         self.capacity = max(1, provider.capabilities.max_concurrent_calls)
         # Low never takes the reserved slots; with one slot in all nothing can be reserved.
         self.reserved_for_high = min(self.capacity - 1, round(self.capacity * reserved_share))
@@ -183,18 +188,39 @@ class Dispatcher:
         try:
             if not await self._is_wanted(request.call_id):
                 log.info("call %s to %s dropped before dialling: no longer needed", request.call_id, mask(request.to))
+                self._attempts.pop(request.call_id, None)
                 await self.finished(request.call_id)
                 return
             await self.provider.place_call(request)
         except ProviderError as exc:
-            log.warning("call %s to %s failed to start: %s", request.call_id, mask(request.to), exc)
             await self.finished(request.call_id)
+            attempt = self._attempts.get(request.call_id, 0)
+            if not exc.permanent and attempt < len(self.retry_delays_s):
+                self._attempts[request.call_id] = attempt + 1
+                delay = self.retry_delays_s[attempt]
+                log.warning("call %s to %s could not start (%s); trying again in %g s",
+                            request.call_id, mask(request.to), exc, delay)
+                task = asyncio.create_task(self._retry(request, delay), name=f"retry {request.call_id}")
+                self._placing.add(task)
+                task.add_done_callback(self._placing.discard)
+                return
+            self._attempts.pop(request.call_id, None)
+            log.warning("call %s to %s failed to start: %s", request.call_id, mask(request.to), exc)
             await self._on_failed(request.call_id, str(exc))
             return
         except Exception as exc:  # a provider bug must not take the dispatcher down
             log.exception("call %s to %s: provider error", request.call_id, mask(request.to))
+            self._attempts.pop(request.call_id, None)
             await self.finished(request.call_id)
             await self._on_failed(request.call_id, f"provider error: {exc}")
             return
+        self._attempts.pop(request.call_id, None)
         log.info("call %s to %s placed (%s priority)", request.call_id, mask(request.to), request.priority)
         await self._on_placed(request.call_id)
+
+    async def _retry(self, request: CallRequest, delay: float) -> None:
+        await asyncio.sleep(delay)  # real time: the provider recovers in real time
+        async with self._changed:
+            self._queues[request.priority if request.priority in PRIORITIES else "low"].appendleft(
+                (self._now(), request))
+            self._changed.notify_all()

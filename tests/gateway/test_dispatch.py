@@ -165,3 +165,67 @@ async def test_calls_per_second_paces_starts() -> None:
         assert provider.placed[2] == "urgent"  # the next paced start goes to high
     finally:
         await dispatcher.stop()
+
+
+class FlakyProvider(RecordingProvider):
+    """Transient failures for the first ``failures`` attempts of every call."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(capacity=5)
+        self.failures = failures
+        self.attempts: dict[str, int] = {}
+
+    async def place_call(self, request: CallRequest) -> None:
+        self.attempts[request.call_id] = self.attempts.get(request.call_id, 0) + 1
+        if self.attempts[request.call_id] <= self.failures:
+            raise ProviderError("AMI not connected", permanent=False)
+        self.placed.append(request.call_id)
+
+
+async def _flaky_dispatcher(provider: RecordingProvider) -> tuple[Dispatcher, list[tuple[str, str]]]:
+    failed: list[tuple[str, str]] = []
+
+    async def is_wanted(call_id: str) -> bool:
+        return True
+
+    async def on_placed(call_id: str) -> None:
+        pass
+
+    async def on_failed(call_id: str, reason: str) -> None:
+        failed.append((call_id, reason))
+
+    dispatcher = Dispatcher(provider, now=FakeClock().now, is_wanted=is_wanted, on_placed=on_placed,
+                            on_failed=on_failed, retry_delays_s=(0.01, 0.01, 0.01))
+    await dispatcher.start()
+    return dispatcher, failed
+
+
+async def test_a_transient_provider_error_is_retried_before_the_page_fails() -> None:
+    provider = FlakyProvider(failures=2)
+    dispatcher, failed = await _flaky_dispatcher(provider)
+    try:
+        await dispatcher.submit(_request("c1", "high"))
+
+        async def placed() -> bool:
+            return provider.placed == ["c1"]
+
+        await eventually(placed)
+        assert provider.attempts["c1"] == 3 and failed == []
+    finally:
+        await dispatcher.stop()
+
+
+async def test_a_provider_down_for_longer_than_the_retries_fails_the_page() -> None:
+    provider = FlakyProvider(failures=100)
+    dispatcher, failed = await _flaky_dispatcher(provider)
+    try:
+        await dispatcher.submit(_request("c1", "high"))
+
+        async def gave_up() -> bool:
+            return bool(failed)
+
+        await eventually(gave_up)
+        assert failed == [("c1", "AMI not connected")] and provider.attempts["c1"] == 4
+        assert dispatcher.in_flight == 0
+    finally:
+        await dispatcher.stop()
