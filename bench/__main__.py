@@ -23,11 +23,14 @@ from urllib.parse import urlencode
 
 from bench.harness import AUTH, TOKEN, alert_pages, free_port, gateway, peer
 from bench.loadgen import LoadGenerator, Run, encode, percentile
+from bench.peer import AMI_SECRET
+from tests.peers.agi_peer import agi_environment
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.peers.twilio_driver import twilio_signature
 
 FIGURES: list[tuple[str, str, str]] = []  # (measure, value, target)
-URGENT_NUMBER = "+15550000009"  # high-priority alerts page this number, so the peer can tell them apart
+URGENT_NUMBER = "+15550000009"
+HOTLINE_NUMBER = "+15557770000"  # high-priority alerts page this number, so the peer can tell them apart
 
 
 def twilio_config(port: int, peer_url: str, *, lines: int = 10_000, calls_per_second: int = 1000) -> str:
@@ -255,11 +258,83 @@ async def bench_webhook_and_memory(workdir: Path, *, calls: int = 5000, rate: fl
         report(f"TwiML webhook latency p99 at {rate:.0f}/s", _ms(percentile(ok, 99)), "<= 5 ms")
 
 
+def asterisk_config(port: int, ami_port: int, agi_port: int) -> str:
+    base = twilio_config(port, "http://unused").split("twilio:")[0]
+    return base.replace("policies:\n", "policies:\n  hotline: {steps: [{notify: primary, timeout: 1h}]}\n") + f"""
+hotlines:
+  - {{name: bench, number: "{HOTLINE_NUMBER}", team: ops, policy: hotline, priority_menu: true}}
+asterisk:
+  port: {ami_port}
+  username: gateway
+  secret: {AMI_SECRET}
+  caller_id: "+15559990000"
+  dial_string: "Local/{{number}}@sim-phones"
+  agi_listen_port: {agi_port}
+  agi_url: "agi://127.0.0.1:{agi_port}"
+  max_channels: 1000
+"""
+
+
+async def _agi_caller(agi_port: int, index: int, steps: list[float]) -> None:
+    """One caller on the hotline route, answering like Asterisk at once; a wrong menu key each time.
+
+    A step is the gateway's time from our reply to its next command. The session ends at the hold.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", agi_port)
+    writer.write(agi_environment(script="hotline", request_host=f"127.0.0.1:{agi_port}",
+                                 channel=f"PJSIP/caller-{index:08x}", uniqueid=f"bench-{index}",
+                                 callerid=f"+1555{index % 10_000_000:07d}", extension=HOTLINE_NUMBER))
+    replied = None
+    try:
+        while True:
+            line = (await reader.readline()).decode().strip()
+            if not line:
+                return
+            if replied is not None:
+                steps.append(time.monotonic() - replied)
+            if line.startswith("EXEC MusicOnHold") or line == "HANGUP":
+                return
+            if line.startswith("WAIT FOR DIGIT"):
+                reply = "200 result=55"  # "7": not in the menu, so the menu plays again
+            elif line.startswith("GET DATA"):
+                reply = "200 result=7"
+            elif line.startswith("STREAM FILE"):
+                reply = "200 result=0 endpos=8000"
+            else:
+                reply = "200 result=0"
+            writer.write(reply.encode() + b"\n")
+            replied = time.monotonic()
+    finally:
+        writer.close()
+
+
+async def bench_fastagi(workdir: Path, *, sessions_per_s: float = 25, duration_s: float = 20) -> None:
+    """4 (FastAGI part). Gateway time per AGI step (our reply -> its next command), hotline callers in parallel."""
+    port, agi_port = free_port(), free_port()
+    async with peer("ami") as pbx, gateway(asterisk_config(port, pbx.port, agi_port), workdir, port):
+        steps: list[float] = []
+        await asyncio.gather(*(_agi_caller(agi_port, i, []) for i in range(20)))  # warm-up
+        start = time.monotonic()
+        tasks = []
+        for i in range(int(sessions_per_s * duration_s)):
+            delay = start + i / sessions_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_agi_caller(agi_port, 1000 + i, steps)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        rate = len(steps) / (time.monotonic() - start)
+        print(f"[fastagi] {len(tasks)} hotline callers ({sessions_per_s:.0f}/s), {len(steps)} AGI steps, "
+              f"{rate:.0f} steps/s")
+        report(f"FastAGI step latency p50 at {rate:.0f} steps/s", _ms(percentile(steps, 50)), "-")
+        report(f"FastAGI step latency p99 at {rate:.0f} steps/s", _ms(percentile(steps, 99)), "<= 5 ms")
+
+
 BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "dial": bench_dial,
     "throughput": bench_throughput,
     "priority": bench_priority,
     "webhook": bench_webhook_and_memory,
+    "fastagi": bench_fastagi,
 }
 
 

@@ -1,6 +1,7 @@
 """A loopback provider peer in its own process: prints one JSON line per dial it receives.
 
     python -m bench.peer twilio   ->  "READY <port>", then {"t": <monotonic>, "call_id": ..., "to": ...} lines
+    python -m bench.peer ami      ->  "READY <port>", then the same for each AMI Originate
 
 The time is ``time.monotonic()`` taken when the request reached the peer; the
 benchmark compares it with its own monotonic clock (the same on one machine).
@@ -17,7 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.peers.ami_server import FakeAsterisk
 from tests.peers.twilio_api import FakeTwilioApi
+
+AMI_SECRET = "bench-secret"
 
 
 class TimedTwilioApi(FakeTwilioApi):
@@ -37,6 +41,22 @@ def _emit(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+async def _ami() -> None:
+    pbx = FakeAsterisk(username="gateway", secret=AMI_SECRET, time_scale=0.05)
+    await pbx.start()
+    print(f"READY {pbx.port}", flush=True)
+    seen = 0
+    while True:  # report Originates as they arrive (polled: the fake keeps them in arrival order)
+        await asyncio.sleep(0.001)
+        actions = pbx.received_actions
+        while seen < len(actions):
+            action = actions[seen]
+            seen += 1
+            if action.get("Action", "").lower() == "originate":
+                _emit({"t": time.monotonic(), "call_id": action.get("ChannelId", "").removeprefix("gw-"),
+                       "to": action.get("Channel", "")})
+
+
 async def _twilio() -> None:
     api = TimedTwilioApi()
     await api.start()
@@ -46,10 +66,10 @@ async def _twilio() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["twilio"])
-    parser.parse_args()
+    parser.add_argument("kind", choices=["twilio", "ami"])
+    kind = parser.parse_args().kind
     try:
-        asyncio.run(_twilio())
+        asyncio.run(_twilio() if kind == "twilio" else _ami())
     except KeyboardInterrupt:
         pass
 
