@@ -17,12 +17,12 @@ from gateway.escalation import EscalationEngine
 from gateway.hotline import HotlineService
 from gateway.phone import mask
 from gateway.provider_events import GatewayEvents
+from gateway.provider_setup import build_providers
 from gateway.sms_replies import SmsReplies
 from gateway.sqlite_store import SqliteStore
 from gateway.templates import Templates
 from gateway.web import alerts, calls, health, integrations, oncall, queues, sandbox
 from gateway.web.errors import error_middleware
-from gateway.provider_setup import build_providers
 from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
 
 log = logging.getLogger(__name__)

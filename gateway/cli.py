@@ -108,7 +108,9 @@ def _check_config(args: argparse.Namespace) -> int:
     routes = len(config.routes) + (config.default_route is not None)
     print(
         f"ok: {_count(len(config.engineers), 'engineer')}, {_count(len(config.teams), 'team')}, "
-        f"{_count(len(config.policies), 'policy', 'policies')}, {_count(routes, 'route')}"
+        f"{_count(len(config.policies), 'policy', 'policies')}, {_count(routes, 'route')}, "
+        f"{_count(len(config.hotlines), 'hotline')}; voice via {config.voice_provider}, "
+        f"SMS via {config.sms_provider or 'nothing'}"
     )
     return 0
 

@@ -130,6 +130,7 @@ class Hotline:
 class TwilioConfig:
     account_sid: str
     auth_token: str
+    signing_key: str | None = None  # webhook signing key when it is not the auth token (SignalWire)
     from_number: str  # E.164: caller id of alert calls and sender of SMS
     api_base_url: str = "https://api.twilio.com"
     max_concurrent_calls: int = 10
@@ -717,8 +718,8 @@ class _Reader:
     def twilio(self, raw: object, region: str) -> TwilioConfig | None:
         if raw is None:
             return None
-        keys = ("account_sid", "auth_token", "auth_token_env", "from_number", "api_base_url",
-                "max_concurrent_calls", "calls_per_second", "machine_detection")
+        keys = ("account_sid", "auth_token", "auth_token_env", "signing_key", "signing_key_env", "from_number",
+                "api_base_url", "max_concurrent_calls", "calls_per_second", "machine_detection")
         section = self.mapping(raw, "twilio", keys)
         sid = self.value(section, "account_sid", "twilio", _as_text)
         token = self.secret(section, "auth_token", "twilio", required=True)
@@ -728,6 +729,7 @@ class _Reader:
         return TwilioConfig(
             account_sid=sid,
             auth_token=token,
+            signing_key=self.secret(section, "signing_key", "twilio", required=False),
             from_number=number,
             api_base_url=self.value(section, "api_base_url", "twilio", _as_url, "https://api.twilio.com"),
             max_concurrent_calls=self.value(section, "max_concurrent_calls", "twilio", _as_int(1, 10000), 10),

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from gateway.templates import Templates
 from ivr_flows.alert_call import AlertCallFlow
 from ivr_flows.model import Flow
 from ivr_flows.screening import ScreeningFlow
-from providers.base import CallResult, CallOutcome, CallRequest, ProviderError, SmsProvider, SmsRequest, VoiceProvider
+from providers.base import CallOutcome, CallRequest, CallResult, ProviderError, SmsProvider, SmsRequest, VoiceProvider
 
 log = logging.getLogger(__name__)
 

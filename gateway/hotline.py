@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.config import Config, Hotline
+from gateway.config import Config
 from gateway.escalation import EscalationEngine, call_id_for
 from gateway.phone import mask, spoken
 from gateway.store import Alert, NewAlert, NewPage, Page, TimelineEntry

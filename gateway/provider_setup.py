@@ -84,4 +84,4 @@ def _asterisk_providers(config: Config, clock: Clock) -> Providers:
         log.info("voice via Asterisk; no SMS provider configured (SMS steps will fail)")
         return Providers(voice=asterisk, sms=None, lifecycle=[asterisk])
     twilio = TwilioProvider(config.twilio, public_url=config.public_url)
-    return Providers(voice=asterisk, sms=twilio, routes=twilio.routes(), lifecycle=[asterisk, twilio])
+    return Providers(voice=asterisk, sms=twilio, routes=twilio.routes(voice=False), lifecycle=[asterisk, twilio])

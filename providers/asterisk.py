@@ -71,6 +71,7 @@ from providers.base import (
     InboundCall,
     ProviderError,
     ProviderEvents,
+    call_outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,6 @@ ROUTE_CALL = "call"  # outbound calls: agi://<gateway>/call, started by our Orig
 ROUTE_HOTLINE = "hotline"  # callers: the operator's dialplan runs AGI(agi://<gateway>/hotline)
 NOT_IN_SERVICE_PROMPT = "ss-noservice"  # stock Asterisk sound: "the number you have dialed is not in service"
 
-_FLOW_OUTCOMES = {
-    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
-    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
-    FlowOutcome.DECLINED: CallOutcome.DECLINED,
-    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
-    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
-}
 _ORIGINATE_OUTCOMES = {
     "no_answer": (CallOutcome.NO_ANSWER, "rang out"),
     "busy": (CallOutcome.BUSY, "line busy"),
@@ -461,9 +455,7 @@ class AsteriskProvider:
     def _flow_step(self, call: _Outbound, step: Step[Any]) -> None:
         if step.outcome is None:
             return
-        outcome = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
-        if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
-            outcome = CallOutcome.MACHINE
+        outcome = call_outcome(step.outcome, step.state)
         detail = "hung up before answering" if step.outcome == FlowOutcome.HUNG_UP else ""
         self._report(call, outcome, detail)
 

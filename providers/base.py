@@ -28,6 +28,26 @@ class CallOutcome(StrEnum):
     CANCELED = "canceled"  # we hung it up (alert acknowledged elsewhere, caller gone)
 
 
+_FROM_FLOW = {
+    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
+    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
+    FlowOutcome.DECLINED: CallOutcome.DECLINED,
+    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
+    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,  # hanging up on the call passes it on
+}
+
+
+def call_outcome(flow_outcome: FlowOutcome, flow_state: object) -> CallOutcome:
+    """What an outbound call's flow outcome means for escalation (the same for every provider).
+
+    A flow that ended with NO_ANSWER because a machine answered (``state.machine``)
+    is MACHINE: a voicemail pickup never acknowledges.
+    """
+    if flow_outcome == FlowOutcome.NO_ANSWER and getattr(flow_state, "machine", False):
+        return CallOutcome.MACHINE
+    return _FROM_FLOW.get(flow_outcome, CallOutcome.NO_ANSWER)
+
+
 class SmsStatus(StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"

@@ -38,27 +38,21 @@ from ivr_flows.model import (
 from providers.base import (
     CallerFinished,
     CallerWaiting,
-    Capabilities,
     CallOutcome,
     CallRequest,
     CallResult,
+    Capabilities,
     InboundCall,
     InboundSms,
     ProviderEvents,
     SmsRequest,
     SmsStatus,
     SmsStatusChanged,
+    call_outcome,
 )
 
 log = logging.getLogger(__name__)
 
-_FLOW_OUTCOMES = {
-    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
-    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
-    FlowOutcome.DECLINED: CallOutcome.DECLINED,
-    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
-    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
-}
 
 
 class SandboxClock(Protocol):
@@ -295,10 +289,7 @@ class SandboxProvider:
         call.flow_state = step.state
         if step.outcome is not None:
             call.flow_outcome = step.outcome
-            mapped = _FLOW_OUTCOMES.get(step.outcome, CallOutcome.NO_ANSWER)
-            if step.outcome == FlowOutcome.NO_ANSWER and getattr(step.state, "machine", False):
-                mapped = CallOutcome.MACHINE
-            call.outcome = mapped
+            call.outcome = call_outcome(step.outcome, step.state)
         await self._render(call, step.actions)
 
     async def _render(self, call: SimCall, actions: tuple[Action, ...]) -> None:

@@ -65,6 +65,7 @@ from providers.base import (
     SmsRequest,
     SmsStatus,
     SmsStatusChanged,
+    call_outcome,
 )
 from providers.twilio.rest import RetryPolicy, TwilioRest, mask_number
 from providers.twilio.twiml import render, render_hangup, render_message
@@ -74,13 +75,6 @@ log = logging.getLogger(__name__)
 
 NOT_IN_SERVICE = "The number you have dialled is not in service."
 
-_FLOW_OUTCOMES = {
-    FlowOutcome.ACKNOWLEDGED: CallOutcome.ACKNOWLEDGED,
-    FlowOutcome.ACCEPTED: CallOutcome.ACCEPTED,
-    FlowOutcome.DECLINED: CallOutcome.DECLINED,
-    FlowOutcome.NO_ANSWER: CallOutcome.NO_ANSWER,
-    FlowOutcome.HUNG_UP: CallOutcome.DECLINED,
-}
 #: final ``CallStatus`` values other than ``completed``, and what they mean for an outbound call
 _UNANSWERED = {
     "busy": (CallOutcome.BUSY, "line busy"),
@@ -113,6 +107,8 @@ class TwilioSettings(Protocol):
     def account_sid(self) -> str: ...
     @property
     def auth_token(self) -> str: ...
+    @property
+    def signing_key(self) -> str | None: ...
     @property
     def from_number(self) -> str: ...
     @property
@@ -173,7 +169,9 @@ class TwilioProvider:
         self._retry = retry
         self._sleep = sleep
         self._rest: TwilioRest | None = None
-        self._webhooks = TwilioWebhooks(self, auth_token=config.auth_token, public_url=self.public_url)
+        # Twilio signs webhooks with the auth token; SignalWire and others may use a separate signing key.
+        self._webhooks = TwilioWebhooks(self, auth_token=config.signing_key or config.auth_token,
+                                        public_url=self.public_url)
         self._region = _region_of(config.from_number)
         self._calls: dict[str, TwilioCall] = {}
         self._arriving: set[str] = set()
@@ -186,8 +184,9 @@ class TwilioProvider:
 
     # ------------------------------------------------------------ lifecycle
 
-    def routes(self) -> list[web.RouteDef]:
-        return self._webhooks.routes()
+    def routes(self, *, voice: bool = True) -> list[web.RouteDef]:
+        """The webhooks; ``voice=False`` when Twilio only carries SMS (voice on Asterisk)."""
+        return self._webhooks.routes(voice=voice)
 
     async def open(self, events: ProviderEvents) -> None:
         if self._rest is None:
@@ -479,9 +478,7 @@ class TwilioProvider:
 
     def _mapped(self, call: TwilioCall) -> CallOutcome:
         assert call.flow_outcome is not None
-        if call.flow_outcome == FlowOutcome.NO_ANSWER and getattr(call.state, "machine", False):
-            return CallOutcome.MACHINE
-        return _FLOW_OUTCOMES.get(call.flow_outcome, CallOutcome.NO_ANSWER)
+        return call_outcome(call.flow_outcome, call.state)
 
     def _result(self, call: TwilioCall, outcome: CallOutcome, detail: str) -> CallResult:
         call.reported = True

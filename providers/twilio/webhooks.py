@@ -57,9 +57,17 @@ class TwilioWebhooks:
         self.public_url = public_url.rstrip("/")
         self._auth_token = auth_token
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self, *, voice: bool = True) -> list[web.RouteDef]:
+        """All webhooks, or (``voice=False``, when another provider carries voice) only the SMS ones."""
         t = self.target
-        return [
+        sms = [
+            web.post("/twilio/sms/inbound", self._sms(lambda r, f: t.on_sms(f))),
+            web.post("/twilio/sms/{sms_id}/status",
+                     self._sms(lambda r, f: t.on_sms_status(r.match_info["sms_id"], f))),
+        ]
+        if not voice:
+            return sms
+        return sms + [
             web.post("/twilio/voice/inbound", self._voice(lambda r, f: t.on_inbound_call(f))),
             web.post("/twilio/voice/status", self._voice(lambda r, f: t.on_inbound_status(f))),
             web.post("/twilio/voice/{call_id}/answer", self._voice(lambda r, f: t.on_answer(_id(r), f))),
@@ -67,9 +75,6 @@ class TwilioWebhooks:
             web.post("/twilio/voice/{call_id}/record", self._voice(lambda r, f: t.on_record(_id(r), f))),
             web.post("/twilio/voice/{call_id}/hold", self._voice(lambda r, f: t.on_hold(_id(r), f))),
             web.post("/twilio/voice/{call_id}/status", self._voice(lambda r, f: t.on_call_status(_id(r), f))),
-            web.post("/twilio/sms/inbound", self._sms(lambda r, f: t.on_sms(f))),
-            web.post("/twilio/sms/{sms_id}/status",
-                     self._sms(lambda r, f: t.on_sms_status(r.match_info["sms_id"], f))),
         ]
 
     def _voice(self, op: Callable[[web.Request, Form], Awaitable[str]]) -> Handler:

@@ -34,14 +34,16 @@ default_route: {team: sre, policy: p}
 
 def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(DEMO)]) == 0
-    assert capsys.readouterr().out == "ok: 2 engineers, 1 team, 1 policy, 2 routes\n"
+    assert capsys.readouterr().out == ("ok: 2 engineers, 1 team, 1 policy, 2 routes, 1 hotline; voice via sandbox, "
+                                       "SMS via sandbox\n")
 
 
 def test_check_config_counts_singular_and_plural(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(TWO_TEAMS)
     assert main(["check-config", str(path)]) == 0
-    assert capsys.readouterr().out == "ok: 3 engineers, 2 teams, 1 policy, 1 route\n"
+    assert capsys.readouterr().out == ("ok: 3 engineers, 2 teams, 1 policy, 1 route, 0 hotlines; voice via sandbox, "
+                                       "SMS via sandbox\n")
 
 
 def test_check_config_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,4 +157,5 @@ def test_python_dash_m_gateway() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "check-config", str(DEMO)], capture_output=True, text=True, check=False
     )
-    assert (result.returncode, result.stdout) == (0, "ok: 2 engineers, 1 team, 1 policy, 2 routes\n")
+    assert (result.returncode, result.stdout) == (0, "ok: 2 engineers, 1 team, 1 policy, 2 routes, 1 hotline; "
+                                                     "voice via sandbox, SMS via sandbox\n")

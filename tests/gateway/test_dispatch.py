@@ -6,9 +6,9 @@ import asyncio
 
 from gateway.clock import FakeClock, settle
 from gateway.dispatch import Dispatcher
-from tests.support import eventually
 from ivr_flows.alert_call import AlertCallFlow
-from providers.base import Capabilities, CallRequest, ProviderError
+from providers.base import CallRequest, Capabilities, ProviderError
+from tests.support import eventually
 
 
 class RecordingProvider:

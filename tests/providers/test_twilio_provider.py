@@ -449,3 +449,36 @@ async def _updates_of(api: FakeTwilioApi, sid: str) -> list[dict[str, str]]:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_separate_signing_key_is_what_webhooks_are_checked_against() -> None:
+    async with FakeTwilioApi() as api:
+        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+                              api_base_url=api.base_url, signing_key="the-signing-key")
+        provider = TwilioProvider(config, public_url=PUBLIC)
+        app = web.Application()
+        app.router.add_routes(provider.routes())
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        await provider.open(RecordingEvents())
+        try:
+            leg = CallLeg(from_=CALLER, to=HOTLINE, direction="inbound")
+            api.incoming(leg.sid, from_=CALLER, to=HOTLINE)
+            base = str(server.make_url("/"))
+            async with TwilioDriver(base_url=base, public_base_url=PUBLIC) as with_token:
+                status, _ = await with_token.incoming_call("/twilio/voice/inbound", leg)
+                assert status == 403  # signed with the auth token: not what this provider signs with
+            async with TwilioDriver(base_url=base, public_base_url=PUBLIC, auth_token="the-signing-key") as signed:
+                status, _ = await signed.incoming_call("/twilio/voice/inbound", leg)
+                assert status == 200
+        finally:
+            await provider.close()
+            await server.close()
+
+
+def test_sms_only_routes_when_another_provider_carries_voice() -> None:
+    config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM)
+    provider = TwilioProvider(config, public_url=PUBLIC)
+    paths = {route.path for route in provider.routes(voice=False)}
+    assert paths == {"/twilio/sms/inbound", "/twilio/sms/{sms_id}/status"}
+    assert "/twilio/voice/inbound" in {route.path for route in provider.routes()}
