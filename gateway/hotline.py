@@ -115,7 +115,8 @@ class HotlineService:
             await self._tell_team(alert, waited, event.recording_url)
             how = f"caller left a voicemail ({event.recording_url}) after {waited} s"
         elif event.outcome == FlowOutcome.CONNECTED:
-            how = f"call over; the caller was connected to {alert.acknowledged_by}"
+            engineer = self.config.engineers.get(alert.acknowledged_by or "")
+            how = f"call over; the caller was connected to {engineer.name if engineer else alert.acknowledged_by}"
         elif event.outcome == FlowOutcome.NO_ANSWER:
             await self._tell_team(alert, waited, None)
             how = f"nobody accepted; the caller was told so after {waited} s"

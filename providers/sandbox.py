@@ -360,8 +360,8 @@ class SandboxProvider:
         call.ended_at = self.clock.now()
         if call.outcome is None:
             call.outcome, call.detail = outcome, detail
-        log.info("sandbox call %s ended: %s%s", call.call_id, call.outcome.value,
-                 f" ({call.detail})" if call.detail else "")
+        result = call.flow_outcome.value if call.direction == "inbound" and call.flow_outcome else call.outcome.value
+        log.info("sandbox call %s ended: %s%s", call.call_id, result, f" ({call.detail})" if call.detail else "")
         if report:
             await self._report(call)
         other = self._calls.get(call.bridged_to or "")

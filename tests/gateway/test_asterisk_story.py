@@ -192,7 +192,7 @@ async def test_hotline_caller_held_primary_declines_secondary_accepts_and_is_bri
     # The caller hangs up: the record is closed and the engineer's leg is hung up too.
     await s.pbx.hang_up_caller(caller)
     alert = await s.gateway.alert_where(alert["id"], lambda a: a["status"] == "resolved")
-    assert any("connected to bob" in t["message"] for t in alert["timeline"])
+    assert any("connected to Bob" in t["message"] for t in alert["timeline"])
     await eventually(lambda: _true(bob.closed_by_server and not s.pbx.live(bob_call["ChannelId"])))
 
 

@@ -83,7 +83,7 @@ async def test_primary_declines_secondary_accepts_and_is_bridged(gateway: Gatewa
     await gateway.post(f"/api/v1/sandbox/phones/{CALLER}/hangup")
     assert (await gateway.phone(BOB))["call"]["state"] == "ended"
     alert = await gateway.alert_where(alert["id"], lambda a: a["status"] == "resolved")
-    assert any("connected to bob" in t["message"] for t in alert["timeline"])
+    assert any("connected to Bob" in t["message"] for t in alert["timeline"])
 
 
 async def test_nobody_accepts_caller_leaves_voicemail_and_team_gets_the_link(gateway: Gateway) -> None:

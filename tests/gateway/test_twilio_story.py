@@ -263,7 +263,7 @@ async def test_hotline_caller_holds_primary_passes_secondary_accepts_and_they_ar
     # The caller hangs up: the record is closed and Bob's leg is hung up too.
     await story.twilio.status_callback("/twilio/voice/status", caller, "completed")
     alert = await gateway.alert_where(alert_id, lambda a: a["status"] == "resolved")
-    assert any("connected to bob" in t["message"] for t in alert["timeline"])
+    assert any("connected to Bob" in t["message"] for t in alert["timeline"])
     assert await story.updated(bob.sid) == [{"Status": "completed"}]
 
 
