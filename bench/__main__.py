@@ -165,7 +165,8 @@ def _call_params(dial: dict[str, Any], status: str, **extra: str) -> dict[str, s
             "Direction": "outbound-api", "CallStatus": status, **extra}
 
 
-async def bench_priority(workdir: Path, *, lines: int = 10, hold_s: float = 2.0, duration_s: float = 20) -> None:
+async def bench_priority(workdir: Path, *, lines: int = 10, hold_s: float = 2.0, duration_s: float = 30,
+                         high_rate: float = 10) -> None:
     """3. High-priority time to dial, alone and under a low-priority flood at 10x the trunk's capacity.
 
     The trunk has ``lines`` lines (20 % reserved for high). Every low call holds its line for ``hold_s``
@@ -173,8 +174,8 @@ async def bench_priority(workdir: Path, *, lines: int = 10, hold_s: float = 2.0,
     lines/hold_s low calls per second; the flood offers ten times that. High calls end at once.
     """
     flood_rate = 10 * lines / hold_s
-    print(f"[priority] {lines} lines, low calls hold {hold_s:.0f} s; high alerts at 5/s alone, then under a "
-          f"low flood of {flood_rate:.0f}/s (10x what the trunk carries)")
+    print(f"[priority] {lines} lines, low calls hold {hold_s:.0f} s; high alerts at {high_rate:.0f}/s alone, then "
+          f"under a low flood of {flood_rate:.0f}/s (10x what the trunk carries)")
     port = free_port()
     async with peer("twilio") as p, gateway(twilio_config(port, p.url, lines=lines), workdir, port) as gw:
         load = LoadGenerator("127.0.0.1", port)
@@ -182,12 +183,14 @@ async def bench_priority(workdir: Path, *, lines: int = 10, hold_s: float = 2.0,
         try:
             await load.run(rate=20, duration_s=2, request=alert_request("high-warmup", urgency="high"))
             await asyncio.sleep(1)
-            alone = await load.run(rate=5, duration_s=duration_s, request=alert_request("high-alone", urgency="high"))
+            alone = await load.run(rate=high_rate, duration_s=duration_s,
+                                   request=alert_request("high-alone", urgency="high"))
             alone_lat, _ = await _dial_latencies(gw, p, alone)
             flood = asyncio.create_task(load.run(rate=flood_rate, duration_s=duration_s + 5,
                                                  request=alert_request("low-flood")))
             await asyncio.sleep(5)  # let the flood fill the trunk and build a queue first
-            loaded = await load.run(rate=5, duration_s=duration_s, request=alert_request("high-flood", urgency="high"))
+            loaded = await load.run(rate=high_rate, duration_s=duration_s,
+                                    request=alert_request("high-flood", urgency="high"))
             flood_run = await flood
             loaded_lat, _ = await _dial_latencies(gw, p, loaded)
         finally:

@@ -108,6 +108,7 @@ class SandboxPhone:
 class SandboxConfig:
     enabled: bool = True
     caller_id: str = "+15559990000"
+    lines: int = 10  # simulated calls in progress at once (the dispatcher's capacity)
     phones: tuple[SandboxPhone, ...] = ()
 
 
@@ -997,7 +998,7 @@ class _Reader:
         return tuple(found)
 
     def sandbox(self, raw: object, region: str) -> SandboxConfig:
-        section = self.mapping(raw, "sandbox", ("enabled", "caller_id", "phones"))
+        section = self.mapping(raw, "sandbox", ("enabled", "caller_id", "lines", "phones"))
         phones: list[SandboxPhone] = []
         raw_phones = section.get("phones")
         if raw_phones is not None and not isinstance(raw_phones, dict):
@@ -1028,5 +1029,6 @@ class _Reader:
         return SandboxConfig(
             enabled=self.value(section, "enabled", "sandbox", _as_bool, True),
             caller_id=self.value(section, "caller_id", "sandbox", _as_phone(region), "+15559990000"),
+            lines=self.value(section, "lines", "sandbox", _as_int(1, 10000), 10),
             phones=tuple(phones),
         )

@@ -66,6 +66,7 @@ def build_providers(config: Config, clock: Clock) -> Providers:
         sandbox = SandboxProvider(
             clock=clock,
             caller_id=config.sandbox.caller_id,
+            max_concurrent_calls=config.sandbox.lines,
             scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
                      for p in config.sandbox.phones},
         )

@@ -144,3 +144,45 @@ async def test_a_number_that_is_not_a_hotline(gateway: Gateway) -> None:
     assert "not in service" in caller["call"]["hearing"]
     _, listing = await gateway.get("/api/v1/alerts")
     assert listing["alerts"] == []
+
+
+ONE_LINE = HOTLINE_CONFIG.replace("policies:\n  hotline:\n    steps:\n      - {notify: primary, timeout: 20s}\n"
+                                  "      - {notify: secondary, timeout: 20s}\n",
+                                  "policies:\n  hotline:\n    steps:\n      - {notify: primary, timeout: 1h}\n") + """
+sandbox:
+  lines: 1
+"""
+
+
+async def test_an_emergency_caller_is_offered_before_routine_callers_who_waited_longer(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    gw = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, ONE_LINE)), clock=clock)), clock)
+    # The only line is busy with an alert call to Alice.
+    await gw.post("/api/v1/alerts", {"summary": "line busy", "team": "sre"})
+    await gw.ringing(ALICE)
+    # Two routine callers, then an emergency caller, all wait for an engineer leg.
+    callers = [("+15557770011", "2"), ("+15557770012", "2"), ("+15557770013", "1")]
+    for number, key in callers:
+        await gw.post(f"/api/v1/sandbox/phones/{number}/dial", {"to": HOTLINE})
+        await gw.post(f"/api/v1/sandbox/phones/{number}/press", {"digits": key})
+        await clock.advance(2)  # the routine callers have waited longer
+
+    async def queued() -> bool:
+        _, queues = await gw.get("/api/v1/queues")
+        depth = {q["priority"]: q["depth"] for q in queues["queues"]}
+        return depth == {"high": 1, "low": 2}
+
+    await eventually(queued)
+    # The line frees: the emergency caller's engineer leg goes first.
+    await gw.post(f"/api/v1/sandbox/phones/{ALICE}/reject")
+
+    async def screening_call() -> dict[str, Any] | None:
+        phone = await gw.phone(ALICE)
+        return phone if phone["call"]["state"] == "ringing" and phone["calls"] == 2 else None
+
+    await eventually(screening_call)
+    await gw.post(f"/api/v1/sandbox/phones/{ALICE}/answer")
+    alice = await gw.phone(ALICE)
+    assert "Hotline call from +1 555-777-0013" in alice["call"]["hearing"]
