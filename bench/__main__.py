@@ -77,7 +77,7 @@ def report(measure: str, value: str, target: str) -> None:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+    return f"{seconds * 1000:.2f} ms" if seconds < 0.001 else f"{seconds * 1000:.1f} ms"
 
 
 async def _wait_for_dials(p: object, expected: int, timeout_s: float = 30.0) -> None:
