@@ -21,7 +21,7 @@ from gateway.provider_setup import build_providers
 from gateway.sms_replies import SmsReplies
 from gateway.sqlite_store import SqliteStore
 from gateway.templates import Templates
-from gateway.web import alerts, calls, health, integrations, oncall, queues, sandbox
+from gateway.web import alerts, calls, health, integrations, metrics, oncall, queues, sandbox
 from gateway.web.errors import error_middleware
 from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
 
@@ -39,7 +39,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
         app[SANDBOX] = providers.sandbox
         app.router.add_routes(sandbox.routes)
     app.router.add_routes(providers.routes)
-    for module in (health, alerts, integrations, calls, oncall, queues):
+    for module in (health, alerts, integrations, calls, oncall, queues, metrics):
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_gateway)
     return app

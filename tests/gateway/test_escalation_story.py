@@ -196,3 +196,17 @@ async def test_operator_raises_priority_and_sees_the_queues(gateway: Gateway) ->
     assert provider["name"] == "sandbox" and provider["capacity"] == 10 and provider["reserved_for_high"] == 2
     assert provider["in_flight"] >= 1  # the ringing calls hold lines
     assert (await gateway.get("/api/v1/queues", headers={}))[0] == 401
+
+
+async def test_metrics_in_prometheus_format(gateway: Gateway) -> None:
+    await gateway.post("/api/v1/alerts", {"summary": "m", "team": "sre"})
+    await gateway.ringing(ALICE)
+    async with gateway.client.get("/metrics", headers={"Authorization": "Bearer test-token"}) as resp:
+        assert resp.status == 200 and resp.content_type == "text/plain"
+        text = await resp.text()
+    assert 'gateway_queue_depth{priority="high"} 0' in text
+    assert 'gateway_lines_in_use{provider="sandbox"} 1' in text
+    assert 'gateway_lines{provider="sandbox",kind="capacity"} 10' in text
+    assert "gateway_low_waited_too_long_total 0" in text
+    async with gateway.client.get("/metrics") as resp:
+        assert resp.status == 401
