@@ -110,6 +110,9 @@ class HotlineService:
         if alert is None:
             log.info("hotline call %s ended (%s)", event.call_id, event.outcome.value)
             return
+        for page in await self.store.pages_for(alert.id):
+            if page.outcome == "accepted":  # the bridged engineer leg ends with the caller: its line is free
+                await self.engine.dispatcher.finished(call_id_for(page))
         waited = int(self.engine.clock.now() - alert.created_at)
         if event.outcome == FlowOutcome.VOICEMAIL:
             await self._tell_team(alert, waited, event.recording_url)
@@ -139,6 +142,7 @@ class HotlineService:
             await self.store.add_timeline(TimelineEntry(alert_id=alert.id, at=self.engine.clock.now(), kind="page",
                                                         message=f"{name} accepted too late; hung up"))
             await self._hang_up(call_id_for(page))
+            await self.engine.dispatcher.finished(call_id_for(page))
             return
         caller_call = str(alert.details.get("call_id", ""))
         log.info("hotline alert %d: connecting the caller to %s", alert.id, name)

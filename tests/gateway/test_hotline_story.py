@@ -79,8 +79,18 @@ async def test_primary_declines_secondary_accepts_and_is_bridged(gateway: Gatewa
     assert any("caller waiting in the high-priority queue" in t["message"] for t in alert["timeline"])
     assert any("accepted by Bob; the caller waited" in t["message"] for t in alert["timeline"])
 
-    # The caller hangs up: both legs end and the record is closed.
+    # The bridged engineer leg holds its line for the whole conversation.
+    _, queues = await gateway.get("/api/v1/queues")
+    assert queues["providers"][0]["in_flight"] == 1
+
+    # The caller hangs up: both legs end, the line is free, and the record is closed.
     await gateway.post(f"/api/v1/sandbox/phones/{CALLER}/hangup")
+
+    async def line_free() -> bool:
+        _, queues = await gateway.get("/api/v1/queues")
+        return queues["providers"][0]["in_flight"] == 0
+
+    await eventually(line_free)
     assert (await gateway.phone(BOB))["call"]["state"] == "ended"
     alert = await gateway.alert_where(alert["id"], lambda a: a["status"] == "resolved")
     assert any("connected to Bob" in t["message"] for t in alert["timeline"])
