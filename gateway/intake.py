@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,9 +431,36 @@ def parse_pagerduty(body: object) -> list[AlertSignal]:
     ]
 
 
-PARSERS: dict[str, Callable[[object], list[AlertSignal]]] = {
-    "api": parse_generic,
-    "alertmanager": parse_alertmanager,
-    "grafana": parse_grafana,
-    "pagerduty": parse_pagerduty,
-}
+def parse_splunk(body: object) -> list[AlertSignal]:
+    """Splunk's webhook alert action: ``sid``, ``search_name``, ``app``, ``owner``, ``results_link`` and the
+    first result row. It has no status and no dedup key: every run triggers, and the same search with the
+    same result row is one alert while it is open (the dedup key hashes search name and row).
+    """
+    obj = _object(body, "$")
+    sid = _req_str(obj, "sid", "")
+    search_name = _opt_str(obj, "search_name", "")
+    result: dict[str, str] = {}
+    raw_result = _get(obj, "result")
+    if raw_result is not _MISSING:
+        for name, value in _object(raw_result, "result").items():
+            if isinstance(value, str):
+                result[name] = value
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                result[name] = ",".join(value)  # a multi-value field
+            else:
+                raise IntakeError(_join("result", name), f"must be a string or a list of strings, "
+                                                         f"got {_type_name(value)}")
+    labels = dict(result)
+    for key in ("search_name", "app", "owner"):
+        value = _opt_str(obj, key, "")
+        if value is not None:
+            labels[key] = value
+    fields = ", ".join(f"{k}={v}" for k, v in list(result.items())[:3])
+    summary = (search_name or "Splunk alert") + (f": {fields}" if fields else "")
+    digest = hashlib.sha256(json.dumps([search_name, sorted(result.items())]).encode()).hexdigest()[:16]
+    details: dict[str, Any] = {"sid": sid, "result": result}
+    link = _opt_str(obj, "results_link", "")
+    if link:
+        details["results_link"] = link
+    return [AlertSignal(action="trigger", source="splunk", dedup_key=f"splunk:{digest}",
+                        summary=summary[:MAX_SUMMARY], details=details, labels=labels)]

@@ -25,9 +25,13 @@ def bearer(request: web.Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def require_token(request: web.Request, config: Config) -> str:
-    """Return the caller's token name or answer 401."""
-    presented = bearer(request)
+def require_token(request: web.Request, config: Config, *, allow_query: bool = False) -> str:
+    """Return the caller's token name or answer 401.
+
+    ``allow_query`` also takes ``?token=`` for senders that cannot set headers (Splunk's webhook
+    action); the access log writes paths without their query, so the token is not logged.
+    """
+    presented = bearer(request) or (request.query.get("token", "") if allow_query else "")
     if not presented:
         raise ApiError(401, "unauthorized", "missing API token: send 'Authorization: Bearer <token>'")
     name = token_name(config, presented)

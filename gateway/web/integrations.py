@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty
+from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
 from gateway.signals import AlertSignal, IntakeError
 from gateway.web.alerts import result_json
 from gateway.web.auth import bearer, require_token, token_name
@@ -17,8 +17,8 @@ from gateway.web.keys import CONFIG
 routes = web.RouteTableDef()
 
 
-async def _webhook(request: web.Request, parse: Any) -> web.Response:
-    require_token(request, request.app[CONFIG])
+async def _webhook(request: web.Request, parse: Any, *, allow_query_token: bool = False) -> web.Response:
+    require_token(request, request.app[CONFIG], allow_query=allow_query_token)
     body = await read_json(request)
     try:
         signals: list[AlertSignal] = parse(body)
@@ -37,6 +37,12 @@ async def alertmanager(request: web.Request) -> web.Response:
 @routes.post("/api/v1/integrations/grafana")
 async def grafana(request: web.Request) -> web.Response:
     return await _webhook(request, parse_grafana)
+
+
+@routes.post("/api/v1/integrations/splunk")
+async def splunk(request: web.Request) -> web.Response:
+    """Splunk's webhook alert action can set only a URL: the token may come as ``?token=``."""
+    return await _webhook(request, parse_splunk, allow_query_token=True)
 
 
 def _pd_error(status: int, message: str, errors: list[str], error: str = "invalid_event") -> web.Response:

@@ -131,3 +131,18 @@ async def test_server_keeps_serving_after_bad_input(gateway: Gateway) -> None:
     assert len(body["alerts"]) == 2 and all(a["action"] == "trigger" for a in body["alerts"])
     status, body = await gateway.post("/api/v1/integrations/grafana", payload("grafana-webhook-resolved.json"))
     assert status in (200, 202), body
+
+
+async def test_splunk_webhook_with_the_token_in_the_url(gateway: Gateway) -> None:
+    body = payload("splunk-webhook-alert-action.json")
+    status, answer = await gateway.post("/api/v1/integrations/splunk?token=test-token", body, headers={})
+    assert status == 202, answer
+    alert = await gateway.alert(answer["alerts"][0]["id"])
+    assert alert["source"] == "splunk" and alert["summary"] == "Splunk alert: sourcetype=mongod, count=8"
+    status, answer = await gateway.post("/api/v1/integrations/splunk?token=test-token", body, headers={})
+    assert status == 200  # the same search and row while open: no new page
+    status, _ = await gateway.post("/api/v1/integrations/splunk?token=wrong", body, headers={})
+    assert status == 401
+    # Only Splunk's endpoint takes a token in the URL.
+    status, _ = await gateway.post("/api/v1/alerts?token=test-token", {"summary": "x"}, headers={})
+    assert status == 401

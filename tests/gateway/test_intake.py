@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from gateway.intake import (
-    PARSERS,
     parse_alertmanager,
     parse_generic,
     parse_grafana,
     parse_pagerduty,
+    parse_splunk,
 )
 from gateway.signals import AlertSignal, IntakeError
 
@@ -294,15 +294,6 @@ def test_zabbix_trigger_and_resolve_share_the_event_id() -> None:
 
 def test_splunk_is_not_a_generic_body() -> None:
     assert field_of(parse_generic, load("splunk-webhook-alert-action.json")) == "summary"
-
-
-def test_parsers_registry() -> None:
-    assert PARSERS == {
-        "api": parse_generic,
-        "alertmanager": parse_alertmanager,
-        "grafana": parse_grafana,
-        "pagerduty": parse_pagerduty,
-    }
 
 
 # ------------------------------------------------------------------ generic API
@@ -666,6 +657,10 @@ def replaced(body: Any, path: tuple[Any, ...], value: Any) -> Any:
     return result
 
 
+PARSERS = {"api": parse_generic, "alertmanager": parse_alertmanager, "grafana": parse_grafana,
+           "pagerduty": parse_pagerduty, "splunk": parse_splunk}
+
+
 @pytest.mark.parametrize("parser", list(PARSERS.values()), ids=list(PARSERS))
 @pytest.mark.parametrize("body", WRONG_VALUES, ids=repr)
 def test_fuzz_wrong_bodies(parser: Parser, body: object) -> None:
@@ -692,3 +687,27 @@ def test_fuzz_every_field_of_every_fixture(name: str) -> None:
                     assert all(isinstance(s, AlertSignal) for s in signals)
                 count += 1
     assert count > 0
+
+
+def test_splunk_webhook_alert_action() -> None:
+    (signal,) = parse_splunk(load("splunk-webhook-alert-action.json"))
+    assert signal.action == "trigger" and signal.source == "splunk"
+    assert signal.summary == "Splunk alert: sourcetype=mongod, count=8"  # search_name is null in the capture
+    assert signal.labels == {"sourcetype": "mongod", "count": "8", "app": "search", "owner": "admin"}
+    assert signal.details["sid"] == "scheduler_admin_search_W2_at_14232356_132"
+    assert signal.details["results_link"].startswith("http://web.example.local:8000/")
+    # The same search with the same row is the same alert; another row is another one.
+    again = load("splunk-webhook-alert-action.json")
+    again["sid"] = "a later run"
+    assert parse_splunk(again)[0].dedup_key == signal.dedup_key
+    again["result"]["count"] = "9"
+    assert parse_splunk(again)[0].dedup_key != signal.dedup_key
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "sid"), ({"sid": 5}, "sid"), ({"sid": "s", "result": []}, "result"),
+     ({"sid": "s", "result": {"n": 1}}, "result.n"), ("x", "$")],
+)
+def test_splunk_errors_name_the_field(body: object, field: str) -> None:
+    assert field_of(parse_splunk, body) == field
