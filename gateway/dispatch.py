@@ -62,8 +62,13 @@ class Dispatcher:
         on_placed: Callable[[str], Awaitable[None]],
         on_failed: Callable[[str, str], Awaitable[None]],
         retry_delays_s: tuple[float, ...] = (1, 2, 4, 8, 16),
+        outcome_grace_s: float = 300.0,
     ) -> None:
         self.provider = provider
+        # A placed call that reports nothing within its ring timeout plus this grace (real time) frees its
+        # line and fails its page, so a provider whose callbacks never arrive cannot stall all paging.
+        self.outcome_grace_s = outcome_grace_s
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
         # A transient provider error (Asterisk reconnecting, Twilio 5xx after its own retries) puts the
         # call back at the front of its queue after each of these delays before it counts as failed.
         self.retry_delays_s = retry_delays_s
@@ -90,6 +95,9 @@ class Dispatcher:
         self._worker = asyncio.create_task(self._run(), name="dispatcher")
 
     async def stop(self) -> None:
+        for deadline in self._deadlines.values():
+            deadline.cancel()
+        self._deadlines.clear()
         tasks = [t for t in (self._worker, *self._placing) if t is not None]
         for task in tasks:
             task.cancel()
@@ -106,9 +114,33 @@ class Dispatcher:
 
     async def finished(self, call_id: str) -> None:
         """A call ended (any outcome): its capacity slot is free again."""
+        self.keep(call_id)
         async with self._changed:
             self._in_flight.discard(call_id)
             self._changed.notify_all()
+
+    def keep(self, call_id: str) -> None:
+        """The call reported its outcome but holds its line (an accepted, bridged leg): no deadline any more."""
+        deadline = self._deadlines.pop(call_id, None)
+        if deadline is not None:
+            deadline.cancel()
+
+    def _outcome_lost(self, request: CallRequest) -> None:
+        self._deadlines.pop(request.call_id, None)
+        if request.call_id not in self._in_flight:
+            return
+        limit = request.ring_timeout_s + self.outcome_grace_s
+        log.warning("call %s to %s: no outcome from the %s provider within %.0f s; counting it as failed "
+                    "(are the provider's callbacks reaching the gateway?)", request.call_id, mask(request.to),
+                    self.provider.name, limit)
+
+        async def fail() -> None:
+            await self.finished(request.call_id)
+            await self._on_failed(request.call_id, f"no outcome from the provider within {limit:.0f} s")
+
+        task = asyncio.create_task(fail(), name=f"lost {request.call_id}")
+        self._placing.add(task)
+        task.add_done_callback(self._placing.discard)
 
     async def cancel_queued(self, call_id: str) -> bool:
         async with self._changed:
@@ -215,6 +247,9 @@ class Dispatcher:
             await self._on_failed(request.call_id, f"provider error: {exc}")
             return
         self._attempts.pop(request.call_id, None)
+        if request.call_id in self._in_flight:  # not already over (a provider may report before returning)
+            self._deadlines[request.call_id] = asyncio.get_running_loop().call_later(
+                request.ring_timeout_s + self.outcome_grace_s, self._outcome_lost, request)
         log.info("call %s to %s placed (%s priority)", request.call_id, mask(request.to), request.priority)
         await self._on_placed(request.call_id)
 

@@ -484,9 +484,11 @@ class EscalationEngine:
 
     async def call_ended(self, event: CallResult) -> None:
         """A provider reports how a call (or an SMS) ended."""
-        if event.outcome != CallOutcome.ACCEPTED:
+        if event.outcome == CallOutcome.ACCEPTED:
             # An accepted screening call stays up, bridged to the caller: it keeps its line until the
             # hotline call is over (HotlineService releases it then).
+            self.dispatcher.keep(event.call_id)
+        else:
             await self.dispatcher.finished(event.call_id)
         page_id = page_id_from(event.call_id)
         page = await self.store.get_page(page_id) if page_id is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from gateway.clock import FakeClock, settle
 from gateway.dispatch import Dispatcher
@@ -227,5 +228,45 @@ async def test_a_provider_down_for_longer_than_the_retries_fails_the_page() -> N
         await eventually(gave_up)
         assert failed == [("c1", "AMI not connected")] and provider.attempts["c1"] == 4
         assert dispatcher.in_flight == 0
+    finally:
+        await dispatcher.stop()
+
+
+async def test_a_call_whose_outcome_never_comes_frees_its_line_and_fails() -> None:
+    provider = RecordingProvider(capacity=1)
+    failed: list[tuple[str, str]] = []
+
+    async def is_wanted(call_id: str) -> bool:
+        return True
+
+    async def on_placed(call_id: str) -> None:
+        pass
+
+    async def on_failed(call_id: str, reason: str) -> None:
+        failed.append((call_id, reason))
+
+    dispatcher = Dispatcher(provider, now=FakeClock().now, is_wanted=is_wanted, on_placed=on_placed,
+                            on_failed=on_failed, outcome_grace_s=0.05)
+    await dispatcher.start()
+    try:
+        silent = dataclasses.replace(_request("silent", "high"), ring_timeout_s=0)
+        kept = dataclasses.replace(_request("kept", "high"), ring_timeout_s=0)
+        await dispatcher.submit(silent)
+        await dispatcher.submit(kept)
+
+        async def gave_up() -> bool:
+            return bool(failed)
+
+        await eventually(gave_up)
+        assert failed == [("silent", "no outcome from the provider within 0 s")]
+        # Its line went to the next call; that one reports an accepted, bridged leg and keeps its line.
+
+        async def second_placed() -> bool:
+            return provider.placed == ["silent", "kept"]
+
+        await eventually(second_placed)
+        dispatcher.keep("kept")
+        await asyncio.sleep(0.2)
+        assert len(failed) == 1 and dispatcher.in_flight == 1
     finally:
         await dispatcher.stop()
