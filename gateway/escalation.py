@@ -285,12 +285,20 @@ class EscalationEngine:
                 continue
             call_id = call_id_for(page)
             if not await self.dispatcher.cancel_queued(call_id):
-                try:
-                    await self.voice.cancel_call(call_id)
-                except ProviderError as exc:
-                    log.warning("could not cancel call %s: %s", call_id, exc)
+                # In the background: this often runs inside a provider's webhook (an engineer pressed 1),
+                # which must answer at once, while hanging up may mean slow REST calls with retries.
+                self.cancel_in_background(call_id)
                 await self.dispatcher.finished(call_id)  # its line is free (a provider may never report it)
             await self._finish(page, CallOutcome.CANCELED, "alert closed; call canceled", log_it=False)
+
+    def cancel_in_background(self, call_id: str) -> None:
+        async def cancel() -> None:
+            try:
+                await self.voice.cancel_call(call_id)
+            except ProviderError as exc:
+                log.warning("could not cancel call %s: %s", call_id, exc)
+
+        self.spawn(cancel())
 
     # ------------------------------------------------------------- scheduler
 
@@ -450,7 +458,7 @@ class EscalationEngine:
             await self._finish(page, CallOutcome.FAILED, "no SMS provider configured")
             return
         body = self.templates.render("alert_sms", alert=alert)
-        self._spawn(self._send_sms(page, body))
+        self.spawn(self._send_sms(page, body))
 
     async def _send_sms(self, page: Page, body: str) -> None:
         assert self.sms is not None
@@ -463,7 +471,8 @@ class EscalationEngine:
         await self.store.mark_page_sent(page.id, now=self.clock.now())
         log.info("SMS %s to %s sent for alert %d", call_id_for(page), mask(page.number), page.alert_id)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run side work in the background (kept until done, cancelled on stop)."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -110,19 +110,27 @@ class HotlineService:
         if alert is None:
             log.info("hotline call %s ended (%s)", event.call_id, event.outcome.value)
             return
-        for page in await self.store.pages_for(alert.id):
-            if page.outcome == "accepted":  # the bridged engineer leg ends with the caller: its line is free
+        pages = await self.store.pages_for(alert.id)
+        for page in pages:
+            if page.outcome == "accepted":
+                # The engineer's leg ends with the caller's (normally the bridge ends both; if the caller
+                # left before the bridge, the engineer must not wait alone): hang up, free its line.
+                self.engine.cancel_in_background(call_id_for(page))
                 await self.engine.dispatcher.finished(call_id_for(page))
         waited = int(self.engine.clock.now() - alert.created_at)
+        escalation = await self.store.get_escalation(alert.id)
+        # The policy ran out: nobody accepted, whatever the provider reports about how the call ended.
+        missed = alert.status == "triggered" and bool(pages) and escalation is not None \
+            and escalation.next_due is None
         if event.outcome == FlowOutcome.VOICEMAIL:
             await self._tell_team(alert, waited, event.recording_url)
             how = f"caller left a voicemail ({event.recording_url}) after {waited} s"
         elif event.outcome == FlowOutcome.CONNECTED:
             engineer = self.config.engineers.get(alert.acknowledged_by or "")
             how = f"call over; the caller was connected to {engineer.name if engineer else alert.acknowledged_by}"
-        elif event.outcome == FlowOutcome.NO_ANSWER:
+        elif event.outcome == FlowOutcome.NO_ANSWER or missed:
             await self._tell_team(alert, waited, None)
-            how = f"nobody accepted; the caller was told so after {waited} s"
+            how = f"nobody accepted; the caller hung up or was told so after {waited} s, without a voicemail"
         else:
             how = f"caller hung up after {waited} s"
         await self.engine.resolve(alert.id, by="hotline", how=how)
@@ -141,7 +149,7 @@ class HotlineService:
             log.info("alert %d: %s accepted, but the call was already taken or over; hanging up", alert.id, name)
             await self.store.add_timeline(TimelineEntry(alert_id=alert.id, at=self.engine.clock.now(), kind="page",
                                                         message=f"{name} accepted too late; hung up"))
-            await self._hang_up(call_id_for(page))
+            self.engine.cancel_in_background(call_id_for(page))
             await self.engine.dispatcher.finished(call_id_for(page))
             return
         caller_call = str(alert.details.get("call_id", ""))
@@ -151,12 +159,6 @@ class HotlineService:
     async def exhausted(self, alert: Alert) -> None:
         log.warning("hotline alert %d: nobody accepted; offering the caller voicemail", alert.id)
         await self.voice.notify(str(alert.details.get("call_id", "")), NobodyAccepted())
-
-    async def _hang_up(self, call_id: str) -> None:
-        try:
-            await self.voice.cancel_call(call_id)
-        except ProviderError as exc:
-            log.warning("could not hang up %s: %s", call_id, exc)
 
     async def _tell_team(self, alert: Alert, waited: int, recording_url: str | None) -> None:
         hotline = self._by_name.get(str(alert.details.get("hotline", "")))
@@ -177,10 +179,15 @@ class HotlineService:
                                  message=f"texting team {team.id} about the missed call")],
             now=now,
         )
-        for page in pages:
+        sms = self.sms
+
+        async def send(page: Page) -> None:
             try:
-                await self.sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))
+                await sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))
             except ProviderError as exc:
                 log.warning("hotline SMS to %s failed: %s", mask(page.number), exc)
-                continue
+                return
             await self.store.mark_page_sent(page.id, now=now)
+
+        for page in pages:  # in the background: this may run inside a provider's webhook
+            self.engine.spawn(send(page))

@@ -473,7 +473,9 @@ def _migrate(db: Db, version: int, sql: str) -> bool:
     if version <= current:
         return False
     try:
-        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version:d});\nCOMMIT;")
+        db.executescript(
+            f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version:d});\nCOMMIT;"
+        )
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")

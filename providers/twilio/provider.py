@@ -96,6 +96,9 @@ _WITHHELD = frozenset({
 })
 _NOTHING = render((), gather_action_url="")  # an empty <Response/>: the answer to status callbacks
 _MEMORY = 1000  # finished call ids and SMS statuses remembered, to tell replays from strangers
+# Twilio sends a recording's action and the call's final status at about the same time, in either order
+# (and no action at all for an empty recording): the status waits this long for the action.
+RECORD_GRACE_S = 3.0
 
 Report = CallResult | CallerWaiting | CallerFinished
 
@@ -135,12 +138,15 @@ class TwilioCall:
     in_progress: bool = False  # Twilio reported the call picked up
     expecting: str | None = None  # "gather" | "record": the verb whose action webhook may come next
     hold: Hold | None = None  # the caller loops through the hold URL with this music
+    held: Hold | None = None  # the last hold, kept while a redirect takes the caller out of it
     pending: list[Action] = field(default_factory=list)  # for the next fetch of the hold URL
     flow_outcome: FlowOutcome | None = None
     recording_url: str | None = None
     linked: str | None = None  # the call bridged (or about to be bridged) with this one
     reported: bool = False  # CallResult / CallerFinished sent
     canceled: bool = False  # hung up by the gateway
+    redirecting: bool = False  # a REST redirect to the hold URL is on its way: it, not the loop, fetches `pending`
+    ending: bool = False  # the final status came while a Record action may still be on its way
 
 
 class TwilioProvider:
@@ -175,6 +181,8 @@ class TwilioProvider:
         self._region = _region_of(config.from_number)
         self._calls: dict[str, TwilioCall] = {}
         self._arriving: set[str] = set()
+        self._gone_while_arriving: set[str] = set()  # hung up while the gateway was still answering
+        self.record_grace_s = RECORD_GRACE_S
         self._finished: dict[str, None] = {}
         self._sms_seen: dict[str, SmsStatus] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -255,6 +263,7 @@ class TwilioProvider:
         actions, reports = self._advance(call, event)
         if actions:
             call.pending.extend(actions)
+            call.redirecting = True
             self._spawn(self._redirect(call))
         await self._emit(reports)
 
@@ -305,14 +314,24 @@ class TwilioProvider:
         actions, reports = self._advance(call, RecordingFinished(url=url, duration_s=duration))
         return await self._respond(call, actions, reports)
 
-    async def on_hold(self, call_id: str, form: Form) -> str:
-        """The hold loop, and where a redirected call fetches what ``notify`` queued."""
+    async def on_hold(self, call_id: str, form: Form, *, redirected: bool = False) -> str:
+        """The hold loop, and where a redirected call fetches what ``notify`` queued.
+
+        While our REST redirect is on its way, the loop keeps holding: the redirect's own fetch takes
+        what is queued. Were the loop to take it first, the redirect would arrive after and find nothing
+        (a caller just bridged or recording would be cut off). If the redirect fails for good, the loop
+        delivers instead.
+        """
         call = self._known(call_id, form, "hold")
         if call is None or call.canceled:
             return self._polite(call_id, "hold", call)
-        if call.pending:
+        if redirected:
+            call.redirecting = False
+        if call.pending and (redirected or not call.redirecting):
             actions, call.pending = call.pending, []
             return self._twiml(call, actions)
+        if call.pending and call.held is not None:
+            return self._twiml(call, [call.held])  # keep holding until the redirect arrives
         if call.hold is not None and not call.reported:
             return self._twiml(call, [call.hold])
         return self._polite(call_id, "hold", call)
@@ -366,6 +385,13 @@ class TwilioProvider:
             flow = await self.events.inbound_call(InboundCall(call_id=call_id, caller=caller, dialled=dialled))
         finally:
             self._arriving.discard(call_id)
+        if call_id in self._gone_while_arriving:
+            self._gone_while_arriving.discard(call_id)
+            self._remember(call_id)
+            log.info("twilio call %s from %s hung up before the hotline answered", call_id, who)
+            if flow is not None:
+                await self._emit([CallerFinished(call_id=call_id, outcome=FlowOutcome.ABANDONED)])
+            return render_hangup()
         if flow is None:
             log.info("twilio call %s from %s to %s: not a hotline", call_id, who, mask_number(dialled))
             self._remember(call_id)
@@ -381,11 +407,28 @@ class TwilioProvider:
         """The hotline number's status callback: the caller's call is over."""
         call_id = f"tw-{form.get('CallSid', '')}"
         call = self._calls.get(call_id)
+        status = form.get("CallStatus", "")
+        if call is None and call_id in self._arriving and status in _FINAL_CALL_STATUSES:
+            self._gone_while_arriving.add(call_id)  # on_inbound_call finishes it when the gateway answers
+            return _NOTHING
         if call is None or call.outbound:
             return self._polite(call_id, "status callback", None)
-        status = form.get("CallStatus", "")
         if status not in _FINAL_CALL_STATUSES:
             return _NOTHING
+        if call.expecting == "record" and not call.reported and not call.ending:
+            call.ending = True  # give the recording's action a moment to arrive first
+            self._spawn(self._finish_caller_later(call, status))
+            return _NOTHING
+        await self._finish_caller(call, status)
+        return _NOTHING
+
+    async def _finish_caller_later(self, call: TwilioCall, status: str) -> None:
+        await asyncio.sleep(self.record_grace_s)
+        if call.call_id in self._calls:
+            await self._finish_caller(call, status)
+
+    async def _finish_caller(self, call: TwilioCall, status: str) -> None:
+        call_id = call.call_id
         reports: list[Report] = []
         if not call.reported:
             _, reports = self._advance(call, HungUp(cause=status))
@@ -394,7 +437,6 @@ class TwilioProvider:
                  mask_number(call.number) if call.number else "a withheld number", status)
         self._end(call)
         await self._emit(reports)
-        return _NOTHING
 
     # ---------------------------------------------------------- webhooks: SMS
 
@@ -452,7 +494,7 @@ class TwilioProvider:
             elif isinstance(action, Record):
                 call.expecting = "record"
             elif isinstance(action, Hold):
-                call.hold = action
+                call.hold = call.held = action
                 reports.append(CallerWaiting(call_id=call.call_id, priority=action.priority))
             elif isinstance(action, Bridge) and action.call_id != call.call_id and not self._link(call, action):
                 actions[index] = Hangup()
@@ -570,8 +612,9 @@ class TwilioProvider:
         if call.sid is None or self._rest is None:
             return
         try:
-            await self._rest.redirect_call(call.sid, url=self._voice_url(call.call_id, "hold"))
+            await self._rest.redirect_call(call.sid, url=self._voice_url(call.call_id, "hold") + "?redirected=1")
         except ProviderError as exc:
+            call.redirecting = False
             log.warning("twilio call %s: redirect failed (%s); the hold loop will deliver it", call.call_id, exc)
 
     def _open_rest(self) -> TwilioRest:

@@ -40,7 +40,7 @@ class WebhookTarget(Protocol):
 
     async def on_record(self, call_id: str, form: Form) -> str: ...
 
-    async def on_hold(self, call_id: str, form: Form) -> str: ...
+    async def on_hold(self, call_id: str, form: Form, *, redirected: bool = False) -> str: ...
 
     async def on_call_status(self, call_id: str, form: Form) -> str: ...
 
@@ -73,7 +73,8 @@ class TwilioWebhooks:
             web.post("/twilio/voice/{call_id}/answer", self._voice(lambda r, f: t.on_answer(_id(r), f))),
             web.post("/twilio/voice/{call_id}/gather", self._voice(lambda r, f: t.on_gather(_id(r), f))),
             web.post("/twilio/voice/{call_id}/record", self._voice(lambda r, f: t.on_record(_id(r), f))),
-            web.post("/twilio/voice/{call_id}/hold", self._voice(lambda r, f: t.on_hold(_id(r), f))),
+            web.post("/twilio/voice/{call_id}/hold",
+                     self._voice(lambda r, f: t.on_hold(_id(r), f, redirected="redirected" in r.query))),
             web.post("/twilio/voice/{call_id}/status", self._voice(lambda r, f: t.on_call_status(_id(r), f))),
         ]
 

@@ -26,12 +26,14 @@ async def test_trigger_acknowledge_resolve_by_dedup_key(gateway: Gateway) -> Non
     assert alert["summary"] == payload("pagerduty-v2-trigger.json")["payload"]["summary"]
     await gateway.ringing(ALICE)
 
-    status, body = await gateway.post("/v2/enqueue", _pd("pagerduty-v2-acknowledge.json", dedup_key="samplekeyhere"), headers={})
+    acknowledge = _pd("pagerduty-v2-acknowledge.json", dedup_key="samplekeyhere")
+    status, body = await gateway.post("/v2/enqueue", acknowledge, headers={})
     assert status == 202 and body["dedup_key"] == "samplekeyhere"
     alert = await gateway.alert(alert_id)
     assert alert["status"] == "acknowledged"
 
-    status, body = await gateway.post("/v2/enqueue", _pd("pagerduty-v2-resolve.json", dedup_key="samplekeyhere"), headers={})
+    resolve = _pd("pagerduty-v2-resolve.json", dedup_key="samplekeyhere")
+    status, body = await gateway.post("/v2/enqueue", resolve, headers={})
     assert status == 202
     assert (await gateway.alert(alert_id))["status"] == "resolved"
 

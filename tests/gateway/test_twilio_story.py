@@ -7,6 +7,7 @@ TwiML the gateway answers, like Twilio.
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from multidict import MultiDict
 from gateway.app import create_app
 from gateway.clock import FakeClock
 from gateway.config import load_config
+from gateway.web.keys import PROVIDERS
 from providers.twilio import conference_name
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.peers.twilio_driver import CallLeg, Transcript, TwilioDriver
@@ -250,7 +252,7 @@ async def test_hotline_caller_holds_primary_passes_secondary_accepts_and_they_ar
 
     # The gateway takes the caller off hold: Twilio fetches the redirect URL.
     url = await story.redirected(caller.sid)
-    assert url == f"{PUBLIC}/twilio/voice/tw-{caller.sid}/hold"
+    assert url == f"{PUBLIC}/twilio/voice/tw-{caller.sid}/hold?redirected=1"
     bridged = await story.twilio.follow(await story.twilio.fetch(url, caller), leg=caller, url=url)
     assert bridged == [("say", "Connecting you to Bob."), ("dial", room_of(bob_form))]
 
@@ -292,6 +294,25 @@ async def test_nobody_accepts_the_caller_leaves_a_voicemail_and_the_team_gets_th
     assert len(story.api.messages) == 2
 
 
+async def test_a_caller_who_hangs_up_at_the_beep_still_gets_the_team_told(story: Story) -> None:
+    # Twilio sends no Record action for an empty recording: only the final status comes.
+    story.gateway.client.app[PROVIDERS].voice.record_grace_s = 0.01  # type: ignore[attr-defined]
+    caller, _ = await story.dial_in("2")
+    for index, number in enumerate((ALICE, BOB)):
+        form, leg = await story.call(index, number)
+        await story.twilio.status_callback(form["StatusCallback"], leg, "no-answer")
+    url = await story.redirected(caller.sid)
+    assert "<Record" in await story.twilio.fetch(url, caller)  # the beep... and the caller hangs up
+    await story.twilio.status_callback("/twilio/voice/status", caller, "completed")
+
+    await eventually(lambda: _true(len(story.api.messages) == 2))
+    for message in story.api.messages:
+        assert "Missed hotline call from +1 555-777-0001" in message["Body"]
+        assert "No voicemail was left." in message["Body"]
+    alert = await story.gateway.alert_where(await story.alert_id(), lambda a: a["status"] == "resolved")
+    assert any("without a voicemail" in t["message"] for t in alert["timeline"])
+
+
 async def test_a_caller_hanging_up_while_the_primary_rings_cancels_that_call(story: Story) -> None:
     gateway = story.gateway
     caller, _ = await story.dial_in("1")
@@ -309,3 +330,32 @@ async def test_a_caller_hanging_up_while_the_primary_rings_cancels_that_call(sto
     assert any("caller hung up after" in t["message"] for t in alert["timeline"])
     await gateway.clock.advance(60)
     assert len(story.api.calls) == 1
+
+
+async def test_an_engineer_pressing_1_is_answered_while_the_other_calls_are_still_being_hung_up(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    async with FakeTwilioApi() as api:
+        text = twilio_config(api.base_url).replace(
+            "policies:\n", "policies:\n  everyone:\n    steps:\n      - {notify: team, timeout: 1m}\n", 1
+        ).replace("routes:\n", "routes:\n  - {name: all-hands, matchers: ['scope=\"all\"'], team: sre, "
+                                 "policy: everyone}\n", 1)
+        client = await aiohttp_client(create_app(load_config(write_config(tmp_path, text)), clock=FakeClock()))
+        async with TwilioDriver(base_url=str(client.make_url("/")), public_base_url=PUBLIC) as twilio:
+            story = Story(gateway=Gateway(client, FakeClock()), api=api, twilio=twilio)
+            status, body = await story.gateway.post("/api/v1/alerts",
+                                                    {"summary": "all hands", "labels": {"scope": "all"}})
+            assert status == 202, body
+            await eventually(lambda: _true(len(api.calls) == 2))
+            legs = {form["To"]: (form, CallLeg(from_=form["From"], to=form["To"], sid=sid))
+                    for form, sid in zip(api.calls, api.call_sids)}
+            api.update_gate = asyncio.Event()  # the API is slow: hanging up Bob's call hangs
+            # (Bounded: were the webhook to wait for the API, this would fail, not hang.)
+            transcript = await asyncio.wait_for(story.answer(*legs[ALICE], digits=["1"]), timeout=10)
+            # Alice heard her confirmation although hanging up Bob's ringing call is still on its way.
+            assert ("say", "Acknowledged. Thank you.") in transcript
+            await eventually(lambda: _true(any(sid == legs[BOB][1].sid for sid, _ in api.updates)))
+            assert not api.update_gate.is_set()
+            api.update_gate.set()
+            assert await story.updated(legs[BOB][1].sid) == [{"Status": "canceled"}]
+            assert (await story.gateway.alert(body["id"]))["acknowledged_by"] == "alice"

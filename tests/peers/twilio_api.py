@@ -8,6 +8,7 @@ faults can be injected to exercise retries.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
@@ -83,6 +84,7 @@ class FakeTwilioApi:
         self.messages: list[MultiDict[str]] = []
         self.updates: list[tuple[str, MultiDict[str]]] = []
         self.call_status: dict[str, str] = {}
+        self.update_gate: asyncio.Event | None = None  # when set, call updates wait for it (a slow API)
         self._call_records: dict[str, dict[str, Any]] = {}
         self._faults: list[Fault] = []
         self._runner: web.AppRunner | None = None
@@ -189,6 +191,8 @@ class FakeTwilioApi:
             raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
         form = await self._form(request)
         self.updates.append((sid, form))
+        if self.update_gate is not None:
+            await self.update_gate.wait()
         current = self.call_status[sid]
         if "Url" in form or "Twiml" in form:
             if current in _FINAL:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,12 +49,15 @@ class RecordingEvents:
     hotline: Flow[Any] | None = None
     reply: str = ""
     reported: list[Any] = field(default_factory=list)
+    answering: asyncio.Event | None = None  # when set, inbound_call waits for it (a slow gateway)
 
     async def call_ended(self, event: CallResult) -> None:
         self.reported.append(event)
 
     async def inbound_call(self, call: InboundCall) -> Flow[Any] | None:
         self.reported.append(call)
+        if self.answering is not None:
+            await self.answering.wait()
         return self.hotline
 
     async def caller_waiting(self, event: CallerWaiting) -> None:
@@ -333,7 +337,7 @@ async def test_caller_holds_then_is_bridged_with_the_engineer_who_accepts(rig: R
 
     await rig.provider.notify(f"tw-{caller.sid}", EngineerConnected(engineer_name="Alice", call_id="page-7"))
     redirect = await eventually(lambda: _updates_of(rig.api, caller.sid))
-    assert redirect == [{"Url": voice(f"tw-{caller.sid}", "hold"), "Method": "POST"}]
+    assert redirect == [{"Url": voice(f"tw-{caller.sid}", "hold") + "?redirected=1", "Method": "POST"}]
     bridged = await rig.twilio.follow(await rig.twilio.fetch(redirect[0]["Url"], caller), leg=caller)
     assert bridged == [("say", "Connecting you to Alice."), ("dial", room)]
 
@@ -482,3 +486,69 @@ def test_sms_only_routes_when_another_provider_carries_voice() -> None:
     paths = {route.path for route in provider.routes(voice=False)}
     assert paths == {"/twilio/sms/inbound", "/twilio/sms/{sms_id}/status"}
     assert "/twilio/voice/inbound" in {route.path for route in provider.routes()}
+
+
+# ------------------------------------------------- races between Twilio's requests
+
+
+async def _waiting_caller(rig: Rig) -> tuple[CallLeg, str]:
+    rig.events.hotline = HotlineCallerFlow(greeting="Ops hotline.")
+    caller, twiml = await rig.dial_in()
+    await rig.twilio.follow(twiml, leg=caller, max_redirects=0)
+    return caller, f"tw-{caller.sid}"
+
+
+async def test_the_hold_loop_keeps_holding_while_the_redirect_is_on_its_way(rig: Rig) -> None:
+    caller, call_id = await _waiting_caller(rig)
+    await rig.provider.notify(call_id, NobodyAccepted())
+    # The loop's own <Redirect> comes first: it must not take what the redirect is coming for.
+    assert verbs(await rig.twilio.fetch(voice(call_id, "hold"), caller)) == ["Play", "Redirect"]
+    redirect = await eventually(lambda: _updates_of(rig.api, caller.sid))
+    assert verbs(await rig.twilio.fetch(redirect[0]["Url"], caller)) == ["Say", "Record"]
+
+
+async def _recording(rig: Rig) -> tuple[CallLeg, str]:
+    caller, call_id = await _waiting_caller(rig)
+    await rig.provider.notify(call_id, NobodyAccepted())
+    redirect = await eventually(lambda: _updates_of(rig.api, caller.sid))
+    assert verbs(await rig.twilio.fetch(redirect[0]["Url"], caller)) == ["Say", "Record"]
+    return caller, call_id
+
+
+def _finished(rig: Rig) -> list[CallerFinished]:
+    return [e for e in rig.events.reported if isinstance(e, CallerFinished)]
+
+
+async def test_the_voicemail_is_kept_when_the_final_status_beats_the_record_action(rig: Rig) -> None:
+    caller, call_id = await _recording(rig)
+    await rig.twilio.status_callback("/twilio/voice/status", caller, "completed")  # the caller hung up to end it
+    assert _finished(rig) == []  # the status waits a moment for the recording
+    params = {**caller.params("completed", DEFAULT_ACCOUNT_SID), "RecordingUrl": "https://api.twilio.com/rec/RE1",
+              "RecordingDuration": "9"}
+    status, _ = await rig.twilio.post(voice(call_id, "record"), params)
+    assert status == 200
+    assert _finished(rig) == [CallerFinished(call_id=call_id, outcome=FlowOutcome.VOICEMAIL,
+                                             recording_url="https://api.twilio.com/rec/RE1")]
+
+
+async def test_a_voicemail_with_no_recording_still_finishes_the_caller(rig: Rig) -> None:
+    rig.provider.record_grace_s = 0.01
+    caller, call_id = await _recording(rig)
+    await rig.twilio.status_callback("/twilio/voice/status", caller, "completed")  # silent: Twilio sends no action
+    await eventually(lambda: _async(bool(_finished(rig))))
+    assert _finished(rig) == [CallerFinished(call_id=call_id, outcome=FlowOutcome.ABANDONED)]
+
+
+async def test_a_caller_who_hangs_up_while_the_gateway_answers_is_not_held(rig: Rig) -> None:
+    rig.events.hotline = HotlineCallerFlow(greeting="Ops hotline.")
+    rig.events.answering = asyncio.Event()
+    leg = CallLeg(from_=CALLER, to=HOTLINE, direction="inbound")
+    rig.api.incoming(leg.sid, from_=CALLER, to=HOTLINE)
+    arriving = asyncio.ensure_future(rig.twilio.incoming_call("/twilio/voice/inbound", leg))
+    await eventually(lambda: _async(any(isinstance(e, InboundCall) for e in rig.events.reported)))
+    await rig.twilio.status_callback("/twilio/voice/status", leg, "completed")
+    rig.events.answering.set()
+    status, twiml = await arriving
+    assert status == 200 and verbs(twiml) == ["Hangup"]
+    assert _finished(rig) == [CallerFinished(call_id=f"tw-{leg.sid}", outcome=FlowOutcome.ABANDONED)]
+    assert not any(isinstance(e, CallerWaiting) for e in rig.events.reported)
