@@ -329,6 +329,9 @@ class FastAgiServer:
         self._port = port
         self._router = router
         self._header_timeout_s = header_timeout_s
+        # Source addresses allowed to open sessions (None: any). A session can acknowledge an alert or
+        # take a hotline caller, so only the Asterisk host should reach us.
+        self.allowed_peers: set[str] | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -360,6 +363,14 @@ class FastAgiServer:
         if task is not None:
             self._connections.add(task)
         try:
+            peer = writer.get_extra_info("peername")
+            address = peer[0] if isinstance(peer, tuple) else ""
+            if self.allowed_peers is not None and address not in self.allowed_peers:
+                _log.warning("fastagi: connection from %s refused: not an allowed Asterisk host", address or "?")
+                writer.close()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.wait_closed()
+                return
             session = await AgiSession.accept(
                 reader, writer, header_timeout_s=self._header_timeout_s
             )

@@ -150,8 +150,8 @@ class AsteriskConfig:
     agi_listen_host: str = "127.0.0.1"
     agi_listen_port: int = 4573
     agi_url: str = "agi://127.0.0.1:4573"  # how Asterisk reaches our FastAGI server
+    agi_allowed_hosts: tuple[str, ...] = ()  # besides loopback and `host`: who may open FastAGI sessions
     max_channels: int = 10
-    originate_timeout_s: int = 30
     tts_command: tuple[str, ...] = ()  # e.g. ("espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}")
     tts_resample: tuple[str, ...] = ()  # e.g. ("sox", "{in}", "-r", "8000", "-c", "1", "-b", "16", "{out}")
     sounds_dir: Path = Path("/var/lib/asterisk/sounds/gateway")
@@ -461,6 +461,12 @@ def _as_share(raw: object) -> float:
     return share
 
 
+def _as_hosts(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(host, str) and host.strip() for host in raw):
+        raise ValueError("expected a list of host names or addresses, e.g. [10.0.0.5, pbx.example.com]")
+    return tuple(host.strip() for host in raw)
+
+
 def _as_command(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw or not all(isinstance(part, str) and part for part in raw):
         raise ValueError("expected a command as a list of strings, e.g. [espeak-ng, -w, \"{out}\", \"{text}\"]")
@@ -742,7 +748,7 @@ class _Reader:
         if raw is None:
             return None
         keys = ("host", "port", "username", "secret", "secret_env", "dial_string", "caller_id", "agi_listen_host",
-                "agi_listen_port", "agi_url", "max_channels", "originate_timeout", "tts_command", "tts_resample",
+                "agi_listen_port", "agi_url", "agi_allowed_hosts", "max_channels", "tts_command", "tts_resample",
                 "sounds_dir", "record_dir")
         p = "asterisk"
         section = self.mapping(raw, p, keys)
@@ -755,6 +761,8 @@ class _Reader:
         agi_url = self.value(section, "agi_url", p, _as_text, "agi://127.0.0.1:4573")
         if agi_url is not None and not agi_url.startswith("agi://"):
             self.problem(f"{p}.agi_url", "must start with agi://")
+        elif agi_url is not None and urlsplit(agi_url).path.strip("/"):
+            self.problem(f"{p}.agi_url", "must be agi://host:port with no path (the gateway adds its routes)")
         if None in (username, secret, caller_id):
             return None
         return AsteriskConfig(
@@ -768,7 +776,7 @@ class _Reader:
             agi_listen_port=self.value(section, "agi_listen_port", p, _as_int(0, 65535), 4573),
             agi_url=agi_url.rstrip("/"),
             max_channels=self.value(section, "max_channels", p, _as_int(1, 10000), 10),
-            originate_timeout_s=self.value(section, "originate_timeout", p, _as_whole_seconds, 30),
+            agi_allowed_hosts=self.value(section, "agi_allowed_hosts", p, _as_hosts, ()),
             tts_command=self.value(section, "tts_command", p, _as_command, ()),
             tts_resample=self.value(section, "tts_resample", p, _as_command, ()),
             sounds_dir=self.relative(self.value(section, "sounds_dir", p, _as_text,

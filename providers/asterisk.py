@@ -109,6 +109,7 @@ class AsteriskSettings(Protocol):
     agi_listen_host: str
     agi_listen_port: int
     agi_url: str
+    agi_allowed_hosts: Sequence[str]
     max_channels: int
     tts_command: Sequence[str]
     tts_resample: Sequence[str]
@@ -244,6 +245,7 @@ class AsteriskProvider:
             route_by_script({ROUTE_CALL: self._call_route, ROUTE_HOTLINE: self._hotline_route}),
         )
         self._agi_error: str | None = None
+        self._closing = False
         self._tts = (
             TtsRenderer(config.tts_command, config.sounds_dir, resample=config.tts_resample or None)
             if config.tts_command
@@ -260,6 +262,7 @@ class AsteriskProvider:
     async def open(self, events: ProviderEvents) -> None:
         """Start FastAGI and AMI; returns at once even when Asterisk is down (AMI keeps retrying)."""
         self._events = events
+        self._agi.allowed_peers = await self._allowed_agi_peers()
         try:
             await self._agi.start()
             self._agi_error = None
@@ -272,12 +275,27 @@ class AsteriskProvider:
                  self.config.host, self.config.port, self.config.username, self.config.agi_url,
                  self.config.max_channels, "on" if self._tts else "off (stock prompts)")
 
+    async def _allowed_agi_peers(self) -> set[str]:
+        """Loopback, the AMI host and ``agi_allowed_hosts``: where Asterisk's FastAGI connections come from."""
+        allowed = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        loop = asyncio.get_running_loop()
+        for host in (self.config.host, *self.config.agi_allowed_hosts):
+            try:
+                for info in await loop.getaddrinfo(host, None):
+                    allowed.add(str(info[4][0]))
+            except OSError as exc:
+                log.error("asterisk: cannot resolve %r for FastAGI's allowed hosts: %s", host, exc)
+        return allowed
+
     async def close(self) -> None:
+        # Sessions first (their routes end and clean up), then what is left; calls cut short by the
+        # shutdown are not reported as outcomes: after a restart, escalation goes on from the store.
+        self._closing = True
+        await self._agi.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._agi.stop()
         await self._ami.stop()
 
     def readiness(self) -> dict[str, str]:
@@ -479,6 +497,7 @@ class AsteriskProvider:
             return
         caller = call.bridge_to.result()
         if call.canceled or session.hung_up:
+            caller.bridge_over.set()
             caller.queue.put_nowait(NobodyAccepted())
             return
         await self._bridge(call, session, caller)
@@ -486,18 +505,25 @@ class AsteriskProvider:
     async def _bridge(self, call: _Outbound, session: AgiSession, caller: _Caller) -> None:
         """``EXEC Bridge "<caller channel>,x"`` from the engineer's own AGI; returns when the bridge ends."""
         log.info("hotline call %s: bridging with call %s", caller.call_id, call.request.call_id)
+        result = "ERROR"
         try:
             reply = await session.command(agi.exec_app("Bridge", caller.channel, "x"))
             result = "HANGUP"
             if reply.ok and not reply.failed:
                 variable = await session.command(agi.get_variable("BRIDGERESULT"))
                 result = (variable.value if variable.ok and variable.result == "1" else None) or "UNKNOWN"
+        except Exception as exc:  # the caller must not be left on hold whatever went wrong
+            log.warning("hotline call %s: bridging failed: %s", caller.call_id, exc)
         finally:
             caller.bridge_over.set()
-        log.info("hotline call %s: bridge with call %s over (%s)", caller.call_id, call.request.call_id, result)
-        if result not in ("SUCCESS", "HANGUP") and not caller.bridged:
-            log.warning("hotline call %s: the bridge failed (%s); offering voicemail", caller.call_id, result)
-            caller.queue.put_nowait(NobodyAccepted())
+            log.info("hotline call %s: bridge with call %s over (%s)", caller.call_id, call.request.call_id,
+                     result)
+            if result != "SUCCESS" and not caller.bridged:
+                # Never bridged (the engineer's line dropped, or the bridge failed): the caller, still on
+                # hold, is offered voicemail instead of waiting for ever.
+                log.warning("hotline call %s: the bridge did not happen (%s); offering voicemail",
+                            caller.call_id, result)
+                caller.queue.put_nowait(NobodyAccepted())
 
     def _can_bridge(self, engineer: _Outbound) -> bool:
         session = engineer.session
@@ -518,7 +544,7 @@ class AsteriskProvider:
             call.watchdog.cancel()
         log.info("asterisk call %s to %s: %s%s", call.request.call_id, mask_number(call.request.to),
                  outcome.value, f" ({detail})" if detail else "")
-        if self._events is not None:
+        if self._events is not None and not self._closing:
             self._spawn(self._events.call_ended(CallResult(call_id=call.request.call_id, outcome=outcome,
                                                            detail=detail)))
 
@@ -577,7 +603,7 @@ class AsteriskProvider:
         try:
             result = await run_flow(caller.session, caller.flow, tts=self._tts, on_step=on_step,
                                     events=caller.queue, options=self._options)
-            if isinstance(result, ChannelLeftAgi) or caller.engineer is not None:
+            if isinstance(result, ChannelLeftAgi) or result == FlowOutcome.CONNECTED:
                 await self._after_agi(caller, result)
         except (AgiError, AgiProtocolError) as exc:
             log.warning("hotline call %s: FastAGI session failed: %s", caller.call_id, exc)
@@ -619,6 +645,8 @@ class AsteriskProvider:
             log.warning("hotline call %s: no word from AMI on why the caller left AGI; assuming %s",
                         caller.call_id, verdict)
         state = result.state if isinstance(result, ChannelLeftAgi) else caller.state
+        if caller.outcome not in (None, FlowOutcome.CONNECTED):
+            return  # the flow already ended otherwise (a voicemail, nobody available): keep that
         if verdict == "gone":
             if caller.outcome is None:
                 step = caller.flow.on_event(state, HungUp(cause="hung up while waiting"))

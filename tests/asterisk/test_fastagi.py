@@ -47,7 +47,8 @@ from ivr_flows.model import (
     Say,
     Step,
 )
-from tests.peers.agi_peer import AgiPeer
+from tests.peers.agi_peer import AgiPeer, agi_environment
+from tests.support import eventually
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk"
 SAFETY_S = 5.0  # only guards against a hung test; nothing is timed
@@ -788,3 +789,32 @@ async def test_without_events_a_waiting_flow_ends_without_outcome(
     assert await run.result is None
     assert peer.commands == ["ANSWER"]
     assert peer.closed_by_server
+
+
+async def test_sessions_only_from_allowed_hosts(serve: Callable[..., Awaitable[FastAgiServer]]) -> None:
+    routed: list[str] = []
+
+    async def router(session: AgiSession) -> None:
+        routed.append(session.uniqueid)
+
+    server = await serve(router)
+    server.allowed_peers = {"192.0.2.10"}  # the Asterisk host; we connect from 127.0.0.1
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(agi_environment(script="call", uniqueid="gw-page-11"))
+    try:
+        answer = await asyncio.wait_for(reader.read(), SAFETY_S)
+    except ConnectionResetError:  # closed while our headers were unread
+        answer = b""
+    assert answer == b""  # closed without a word
+    writer.close()
+    assert routed == []
+
+    server.allowed_peers = {"127.0.0.1"}
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(agi_environment(script="call", uniqueid="gw-page-12"))
+
+    async def taken() -> bool:
+        return routed == ["gw-page-12"]
+
+    await eventually(taken)
+    writer.close()
