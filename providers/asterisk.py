@@ -31,9 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import phonenumbers
-from phonenumbers import NumberParseException
-
 from asterisk import agi_commands as agi
 from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout
 from asterisk.ami_events import AmiEvent, ChannelHangup, OriginateResult, parse_event
@@ -73,6 +70,7 @@ from providers.base import (
     ProviderEvents,
     call_outcome,
 )
+from providers.numbers import caller_number
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +92,6 @@ _HANGUP_CAUSES = {
     21: (CallOutcome.DECLINED, "rejected on the phone"),
 }
 _HANGUP_REPLY_S = 2.0  # how long AGI HANGUP may take before the socket is closed anyway
-_WITHHELD = frozenset({"", "unknown", "anonymous", "restricted", "private", "withheld", "<unknown>"})
 
 
 class AsteriskSettings(Protocol):
@@ -187,20 +184,6 @@ class _NotInService:
 
     def on_event(self, state: None, event: Event) -> Step[None]:
         return Step(state=None)
-
-
-def normalize_number(raw: str, region: str) -> str:
-    """A caller ID or dialled number as E.164; "" when withheld or not a phone number."""
-    text = raw.strip()
-    if text.lower() in _WITHHELD:
-        return ""
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except NumberParseException:
-        return ""
-    if not phonenumbers.is_possible_number(parsed):
-        return ""
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def channel_id_for(call_id: str) -> str:
@@ -566,8 +549,8 @@ class AsteriskProvider:
         """FastAGI ``hotline``: a caller dialled a hotline number."""
         uniqueid = session.uniqueid
         call_id = f"ast-{uniqueid}"
-        caller_number = normalize_number(session.env.get("agi_callerid", ""), self._region)
-        dialled = normalize_number(session.env.get("agi_extension", ""), self._region) or normalize_number(
+        number = caller_number(session.env.get("agi_callerid", ""), self._region)
+        dialled = caller_number(session.env.get("agi_extension", ""), self._region) or caller_number(
             session.env.get("agi_dnid", ""), self._region)
         if self._events is None or not uniqueid:
             return
@@ -576,16 +559,16 @@ class AsteriskProvider:
                          flow=_NotInService(), verdict=loop.create_future())
         caller.unsubscribe = self._ami.subscribe(uniqueid, lambda event: self._caller_event(caller, event))
         try:
-            flow = await self._events.inbound_call(InboundCall(call_id=call_id, caller=caller_number,
+            flow = await self._events.inbound_call(InboundCall(call_id=call_id, caller=number,
                                                                dialled=dialled))
             if flow is None:
                 log.info("call %s from %s to %s: not a hotline number", call_id,
-                         mask_number(caller_number) or "a withheld number", mask_number(dialled) or "?")
+                         mask_number(number) or "a withheld number", mask_number(dialled) or "?")
                 await run_flow(session, _NotInService(), tts=None, options=self._options)
                 return
             caller.flow = flow
             self._callers[call_id] = caller
-            log.info("hotline call %s from %s to %s", call_id, mask_number(caller_number) or "a withheld number",
+            log.info("hotline call %s from %s to %s", call_id, mask_number(number) or "a withheld number",
                      mask_number(dialled))
             await self._run_caller(caller)
         finally:
@@ -731,4 +714,4 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("asterisk: background task failed", exc_info=task.exception())
 
 
-__all__ = ["AsteriskProvider", "AsteriskSettings", "AsteriskTiming", "channel_id_for", "normalize_number"]
+__all__ = ["AsteriskProvider", "AsteriskSettings", "AsteriskTiming", "channel_id_for"]

@@ -67,6 +67,7 @@ from providers.base import (
     SmsStatusChanged,
     call_outcome,
 )
+from providers.numbers import caller_number
 from providers.twilio.rest import RetryPolicy, TwilioRest, mask_number
 from providers.twilio.twiml import render, render_hangup, render_message
 from providers.twilio.webhooks import Form, TwilioWebhooks
@@ -90,10 +91,6 @@ _SMS_STATUSES = {
     "failed": SmsStatus.FAILED,
 }
 #: how a withheld caller id reaches a webhook: words, or the word spelled on a keypad
-_WITHHELD = frozenset({
-    "", "anonymous", "restricted", "unknown", "unavailable", "private", "blocked",
-    "+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253",
-})
 _NOTHING = render((), gather_action_url="")  # an empty <Response/>: the answer to status callbacks
 _MEMORY = 1000  # finished call ids and SMS statuses remembered, to tell replays from strangers
 # Twilio sends a recording's action and the call's final status at about the same time, in either order
@@ -374,8 +371,8 @@ class TwilioProvider:
         call_id = f"tw-{sid}"
         if not sid or call_id in self._calls or call_id in self._finished or call_id in self._arriving:
             return self._polite(call_id, "inbound call", self._calls.get(call_id))
-        caller = _e164(form.get("From", ""), self._region)
-        dialled = _e164(form.get("To", ""), self._region)
+        caller = caller_number(form.get("From", ""), self._region)
+        dialled = caller_number(form.get("To", ""), self._region)
         who = mask_number(caller) if caller else "a withheld number"
         if self.events is None:
             log.warning("twilio call %s from %s: the provider is not open; ending it", call_id, who)
@@ -441,8 +438,8 @@ class TwilioProvider:
     # ---------------------------------------------------------- webhooks: SMS
 
     async def on_sms(self, form: Form) -> str:
-        sender = _e164(form.get("From", ""), self._region)
-        to = _e164(form.get("To", ""), self._region)
+        sender = caller_number(form.get("From", ""), self._region)
+        to = caller_number(form.get("To", ""), self._region)
         if self.events is None:
             log.warning("twilio SMS from %s: the provider is not open; ignored", mask_number(sender))
             return render_message("")
@@ -653,20 +650,6 @@ def _region_of(number: str) -> str:
     except NumberParseException:
         return "US"
     return phonenumbers.region_code_for_country_code(parsed.country_code) or "US"
-
-
-def _e164(raw: str, region: str) -> str:
-    """A number from a webhook in E.164, or "" when withheld or unreadable (a SIP URI, a client name)."""
-    text = raw.strip()
-    if text.lower() in _WITHHELD:
-        return ""
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except NumberParseException:
-        return ""
-    if not (phonenumbers.is_valid_number(parsed) or phonenumbers.is_possible_number(parsed)):
-        return ""
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _trim(memory: dict[str, Any]) -> None:

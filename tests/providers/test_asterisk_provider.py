@@ -23,7 +23,7 @@ from ivr_flows.alert_call import AlertCallFlow
 from ivr_flows.hotline import HotlineCallerFlow
 from ivr_flows.model import EngineerConnected, Flow, FlowOutcome, NobodyAccepted
 from ivr_flows.screening import ScreeningFlow
-from providers.asterisk import AsteriskProvider, AsteriskTiming, channel_id_for, normalize_number
+from providers.asterisk import AsteriskProvider, AsteriskTiming, channel_id_for
 from providers.base import (
     CallerFinished,
     CallerWaiting,
@@ -36,6 +36,7 @@ from providers.base import (
     Reply,
     SmsStatusChanged,
 )
+from providers.numbers import caller_number as normalize_number
 from tests.peers.ami_server import FakePbx
 
 SECRET = "s3cret-ami-password"
