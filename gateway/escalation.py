@@ -458,9 +458,10 @@ class EscalationEngine:
             await self._finish(page, CallOutcome.FAILED, "no SMS provider configured")
             return
         body = self.templates.render("alert_sms", alert=alert)
-        self.spawn(self._send_sms(page, body))
+        self.spawn(self.send_sms_page(page, body))
 
-    async def _send_sms(self, page: Page, body: str) -> None:
+    async def send_sms_page(self, page: Page, body: str) -> None:
+        """Send one SMS page; it is marked sent, or finished as failed (which may move escalation on)."""
         assert self.sms is not None
         try:
             await self.sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))

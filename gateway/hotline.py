@@ -23,9 +23,7 @@ from providers.base import (
     CallerFinished,
     CallerWaiting,
     InboundCall,
-    ProviderError,
     SmsProvider,
-    SmsRequest,
     VoiceProvider,
 )
 
@@ -179,15 +177,5 @@ class HotlineService:
                                  message=f"texting team {team.id} about the missed call")],
             now=now,
         )
-        sms = self.sms
-
-        async def send(page: Page) -> None:
-            try:
-                await sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))
-            except ProviderError as exc:
-                log.warning("hotline SMS to %s failed: %s", mask(page.number), exc)
-                return
-            await self.store.mark_page_sent(page.id, now=now)
-
         for page in pages:  # in the background: this may run inside a provider's webhook
-            self.engine.spawn(send(page))
+            self.engine.spawn(self.engine.send_sms_page(page, body))
