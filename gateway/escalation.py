@@ -424,15 +424,40 @@ class EscalationEngine:
 
     # ----------------------------------------------------------------- pages
 
-    async def send_direct(self, alert: Alert, targets: list[tuple[str | None, str]], channel: str) -> list[Page]:
-        """Page numbers outside any policy (POST /api/v1/calls and /sms)."""
+    async def send_direct(
+        self,
+        *,
+        message: str,
+        channel: str,
+        priority: str,
+        team: str | None,
+        targets: list[tuple[str | None, str]],
+        requested_by: str,
+    ) -> tuple[Alert, list[Page]]:
+        """Page numbers outside any policy (POST /api/v1/calls and /sms): an alert with no escalation,
+        so pressing 1 or replying acknowledges it like any other."""
         now = self.clock.now()
+        alert, _, _ = await self.store.create_alert(
+            NewAlert(
+                dedup_key=f"direct-{channel}:{uuid.uuid4().hex}",
+                priority=priority,
+                source=f"api-{channel}",
+                summary=message,
+                details={"requested_by": requested_by},
+                team=team or "",
+                policy="",
+                route="direct",
+            ),
+            now=now,
+            escalate_at=None,
+            note=f"direct {channel} requested by API token {requested_by}",
+        )
         pages = [NewPage(engineer=eng, number=number, channel=channel) for eng, number in targets]
         notes = [self._note(alert, now, "page", f"direct {channel} to {', '.join(mask(n) for _, n in targets)}")]
         created = await self.store.add_pages(alert.id, pages, notes=notes, now=now)
         for page in created:
             await self._send(page, alert)
-        return created
+        return alert, created
 
     async def _send(self, page: Page, alert: Alert, ring_timeout_s: int = 60) -> None:
         engineer = self.config.engineers.get(page.engineer or "")

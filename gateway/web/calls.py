@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +9,6 @@ from aiohttp import web
 from gateway.clock import to_datetime
 from gateway.oncall import who_is_on_call
 from gateway.phone import InvalidNumber, normalize
-from gateway.store import NewAlert
 from gateway.web.auth import require_token
 from gateway.web.errors import ApiError, invalid, read_json
 from gateway.web.keys import CLOCK, CONFIG, ENGINE
@@ -38,27 +36,11 @@ async def _direct(request: web.Request, channel: str) -> web.Response:
     to, team = body.get("to"), body.get("team")
     if (to is None) == (team is None):
         raise invalid("to", "give exactly one of 'to' (a phone number) or 'team'")
-    engine = request.app[ENGINE]
-    targets = _targets(request, to, team)
-    now = request.app[CLOCK].now()
-    alert, _, _ = await engine.store.create_alert(
-        NewAlert(
-            dedup_key=f"direct-{channel}:{uuid.uuid4().hex}",
-            priority=priority,
-            source=f"api-{channel}",
-            summary=message.strip(),
-            details={"requested_by": token},
-            team=team or "",
-            policy="",
-            route="direct",
-        ),
-        now=now,
-        escalate_at=None,
-        note=f"direct {channel} requested by API token {token}",
+    alert, pages = await request.app[ENGINE].send_direct(
+        message=message.strip(), channel=channel, priority=priority, team=team,
+        targets=_targets(request, to, team), requested_by=token,
     )
-    pages = await engine.send_direct(alert, targets, channel)
     return web.json_response({"alert": alert_json(alert), "pages": [page_json(p) for p in pages]}, status=202)
-
 
 def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None, str]]:
     config = request.app[CONFIG]
