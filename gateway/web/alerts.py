@@ -8,10 +8,9 @@ from aiohttp import web
 
 from gateway.escalation import IngestResult
 from gateway.intake import parse_generic
-from gateway.signals import AlertSignal
 from gateway.web.auth import require_token
 from gateway.web.errors import ApiError, invalid, read_json, read_optional_json
-from gateway.web.intake import ingest_all
+from gateway.web.intake import ingest_all, parse_or_422
 from gateway.web.keys import CONFIG, ENGINE, STORE
 from gateway.web.serialize import alert_json, escalation_json, page_json, timeline_json
 
@@ -34,21 +33,12 @@ def result_json(result: IngestResult) -> dict[str, Any]:
 @routes.post("/api/v1/alerts")
 async def post_alert(request: web.Request) -> web.Response:
     require_token(request, request.app[CONFIG])
-    signals = parse_signals(await read_json(request))
+    signals = parse_or_422(parse_generic, await read_json(request))
     results = await ingest_all(request, signals)
     result = results[0]
     if result.signal.action != "trigger" and result.alert is None:
         raise ApiError(404, "not_found", f"no open alert with dedup_key {result.signal.dedup_key!r}")
     return web.json_response(result_json(result), status=202 if result.created else 200)
-
-
-def parse_signals(body: Any) -> list[AlertSignal]:
-    from gateway.signals import IntakeError
-
-    try:
-        return parse_generic(body)
-    except IntakeError as exc:
-        raise invalid(exc.field, exc.message) from None
 
 
 @routes.get("/api/v1/alerts")

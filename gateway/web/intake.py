@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from gateway.escalation import IngestResult, UnknownTeam
-from gateway.signals import AlertSignal
+from gateway.signals import AlertSignal, IntakeError
 from gateway.web.errors import ApiError, invalid
 from gateway.web.keys import ENGINE
+
+Parser = Callable[[object], list[AlertSignal]]
+
+
+def parse_or_422(parse: Parser, body: object) -> list[AlertSignal]:
+    """The body's signals, or a 422 naming the field at fault."""
+    try:
+        return parse(body)
+    except IntakeError as exc:
+        raise invalid(exc.field, exc.message) from None
 
 
 async def ingest_all(request: web.Request, signals: list[AlertSignal]) -> list[IngestResult]:

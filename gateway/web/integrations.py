@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
-from gateway.signals import AlertSignal, IntakeError
+from gateway.signals import IntakeError
 from gateway.web.alerts import result_json
 from gateway.web.auth import bearer, require_token, token_name
-from gateway.web.errors import ApiError, invalid, read_json
-from gateway.web.intake import ingest_all
+from gateway.web.errors import ApiError, read_json
+from gateway.web.intake import Parser, ingest_all, parse_or_422
 from gateway.web.keys import CONFIG
 
 routes = web.RouteTableDef()
 
 
-async def _webhook(request: web.Request, parse: Any, *, allow_query_token: bool = False) -> web.Response:
+async def _webhook(request: web.Request, parse: Parser, *, allow_query_token: bool = False) -> web.Response:
     require_token(request, request.app[CONFIG], allow_query=allow_query_token)
-    body = await read_json(request)
-    try:
-        signals: list[AlertSignal] = parse(body)
-    except IntakeError as exc:
-        raise invalid(exc.field, exc.message) from None
-    results = await ingest_all(request, signals)
+    results = await ingest_all(request, parse_or_422(parse, await read_json(request)))
     created = any(r.created for r in results)
     return web.json_response({"alerts": [result_json(r) for r in results]}, status=202 if created else 200)
 
