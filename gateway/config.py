@@ -63,6 +63,12 @@ class PolicyStep:
     engineer: str | None = None  # set when target == "engineer"
     via: str = "call"  # "call" | "sms" | "both"
     timeout_s: int = 300
+    ring_timeout_s: int | None = None  # how long a call rings before it counts as unanswered
+
+    @property
+    def ring_s(self) -> int:
+        """The ring time of this step's calls: ``ring_timeout``, else the step timeout within 10-120 s."""
+        return self.ring_timeout_s if self.ring_timeout_s is not None else max(10, min(self.timeout_s, 120))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -366,6 +372,14 @@ def _as_whole_seconds(raw: object) -> int:
     if value % timedelta(seconds=1):
         raise ValueError(f"must be a whole number of seconds, got {raw!r}")
     return int(value.total_seconds())
+
+
+def _as_ring_seconds(raw: object) -> int:
+    """A ring time: 5 s to 10 min (the range Twilio accepts for a call's Timeout)."""
+    seconds = _as_whole_seconds(raw)
+    if not 5 <= seconds <= 600:
+        raise ValueError(f"must be between 5s and 10m (what Twilio and Asterisk accept), got {raw!r}")
+    return seconds
 
 
 def _as_zone(raw: object) -> str:
@@ -900,17 +914,25 @@ class _Reader:
             section = self.mapping(item, path, ("repeat", "steps"))
             steps: list[PolicyStep] = []
             for step_path, step in self.items(section.get("steps"), f"{path}.steps", required=True):
-                step_section = self.mapping(step, step_path, ("notify", "via", "timeout"))
+                step_section = self.mapping(step, step_path, ("notify", "via", "timeout", "ring_timeout"))
                 if not isinstance(step, dict):
                     continue
                 notify = self.value(step_section, "notify", step_path, _as_text)
                 target, engineer = self.notify_target(notify, f"{step_path}.notify", engineers)
+                via = self.value(step_section, "via", step_path, _as_choice("call", "sms", "both"), "call")
+                timeout_s = self.value(step_section, "timeout", step_path, _as_whole_seconds, 300)
+                ring_s = self.value(step_section, "ring_timeout", step_path, _as_ring_seconds, None)
+                if ring_s is not None and timeout_s is not None and ring_s > timeout_s:
+                    self.problem(f"{step_path}.ring_timeout",
+                                 f"{ring_s} s is longer than the step's timeout ({timeout_s} s): the next step "
+                                 "would page while this call still rings")
                 steps.append(
                     PolicyStep(
                         target=target,
                         engineer=engineer,
-                        via=self.value(step_section, "via", step_path, _as_choice("call", "sms", "both"), "call"),
-                        timeout_s=self.value(step_section, "timeout", step_path, _as_whole_seconds, 300),
+                        via=via,
+                        timeout_s=timeout_s,
+                        ring_timeout_s=ring_s,
                     )
                 )
             policies[policy_id] = Policy(

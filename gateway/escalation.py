@@ -222,7 +222,7 @@ class EscalationEngine:
             log.info("alert %d triggered from %s (team %s, %s priority): %s",
                      alert.id, signal.source, alert.team, alert.priority, alert.summary)
             for page in pages:
-                await self._send(page, alert, ring_timeout_s=policy.steps[0].timeout_s)
+                await self._send(page, alert, ring_timeout_s=policy.steps[0].ring_s)
             self.due_at(first.next_due)  # the scheduler learns when step 2 is due
         else:
             log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
@@ -364,7 +364,7 @@ class EscalationEngine:
         log.info("alert %d: step %d of %d paging %d number(s)", alert.id, step_index + 1, len(policy.steps),
                  len(created))
         for page in created:
-            await self._send(page, alert, ring_timeout_s=policy.steps[step_index].timeout_s)
+            await self._send(page, alert, ring_timeout_s=policy.steps[step_index].ring_s)
 
     def _plan(
         self,
@@ -474,7 +474,7 @@ class EscalationEngine:
                     to=page.number,
                     caller_id=None,
                     flow=flow,
-                    ring_timeout_s=max(10, min(ring_timeout_s, 120)),
+                    ring_timeout_s=ring_timeout_s,
                     priority=alert.priority,
                 )
             )
