@@ -67,7 +67,7 @@ def payload(name: str) -> Any:
     return json.loads((FIXTURES / "payloads" / name).read_text())
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns something truthy (real time; the store runs in a thread)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
