@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.config import Config, ConfigError, Engineer, load_config
@@ -83,6 +86,10 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    problem = store_problem(config.store_path)
+    if problem is not None:
+        print(f"gateway serve: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from gateway.app import run_server  # the heavy part: only when serving
 
@@ -92,6 +99,33 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else config.port,
     )
     return 0
+
+
+def store_problem(path: Path) -> str | None:
+    """Why the SQLite store at ``path`` cannot be opened for writing, or None.
+
+    Checked before serving so that a folder the gateway's user cannot write (a Docker volume owned by
+    another uid, say) is one line naming the path, not a traceback from deep inside the start.
+    """
+    try:
+        db = sqlite3.connect(path, timeout=5)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # WAL needs the folder writable too (its -wal and -shm files)
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as exc:
+        folder = path.parent
+        hint = ""
+        if not folder.exists():
+            hint = f" (the folder {folder} does not exist)"
+        elif not folder.is_dir():
+            hint = f" ({folder} is not a folder)"
+        elif not os.access(folder, os.W_OK):
+            hint = f" (the folder {folder} is not writable by uid {os.getuid()})"
+        return f"cannot open the store {path}: {exc}{hint}"
+    return None
 
 
 def _count(number: int, noun: str, plural: str | None = None) -> str:

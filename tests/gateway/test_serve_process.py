@@ -68,3 +68,22 @@ async def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> Non
     _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     assert proc.returncode == 2
     assert f"{config}: engineers.bob.phones[0]:" in err.decode()
+
+
+async def test_serve_with_a_store_it_cannot_open_says_so_in_one_line(tmp_path: Path) -> None:
+    # A store path whose folder is a plain file: SQLite cannot create the database there (as with a Docker
+    # volume the container's user cannot write; the tests run as root, who may write anywhere).
+    (tmp_path / "not-a-folder").write_text("")
+    text = BASE_CONFIG.replace("path: gateway.db", "path: not-a-folder/gateway.db")
+    config = write_config(tmp_path, text)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", str(config), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    folder = tmp_path / "not-a-folder"
+    assert lines == [f"gateway serve: cannot open the store {folder / 'gateway.db'}: "
+                     f"unable to open database file ({folder} is not a folder)"], lines
+    assert "Traceback" not in out.decode()
