@@ -4,8 +4,12 @@ The rest of the gateway talks to Asterisk's manager interface only through
 :class:`AmiClient`. panoramisk 1.4 parses the wire format; everything around it
 is ours, because of what panoramisk 1.4 does on its own:
 
-- A failed login raises nothing: we check ``authenticated`` after the Login
-  reply, report ``auth_failed`` and keep retrying (an operator may fix it).
+- A failed login raises nothing: we read the Login reply, report
+  ``auth_failed`` and keep retrying (an operator may fix it).
+- It resets ``authenticated_future`` to None as soon as the Login reply has
+  been handled, which can happen before the code that awaited the connection
+  runs again (a fast PBX answers while the loop is busy). The Login's future
+  is kept the moment panoramisk sends it (:attr:`_Connection.login_reply`).
 - Its reconnect loop cannot be stopped and re-sends queued actions after a
   reconnect (a timed-out Originate would dial twice). We use one panoramisk
   ``Manager`` per TCP connection with its reconnect and ping switched off, and
@@ -132,6 +136,7 @@ class _Connection(Manager):  # type: ignore[misc]
         self.made: asyncio.Future[None] = loop.create_future()
         self.lost: asyncio.Future[str] = loop.create_future()
         self.connect_task: asyncio.Task[Any] | None = None
+        self.login_reply: asyncio.Future[Message] | None = None  # the Login's reply, held from the send on
 
     def connection_made(self, f: asyncio.Future[Any]) -> None:
         if f.cancelled():
@@ -142,6 +147,10 @@ class _Connection(Manager):  # type: ignore[misc]
                 self.made.set_exception(error)
             return
         super().connection_made(f)
+        # panoramisk has just sent the Login and will set authenticated_future back to None once
+        # the reply is handled, possibly before whoever awaits ``made`` runs again: keep it now,
+        # in the same callback, before any reply can be read.
+        self.login_reply = self.authenticated_future
         if not self.made.done():
             self.made.set_result(None)
 
@@ -472,31 +481,46 @@ class AmiClient:
 
     async def _open(self) -> _Connection:
         """Connect and log in; the connection is closed again on any failure."""
-        loop = asyncio.get_running_loop()
+        connection = self._new_connection()
+        try:
+            await self._connect(connection)
+            await self._logged_in(connection)
+        except BaseException:
+            connection.abort("login did not complete")
+            raise
+        return connection
+
+    def _new_connection(self) -> _Connection:
         connection = _Connection(
             host=self._host,
             port=self._port,
             username=self._username,
             secret=self._secret,
             events="on",
-            loop=loop,
+            loop=asyncio.get_running_loop(),
             ping_delay=3600,
             reconnect_timeout=3600,
         )
         connection.register_event("*", self._raw_event)
-        try:
-            connection.connect_task = connection.connect()
-            await asyncio.wait_for(connection.made, self._action_timeout_s)
-            login = connection.authenticated_future
-            if login is None:
-                raise AmiNotConnected("no login was sent")
-            await self._wait_reply(connection, login, "Login", self._action_timeout_s)
-            if not connection.authenticated:
-                raise _AuthFailed()
-        except BaseException:
-            connection.abort("login did not complete")
-            raise
         return connection
+
+    async def _connect(self, connection: _Connection) -> None:
+        """Open the TCP connection; panoramisk sends the Login as soon as it is up."""
+        connection.connect_task = connection.connect()
+        await asyncio.wait_for(connection.made, self._action_timeout_s)
+
+    async def _logged_in(self, connection: _Connection) -> None:
+        """Wait for the reply to the Login sent on connect; raises unless it is a success.
+
+        The reply may well have been handled already (then its future is done).
+        """
+        login = connection.login_reply
+        if login is None:
+            raise AmiNotConnected("no login was sent")
+        reply = await self._wait_reply(connection, login, "Login", self._action_timeout_s)
+        first = reply[0] if isinstance(reply, list) and reply else reply
+        if not (isinstance(first, Message) and first.success):
+            raise _AuthFailed()
 
     async def _supervise(self, connection: _Connection) -> str:
         """Watch a live connection; returns why it ended. Drops it when a ping goes unanswered."""

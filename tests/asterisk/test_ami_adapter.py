@@ -151,6 +151,45 @@ async def test_login_success_connects(client: AmiClient, server: FakeAsterisk, s
     assert login["Events"] == "on"
 
 
+async def test_a_login_reply_handled_before_the_client_looks_still_counts() -> None:
+    """The race seen against a real PBX (4 of 7 starts), made deterministic.
+
+    A fast PBX answers the Login while the loop is busy; panoramisk handles the
+    reply and sets ``authenticated_future`` back to None before the code that
+    awaited the connection runs again. Here the client looks only after the
+    reply has been handled, every time.
+    """
+    async with FakeAsterisk(eager_login=True) as server:
+        ami = make_client(server.port)
+        connection = ami._new_connection()
+        try:
+            await ami._connect(connection)
+            await eventually(lambda: connection.authenticated)  # the reply was handled...
+            assert connection.authenticated_future is None  # ...and panoramisk forgot its future
+            await ami._logged_in(connection)  # a success all the same, not "no login was sent"
+        finally:
+            connection.abort("test over")
+        assert [a["Action"] for a in server.received_actions] == ["Login"]
+
+
+async def test_the_first_login_to_a_fast_pbx_succeeds(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FakeAsterisk(eager_login=True) as server:
+        for attempt in range(3):
+            states = States()
+            ami = make_client(server.port, on_state_change=states)
+            await ami.start()
+            try:
+                await ami.wait_connected(2)
+                assert states.seen == ["connecting", "connected"]
+                assert ami.last_error is None
+            finally:
+                await ami.stop()
+            logins = [a for a in server.received_actions if a.get("Action") == "Login"]
+            assert len(logins) == attempt + 1  # one Login per client: no retry
+    assert "no login was sent" not in caplog.text
+
+
 async def test_wrong_secret_reports_auth_failed_and_recovers_when_fixed(
     server: FakeAsterisk, caplog: pytest.LogCaptureFixture
 ) -> None:

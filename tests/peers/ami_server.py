@@ -41,7 +41,10 @@ and bridges and hang-ups show on both AMI and AGI.
 Test hooks: :attr:`FakeAsterisk.received_actions`, :meth:`FakeAsterisk.drop_connections`,
 :meth:`FakeAsterisk.send_raw`, :attr:`FakeAsterisk.unresponsive` (answers
 nothing, sends nothing: a half-open connection), a mutable
-:attr:`FakeAsterisk.secret`.
+:attr:`FakeAsterisk.secret`, and ``eager_login``: the fastest PBX possible, which
+holds the banner back until the Login arrives and then sends banner, Login
+reply and the login's events in one write, with no await in between (real
+Asterisk sends the banner at once; a client must not depend on either).
 """
 
 from __future__ import annotations
@@ -674,6 +677,7 @@ class _Session:
     events: bool = True
     username: str = ""
     login_tv: str = ""
+    banner_sent: bool = False
 
     def send(self, data: bytes) -> None:
         if not self.writer.is_closing():
@@ -693,6 +697,7 @@ class FakeAsterisk:
         time_scale: float = 1.0,
         auth_failure_delay_s: float = 0.05,
         first_local_id: int = 0x11,
+        eager_login: bool = False,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -700,6 +705,7 @@ class FakeAsterisk:
         self.port = port
         self.time_scale = time_scale
         self.auth_failure_delay_s = auth_failure_delay_s
+        self.eager_login = eager_login
         self.unresponsive = False
         self.received_actions: list[dict[str, str]] = []
         self._local_ids = itertools.count(first_local_id)
@@ -791,8 +797,8 @@ class FakeAsterisk:
         )
         self._sessions.add(session)
         try:
-            if not self.unresponsive:
-                session.send(f"{BANNER}\r\n".encode())
+            if not self.unresponsive and not self.eager_login:
+                session.send(self._banner(session))
             while True:
                 action = await self._read_action(reader)
                 if action is None:
@@ -831,11 +837,16 @@ class FakeAsterisk:
             if sep:
                 headers.append((key.strip(), value.lstrip()))
 
+    @staticmethod
+    def _banner(session: _Session) -> bytes:
+        """The banner, the first time it is asked for on this connection; then nothing."""
+        if session.banner_sent:
+            return b""
+        session.banner_sent = True
+        return f"{BANNER}\r\n".encode()
+
     def _reply(self, session: _Session, action: Sequence[tuple[str, str]], *lines: tuple[str, str]) -> None:
-        """A response: ``Response`` first, then ``ActionID`` when the action had one, as captured."""
-        action_id = header(action, "ActionID")
-        out = [lines[0], *([("ActionID", action_id)] if action_id is not None else []), *lines[1:]]
-        session.send(encode_message(out))
+        session.send(_response(action, *lines))
 
     def _error(self, session: _Session, action: Sequence[tuple[str, str]], message: str) -> None:
         self._reply(session, action, ("Response", "Error"), ("Message", message))
@@ -884,22 +895,25 @@ class FakeAsterisk:
         }
 
     async def _login(self, session: _Session, action: list[tuple[str, str]]) -> bool:
+        """The reply and the login's events go out in one write (after the banner, if held back)."""
         capture = load_capture("ami-login-success")
         if header(action, "Username") != self.username or header(action, "Secret") != self.secret:
             await asyncio.sleep(self.auth_failure_delay_s)
-            self._error(session, action, "Authentication failed")
+            failed = _response(action, ("Response", "Error"), ("Message", "Authentication failed"))
+            session.send(self._banner(session) + failed)
             return False
         session.authenticated = True
         session.username = self.username
         session.login_tv = _tv(time.time())
         session.events = (header(action, "Events") or "on").lower() != "off"
         response, fully_booted, successful_auth = capture.received[:3]
-        self._reply(session, action, response.headers[0], *response.headers[2:])
+        out = [self._banner(session), _response(action, response.headers[0], *response.headers[2:])]
         if session.events:
             uptime = str(int(time.time() - self._started))
-            session.send(encode_message(_with(fully_booted.headers, Uptime=uptime, LastReload=uptime)))
+            out.append(encode_message(_with(fully_booted.headers, Uptime=uptime, LastReload=uptime)))
             values = self._security_headers(session)
-            session.send(encode_message(_with(successful_auth.headers, **values)))
+            out.append(encode_message(_with(successful_auth.headers, **values)))
+        session.send(b"".join(out))
         return True
 
     async def _ping(self, session: _Session, action: list[tuple[str, str]]) -> None:
@@ -1237,6 +1251,12 @@ class FakeAsterisk:
 
 
 # ------------------------------------------------------------------ helpers
+
+def _response(action: Sequence[tuple[str, str]], *lines: tuple[str, str]) -> bytes:
+    """A response: ``Response`` first, then ``ActionID`` when the action had one, as captured."""
+    action_id = header(action, "ActionID")
+    return encode_message([lines[0], *([("ActionID", action_id)] if action_id is not None else []), *lines[1:]])
+
 
 def _as_dict(action: Iterable[tuple[str, str]]) -> dict[str, str]:
     """An action as a dict; a repeated header (``Variable``) is joined with commas, as Asterisk reads it."""
