@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.phone import mask
+from gateway.send_gate import SendGate
 from providers.base import CallRequest, ProviderError, VoiceProvider
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Dispatcher:
         self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
         self._placing: set[asyncio.Task[None]] = set()
+        self._gate = SendGate()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -142,13 +144,19 @@ class Dispatcher:
         self._placing.add(task)
         task.add_done_callback(self._placing.discard)
 
-    async def cancel_queued(self, call_id: str) -> bool:
+    async def withdraw(self, call_id: str) -> bool:
+        """Stop a call that is no longer wanted: True when it was still queued and never reaches the provider.
+
+        False when it may have reached the provider: a placement in progress is waited for first, so when
+        this returns no new dial of the call can reach the provider any more; cancel it there.
+        """
         async with self._changed:
             for queue in self._queues.values():
                 for item in queue:
                     if item[1].call_id == call_id:
                         queue.remove(item)
                         return True
+        await self._gate.withdraw(call_id)
         return False
 
     async def raise_priority(self, call_ids: set[str]) -> int:
@@ -217,13 +225,18 @@ class Dispatcher:
             task.add_done_callback(self._placing.discard)
 
     async def _place(self, request: CallRequest) -> None:
+        self._gate.begin(request.call_id)
         try:
-            if not await self._is_wanted(request.call_id):
-                log.info("call %s to %s dropped before dialling: no longer needed", request.call_id, mask(request.to))
-                self._attempts.pop(request.call_id, None)
-                await self.finished(request.call_id)
-                return
-            await self.provider.place_call(request)
+            try:
+                if not await self._is_wanted(request.call_id) or self._gate.withdrawn(request.call_id):
+                    log.info("call %s to %s dropped before dialling: no longer needed",
+                             request.call_id, mask(request.to))
+                    self._attempts.pop(request.call_id, None)
+                    await self.finished(request.call_id)
+                    return
+                await self.provider.place_call(request)
+            finally:
+                self._gate.end(request.call_id)
         except ProviderError as exc:
             await self.finished(request.call_id)
             attempt = self._attempts.get(request.call_id, 0)

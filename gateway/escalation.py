@@ -23,6 +23,7 @@ from gateway.dispatch import Dispatcher
 from gateway.oncall import who_is_on_call
 from gateway.phone import mask, spoken
 from gateway.routing import matches, select_route
+from gateway.send_gate import SendGate
 from gateway.signals import AlertSignal
 from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, Store, TimelineEntry
 from gateway.templates import Templates
@@ -116,6 +117,7 @@ class EscalationEngine:
         self._planned_wake = math.inf  # when the scheduler will look next on its own (inf: not before woken)
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._sms_gate = SendGate()
         self._engineer_by_number = {n: e for e in config.engineers.values() for n in e.phones}
         self.hotline: HotlineHooks | None = None
 
@@ -281,10 +283,12 @@ class EscalationEngine:
 
     async def _cancel_pages(self, alert_id: int) -> None:
         for page in await self.store.pages_for(alert_id):
+            if page.status == "due" and page.channel == "sms":
+                await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches Twilio first
             if page.status == "done" or page.channel != "call":
                 continue
             call_id = call_id_for(page)
-            if not await self.dispatcher.cancel_queued(call_id):
+            if not await self.dispatcher.withdraw(call_id):
                 # In the background: this often runs inside a provider's webhook (an engineer pressed 1),
                 # which must answer at once, while hanging up may mean slow REST calls with retries.
                 self.cancel_in_background(call_id)
@@ -485,17 +489,31 @@ class EscalationEngine:
         body = self.templates.render("alert_sms", alert=alert)
         self.spawn(self.send_sms_page(page, body))
 
-    async def send_sms_page(self, page: Page, body: str) -> None:
-        """Send one SMS page; it is marked sent, or finished as failed (which may move escalation on)."""
+    async def send_sms_page(self, page: Page, body: str, *, only_while_open: bool = True) -> None:
+        """Send one SMS page; it is marked sent, or finished as failed (which may move escalation on).
+
+        ``only_while_open``: an alert page is not sent once its alert is closed (the send gate makes that
+        hold even when the close races the send); a notice about a closed alert (the hotline's missed-call
+        text) is sent anyway.
+        """
         assert self.sms is not None
+        sms_id = call_id_for(page)
+        self._sms_gate.begin(sms_id)
         try:
-            await self.sms.send_sms(SmsRequest(sms_id=call_id_for(page), to=page.number, body=body))
+            if only_while_open and (not await self.store.call_wanted(page.id) or self._sms_gate.withdrawn(sms_id)):
+                log.info("SMS %s to %s dropped before sending: alert %d is closed", sms_id, mask(page.number),
+                         page.alert_id)
+                await self._finish(page, CallOutcome.CANCELED, "alert closed; SMS not sent", log_it=False)
+                return
+            await self.sms.send_sms(SmsRequest(sms_id=sms_id, to=page.number, body=body))
         except ProviderError as exc:
-            log.warning("SMS %s to %s failed: %s", call_id_for(page), mask(page.number), exc)
+            log.warning("SMS %s to %s failed: %s", sms_id, mask(page.number), exc)
             await self._finish(page, CallOutcome.FAILED, f"SMS not sent: {exc}")
             return
+        finally:
+            self._sms_gate.end(sms_id)
         await self.store.mark_page_sent(page.id, now=self.clock.now())
-        log.info("SMS %s to %s sent for alert %d", call_id_for(page), mask(page.number), page.alert_id)
+        log.info("SMS %s to %s sent for alert %d", sms_id, mask(page.number), page.alert_id)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run side work in the background (kept until done, cancelled on stop)."""

@@ -178,4 +178,4 @@ class HotlineService:
             now=now,
         )
         for page in pages:  # in the background: this may run inside a provider's webhook
-            self.engine.spawn(self.engine.send_sms_page(page, body))
+            self.engine.spawn(self.engine.send_sms_page(page, body, only_while_open=False))

@@ -106,7 +106,7 @@ async def test_unwanted_calls_are_dropped_and_failures_reported() -> None:
         assert provider.placed == ["good"]
         assert failed == [("bad", "invalid number")]
         assert dispatcher.in_flight == 1  # only the live call holds a slot
-        assert await dispatcher.cancel_queued("nope") is False
+        assert await dispatcher.withdraw("nope") is False
     finally:
         await dispatcher.stop()
         await asyncio.sleep(0)
@@ -268,5 +268,75 @@ async def test_a_call_whose_outcome_never_comes_frees_its_line_and_fails() -> No
         dispatcher.keep("kept")
         await asyncio.sleep(0.2)
         assert len(failed) == 1 and dispatcher.in_flight == 1
+    finally:
+        await dispatcher.stop()
+
+
+class GatedProvider(RecordingProvider):
+    """A provider whose dial request is in flight until released (a slow REST call)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=5)
+        self.in_flight = asyncio.Event()
+        self.release = asyncio.Event()
+        self.events: list[str] = []
+
+    async def place_call(self, request: CallRequest) -> None:
+        self.in_flight.set()
+        await self.release.wait()
+        self.placed.append(request.call_id)
+        self.events.append(f"placed {request.call_id}")
+
+
+async def test_a_call_still_being_checked_when_its_alert_closes_never_reaches_the_provider() -> None:
+    provider = RecordingProvider(capacity=5)
+    checking, answer = asyncio.Event(), asyncio.Event()
+
+    async def is_wanted(call_id: str) -> bool:
+        checking.set()
+        await answer.wait()
+        return True  # the store read happened before the acknowledgement committed
+
+    async def ignore(*_: object) -> None:
+        pass
+
+    dispatcher = Dispatcher(provider, now=FakeClock().now, is_wanted=is_wanted, on_placed=ignore, on_failed=ignore)
+    await dispatcher.start()
+    try:
+        await dispatcher.submit(_request("page-1", "high"))
+        await asyncio.wait_for(checking.wait(), 30)
+        # The acknowledgement withdraws the call while its "still wanted?" read is in flight; it returns only
+        # once that dial attempt is over, and the attempt then drops the call.
+        withdraw = asyncio.create_task(dispatcher.withdraw("page-1"))
+        await settle()
+        assert not withdraw.done()
+        answer.set()
+        assert await asyncio.wait_for(withdraw, 30) is False
+        await settle()
+        assert provider.placed == []
+        assert dispatcher.in_flight == 0
+    finally:
+        await dispatcher.stop()
+
+
+async def test_withdrawing_a_call_whose_dial_is_in_flight_waits_until_the_provider_has_it() -> None:
+    provider = GatedProvider()
+    dispatcher, _ = await _dispatcher(provider)
+    try:
+        await dispatcher.submit(_request("page-1", "high"))
+        await asyncio.wait_for(provider.in_flight.wait(), 30)
+
+        async def acknowledge() -> None:
+            await dispatcher.withdraw("page-1")
+            provider.events.append("acknowledgement answered")
+
+        ack = asyncio.create_task(acknowledge())
+        await settle()
+        assert provider.events == []
+        provider.release.set()
+        await asyncio.wait_for(ack, 30)
+        # The call reached the provider before the acknowledgement answered (and is then cancelled there),
+        # never after it.
+        assert provider.events == ["placed page-1", "acknowledgement answered"]
     finally:
         await dispatcher.stop()
