@@ -14,6 +14,7 @@ so "durable before 2xx" holds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import queue
@@ -189,7 +190,7 @@ class SqliteStore:
         await self._thread.start()
         await self._read(_setup)
         for version, sql in _migrations():
-            applied = await self._read(lambda db, v=version, s=sql: _migrate(db, v, s))
+            applied = await self._read(functools.partial(_migrate, version=version, sql=sql))
             if applied:
                 log.info("store: applied migration %03d to %s", version, self.path)
 
@@ -235,7 +236,8 @@ class SqliteStore:
     async def list_alerts(
         self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[Alert]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if status is not None:
             where.append("status = ?")
             args.append(status)
@@ -486,20 +488,22 @@ def _migrate(db: Db, version: int, sql: str) -> bool:
 def _create_alert(
     db: Db, new: NewAlert, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None
 ) -> tuple[Alert, bool, list[Page]]:
-    inserted = db.execute(
+    # Look for the open alert first, in this same transaction (the store's one thread runs it whole, so
+    # nothing can slip in between): an INSERT that the unique index turns away still takes a number from
+    # AUTOINCREMENT, and every ignored duplicate would leave a gap in the alert ids people hear on the phone.
+    open_row = db.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'", (new.dedup_key,)
+    ).fetchone()
+    if open_row is not None:
+        return _alert(open_row), False, []
+    alert_id = db.execute(
         "INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels,"
         " team, policy, route, created_at, updated_at)"
-        " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (dedup_key) WHERE status != 'resolved' DO NOTHING RETURNING id",
+        " VALUES (?, 'triggered', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (new.dedup_key, new.priority, new.source, new.summary, json.dumps(new.details), json.dumps(new.labels),
          new.team, new.policy, new.route, now, now),
-    ).fetchone()
-    if inserted is None:
-        row = db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? AND status != 'resolved'", (new.dedup_key,)
-        ).fetchone()
-        return _alert(row), False, []
-    alert_id = inserted[0]
+    ).lastrowid
+    assert alert_id is not None
     notes = [TimelineEntry(alert_id=alert_id, at=now, kind="triggered", message=note)]
     pages: list[Page] = []
     if first_step is None:

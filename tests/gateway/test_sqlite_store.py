@@ -109,3 +109,24 @@ async def test_group_commit_keeps_each_write_atomic_and_answers_after_commit(tmp
     # Everything answered was durable: a fresh connection sees it.
     with sqlite3.connect(tmp_path / "g.db") as db:
         assert db.execute("SELECT COUNT(*) FROM alerts WHERE dedup_key LIKE 'k%'").fetchone()[0] == 50
+
+
+async def test_ignored_duplicates_burn_no_alert_id(tmp_path: Path) -> None:
+    # Ids are what the phones read out ("Alert 4"): 3 alerts, 3 duplicates of them, 1 new one is 1..4.
+    store = SqliteStore(tmp_path / "g.db")
+    await store.open()
+    try:
+        ids = []
+        for key in ("a", "b", "c", "a", "b", "c", "d"):
+            alert, _, _ = await store.create_alert(_new(key), now=1.0, escalate_at=None, note="t")
+            ids.append(alert.id)
+        assert ids == [1, 2, 3, 1, 2, 3, 4]
+        # The same holds when duplicates share one group-committed transaction.
+        import asyncio
+
+        results = await asyncio.gather(*(
+            store.create_alert(_new(k), now=2.0, escalate_at=None, note="t") for k in ("e", "a", "e", "f", "d")
+        ))
+        assert [a.id for a, _, _ in results] == [5, 1, 5, 6, 4]
+    finally:
+        await store.close()
