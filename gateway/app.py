@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 
 import uvloop
@@ -15,13 +14,14 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.escalation import EscalationEngine
 from gateway.hotline import HotlineService
-from gateway.phone import mask
+from gateway.phone import mask_numbers_in
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
 from gateway.sms_replies import SmsReplies
 from gateway.sqlite_store import SqliteStore
 from gateway.templates import Templates
 from gateway.web import alerts, calls, health, integrations, metrics, oncall, queues, sandbox
+from gateway.web.auth import auth_middleware, checked_by_provider
 from gateway.web.errors import error_middleware
 from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
 
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config, *, clock: Clock | None = None) -> web.Application:
     """Build the gateway for ``config``; resources open on startup and close on cleanup."""
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
+    # Errors outermost (every failure becomes JSON), then authentication, before any handler reads a body.
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware, auth_middleware])
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
     providers = build_providers(config, app[CLOCK])
@@ -38,7 +39,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
         app.router.add_routes(sandbox.routes)
-    app.router.add_routes(providers.routes)
+    app.router.add_routes([checked_by_provider(route) for route in providers.routes])
     for module in (health, alerts, integrations, calls, oncall, queues, metrics):
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_gateway)
@@ -69,14 +70,11 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-_NUMBER = re.compile(r"(?:%2B|\+)\d{7,15}")
-
-
 class MaskingAccessLogger(AbstractAccessLogger):
     """Access log lines with phone numbers in paths masked."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        path = _NUMBER.sub(lambda m: mask("+" + m.group(0).removeprefix("%2B").removeprefix("+")), request.path)
+        path = mask_numbers_in(request.path)
         self.logger.info('%s "%s %s" %d %.1fms', request.remote, request.method, path, response.status, time * 1000)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,33 @@ def _opt_int(obj: Mapping[str, Any], key: str, path: str) -> int | None:
 def _check_length(value: str, field: str, limit: int) -> None:
     if len(value) > limit:
         raise IntakeError(field, f"must be at most {limit} characters, got {len(value)}")
+
+
+# ------------------------------------------------------------------ text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(value: object, path: str = "$") -> None:
+    """Raise IntakeError naming the first string (value or object key) that is not valid Unicode text.
+
+    JSON may escape a lone UTF-16 surrogate (``"\\ud800"``); Python decodes it into a ``str`` that can
+    be neither stored nor sent on (UTF-8 cannot encode it). This walk checks a whole decoded body at the
+    intake edge, so every field (summary, dedup_key, labels, details, message, by...) is covered at once.
+    """
+    stack: list[tuple[object, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise IntakeError(where, "is not valid Unicode text (it holds a lone UTF-16 surrogate)")
+        elif isinstance(item, dict):
+            if any(_SURROGATE.search(key) for key in item if isinstance(key, str)):
+                raise IntakeError(where, "has a key that is not valid Unicode text (a lone UTF-16 surrogate)")
+            stack.extend(reversed([(child, _join(where, str(key))) for key, child in item.items()]))
+        elif isinstance(item, list):
+            stack.extend(reversed([(child, f"{where}[{index}]") for index, child in enumerate(item)]))
 
 
 # ------------------------------------------------------------------ generic API

@@ -62,6 +62,26 @@ def mask(e164: str) -> str:
     return f"{e164[:5]}***{e164[-4:]}"
 
 
+# A phone number inside a URL path or other text: an optional '+' (or its escape %2B), then digits that may be
+# grouped by spaces (or %20), dots, dashes and parentheses. Only runs of 7 or more digits are masked.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w%+])(%2B|\+)?\(?\d(?:[\d().\- ]|%20)*\d")
+
+
+def mask_numbers_in(text: str) -> str:
+    """``text`` (a request path, a log message) with every phone number in it masked.
+
+    ``/api/v1/sandbox/phones/+15550000101/reply`` -> ``/api/v1/sandbox/phones/+1555***0101/reply``;
+    national forms (``5550000101``) are masked too. Used by the access log and the error log alike.
+    """
+
+    def hide(found: re.Match[str]) -> str:
+        plus = "+" if found.group(1) else ""
+        digits = re.sub(r"\D", "", found.group(0)[len(found.group(1) or ""):].replace("%20", ""))
+        return mask(plus + digits) if len(digits) >= 7 else found.group(0)
+
+    return _NUMBER_IN_TEXT.sub(hide, text)
+
+
 def spoken(e164: str) -> str:
     """The number as a person reads it out (international format), or "an unknown number"."""
     if not e164:

@@ -64,7 +64,9 @@ def matches(matcher: Matcher, labels: dict[str, str]) -> bool:
 
 
 def _same_key(a: str | None, b: str) -> bool:
-    return a is not None and hmac.compare_digest(a.encode(), b.encode())
+    # surrogatepass: a key from JSON may hold a lone surrogate, which plain UTF-8 cannot encode
+    return a is not None and hmac.compare_digest(a.encode("utf-8", "surrogatepass"),
+                                                 b.encode("utf-8", "surrogatepass"))
 
 
 def select_route(config: Config, labels: dict[str, str], routing_key: str | None = None) -> Route:
@@ -72,9 +74,12 @@ def select_route(config: Config, labels: dict[str, str], routing_key: str | None
     whose matchers all match (a route with a routing_key and no matchers is taken only by
     its key), then the default route. Raises LookupError when none applies."""
     if routing_key:
-        for route in config.routes:
-            if _same_key(route.routing_key, routing_key):
-                return route
+        keyed = None
+        for route in config.routes:  # every key compared, no early exit: the time taken does not tell which
+            if _same_key(route.routing_key, routing_key) and keyed is None:
+                keyed = route
+        if keyed is not None:
+            return keyed
     for route in config.routes:
         if route.routing_key is not None and not route.matchers:
             continue  # a routing-key-only route: never a catch-all

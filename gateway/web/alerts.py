@@ -8,10 +8,12 @@ from aiohttp import web
 
 from gateway.escalation import IngestResult
 from gateway.intake import parse_generic
-from gateway.web.auth import require_token
-from gateway.web.errors import ApiError, invalid, read_json, read_optional_json
+from gateway.web.auth import caller
+from gateway.web.errors import ApiError, invalid
 from gateway.web.intake import ingest_all, parse_or_422
-from gateway.web.keys import CONFIG, ENGINE, STORE
+from gateway.web.json_body import read_json, read_optional_json
+from gateway.web.keys import ENGINE, STORE
+from gateway.web.params import int_query, path_id
 from gateway.web.serialize import alert_json, escalation_json, page_json, timeline_json
 
 routes = web.RouteTableDef()
@@ -32,7 +34,6 @@ def result_json(result: IngestResult) -> dict[str, Any]:
 
 @routes.post("/api/v1/alerts")
 async def post_alert(request: web.Request) -> web.Response:
-    require_token(request, request.app[CONFIG])
     signals = parse_or_422(parse_generic, await read_json(request))
     results = await ingest_all(request, signals)
     result = results[0]
@@ -43,36 +44,21 @@ async def post_alert(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/alerts")
 async def list_alerts(request: web.Request) -> web.Response:
-    require_token(request, request.app[CONFIG])
     status = request.query.get("status")
     if status is not None and status not in _STATUSES:
         raise invalid("status", f"must be one of {', '.join(_STATUSES)}")
-    limit = _int_query(request, "limit", 100, 1, 1000)
-    before = _int_query(request, "before_id", None, 1, None)
+    limit = int_query(request, "limit", 100, 1, 1000) or 100
+    before = int_query(request, "before_id", None, 1, None)
     alerts = await request.app[STORE].list_alerts(status=status, limit=limit, before_id=before)
     return web.json_response({"alerts": [alert_json(a) for a in alerts]})
 
 
-def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int | None) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        bounds = f"between {low} and {high}" if high else f"at least {low}"
-        raise invalid(name, f"must be a whole number {bounds}")
-    return int(raw)
-
-
 def _alert_id(request: web.Request) -> int:
-    raw = request.match_info["alert_id"]
-    if not raw.isdigit():
-        raise ApiError(404, "not_found", f"no alert {raw!r}")
-    return int(raw)
+    return path_id(request, "alert_id", "alert")
 
 
 @routes.get(r"/api/v1/alerts/{alert_id}")
 async def get_alert(request: web.Request) -> web.Response:
-    require_token(request, request.app[CONFIG])
     store = request.app[STORE]
     alert_id = _alert_id(request)
     alert = await store.get_alert(alert_id)
@@ -86,13 +72,12 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def _change(request: web.Request, action: str) -> web.Response:
-    token = require_token(request, request.app[CONFIG])
+    alert_id = _alert_id(request)
     body = await read_optional_json(request)
-    by = body.get("by", f"api token {token}")
+    by = body.get("by", f"api token {caller(request)}")
     if not isinstance(by, str) or not by.strip() or len(by) > 200:
         raise invalid("by", "must be a non-empty string of at most 200 characters")
     engine = request.app[ENGINE]
-    alert_id = _alert_id(request)
     priority = body.get("priority")
     if priority is not None and (action != "escalate" or priority not in ("high",)):
         raise invalid("priority", "only 'high', and only when escalating: priority can be raised, not lowered")

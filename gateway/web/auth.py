@@ -1,22 +1,105 @@
-"""Bearer tokens on every endpoint but health."""
+"""Authentication, once for every route, before any handler runs or any body is parsed.
+
+Each route declares how it is authenticated with :func:`auth` (the default is an API token as
+``Authorization: Bearer``); :func:`auth_middleware` checks that before the handler is called, so no
+handler can forget it and no unauthenticated request reaches a body parser (the one exception is
+PagerDuty's ``/v2/enqueue``, whose routing key lives inside the JSON body: there the body is read under
+the size limit and parsed by the one bounded parser, and the key is checked before anything else).
+Secrets are compared in constant time, over every candidate, without an early exit.
+"""
 
 from __future__ import annotations
 
+import enum
+import functools
+import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.web.errors import ApiError
+from gateway.web.errors import ApiError, pagerduty_error
+from gateway.web.json_body import parsed_body
+from gateway.web.keys import CONFIG
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+class Auth(enum.Enum):
+    """How a route is authenticated."""
+
+    TOKEN = "bearer token"
+    TOKEN_OR_QUERY = "bearer token or ?token="  # Splunk's webhook action can set only a URL
+    TOKEN_OR_ROUTING_KEY = "bearer token or routing_key"  # PagerDuty Events API v2
+    PROVIDER = "provider signature"  # e.g. X-Twilio-Signature, checked by the provider's own routes
+    NONE = "none"  # health, readiness, the API description
+
+
+_DECLARED = "__gateway_auth__"
+
+#: the name of the API token that authenticated the request (absent for routing-key and public routes)
+TOKEN_NAME = web.RequestKey("gateway_token_name", str)
+
+
+def auth(kind: Auth) -> Callable[[H], H]:
+    """Declare how the decorated handler is authenticated (put it below ``@routes.get(...)``)."""
+
+    def declare(handler: H) -> H:
+        setattr(handler, _DECLARED, kind)
+        return handler
+
+    return declare
+
+
+def declared(handler: Callable[..., Any]) -> Auth:
+    """The handler's declared kind; a route that declares nothing needs an API token."""
+    kind = getattr(handler, _DECLARED, Auth.TOKEN)
+    return kind if isinstance(kind, Auth) else Auth.TOKEN
+
+
+def checked_by_provider(route: web.RouteDef) -> web.RouteDef:
+    """A provider's webhook route: its handler checks the provider's own signature."""
+    inner = route.handler
+
+    @functools.wraps(inner)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await inner(request)
+
+    return web.RouteDef(route.method, route.path, auth(Auth.PROVIDER)(handler), route.kwargs)
+
+
+def caller(request: web.Request) -> str:
+    """The name of the API token the request was authenticated with."""
+    return request[TOKEN_NAME]
+
+
+def _digest(secret: str) -> bytes:
+    # Any str (a header decoded with surrogateescape, JSON with a lone surrogate) encodes with surrogatepass;
+    # hashing first makes every comparison the same length, so not even the length leaks.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
 def token_name(config: Config, presented: str) -> str | None:
-    """The name of the API token ``presented`` matches (constant-time), or None."""
+    """The name of the API token ``presented`` matches (constant-time, every token compared), or None."""
+    digest = _digest(presented)
     found = None
     for token in config.api_tokens:
-        if hmac.compare_digest(token.token.encode(), presented.encode()):
+        if hmac.compare_digest(_digest(token.token), digest) and found is None:
             found = token.name
     return found
+
+
+def routing_key_known(config: Config, presented: str) -> bool:
+    """Whether ``presented`` is some route's routing_key (constant-time, every route compared)."""
+    digest = _digest(presented)
+    known = False
+    for route in config.routes:
+        if route.routing_key is not None:
+            known = hmac.compare_digest(_digest(route.routing_key), digest) | known
+    return known
 
 
 def bearer(request: web.Request) -> str:
@@ -25,16 +108,47 @@ def bearer(request: web.Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def require_token(request: web.Request, config: Config, *, allow_query: bool = False) -> str:
-    """Return the caller's token name or answer 401.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="oncall-gateway"'}
 
-    ``allow_query`` also takes ``?token=`` for senders that cannot set headers (Splunk's webhook
-    action); the access log writes paths without their query, so the token is not logged.
-    """
-    presented = bearer(request) or (request.query.get("token", "") if allow_query else "")
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check the matched route's declared authentication before its handler runs."""
+    match = request.match_info
+    if match.http_exception is not None:  # no such route or method: 404/405 reach nothing
+        return await handler(request)
+    kind = declared(match.handler)
+    if kind in (Auth.NONE, Auth.PROVIDER):
+        return await handler(request)
+    config = request.app[CONFIG]
+    presented = bearer(request)
+    if not presented and kind is Auth.TOKEN_OR_QUERY:
+        # The access log writes paths without their query, so a token in the URL is not logged.
+        presented = request.query.get("token", "")
+    name = token_name(config, presented) if presented else None
+    if name is not None:
+        request[TOKEN_NAME] = name
+        return await handler(request)
+    if kind is Auth.TOKEN_OR_ROUTING_KEY:
+        refusal = await _routing_key_refusal(request, config)
+        return refusal if refusal is not None else await handler(request)
     if not presented:
-        raise ApiError(401, "unauthorized", "missing API token: send 'Authorization: Bearer <token>'")
-    name = token_name(config, presented)
-    if name is None:
-        raise ApiError(401, "unauthorized", "invalid API token")
-    return name
+        raise ApiError(401, "unauthorized", "missing API token: send 'Authorization: Bearer <token>'",
+                       headers=_CHALLENGE)
+    raise ApiError(401, "unauthorized", "invalid API token", headers=_CHALLENGE)
+
+
+async def _routing_key_refusal(request: web.Request, config: Config) -> web.Response | None:
+    """None when the body's ``routing_key`` is an API token or a route's key; else PagerDuty's answer."""
+    try:
+        body = await parsed_body(request)
+    except ApiError as exc:
+        return pagerduty_error(400, "Event object is invalid", [exc.message])
+    key = body.get("routing_key") if isinstance(body, dict) else None
+    if isinstance(key, str) and key:
+        is_token = token_name(config, key) is not None
+        is_route_key = routing_key_known(config, key)
+        if is_token or is_route_key:
+            return None
+    return pagerduty_error(401, "missing or unknown routing_key or API token",
+                           ["routing_key is not known to this gateway"], error="unauthorized")

@@ -9,8 +9,9 @@ from aiohttp import web
 from gateway.clock import to_datetime
 from gateway.oncall import who_is_on_call
 from gateway.phone import InvalidNumber, normalize
-from gateway.web.auth import require_token
-from gateway.web.errors import ApiError, invalid, read_json
+from gateway.web.auth import caller
+from gateway.web.errors import ApiError, invalid
+from gateway.web.json_body import read_json
 from gateway.web.keys import CLOCK, CONFIG, ENGINE
 from gateway.web.serialize import alert_json, page_json
 
@@ -20,8 +21,6 @@ _MAX_TEXT = {"call": 1000, "sms": 1600}
 
 
 async def _direct(request: web.Request, channel: str) -> web.Response:
-    config = request.app[CONFIG]
-    token = require_token(request, config)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise invalid("$", "expected a JSON object")
@@ -38,7 +37,7 @@ async def _direct(request: web.Request, channel: str) -> web.Response:
         raise invalid("to", "give exactly one of 'to' (a phone number) or 'team'")
     alert, pages = await request.app[ENGINE].send_direct(
         message=message.strip(), channel=channel, priority=priority, team=team,
-        targets=_targets(request, to, team), requested_by=token,
+        targets=_targets(request, to, team), requested_by=caller(request),
     )
     return web.json_response({"alert": alert_json(alert), "pages": [page_json(p) for p in pages]}, status=202)
 

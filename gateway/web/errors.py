@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from gateway.phone import mask_numbers_in
 from gateway.web.keys import CONFIG
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, status: int, error: str, message: str, details: dict[str, Any] | None = None, *,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.details = details or {}
+        self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
-        return error_response(self.status, self.error, self.message, self.details)
+        response = error_response(self.status, self.error, self.message, self.details)
+        response.headers.update(self.headers)
+        return response
 
 
 def error_response(status: int, error: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
@@ -33,6 +37,15 @@ def error_response(status: int, error: str, message: str, details: dict[str, Any
 def invalid(field: str, message: str, **details: Any) -> ApiError:
     """422 naming the field at fault."""
     return ApiError(422, "invalid_field", f"{field}: {message}", {"field": field, **details})
+
+
+def pagerduty_error(status: int, message: str, errors: list[str], error: str = "invalid_event") -> web.Response:
+    """PagerDuty's error shape (``status``/``message``/``errors``) plus our ``error``/``details``."""
+    return web.json_response(
+        {"status": "invalid event" if status == 400 else "unauthorized", "message": message, "errors": errors,
+         "error": error, "details": {"errors": errors}},
+        status=status,
+    )
 
 
 _HTTP_ERRORS = {
@@ -56,32 +69,10 @@ async def error_middleware(
         error, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason))
         if exc.status == 413:
             message = f"request body is larger than the limit of {request.app[CONFIG].max_body_bytes} bytes"
-        return error_response(exc.status, error, message)
+        response = error_response(exc.status, error, message)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, mask_numbers_in(request.path))
         return error_response(500, "internal_error", "internal error; see the gateway log")
-
-
-async def read_json(request: web.Request) -> Any:
-    """The body as JSON, or a 400 naming what is wrong with it (413 when too large)."""
-    raw = await request.read()
-    if not raw.strip():
-        raise ApiError(400, "malformed_json", "request body is empty; expected a JSON document")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed_json", "request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400, "malformed_json", f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-
-
-async def read_optional_json(request: web.Request) -> dict[str, Any]:
-    """For action endpoints whose body is optional: {} when empty, else a JSON object."""
-    if not (await request.read()).strip():
-        return {}
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise invalid("$", "expected a JSON object")
-    return body

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from gateway.web.auth import Auth, auth
 from gateway.web.keys import ENGINE, PROVIDERS, STORE
 
 routes = web.RouteTableDef()
@@ -13,11 +14,13 @@ log = logging.getLogger(__name__)
 
 
 @routes.get("/healthz")
+@auth(Auth.NONE)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@auth(Auth.NONE)
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:

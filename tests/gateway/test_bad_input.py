@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import json
+import logging
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from gateway.app import MaskingAccessLogger
+from gateway.web.errors import error_middleware
 from tests.support import AUTH, Gateway, payload
 
 
@@ -146,3 +154,176 @@ async def test_splunk_webhook_with_the_token_in_the_url(gateway: Gateway) -> Non
     # Only Splunk's endpoint takes a token in the URL.
     status, _ = await gateway.post("/api/v1/alerts?token=test-token", {"summary": "x"}, headers={})
     assert status == 401
+
+
+# ------------------------------------------------------------ hostile input: never a 5xx
+
+JSON_POSTS = ("/api/v1/alerts", "/api/v1/integrations/alertmanager", "/api/v1/integrations/grafana",
+              "/api/v1/integrations/splunk", "/api/v1/calls", "/api/v1/sms", "/api/v1/alerts/1/acknowledge",
+              "/api/v1/alerts/1/resolve", "/api/v1/alerts/1/escalate", "/api/v1/sandbox/phones/+15550000001/press",
+              "/api/v1/sandbox/phones/+15550000001/reply", "/api/v1/sandbox/phones/+15550000001/dial")
+TOKEN_GETS = ("/api/v1/alerts", "/api/v1/alerts/1", "/api/v1/oncall", "/api/v1/queues", "/metrics",
+              "/api/v1/sandbox/phones", "/api/v1/sandbox/phones/+15550000001")
+
+
+async def _raw(gateway: Gateway, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` byte for byte (the HTTP client cannot send non-UTF-8 headers); status and body."""
+    server = gateway.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _request(method: str, path: str, headers: bytes = b"", body: bytes = b"") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + headers + b"\r\n" + body
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\r\n", b"Authorization: \xc3\x28 x\r\n",
+                                    b"Authorization: Bearer test-token\xed\xa0\x80\r\n"])
+async def test_non_utf8_authorization_is_401_everywhere(gateway: Gateway, header: bytes) -> None:
+    for path in (*JSON_POSTS, "/v2/enqueue"):
+        status, body = await _raw(gateway, _request("POST", path, header, b'{"summary": "x"}'))
+        assert status == 401, (path, body)
+    for path in TOKEN_GETS:
+        status, body = await _raw(gateway, _request("GET", path, header))
+        assert status == 401, (path, body)
+    await _no_alerts(gateway)
+
+
+async def test_deep_nesting_is_400_after_auth_and_401_before(gateway: Gateway) -> None:
+    deep = b"[" * 100_000
+    for path in JSON_POSTS:
+        status, body = await gateway.post(path, data=deep)
+        assert status == 400 and body["error"] == "malformed_json", (path, body)
+        assert body["details"]["reason"] == "too_deep"
+        # Without a token nothing is parsed at all: the answer is 401, whatever the body.
+        status, body = await gateway.post(path, data=deep, headers={})
+        assert status == 401, (path, body)
+    # 65 levels (our bound is 64) is refused although json.loads would take it; 64 is fine.
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "x", "details": {"n": _nested(62)}})
+    assert status == 202, body
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "y", "details": {"n": _nested(63)}})
+    assert status == 400 and body["details"] == {"reason": "too_deep", "max_depth": 64}
+    # /v2/enqueue must parse to find the routing key: bounded, it answers PagerDuty's 400, not 500.
+    status, body = await gateway.post("/v2/enqueue", data=deep, headers={})
+    assert status == 400 and body["status"] == "invalid event"
+    _, listing = await gateway.get("/api/v1/alerts")
+    assert [a["summary"] for a in listing["alerts"]] == ["x"]
+
+
+def _nested(levels: int) -> object:
+    value: object = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("raw", [b'{"summary": NaN}', b'{"summary": "x", "details": {"n": Infinity}}',
+                                 b'{"summary": "x", "details": {"n": 1e999}}',
+                                 b'{"summary": "x", "details": {"n": ' + b"9" * 5000 + b"}}",
+                                 b'\xef\xbb\xbf{"summary": "x"}', b'\xff\xfe{\x00}\x00'])
+async def test_json_that_python_would_half_accept_is_400(gateway: Gateway, raw: bytes) -> None:
+    status, body = await gateway.post("/api/v1/alerts", data=raw)
+    assert status == 400 and body["error"] == "malformed_json", body
+    await _no_alerts(gateway)
+
+
+async def test_lone_surrogate_routing_key_is_401_not_500(gateway: Gateway) -> None:
+    status, body = await gateway.post("/v2/enqueue", data=b'{"routing_key": "\\ud800", "event_action": "trigger"}',
+                                      headers={})
+    assert status == 401 and body["status"] == "unauthorized", body
+    # With a good key, a lone surrogate elsewhere is PagerDuty's 400 naming the field.
+    event = payload("pagerduty-v2-trigger.json")
+    event["routing_key"] = "dba-routing-key-0000000000000000"
+    raw = json.dumps(event).replace('"summary": "', '"summary": "\\udfff', 1).encode()
+    status, body = await gateway.post("/v2/enqueue", data=raw, headers={})
+    assert status == 400 and "payload.summary" in body["errors"][0], body
+    await _no_alerts(gateway)
+
+
+@pytest.mark.parametrize(("path", "raw", "field"), [
+    ("/api/v1/alerts", b'{"summary": "disk \\ud800 full"}', "summary"),
+    ("/api/v1/alerts", b'{"summary": "x", "dedup_key": "\\udc00"}', "dedup_key"),
+    ("/api/v1/alerts", b'{"summary": "x", "labels": {"\\ud800": "v"}}', "labels"),
+    ("/api/v1/alerts", b'{"summary": "x", "labels": {"k": "\\ud800"}}', "labels.k"),
+    ("/api/v1/alerts", b'{"summary": "x", "details": {"a": [1, {"b": "\\udbff"}]}}', "details.a[1].b"),
+    ("/api/v1/alerts", b'{"summary": "x", "team": "\\ud800"}', "team"),
+    ("/api/v1/integrations/alertmanager",
+     b'{"version": "4", "alerts": [{"status": "firing", "labels": {"x": "\\ud800"}}]}', "alerts[0].labels.x"),
+    ("/api/v1/calls", b'{"to": "+15550000001", "message": "hi \\ud800"}', "message"),
+    ("/api/v1/sms", b'{"team": "sre", "message": "\\udfff"}', "message"),
+    ("/api/v1/sandbox/phones/+15550000001/reply", b'{"text": "ack \\ud800"}', "text"),
+])
+async def test_lone_surrogates_are_422_naming_the_field(gateway: Gateway, path: str, raw: bytes, field: str) -> None:
+    status, body = await gateway.post(path, data=raw)
+    assert status == 422 and body["error"] == "invalid_field" and body["details"]["field"] == field, body
+    await _no_alerts(gateway)
+
+
+async def test_lone_surrogate_in_by_changes_nothing(gateway: Gateway) -> None:
+    status, created = await gateway.post("/api/v1/alerts", {"summary": "x"})
+    assert status == 202
+    status, body = await gateway.post(f"/api/v1/alerts/{created['id']}/acknowledge", data=b'{"by": "\\ud800"}')
+    assert status == 422 and body["details"]["field"] == "by", body
+    assert (await gateway.alert(created["id"]))["status"] == "triggered"
+    # A surrogate *pair* is a real character and is fine.
+    status, body = await gateway.post(f"/api/v1/alerts/{created['id']}/acknowledge", data=b'{"by": "\\ud83d\\ude00"}')
+    assert status == 200 and body["acknowledged_by"] == "\U0001f600", body
+
+
+@pytest.mark.parametrize("raw_id", ["%C2%B2", "%D9%A1", "%EF%BC%91", "9223372036854775808", "1" * 40, "-1", "+1",
+                                    "%201", "1.0"])
+async def test_ids_are_ascii_digits_in_range_else_404(gateway: Gateway, raw_id: str) -> None:
+    status, created = await gateway.post("/api/v1/alerts", {"summary": "x"})
+    assert status == 202 and created["id"] == 1
+    status, body = await gateway.get(f"/api/v1/alerts/{raw_id}")
+    assert status == 404 and body["error"] == "not_found", body
+    for action in ("acknowledge", "resolve", "escalate"):
+        status, body = await gateway.post(f"/api/v1/alerts/{raw_id}/{action}")
+        assert status == 404, (action, body)
+    # Arabic-Indic one (and fullwidth one) are not alert 1: it is still triggered and was not escalated.
+    alert = await gateway.alert(1)
+    assert alert["status"] == "triggered" and alert["priority"] == "low"
+    assert [t["kind"] for t in alert["timeline"]].count("escalated") == 0
+    assert (await gateway.get("/api/v1/alerts/9223372036854775807"))[0] == 404  # the largest id: simply unknown
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "limit=%D9%A1", "limit=0", "limit=1001", "limit=-1",
+                                   "before_id=9223372036854775808", "before_id=" + "9" * 30, "before_id=%D9%A1",
+                                   "before_id=0", "limit="])
+async def test_list_numbers_are_ascii_digits_in_range_else_422(gateway: Gateway, query: str) -> None:
+    status, body = await gateway.get(f"/api/v1/alerts?{query}")
+    assert status == 422 and body["error"] == "invalid_field", body
+    assert body["details"]["field"] == query.split("=")[0]
+    status, body = await gateway.get("/api/v1/alerts?limit=1000&before_id=9223372036854775807")
+    assert status == 200 and body == {"alerts": []}
+
+
+async def test_unhandled_error_log_masks_phone_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    request = make_mocked_request("POST", "/api/v1/sandbox/phones/+15550000101/reply")
+    with caplog.at_level(logging.ERROR, logger="gateway.web.errors"):
+        response = await error_middleware(request, broken)
+    assert response.status == 500
+    assert "+15550000101" not in caplog.text and "0000101" not in caplog.text
+    assert "POST /api/v1/sandbox/phones/+1555***0101/reply" in caplog.text
+
+
+def test_access_log_masks_phone_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("tests.access")
+    access = MaskingAccessLogger(logger, "")
+    with caplog.at_level(logging.INFO, logger="tests.access"):
+        for path in ("/api/v1/sandbox/phones/+15550000101/answer", "/api/v1/sandbox/phones/%2B15550000101",
+                     "/api/v1/sandbox/phones/5550000101"):
+            access.log(make_mocked_request("POST", path), web.Response(status=200), 0.001)
+    assert "0000101" not in caplog.text
+    assert caplog.text.count("***0101") == 3
