@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from gateway import failpoints
 from gateway.phone import mask
 from gateway.send_gate import SendGate
 from providers.base import CallRequest, ProviderError, VoiceProvider
@@ -259,6 +260,7 @@ class Dispatcher:
             await self.finished(request.call_id)
             await self._on_failed(request.call_id, f"provider error: {exc}")
             return
+        failpoints.reached("page-placed")
         self._attempts.pop(request.call_id, None)
         if request.call_id in self._in_flight:  # not already over (a provider may report before returning)
             self._deadlines[request.call_id] = asyncio.get_running_loop().call_later(

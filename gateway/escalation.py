@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway import failpoints
 from gateway.clock import Clock, to_datetime
 from gateway.config import Config, Engineer, Policy, PolicyStep, Route
 from gateway.dispatch import Dispatcher
@@ -220,6 +221,7 @@ class EscalationEngine:
             first_step=first,
         )
         if created:
+            failpoints.reached("alert-committed")
             # Fast path: step 1 was written with the alert; dial now, the scheduler takes the rest.
             log.info("alert %d triggered from %s (team %s, %s priority): %s",
                      alert.id, signal.source, alert.team, alert.priority, alert.summary)
@@ -365,6 +367,7 @@ class EscalationEngine:
         created = await self.store.start_step(alert.id, expect=esc, plan=plan, now=now)
         if created is None:
             return  # acknowledged or moved on meanwhile
+        failpoints.reached("step-committed")
         log.info("alert %d: step %d of %d paging %d number(s)", alert.id, step_index + 1, len(policy.steps),
                  len(created))
         for page in created:
