@@ -1,0 +1,229 @@
+"""The one call-session runner: drives a flow during a call and owns every exactly-once rule.
+
+A provider only translates: its wire events (a webhook, an AGI reply, a button on a simulated phone)
+become flow events it hands to :meth:`CallSessions.advance`, and the actions that come back are
+rendered in its own language (TwiML, AGI commands, a simulated phone). Everything in between is here:
+
+- the flow's state and outcome, and the outcome mapped to a :class:`CallOutcome` (machine included);
+- an outbound call's result is reported once: when the flow reaches an outcome (the line may stay up,
+  as for an accepted screening call), or when the call ends without one;
+- a hotline caller is reported waiting once per hold, and finished once, when the call is over;
+- the recording URL of a voicemail;
+- nothing raises into the provider: a failing report is logged;
+- each session is saved to a :class:`SessionStore` after every change, so a gateway that restarts
+  (or another gateway on the same database) carries on a call in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ivr_flows import codec
+from ivr_flows.model import Action, Event, Flow, FlowOutcome, Hangup, Hold, RecordingFinished, Step
+from providers.base import CallerFinished, CallerWaiting, CallOutcome, CallResult, ProviderEvents, call_outcome
+
+log = logging.getLogger(__name__)
+
+Report = CallResult | CallerWaiting | CallerFinished
+
+
+class SessionStore(Protocol):
+    """Where live call sessions are kept (the gateway's store); the data is JSON-able."""
+
+    async def save_call_session(self, call_id: str, data: dict[str, Any]) -> None: ...
+
+    async def load_call_session(self, call_id: str) -> dict[str, Any] | None: ...
+
+    async def delete_call_session(self, call_id: str) -> None: ...
+
+
+@dataclass(kw_only=True)
+class CallSession:
+    """One call with its flow. ``extra`` is the provider's own data about the call (a SID, a channel)."""
+
+    call_id: str
+    outbound: bool
+    flow: Flow[Any]
+    state: Any
+    flow_outcome: FlowOutcome | None = None
+    outcome: CallOutcome | None = None  # outbound: the result reported, once known
+    recording_url: str | None = None
+    reported: bool = False  # the result (outbound) or the end (inbound) went to the gateway
+    waiting: bool = False  # a hotline caller is on hold now (reported waiting)
+    ended: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id, "outbound": self.outbound, "flow": codec.dump(self.flow, self.state),
+            "flow_outcome": self.flow_outcome.value if self.flow_outcome else None,
+            "outcome": self.outcome.value if self.outcome else None, "recording_url": self.recording_url,
+            "reported": self.reported, "waiting": self.waiting, "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> CallSession:
+        flow, state = codec.load(data["flow"])
+        return cls(
+            call_id=str(data["call_id"]), outbound=bool(data["outbound"]), flow=flow, state=state,
+            flow_outcome=FlowOutcome(data["flow_outcome"]) if data.get("flow_outcome") else None,
+            outcome=CallOutcome(data["outcome"]) if data.get("outcome") else None,
+            recording_url=data.get("recording_url"), reported=bool(data.get("reported")),
+            waiting=bool(data.get("waiting")), extra={str(k): str(v) for k, v in (data.get("extra") or {}).items()},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Advance:
+    """What one step means for the provider: the actions to render, and the session after it."""
+
+    actions: tuple[Action, ...]
+    session: CallSession
+
+
+class CallSessions:
+    """Every live call of one provider: its flow, its state, and what has been reported."""
+
+    def __init__(self, *, provider: str, store: SessionStore | None = None) -> None:
+        self.provider = provider
+        self.events: ProviderEvents | None = None
+        self._store = store
+        self._live: dict[str, CallSession] = {}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, call_id: str, *, outbound: bool, flow: Flow[Any],
+                    extra: dict[str, str] | None = None) -> Advance:
+        """A new call: its flow starts (the actions of ``flow.start()`` are returned, not yet rendered)."""
+        step = flow.start()
+        session = CallSession(call_id=call_id, outbound=outbound, flow=flow, state=step.state,
+                              extra=dict(extra or {}))
+        self._live[call_id] = session
+        return await self._apply(session, step)
+
+    def get(self, call_id: str) -> CallSession | None:
+        """The live session in this process (no store read)."""
+        return self._live.get(call_id)
+
+    async def find(self, call_id: str) -> CallSession | None:
+        """The live session, from this process or, after a restart, from the store."""
+        session = self._live.get(call_id)
+        if session is not None or self._store is None:
+            return session
+        try:
+            data = await self._store.load_call_session(call_id)
+            if data is None:
+                return None
+            session = CallSession.from_data(data)
+        except Exception:  # an unreadable record is a call we cannot carry on; never raise into a webhook
+            log.exception("%s call %s: its stored session cannot be read", self.provider, call_id)
+            return None
+        log.info("%s call %s carried on from the store (placed before a restart)", self.provider, call_id)
+        self._live[call_id] = session
+        return session
+
+    async def save(self, session: CallSession) -> None:
+        """Store the session now (after the provider changed its ``extra``, say)."""
+        if self._store is None or session.ended:
+            return
+        try:
+            await self._store.save_call_session(session.call_id, session.to_data())
+        except Exception:
+            log.exception("%s call %s: its session could not be stored", self.provider, session.call_id)
+
+    # ----------------------------------------------------------------- steps
+
+    async def advance(self, session: CallSession, event: Event) -> Advance:
+        """Feed ``event`` to the call's flow; report what it settled; return what to render."""
+        if session.ended:
+            return Advance(actions=(), session=session)
+        if isinstance(event, RecordingFinished):
+            session.recording_url = event.url
+        return await self._apply(session, session.flow.on_event(session.state, event))
+
+    async def stepped(self, session: CallSession, step: Step[Any]) -> None:
+        """A provider that feeds the flow itself (a loop over AGI commands) hands each step here."""
+        await self._apply(session, step)
+
+    async def _apply(self, session: CallSession, step: Step[Any]) -> Advance:
+        session.state = step.state
+        reports: list[Report] = []
+        if step.outcome is not None and session.flow_outcome is None:
+            session.flow_outcome = step.outcome
+        hanging_up = any(isinstance(a, Hangup) for a in step.actions)
+        if step.actions:
+            session.waiting = False
+        for action in step.actions:
+            if isinstance(action, Hold) and not session.outbound:
+                session.waiting = True
+                reports.append(CallerWaiting(call_id=session.call_id, priority=action.priority))
+        if session.outbound and not session.reported:
+            if session.flow_outcome is not None:
+                reports.append(self._result(session, call_outcome(session.flow_outcome, session.state), ""))
+            elif hanging_up:
+                reports.append(self._result(session, CallOutcome.NO_ANSWER, "flow hung up"))
+        if not session.outbound and hanging_up and not session.reported:
+            reports.append(self._caller_finished(session, ""))
+        await self.save(session)
+        await self._emit(reports)
+        return Advance(actions=step.actions, session=session)
+
+    # ------------------------------------------------------------------- end
+
+    async def end(self, session: CallSession, outcome: CallOutcome, detail: str = "") -> None:
+        """The call is over. ``outcome`` is the result when the flow reached none (rang out, busy, ...)."""
+        if session.ended:
+            return
+        reports: list[Report] = []
+        if session.outbound and not session.reported:
+            reports.append(self._result(session, outcome, detail))
+        elif not session.outbound and not session.reported:
+            reports.append(self._caller_finished(session, detail))
+        session.ended = True
+        self._live.pop(session.call_id, None)
+        if self._store is not None:
+            try:
+                await self._store.delete_call_session(session.call_id)
+            except Exception:
+                log.exception("%s call %s: its stored session could not be removed", self.provider,
+                              session.call_id)
+        await self._emit(reports)
+
+    def forget(self) -> None:
+        """The provider closes: drop the sessions from memory (the store keeps them for a restart)."""
+        self._live.clear()
+
+    # --------------------------------------------------------------- reports
+
+    def _result(self, session: CallSession, outcome: CallOutcome, detail: str) -> CallResult:
+        session.reported, session.outcome = True, outcome
+        log.info("%s call %s: %s%s", self.provider, session.call_id, outcome.value, f" ({detail})" if detail else "")
+        return CallResult(call_id=session.call_id, outcome=outcome, detail=detail)
+
+    def _caller_finished(self, session: CallSession, detail: str) -> CallerFinished:
+        session.reported = True
+        outcome = session.flow_outcome or FlowOutcome.ABANDONED
+        log.info("%s call %s: caller finished, %s", self.provider, session.call_id, outcome.value)
+        return CallerFinished(call_id=session.call_id, outcome=outcome, recording_url=session.recording_url,
+                              detail=detail)
+
+    async def _emit(self, reports: list[Report]) -> None:
+        events = self.events
+        if events is None:
+            return
+        for report in reports:
+            try:
+                if isinstance(report, CallResult):
+                    await events.call_ended(report)
+                elif isinstance(report, CallerWaiting):
+                    await events.caller_waiting(report)
+                else:
+                    await events.caller_finished(report)
+            except Exception:
+                log.exception("%s call %s: reporting %s failed", self.provider, report.call_id,
+                              type(report).__name__)
