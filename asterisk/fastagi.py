@@ -154,8 +154,22 @@ class AgiSession:
 
     @property
     def script(self) -> str:
-        """The path of ``agi://host:port/<script>``, used for routing."""
-        return self.env.get("agi_network_script", "").strip("/")
+        """The path of ``agi://host:port/<script>`` (``hotline/ops`` for ``agi://gw/hotline/ops``)."""
+        return self.env.get("agi_network_script", "").strip().strip("/")
+
+    @property
+    def route(self) -> str:
+        """The first segment of :attr:`script`, used for routing (``hotline`` of ``hotline/ops``)."""
+        return self.script.partition("/")[0]
+
+    @property
+    def script_rest(self) -> str:
+        """What follows the route in :attr:`script` (``ops`` of ``hotline/ops``), for the route to read."""
+        return self.script.partition("/")[2].strip("/")
+
+    def argument(self, index: int) -> str:
+        """The AGI application's ``index``-th argument (``agi_arg_1`` of ``AGI(agi://gw/hotline,ops)``)."""
+        return self.env.get(f"agi_arg_{index}", "").strip()
 
     @property
     def channel(self) -> str:
@@ -298,10 +312,14 @@ Router = Callable[[AgiSession], Awaitable[None]]
 
 
 def route_by_script(routes: Mapping[str, Router]) -> Router:
-    """A router that picks the route named by ``agi_network_script``; unknown ones are dropped."""
+    """A router that picks the route named by the first segment of ``agi_network_script``.
+
+    ``agi://gw:4573/hotline/ops`` reaches the ``hotline`` route (which reads
+    ``ops`` from :attr:`AgiSession.script_rest`); unknown routes are dropped.
+    """
 
     async def route(session: AgiSession) -> None:
-        handler = routes.get(session.script)
+        handler = routes.get(session.route)
         if handler is None:
             _log.warning("fastagi %s: no route for this script; closing", session.label)
             return

@@ -80,7 +80,8 @@ def build_providers(config: Config, clock: Clock) -> Providers:
 def _asterisk_providers(config: Config, clock: Clock) -> Providers:
     """Voice on the operator's Asterisk; SMS through Twilio when configured, else none."""
     assert config.asterisk is not None
-    asterisk = AsteriskProvider(config.asterisk, clock=clock, default_region=config.default_region)
+    asterisk = AsteriskProvider(config.asterisk, clock=clock, default_region=config.default_region,
+                                hotlines={hotline.name: hotline.number for hotline in config.hotlines})
     if config.twilio is None:
         log.info("voice via Asterisk; no SMS provider configured (SMS steps will fail)")
         return Providers(voice=asterisk, sms=None, lifecycle=[asterisk])

@@ -6,9 +6,13 @@ ids (``ChannelId`` = ``gw-<call id>``). A failed ``OriginateResponse`` settles
 the call at once (no answer, busy, congestion); an answered one connects to our
 FastAGI server, where the request's flow runs with :func:`asterisk.fastagi.run_flow`.
 
-The hotline arrives the other way: the operator's dialplan sends the hotline
-number to ``AGI(agi://<gateway>:4573/hotline)``; the caller's flow runs on that
-session and a rendered ``Hold`` tells the gateway to try engineers. The caller
+The hotline arrives the other way: the operator's dialplan runs
+``AGI(agi://<gateway>:4573/hotline/<name>)`` or ``AGI(agi://<gateway>:4573/hotline,<name>)``,
+naming the hotline (its ``name`` or number in the config) in the request itself,
+since a real dialplan often runs the AGI from an ``s`` extension or after a
+``Goto``, where the dialled number is gone. A bare ``.../hotline`` falls back to
+the dialled number (``agi_extension``, then ``agi_dnid``). The caller's flow runs
+on that session and a rendered ``Hold`` tells the gateway to try engineers. The caller
 is bridged from the accepting engineer's own AGI session with ``EXEC Bridge
 "<caller channel>,x"``. To the caller's AGI that looks exactly like a hang-up;
 AMI tells the two apart (``BridgeEnter`` vs ``Hangup`` with the caller's
@@ -26,13 +30,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from asterisk import agi_commands as agi
-from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout
+from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, mask_numbers
 from asterisk.ami_events import AmiEvent, ChannelHangup, OriginateResult, parse_event
 from asterisk.fastagi import (
     AgiError,
@@ -203,7 +207,9 @@ class AsteriskProvider:
         clock: AsteriskClock,
         default_region: str,
         timing: AsteriskTiming | None = None,
+        hotlines: Mapping[str, str] | None = None,
     ) -> None:
+        """``hotlines`` maps each hotline's name to its E.164 number, for AGI requests that name one."""
         self.config = config
         self.capabilities = Capabilities(
             voice=True, sms=False, inbound=True, max_concurrent_calls=config.max_channels, calls_per_second=10
@@ -211,6 +217,7 @@ class AsteriskProvider:
         self._clock = clock
         self._region = default_region
         self._timing = timing or AsteriskTiming()
+        self._hotlines = dict(hotlines or {})
         self._events: ProviderEvents | None = None
         self._ami = AmiClient(
             config.host,
@@ -546,24 +553,27 @@ class AsteriskProvider:
     # -------------------------------------------------------------- hotline
 
     async def _hotline_route(self, session: AgiSession) -> None:
-        """FastAGI ``hotline``: a caller dialled a hotline number."""
+        """FastAGI ``hotline``: a caller reached a hotline (named in the request, or by the number dialled)."""
         uniqueid = session.uniqueid
         call_id = f"ast-{uniqueid}"
         number = caller_number(session.env.get("agi_callerid", ""), self._region)
-        dialled = caller_number(session.env.get("agi_extension", ""), self._region) or caller_number(
-            session.env.get("agi_dnid", ""), self._region)
         if self._events is None or not uniqueid:
             return
+        dialled = self._hotline_number(session, call_id)
         loop = asyncio.get_running_loop()
         caller = _Caller(call_id=call_id, uniqueid=uniqueid, channel=session.channel, session=session,
                          flow=_NotInService(), verdict=loop.create_future())
         caller.unsubscribe = self._ami.subscribe(uniqueid, lambda event: self._caller_event(caller, event))
         try:
-            flow = await self._events.inbound_call(InboundCall(call_id=call_id, caller=number,
-                                                               dialled=dialled))
+            flow = None
+            if dialled:
+                flow = await self._events.inbound_call(InboundCall(call_id=call_id, caller=number,
+                                                                   dialled=dialled))
+                if flow is None:
+                    log.warning("call %s from %s to %s: not a hotline number; tried %s", call_id,
+                                mask_number(number) or "a withheld number", mask_number(dialled),
+                                self._tried(session))
             if flow is None:
-                log.info("call %s from %s to %s: not a hotline number", call_id,
-                         mask_number(number) or "a withheld number", mask_number(dialled) or "?")
                 await run_flow(session, _NotInService(), tts=None, options=self._options)
                 return
             caller.flow = flow
@@ -577,6 +587,42 @@ class AsteriskProvider:
             await _end_session(session)
             if self._callers.get(call_id) is caller:
                 del self._callers[call_id]
+
+    def _hotline_number(self, session: AgiSession, call_id: str) -> str:
+        """The number of the hotline this caller reached; "" (logged) when it cannot be told.
+
+        The AGI request names it first (``hotline/<name>``, else ``agi_arg_1``);
+        only a request that names nothing falls back to the dialled number.
+        """
+        named = session.script_rest or session.argument(1)
+        if named:
+            found = self._hotlines.get(named)
+            if found is None:
+                as_number = caller_number(named, self._region)
+                found = as_number if as_number in self._hotlines.values() else None
+            if found is None:
+                log.error("hotline call %s: the AGI request names hotline %r, which is not configured "
+                          "(hotlines: %s); tried %s; the caller hears 'not in service'", call_id,
+                          self._shown(named), ", ".join(sorted(self._hotlines)) or "none", self._tried(session))
+                return ""
+            return found
+        for variable in ("agi_extension", "agi_dnid"):
+            dialled = caller_number(session.env.get(variable, ""), self._region)
+            if dialled:
+                return dialled
+        log.warning("hotline call %s: no hotline named in the AGI request and no dialled number; tried %s; "
+                    "name it in the dialplan: AGI(agi://<gateway>:%d/hotline/<name>); "
+                    "the caller hears 'not in service'", call_id, self._tried(session), self.config.agi_listen_port)
+        return ""
+
+    def _tried(self, session: AgiSession) -> str:
+        """The AGI variables a hotline is looked up from, for the log (numbers masked)."""
+        names = ("agi_network_script", "agi_arg_1", "agi_extension", "agi_dnid")
+        return " ".join(f"{name}={self._shown(session.env.get(name, ''))!r}" for name in names)
+
+    def _shown(self, value: str) -> str:
+        number = caller_number(value, self._region)
+        return mask_number(number) if number else mask_numbers(value)
 
     async def _run_caller(self, caller: _Caller) -> None:
         async def on_step(step: Step[Any]) -> None:

@@ -410,11 +410,34 @@ async def test_route_by_script(serve: Callable[..., Awaitable[FastAgiServer]]) -
     server = await serve(route_by_script({"hotline": named("hotline"), "screen": named("screen")}))
     await finish(AgiPeer(server.port, script="screen", uniqueid="gw-eng-0001"))
     await finish(AgiPeer(server.port, script="hotline", uniqueid="gw-hot-0001"))
+    # AGI(agi://gw:4573/hotline/ops): Asterisk sends agi_network_script: hotline/ops.
+    await finish(AgiPeer(server.port, script="hotline/ops", uniqueid="gw-hot-0002"))
     unknown = AgiPeer(server.port, script="nosuch", uniqueid="gw-x-0001")
     await finish(unknown)
 
-    assert seen == [("screen", "gw-eng-0001"), ("hotline", "gw-hot-0001")]
+    assert seen == [("screen", "gw-eng-0001"), ("hotline", "gw-hot-0001"), ("hotline", "gw-hot-0002")]
     assert unknown.closed_by_server
+
+
+async def test_the_request_path_and_arguments_reach_the_route(
+    serve: Callable[..., Awaitable[FastAgiServer]],
+) -> None:
+    seen: list[tuple[str, str, str, str]] = []
+
+    async def hotline(session: AgiSession) -> None:
+        seen.append((session.script, session.route, session.script_rest, session.argument(1)))
+
+    server = await serve(route_by_script({"hotline": hotline}))
+    by_path = AgiPeer(server.port, script="hotline/ops")  # AGI(agi://gw:4573/hotline/ops)
+    by_argument = AgiPeer(server.port, script="hotline", args=("ops", "x"))  # AGI(agi://gw:4573/hotline,ops,x)
+    await finish(by_path)
+    await finish(by_argument)
+
+    assert seen == [("hotline/ops", "hotline", "ops", ""), ("hotline", "hotline", "", "ops")]
+    env = by_path.environment.decode()
+    assert "agi_network_script: hotline/ops\n" in env and "agi_request: agi://127.0.0.1:4573/hotline/ops\n" in env
+    # res_agi sends the arguments after agi_threadid, before the empty line.
+    assert by_argument.environment.decode().endswith("\nagi_arg_1: ops\nagi_arg_2: x\n\n")
 
 
 async def test_stop_ends_open_sessions(serve: Callable[..., Awaitable[FastAgiServer]]) -> None:

@@ -196,6 +196,22 @@ async def test_hotline_caller_held_primary_declines_secondary_accepts_and_is_bri
     await eventually(lambda: _true(bob.closed_by_server and not s.pbx.live(bob_call["ChannelId"])))
 
 
+@pytest.mark.parametrize("request_", ["hotline/ops", "hotline,ops"], ids=["path", "argument"])
+async def test_hotline_run_from_an_s_extension_is_named_in_the_agi_request(story: Starter, request_: str) -> None:
+    # exten => s,n,AGI(agi://gw:4573/hotline/ops) (or ...hotline,ops) after a Goto into a shared IVR:
+    # Asterisk sends agi_extension: s and agi_dnid: unknown, so only the request says which hotline.
+    s: Story = await story(alice=ACCEPTS)
+    caller = await s.pbx.call_hotline(caller=CALLER, dialled=HOTLINE, agi_url=s.agi_url, press="1",
+                                      request=request_, extension="s", dnid="unknown")
+    assert "agi_extension: s\n" in caller.peer.environment.decode()
+    await asyncio.wait_for(caller.peer.wait_blocking(), 5)  # held, with music
+    alice_call = await s.originate_to(ACCEPTS)  # an engineer is called
+    alert = await s.hotline_alert()
+    assert alert["source"] == "hotline" and alert["details"]["hotline"] == "ops"
+    alice = await s.pbx.wait_peer(alice_call["ChannelId"])
+    await eventually(lambda: _true(alice.bridged_with == caller.channel))
+
+
 async def test_caller_hanging_up_while_waiting_hangs_up_the_engineer_call(story: Starter) -> None:
     s: Story = await story(alice=RINGS, time_scale=0.05)
     caller = await s.pbx.call_hotline(caller=CALLER, dialled=HOTLINE, agi_url=s.agi_url, press="2")

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 PLAYED_ENDPOS = 11360  # hello-world played to its end (1.42 s at 8 kHz)
 INTERRUPTED_ENDPOS = 9760  # demo-congrats cut by a key after 1.2 s
@@ -70,8 +70,16 @@ def agi_environment(
     extension: str = "s",
     priority: str = "3",
     threadid: str = "140273128769216",
+    dnid: str = "unknown",
+    args: Sequence[str] = (),
 ) -> bytes:
-    """The environment block of ``fastagi-session.agi`` with the variable fields substituted."""
+    """The environment block of ``fastagi-session.agi`` with the variable fields substituted.
+
+    ``script`` is the path after ``host:port/`` (``hotline/ops`` for
+    ``AGI(agi://gw/hotline/ops)``); ``args`` are the AGI application's other
+    arguments (``AGI(agi://gw/hotline,ops)``), sent as ``agi_arg_1``... after
+    ``agi_threadid``, as res_agi does.
+    """
     lines = [
         "agi_network: yes",
         f"agi_network_script: {script}",
@@ -87,7 +95,7 @@ def agi_environment(
         "agi_callingani2: 0",
         "agi_callington: 0",
         "agi_callingtns: 0",
-        "agi_dnid: unknown",
+        f"agi_dnid: {dnid}",
         "agi_rdnis: unknown",
         f"agi_context: {context}",
         f"agi_extension: {extension}",
@@ -95,6 +103,7 @@ def agi_environment(
         "agi_enhanced: 0.0",
         "agi_accountcode: ",
         f"agi_threadid: {threadid}",
+        *(f"agi_arg_{index}: {value}" for index, value in enumerate(args, start=1)),
     ]
     return ("\n".join(lines) + "\n\n").encode()
 
@@ -137,11 +146,12 @@ class AgiPeer:
         hold_scale: float | None = None,
         on_bridge: Callable[[str], Awaitable[str]] | None = None,
         on_lost: Callable[[], None] | None = None,
+        args: Sequence[str] = (),
         **environment: str,
     ) -> None:
         self.host = host
         self.port = port
-        self.environment = agi_environment(**environment)
+        self.environment = agi_environment(args=args, **environment)
         self.press = dict(press or {})
         self.hang_up_at = hang_up_at
         self.pull_at = pull_at

@@ -1375,16 +1375,33 @@ class FakePbx(FakeAsterisk):
     # ------------------------------------------------------------ control
 
     async def call_hotline(
-        self, *, caller: str, dialled: str, agi_url: str, press: str = "", caller_name: str = "Caller"
+        self,
+        *,
+        caller: str,
+        dialled: str,
+        agi_url: str,
+        press: str = "",
+        caller_name: str = "Caller",
+        request: str = "hotline",
+        extension: str | None = None,
+        dnid: str = "unknown",
     ) -> PbxCaller:
-        """A caller dials ``dialled``; the dialplan answers and runs ``AGI(<agi_url>/hotline)``."""
+        """A caller dials ``dialled``; the dialplan answers and runs ``AGI(<agi_url>/<request>)``.
+
+        ``request`` is the rest of the AGI application's data: ``hotline``,
+        ``hotline/ops`` (``agi_network_script: hotline/ops``) or ``hotline,ops``
+        (``agi_arg_1: ops``). The AGI runs where the dialled number is the
+        extension unless ``extension`` says otherwise: from an ``s`` extension
+        (after a ``Goto`` into a shared IVR) Asterisk shows ``agi_extension: s``,
+        and ``agi_dnid`` is ``unknown`` for a channel that carries no DNID.
+        """
         number = next(self._callers)
         call = self._new_call(
             "Local/s@sim-callers",
             application=None,
             data="",
             context="hotline-in",
-            exten=dialled,
+            exten=dialled if extension is None else extension,
             channel_id=f"{int(self._started)}.{number + 100}",
             other_id=f"{int(self._started)}.{number + 100}-b",
             caller_id=f'"{caller_name}" <{caller}>' if caller else None,
@@ -1392,8 +1409,9 @@ class FakePbx(FakeAsterisk):
             timeout_s=30.0,
             inbound=True,
         )
-        call.data = f"{agi_url.rstrip('/')}/hotline"
+        call.data = f"{agi_url.rstrip('/')}/{request}"
         call.values["press"] = press
+        call.values["dnid"] = dnid
         uniqueid = call.values["cid"] or ""
         peer = await self.wait_peer(uniqueid)
         return PbxCaller(uniqueid=uniqueid, channel=f"{call.base};1", peer=peer)
@@ -1434,7 +1452,10 @@ class FakePbx(FakeAsterisk):
                 self._spawn(peer.hang_up())
 
     def _start_agi(self, call: _Call) -> None:
-        match = re.fullmatch(r"agi://([^:/]+)(?::(\d+))?/(\S+)", call.data or "")
+        # AGI(<url>[,<arg1>,...]): res_agi sends the path after host:port as agi_network_script
+        # and the other arguments as agi_arg_1...
+        url, *args = (call.data or "").split(",")
+        match = re.fullmatch(r"agi://([^:/]+)(?::(\d+))?/(\S+)", url)
         if match is None:
             return
         if call.task is not None:
@@ -1457,6 +1478,8 @@ class FakePbx(FakeAsterisk):
             context=call.values["oc"] or "",
             extension=call.values["oe"] or "",
             priority="2" if call.inbound else "1",
+            dnid=call.values.get("dnid") or "unknown",
+            args=args,
             hold_scale=self.time_scale,
             on_bridge=lambda data: self._bridge_from(call, data),
             on_lost=lambda: self._far_end_hung_up(call),

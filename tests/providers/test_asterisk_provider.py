@@ -42,6 +42,7 @@ from tests.peers.ami_server import FakePbx
 SECRET = "s3cret-ami-password"
 GATEWAY_ID = "+15559990000"
 HOTLINE = "+15557770000"
+HOTLINES = {"ops": HOTLINE}  # name -> number, as the gateway hands them over from its config
 CALLER = "+15557770001"
 TIMING = AsteriskTiming(
     connect_wait_s=0.3,
@@ -137,8 +138,8 @@ class Rig:
     async def result(self, call_id: str) -> CallResult:
         return await until(lambda: next((r for r in self.events.results if r.call_id == call_id), None))
 
-    async def hotline_caller(self, press: str = ""):  # type: ignore[no-untyped-def]
-        return await self.pbx.call_hotline(caller=CALLER, dialled=HOTLINE, agi_url=self.agi_url, press=press)
+    async def hotline_caller(self, press: str = "", **how: str):  # type: ignore[no-untyped-def]
+        return await self.pbx.call_hotline(caller=CALLER, dialled=HOTLINE, agi_url=self.agi_url, press=press, **how)
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ async def _rig(pbx: FakePbx, tmp_path: Path, **config: Any) -> AsyncIterator[Rig
     clock = FakeClock()
     events = Recorder()
     provider = AsteriskProvider(make_config(pbx.port, agi_port, tmp=tmp_path, **config), clock=clock,
-                                default_region="US", timing=TIMING)
+                                default_region="US", timing=TIMING, hotlines=HOTLINES)
     await provider.open(events)
     try:
         yield Rig(pbx=pbx, provider=provider, events=events, clock=clock, agi_url=f"agi://127.0.0.1:{agi_port}")
@@ -335,6 +336,71 @@ async def test_a_number_that_is_not_a_hotline_hears_not_in_service(rig: Rig) -> 
     assert 'STREAM FILE ss-noservice ""' in caller.peer.commands
     assert rig.events.finished == [] and len(rig.events.inbound) == 1
     await until(lambda: not rig.pbx.live(caller.uniqueid))
+
+
+FROM_S = {"extension": "s", "dnid": "unknown"}  # what Asterisk sends after a Goto into a shared IVR
+
+
+@pytest.mark.parametrize(
+    "request_",
+    ["hotline/ops", "hotline,ops", f"hotline/{HOTLINE}", "hotline,(555) 777-0000"],
+    ids=["path-name", "argument-name", "path-number", "argument-number"],
+)
+async def test_the_agi_request_names_the_hotline(rig: Rig, request_: str) -> None:
+    rig.events.hotline_flow = hotline_flow()
+    caller = await rig.hotline_caller(request=request_, **FROM_S)
+    env = caller.peer.environment.decode()
+    assert "agi_extension: s\n" in env and "agi_dnid: unknown\n" in env
+    await asyncio.wait_for(caller.peer.wait_blocking(), SAFETY_S)  # held, with music
+    call_id = f"ast-{caller.uniqueid}"
+    assert rig.events.inbound == [InboundCall(call_id=call_id, caller=CALLER, dialled=HOTLINE)]
+    assert rig.events.waiting == [CallerWaiting(call_id=call_id, priority="low")]
+
+
+async def test_the_dialled_number_is_the_fallback(rig: Rig) -> None:
+    rig.events.hotline_flow = hotline_flow()
+    caller = await rig.hotline_caller(extension="s", dnid=HOTLINE)  # AGI(agi://gw/hotline) from s, DNID known
+    await asyncio.wait_for(caller.peer.wait_blocking(), SAFETY_S)
+    assert [c.dialled for c in rig.events.inbound] == [HOTLINE]
+
+
+async def test_a_hotline_name_that_is_not_configured_never_falls_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.events.hotline_flow = hotline_flow()
+    caplog.set_level(logging.INFO)
+    caller = await rig.hotline_caller(request="hotline/sales")  # agi_extension is a hotline number
+    await until(lambda: caller.peer.closed_by_server)
+    assert 'STREAM FILE ss-noservice ""' in caller.peer.commands
+    assert rig.events.inbound == []  # not the hotline of the dialled number instead
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("'sales'" in m and "not configured" in m for m in errors), errors
+    assert HOTLINE not in caplog.text and CALLER not in caplog.text
+
+
+async def test_an_unresolvable_hotline_is_logged_with_what_was_tried(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.events.hotline_flow = hotline_flow()
+    caplog.set_level(logging.INFO)
+    caller = await rig.hotline_caller(**FROM_S)  # AGI(agi://gw/hotline) from an s extension
+    await until(lambda: caller.peer.closed_by_server)
+    assert 'STREAM FILE ss-noservice ""' in caller.peer.commands
+    assert rig.events.inbound == []
+    warning = next(r.getMessage() for r in caplog.records
+                   if r.levelno == logging.WARNING and "no hotline named" in r.getMessage())
+    assert ("agi_network_script='hotline' agi_arg_1='' agi_extension='s' agi_dnid='unknown'" in warning)
+    assert CALLER not in caplog.text
+
+
+async def test_a_number_that_is_not_a_hotline_is_logged_masked(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    caller = await rig.hotline_caller(extension="s", dnid="+15550009999")
+    await until(lambda: caller.peer.closed_by_server)
+    assert [c.dialled for c in rig.events.inbound] == ["+15550009999"]  # the gateway said: not a hotline
+    warning = next(r.getMessage() for r in caplog.records if "not a hotline number" in r.getMessage())
+    assert r"agi_dnid='+1555***9999'" in warning and r"agi_extension='s'" in warning
+    assert "+15550009999" not in caplog.text
 
 
 def test_numbers_are_normalized() -> None:
