@@ -18,11 +18,12 @@ from gateway.phone import mask_numbers_in
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
 from gateway.sms_replies import SmsReplies
-from gateway.sqlite_store import SqliteStore
+from gateway.store_factory import make_store
 from gateway.templates import Templates
-from gateway.web import alerts, calls, health, integrations, metrics, oncall, queues, sandbox
+from gateway.web import alerts, calls, health, integrations, metrics, oncall, openapi, queues, sandbox
 from gateway.web.auth import auth_middleware, checked_by_provider
 from gateway.web.errors import error_middleware
+from gateway.web.fallback import catch_all, hardened
 from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,21 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[CLOCK] = clock or SystemClock()
     providers = build_providers(config, app[CLOCK])
     app[PROVIDERS] = providers
+    tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
+              metrics.routes, openapi.routes]
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
-        app.router.add_routes(sandbox.routes)
-    app.router.add_routes([checked_by_provider(route) for route in providers.routes])
-    for module in (health, alerts, integrations, calls, oncall, queues, metrics):
-        app.router.add_routes(module.routes)
+        tables.insert(0, sandbox.routes)
+    routes = [checked_by_provider(route) for route in providers.routes]
+    routes += [route for table in tables for route in table if isinstance(route, web.RouteDef)]
+    app.router.add_routes([hardened(route) for route in routes] + [catch_all()])
     app.cleanup_ctx.append(_gateway)
     return app
 
 
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
     config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
-    store = SqliteStore(config.store_path)
+    store = make_store(config)
     await store.open()
     templates = Templates(config.templates_dir)
     engine = EscalationEngine(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,

@@ -99,11 +99,19 @@ def check_body_text(raw: bytes, value: Any) -> None:
         raise invalid(exc.field, exc.message) from None
 
 
+async def body_bytes(request: web.Request) -> bytes:
+    """The raw body (413 past the size limit); 400 when it cannot be read (e.g. a Content-Encoding lie)."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        raise _malformed(f"request body could not be read: {exc}", "unreadable") from None
+
+
 async def parsed_body(request: web.Request) -> Any:
     """The body parsed by :func:`parse_json` once per request (an auth check may need it first)."""
     cached = request.get(_PARSED)
     if cached is None:
-        cached = _Parsed(parse_json(await request.read()))
+        cached = _Parsed(parse_json(await body_bytes(request)))
         request[_PARSED] = cached
     return cached.value
 
@@ -111,13 +119,13 @@ async def parsed_body(request: web.Request) -> Any:
 async def read_json(request: web.Request) -> Any:
     """The body as JSON: 400 when it is not JSON, 413 when too large, 422 for text that is not Unicode."""
     value = await parsed_body(request)
-    check_body_text(await request.read(), value)
+    check_body_text(await body_bytes(request), value)
     return value
 
 
 async def read_optional_json(request: web.Request) -> dict[str, Any]:
     """For action endpoints whose body is optional: {} when empty, else a JSON object."""
-    if not (await request.read()).strip():
+    if not (await body_bytes(request)).strip():
         return {}
     body = await read_json(request)
     if not isinstance(body, dict):

@@ -327,3 +327,28 @@ def test_access_log_masks_phone_numbers(caplog: pytest.LogCaptureFixture) -> Non
             access.log(make_mocked_request("POST", path), web.Response(status=200), 0.001)
     assert "0000101" not in caplog.text
     assert caplog.text.count("***0101") == 3
+
+
+@pytest.mark.parametrize("path", ["/api/v1/alerts", "/nope", "/api/v1/alerts/1", "/healthz"])
+async def test_a_non_utf8_expect_header_is_417_not_500(gateway: Gateway, path: str) -> None:
+    # aiohttp answers Expect before any middleware, and its own answer echoes the header: 500 on \xff.
+    status, body = await _raw(gateway, _request("POST", path, b"Expect: \xff\r\n", b'{"summary": "x"}'))
+    assert status == 417 and json.loads(body)["error"] == "expectation_failed", body
+    await _no_alerts(gateway)
+
+
+async def test_expect_100_continue_still_works(gateway: Gateway) -> None:
+    status, body = await _raw(gateway, _request("POST", "/api/v1/alerts", b"Authorization: Bearer test-token\r\n"
+                                                b"Content-Type: application/json\r\nExpect: 100-continue\r\n",
+                                                b'{"summary": "x"}'))
+    assert status == 100  # the interim answer comes first; the alert is accepted after it
+    assert b"HTTP/1.1 202" in body
+
+
+async def test_unknown_method_is_405_with_allow_and_unknown_path_404(gateway: Gateway) -> None:
+    for method in ("PUT", "DELETE", "OPTIONS", "PATCH"):
+        async with gateway.client.request(method, "/api/v1/alerts", headers={}) as resp:
+            assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+            assert set(resp.headers["Allow"].split(",")) >= {"GET", "POST"}
+    async with gateway.client.get("/api/v1/nope/deeper", headers={}) as resp:
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found"

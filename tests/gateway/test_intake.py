@@ -711,3 +711,29 @@ def test_splunk_webhook_alert_action() -> None:
 )
 def test_splunk_errors_name_the_field(body: object, field: str) -> None:
     assert field_of(parse_splunk, body) == field
+
+
+# ------------------------------------------------------------------ text that cannot be stored
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"summary": "\ud800"}, "summary"),
+    ({"summary": "ok", "labels": {"a": "b", "c": "x\udfffy"}}, "labels.c"),
+    ({"labels": {"\udc80": "v"}}, "labels"),
+    ({"details": {"list": ["fine", {"deep": "\ud83d"}]}}, "details.list[1].deep"),
+    (["ok", "\ud800"], "$[1]"),
+    ("\udcff", "$"),
+])
+def test_check_text_names_the_first_field_with_a_lone_surrogate(body: object, field: str) -> None:
+    from gateway.intake import check_text
+
+    with pytest.raises(IntakeError) as caught:
+        check_text(body)
+    assert caught.value.field == field and "surrogate" in caught.value.message
+
+
+def test_check_text_passes_real_text_and_other_json() -> None:
+    from gateway.intake import check_text
+
+    check_text({"summary": "disk \U0001f600 full", "n": 1, "f": 1.5, "b": None, "l": [True, {"k": "é"}]})
+    check_text(load("alertmanager-v4-firing-2-alerts.json"))

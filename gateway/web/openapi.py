@@ -1,0 +1,614 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the HTTP API, built from the app's real routes.
+
+The document lists exactly the routes the app serves (the sandbox's only with the sandbox, Twilio's
+webhooks only with Twilio), so it cannot drift from the router: each route takes its description from
+``OPERATIONS`` below, a provider's webhook from the provider's template, and a route nobody described
+still appears, marked undocumented (a test makes sure there is none). It is public, like /healthz: it
+holds no secret, and monitoring systems and people set up integrations from it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from gateway.web.auth import Auth, auth, declared
+from gateway.web.fallback import is_catch_all
+from gateway.web.json_body import MAX_DEPTH
+from gateway.web.params import MAX_ID
+
+routes = web.RouteTableDef()
+
+Schema = dict[str, Any]
+
+UNDOCUMENTED = "undocumented"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_TEXT_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "description": "Every error of the API (PagerDuty's endpoint has its own shape).",
+        "required": ["error", "message", "details"],
+        "properties": {
+            "error": {"type": "string", "description": "a stable id: unauthorized, malformed_json, invalid_field..."},
+            "message": {"type": "string"},
+            "details": {"type": "object", "description": "e.g. field (for invalid_field), reason (for malformed_json)"},
+        },
+    },
+    "PagerDutyError": {
+        "type": "object",
+        "required": ["status", "message", "errors", "error", "details"],
+        "properties": {
+            "status": {"enum": ["invalid event", "unauthorized"]},
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "string"}},
+            "error": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "required": ["id", "status", "priority", "summary", "source", "dedup_key", "team", "policy", "route",
+                     "labels", "details", "created_at", "updated_at", "acknowledged_by", "acknowledged_at",
+                     "resolved_at"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "status": {"enum": ["triggered", "acknowledged", "resolved"]},
+            "priority": {"enum": ["high", "low"]},
+            "summary": {"type": "string"},
+            "source": {"type": "string"},
+            "dedup_key": {"type": "string"},
+            "team": {"type": "string"},
+            "policy": {"type": "string"},
+            "route": {"type": "string"},
+            "labels": _TEXT_MAP,
+            "details": {"type": "object"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "acknowledged_by": _nullable("string"),
+            "acknowledged_at": _nullable("string", format="date-time"),
+            "resolved_at": _nullable("string", format="date-time"),
+        },
+    },
+    "ChangedAlert": {
+        "allOf": [_ref("Alert"), {"type": "object", "required": ["changed"],
+                                  "properties": {"changed": {"type": "boolean"}}}],
+    },
+    "Page": {
+        "type": "object",
+        "required": ["id", "step", "round", "engineer", "number", "channel", "status", "outcome", "detail",
+                     "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "step": _nullable("integer"),
+            "round": _nullable("integer"),
+            "engineer": _nullable("string"),
+            "number": {"type": "string", "description": "masked: +1555***0001"},
+            "channel": {"enum": ["call", "sms"]},
+            "status": {"enum": ["due", "sent", "done"]},
+            "outcome": _nullable("string"),
+            "detail": {"type": "string"},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        },
+    },
+    "AlertDetail": {
+        "allOf": [_ref("Alert"), {
+            "type": "object",
+            "required": ["escalation", "pages", "timeline"],
+            "properties": {
+                "escalation": {"oneOf": [{"type": "null"}, {
+                    "type": "object",
+                    "required": ["next_step", "round", "next_due", "running"],
+                    "properties": {"next_step": {"type": "integer"}, "round": {"type": "integer"},
+                                   "next_due": _nullable("string", format="date-time"),
+                                   "running": {"type": "boolean"}},
+                }]},
+                "pages": {"type": "array", "items": _ref("Page")},
+                "timeline": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["at", "kind", "message", "data"],
+                    "properties": {"at": _TIME, "kind": {"type": "string"}, "message": {"type": "string"},
+                                   "data": {"type": "object"}},
+                }},
+            },
+        }],
+    },
+    "AlertList": {
+        "type": "object", "required": ["alerts"],
+        "properties": {"alerts": {"type": "array", "items": _ref("Alert")}},
+    },
+    "IngestResult": {
+        "type": "object",
+        "required": ["action", "dedup_key", "id", "status"],
+        "properties": {
+            "action": {"enum": ["trigger", "acknowledge", "resolve"]},
+            "dedup_key": _nullable("string"),
+            "id": _nullable("integer"),
+            "status": {"enum": ["triggered", "acknowledged", "resolved", None]},
+            "message": {"type": "string"},
+        },
+    },
+    "IngestResults": {
+        "type": "object", "required": ["alerts"],
+        "properties": {"alerts": {"type": "array", "items": _ref("IngestResult")}},
+    },
+    "PagerDutyAccepted": {
+        "type": "object",
+        "required": ["status", "message", "dedup_key", "id"],
+        "properties": {"status": {"const": "success"}, "message": {"type": "string"},
+                       "dedup_key": {"type": "string"}, "id": _nullable("integer")},
+    },
+    "Direct": {
+        "type": "object", "required": ["alert", "pages"],
+        "properties": {"alert": _ref("Alert"), "pages": {"type": "array", "items": _ref("Page")}},
+    },
+    "Person": {
+        "type": "object", "required": ["id", "name", "phone"],
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                       "phone": {"type": "string", "description": "masked"}},
+    },
+    "OnCall": {
+        "type": "object",
+        "required": ["at", "teams"],
+        "properties": {
+            "at": _TIME,
+            "teams": {"type": "array", "items": {
+                "type": "object",
+                "required": ["team", "primary", "secondary", "until"],
+                "properties": {
+                    "team": {"type": "string"},
+                    "primary": {"oneOf": [{"type": "null"}, _ref("Person")]},
+                    "secondary": {"oneOf": [{"type": "null"}, _ref("Person")]},
+                    "until": _nullable("string", format="date-time"),
+                },
+            }},
+        },
+    },
+    "Queues": {
+        "type": "object",
+        "required": ["queues", "providers", "low_wait_warning_s", "low_waited_too_long_total"],
+        "properties": {
+            "queues": {"type": "array", "items": {
+                "type": "object",
+                "required": ["priority", "depth", "oldest_wait_s", "waiting_too_long"],
+                "properties": {"priority": {"enum": ["high", "low"]}, "depth": {"type": "integer"},
+                               "oldest_wait_s": _nullable("number"), "waiting_too_long": {"type": "integer"}},
+            }},
+            "providers": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "in_flight", "capacity", "reserved_for_high", "calls_per_second"],
+                "properties": {"name": {"type": "string"}, "in_flight": {"type": "integer"},
+                               "capacity": {"type": "integer"}, "reserved_for_high": {"type": "integer"},
+                               "calls_per_second": _nullable("number")},
+            }},
+            "low_wait_warning_s": {"type": "number"},
+            "low_waited_too_long_total": {"type": "integer"},
+        },
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+    "Readiness": {
+        "type": "object", "required": ["status", "checks"],
+        "properties": {"status": {"enum": ["ready", "not ready"]}, "checks": _TEXT_MAP},
+    },
+    "Phone": {
+        "type": "object",
+        "required": ["number", "call", "calls", "sms"],
+        "properties": {
+            "number": {"type": "string"},
+            "call": {"type": ["object", "null"], "description": "the current or last call: state, what it hears"},
+            "calls": {"type": "integer"},
+            "sms": {"type": "array", "items": {"type": "object"}},
+            "reply": {"type": ["string", "null"], "description": "(reply only) the gateway's answer SMS"},
+        },
+    },
+    "PhoneList": {
+        "type": "object", "required": ["phones"],
+        "properties": {"phones": {"type": "array", "items": _ref("Phone")}},
+    },
+    # ------------------------------------------------------------ request bodies
+    "NewAlert": {
+        "type": "object",
+        "description": "Our own format. summary is required for trigger; dedup_key for acknowledge and resolve.",
+        "properties": {
+            "summary": {"type": "string", "maxLength": 1024},
+            "details": {"type": "object"},
+            "labels": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+            "priority": {"enum": ["high", "low"]},
+            "dedup_key": {"type": "string", "minLength": 1, "maxLength": 255},
+            "team": {"type": "string", "minLength": 1},
+            "action": {"enum": ["trigger", "acknowledge", "resolve"]},
+        },
+    },
+    "AlertmanagerAlert": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["firing", "resolved"]},
+            "labels": _TEXT_MAP,
+            "annotations": _TEXT_MAP,
+            "startsAt": {"type": "string"},
+            "endsAt": {"type": "string"},
+            "generatorURL": {"type": "string"},
+            "fingerprint": {"type": "string"},
+        },
+    },
+    "AlertmanagerWebhook": {
+        "type": "object",
+        "description": "Alertmanager webhook v4: one alert per fingerprint, driven by each alert's status.",
+        "required": ["alerts"],
+        "properties": {
+            "version": {"const": "4"},
+            "receiver": {"type": "string"},
+            "status": {"type": "string"},
+            "externalURL": {"type": "string"},
+            "groupKey": {"type": "string"},
+            "truncatedAlerts": {"type": "integer", "minimum": 0},
+            "groupLabels": _TEXT_MAP,
+            "commonLabels": _TEXT_MAP,
+            "commonAnnotations": _TEXT_MAP,
+            "alerts": {"type": "array", "items": _ref("AlertmanagerAlert")},
+        },
+    },
+    "GrafanaWebhook": {
+        "type": "object",
+        "description": "Grafana Alerting's webhook contact point: Alertmanager's shape plus orgId, title, message.",
+        "required": ["alerts"],
+        "properties": {
+            "version": {"const": "1"},
+            "orgId": {"type": "integer"},
+            "title": {"type": "string"},
+            "message": {"type": "string"},
+            "receiver": {"type": "string"},
+            "externalURL": {"type": "string"},
+            "groupKey": {"type": "string"},
+            "truncatedAlerts": {"type": "integer", "minimum": 0},
+            "alerts": {"type": "array", "items": {"allOf": [_ref("AlertmanagerAlert"), {
+                "type": "object",
+                "properties": {"orgId": {"type": "integer"}, "valueString": {"type": "string"},
+                               "values": {"type": "object"}, "silenceURL": {"type": "string"},
+                               "dashboardURL": {"type": "string"}, "panelURL": {"type": "string"}},
+            }]}},
+        },
+    },
+    "SplunkWebhook": {
+        "type": "object",
+        "description": "Splunk's webhook alert action: each run triggers; the same search and row is one alert.",
+        "required": ["sid"],
+        "properties": {
+            "sid": {"type": "string", "minLength": 1},
+            "search_name": {"type": "string"},
+            "app": {"type": "string"},
+            "owner": {"type": "string"},
+            "results_link": {"type": "string"},
+            "result": {"type": "object", "additionalProperties": {
+                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
+        },
+    },
+    "PagerDutyEvent": {
+        "type": "object",
+        "description": "PagerDuty Events API v2. routing_key is an API token or a route's routing_key.",
+        "required": ["routing_key", "event_action"],
+        "properties": {
+            "routing_key": {"type": "string", "minLength": 1},
+            "event_action": {"enum": ["trigger", "acknowledge", "resolve"]},
+            "dedup_key": {"type": "string", "maxLength": 255},
+            "payload": {
+                "type": "object",
+                "required": ["summary", "source", "severity"],
+                "properties": {
+                    "summary": {"type": "string", "minLength": 1, "maxLength": 1024},
+                    "source": {"type": "string", "minLength": 1},
+                    "severity": {"enum": ["critical", "error", "warning", "info"]},
+                    "timestamp": {"type": "string"},
+                    "component": {"type": "string"},
+                    "group": {"type": "string"},
+                    "class": {"type": "string"},
+                    "custom_details": {},
+                },
+            },
+            "client": {"type": "string"},
+            "client_url": {"type": "string"},
+            "links": {"type": "array", "items": {"type": "object"}},
+            "images": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "DirectCall": {
+        "type": "object",
+        "description": "Exactly one of to (a phone number) and team (its primary is called).",
+        "required": ["message"],
+        "properties": {
+            "to": {"type": "string"},
+            "team": {"type": "string"},
+            "message": {"type": "string", "minLength": 1, "maxLength": 1000},
+            "priority": {"enum": ["high", "low"]},
+        },
+    },
+    "DirectSms": {
+        "type": "object",
+        "description": "Exactly one of to (a phone number) and team (its primary is texted).",
+        "required": ["message"],
+        "properties": {
+            "to": {"type": "string"},
+            "team": {"type": "string"},
+            "message": {"type": "string", "minLength": 1, "maxLength": 1600},
+            "priority": {"enum": ["high", "low"]},
+        },
+    },
+    "AlertAction": {
+        "type": "object",
+        "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "who did it (default: the API token's name)"},
+            "priority": {"const": "high", "description": "escalate only: raise the alert's priority"},
+        },
+    },
+    "Digits": {"type": "object", "required": ["digits"],
+               "properties": {"digits": {"type": "string", "pattern": "^[0-9*#]{1,20}$"}}},
+    "Reply": {"type": "object", "required": ["text"],
+              "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 1600}}},
+    "Dial": {"type": "object", "required": ["to"], "properties": {"to": {"type": "string"}}},
+    "TwilioForm": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "Twilio's webhook parameters (CallSid, CallStatus, Digits, ...)"},
+}
+
+_ERROR = _ref("Error")
+RESPONSES: dict[str, Schema] = {
+    "BadJson": _json(_ERROR, f"malformed_json: not UTF-8, not JSON, or nested deeper than {MAX_DEPTH} levels"),
+    "Unauthorized": {
+        **_json(_ERROR, "unauthorized: a missing or wrong token"),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    "NotFound": _json(_ERROR, "not_found"),
+    "Conflict": _json(_ERROR, "the resource's state does not allow it"),
+    "TooLarge": _json(_ERROR, "body_too_large: over server.max_body_bytes"),
+    "Invalid": _json(_ERROR, "invalid_field (details.field names it), no_route, ..."),
+}
+
+
+def _use(*names: str) -> dict[str, Schema]:
+    codes = {"BadJson": "400", "Unauthorized": "401", "NotFound": "404", "Conflict": "409", "TooLarge": "413",
+             "Invalid": "422"}
+    return {codes[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
+
+
+_BODY_ERRORS = ("BadJson", "Unauthorized", "TooLarge", "Invalid")
+
+
+def _body(name: str, *, required: bool = True) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_ALERT_ID: Schema = {"name": "alert_id", "in": "path", "required": True,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+_NUMBER: Schema = {"name": "number", "in": "path", "required": True,
+                   "schema": {"type": "string"}, "description": "the phone's number, E.164 (+15550000001)"}
+
+
+def _action(verb: str) -> Schema:
+    return {
+        "summary": f"{verb.capitalize()} an alert",
+        "tags": ["alerts"],
+        "parameters": [_ALERT_ID],
+        "requestBody": _body("AlertAction", required=False),
+        "responses": {"200": _json(_ref("ChangedAlert"), f"the alert; changed: whether this {verb} changed it"),
+                      **_use(*_BODY_ERRORS, "NotFound", "Conflict")},
+    }
+
+
+def _sandbox_action(summary: str, body: str | None = None) -> Schema:
+    operation: Schema = {
+        "summary": summary,
+        "tags": ["sandbox"],
+        "parameters": [_NUMBER],
+        "responses": {"200": _json(_ref("Phone"), "the phone afterwards"), **_use(*_BODY_ERRORS, "Conflict")},
+    }
+    if body is not None:
+        operation["requestBody"] = _body(body)
+    return operation
+
+
+_PUBLIC: list[Schema] = []
+
+OPERATIONS: dict[tuple[str, str], Schema] = {
+    ("GET", "/healthz"): {"summary": "Liveness: the process answers", "tags": ["health"], "security": _PUBLIC,
+                          "responses": {"200": _json(_ref("Health"), "alive")}},
+    ("GET", "/readyz"): {"summary": "Readiness: store, scheduler and each provider", "tags": ["health"],
+                         "security": _PUBLIC,
+                         "responses": {"200": _json(_ref("Readiness"), "ready"),
+                                       "503": _json(_ref("Readiness"), "not ready; checks say what is not")}},
+    ("GET", "/openapi.json"): {"summary": "This description of the API", "tags": ["health"], "security": _PUBLIC,
+                               "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}},
+    ("POST", "/api/v1/alerts"): {
+        "summary": "Trigger, acknowledge or resolve an alert (our own format)",
+        "tags": ["alerts"],
+        "requestBody": _body("NewAlert"),
+        "responses": {"202": _json(_ref("IngestResult"), "a new alert; its first step starts now"),
+                      "200": _json(_ref("IngestResult"), "an open alert with this dedup_key already exists, "
+                                                         "or it was acknowledged or resolved"),
+                      **_use(*_BODY_ERRORS, "NotFound")},
+    },
+    ("GET", "/api/v1/alerts"): {
+        "summary": "List alerts, newest first",
+        "tags": ["alerts"],
+        "parameters": [
+            {"name": "status", "in": "query", "schema": {"enum": ["triggered", "acknowledged", "resolved"]}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            {"name": "before_id", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+        ],
+        "responses": {"200": _json(_ref("AlertList"), "alerts"), **_use("Unauthorized", "Invalid")},
+    },
+    ("GET", "/api/v1/alerts/{alert_id}"): {
+        "summary": "One alert: status, escalation, pages with outcomes, timeline",
+        "tags": ["alerts"],
+        "parameters": [_ALERT_ID],
+        "responses": {"200": _json(_ref("AlertDetail"), "the alert"), **_use("Unauthorized", "NotFound")},
+    },
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): _action("acknowledge"),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): _action("resolve"),
+    ("POST", "/api/v1/alerts/{alert_id}/escalate"): _action("escalate"),
+    ("POST", "/api/v1/integrations/alertmanager"): {
+        "summary": "Alertmanager webhook (v4)", "tags": ["integrations"],
+        "requestBody": _body("AlertmanagerWebhook"),
+        "responses": {"202": _json(_ref("IngestResults"), "at least one new alert"),
+                      "200": _json(_ref("IngestResults"), "nothing new"), **_use(*_BODY_ERRORS)},
+    },
+    ("POST", "/api/v1/integrations/grafana"): {
+        "summary": "Grafana Alerting webhook contact point", "tags": ["integrations"],
+        "requestBody": _body("GrafanaWebhook"),
+        "responses": {"202": _json(_ref("IngestResults"), "at least one new alert"),
+                      "200": _json(_ref("IngestResults"), "nothing new"), **_use(*_BODY_ERRORS)},
+    },
+    ("POST", "/api/v1/integrations/splunk"): {
+        "summary": "Splunk webhook alert action (the token may come as ?token=)", "tags": ["integrations"],
+        "security": [{"bearerAuth": []}, {"queryToken": []}],
+        "requestBody": _body("SplunkWebhook"),
+        "responses": {"202": _json(_ref("IngestResults"), "a new alert"),
+                      "200": _json(_ref("IngestResults"), "this search and row is already open"),
+                      **_use(*_BODY_ERRORS)},
+    },
+    ("POST", "/v2/enqueue"): {
+        "summary": "PagerDuty Events API v2",
+        "description": "Authorized by a bearer token, or by the body's routing_key (an API token or a route's "
+                       "routing_key). Errors in PagerDuty's shape.",
+        "tags": ["integrations"],
+        "security": [{"bearerAuth": []}, {}],
+        "requestBody": _body("PagerDutyEvent"),
+        "responses": {"202": _json(_ref("PagerDutyAccepted"), "processed"),
+                      "400": _json(_ref("PagerDutyError"), "invalid event"),
+                      "401": _json(_ref("PagerDutyError"), "unknown routing_key and no valid token"),
+                      **_use("TooLarge")},
+    },
+    ("POST", "/api/v1/calls"): {
+        "summary": "Call a number or a team's primary with a message; pressing 1 acknowledges", "tags": ["direct"],
+        "requestBody": _body("DirectCall"),
+        "responses": {"202": _json(_ref("Direct"), "the call is placed"), **_use(*_BODY_ERRORS, "Conflict")},
+    },
+    ("POST", "/api/v1/sms"): {
+        "summary": "Text a number or a team's primary; a reply acknowledges", "tags": ["direct"],
+        "requestBody": _body("DirectSms"),
+        "responses": {"202": _json(_ref("Direct"), "the SMS is sent"), **_use(*_BODY_ERRORS, "Conflict")},
+    },
+    ("GET", "/api/v1/oncall"): {
+        "summary": "Who is on call, per team, and until when", "tags": ["oncall"],
+        "parameters": [{"name": "team", "in": "query", "schema": {"type": "string"}},
+                       {"name": "at", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+        "responses": {"200": _json(_ref("OnCall"), "on call"), **_use("Unauthorized", "Invalid")},
+    },
+    ("GET", "/api/v1/queues"): {
+        "summary": "Calls waiting per priority, and lines in use", "tags": ["operations"],
+        "responses": {"200": _json(_ref("Queues"), "queues"), **_use("Unauthorized")},
+    },
+    ("GET", "/metrics"): {
+        "summary": "The same for Prometheus", "tags": ["operations"],
+        "responses": {"200": {"description": "Prometheus text format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **_use("Unauthorized")},
+    },
+    ("GET", "/api/v1/sandbox/phones"): {
+        "summary": "Every simulated phone", "tags": ["sandbox"],
+        "responses": {"200": _json(_ref("PhoneList"), "phones"), **_use("Unauthorized")},
+    },
+    ("GET", "/api/v1/sandbox/phones/{number}"): {
+        "summary": "A simulated phone: its call, what it hears, its SMS", "tags": ["sandbox"],
+        "parameters": [_NUMBER],
+        "responses": {"200": _json(_ref("Phone"), "the phone"), **_use("Unauthorized", "Invalid")},
+    },
+    ("POST", "/api/v1/sandbox/phones/{number}/answer"): _sandbox_action("Answer the ringing call"),
+    ("POST", "/api/v1/sandbox/phones/{number}/press"): _sandbox_action("Press keys", "Digits"),
+    ("POST", "/api/v1/sandbox/phones/{number}/reject"): _sandbox_action("Reject the ringing call"),
+    ("POST", "/api/v1/sandbox/phones/{number}/hangup"): _sandbox_action("Hang up"),
+    ("POST", "/api/v1/sandbox/phones/{number}/dial"): _sandbox_action("Call a number (a hotline)", "Dial"),
+    ("POST", "/api/v1/sandbox/phones/{number}/reply"): _sandbox_action("Send an SMS to the gateway", "Reply"),
+}
+
+
+def _twilio_operation(path: str) -> Schema:
+    """Every Twilio webhook: a signed form POST answered with TwiML."""
+    return {
+        "summary": f"Twilio webhook {path.removeprefix('/twilio/')}",
+        "tags": ["twilio"],
+        "security": [{"twilioSignature": []}],
+        "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": _ref("TwilioForm")}}},
+        "responses": {"200": {"description": "TwiML", "content": {"text/xml": {"schema": {"type": "string"}}}},
+                      "403": {"description": "missing or wrong X-Twilio-Signature",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }
+
+
+def _undocumented(path: str) -> Schema:
+    return {"summary": UNDOCUMENTED, "tags": [UNDOCUMENTED],
+            "responses": {"default": _json(_ERROR, "see the code")}}
+
+
+def _with_path_parameters(operation: Schema, path: str) -> Schema:
+    """Every ``{name}`` in the path is a parameter; ones the operation does not describe are strings."""
+    described = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "path"}
+    extra = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+             for name in re.findall(r"\{(\w+)", path) if name not in described]
+    return {**operation, "parameters": [*operation.get("parameters", []), *extra]} if extra else operation
+
+
+def operation_for(method: str, path: str, kind: Auth) -> Schema:
+    found = OPERATIONS.get((method, path))
+    if found is None:
+        found = _twilio_operation(path) if kind is Auth.PROVIDER else _undocumented(path)
+    return _with_path_parameters(found, path)
+
+
+def document(app: web.Application) -> Schema:
+    """The OpenAPI 3.1 document of the routes ``app`` serves (HEAD, implied by GET, is left out, and so is
+    the catch-all that answers 404/405 for everything else)."""
+    paths: dict[str, dict[str, Schema]] = {}
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None or is_catch_all(route):
+            continue
+        path = route.resource.canonical
+        paths.setdefault(path, {})[route.method.lower()] = operation_for(route.method, path,
+                                                                         declared(route.handler))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "On-call telephony gateway",
+            "version": "1",
+            "description": "Alerts in over HTTP; calls and SMS out to the engineers on call. Errors are JSON "
+                           '{"error", "message", "details"} with a 4xx; every endpoint but health and this '
+                           "document needs an API token as a bearer token.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API token (api_tokens)"},
+                "queryToken": {"type": "apiKey", "in": "query", "name": "token",
+                               "description": "Splunk only: it can set nothing but a URL"},
+                "twilioSignature": {"type": "apiKey", "in": "header", "name": "X-Twilio-Signature",
+                                    "description": "HMAC-SHA1 over server.public_url + path and the form"},
+            },
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+@routes.get("/openapi.json")
+@auth(Auth.NONE)
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document(request.app))
