@@ -16,7 +16,10 @@ on that session and a rendered ``Hold`` tells the gateway to try engineers. The 
 is bridged from the accepting engineer's own AGI session with ``EXEC Bridge
 "<caller channel>,x"``. To the caller's AGI that looks exactly like a hang-up;
 AMI tells the two apart (``BridgeEnter`` vs ``Hangup`` with the caller's
-Uniqueid), so AMI decides whether the caller is connected or gone.
+Uniqueid), so AMI decides whether the caller is connected or gone. Asterisk
+sends a hung-up caller's ``Hangup`` only after its FastAGI socket is closed:
+with no bridge asked for, a caller who left AGI is gone at once (the engineers'
+calls end now); otherwise the caller's session is closed before AMI is heard.
 
 Outcomes are mapped as the sandbox maps them; each call's result is reported
 once. Calls whose outcome was lost with the AMI connection are settled as
@@ -132,7 +135,7 @@ class AsteriskTiming:
     outcome_grace_s: float = 30.0  # clock: ring timeout + this without any word -> FAILED ("outcome lost")
     accept_wait_s: float = 120.0  # clock: an accepted engineer with no bridge to make is hung up after this
     hangup_settle_s: float = 1.0  # after a leg's Hangup, how long an OriginateResponse may still come
-    verdict_wait_s: float = 3.0  # after a caller's AGI ends on hold, how long AMI may take to say why
+    verdict_wait_s: float = 3.0  # a caller's AGI ended during a bridge: after closing it, how long AMI may take to say why
     hold_chunk_s: int = 10  # one MusicOnHold chunk; gateway events are picked up between chunks
     ami_action_timeout_s: float = 5.0
     ami_ping_interval_s: float = 10.0
@@ -667,12 +670,7 @@ class AsteriskProvider:
 
     async def _after_agi(self, caller: _Caller, result: FlowOutcome | ChannelLeftAgi | None) -> None:
         """The caller's AGI ended on hold (or while a bridge was being made): bridged or gone?"""
-        try:
-            verdict = await asyncio.wait_for(asyncio.shield(caller.verdict), self._timing.verdict_wait_s)
-        except TimeoutError:
-            verdict = "bridged" if caller.engineer is not None else "gone"
-            log.warning("hotline call %s: no word from AMI on why the caller left AGI; assuming %s",
-                        caller.call_id, verdict)
+        verdict = await self._verdict(caller)
         state = result.state if isinstance(result, ChannelLeftAgi) else caller.state
         if caller.outcome not in (None, FlowOutcome.CONNECTED):
             return  # the flow already ended otherwise (a voicemail, nobody available): keep that
@@ -695,6 +693,29 @@ class AsteriskProvider:
         finally:
             for waiter in (gone, over):
                 waiter.cancel()
+
+    async def _verdict(self, caller: _Caller) -> str:
+        """``"bridged"`` or ``"gone"``, without waiting on anything that needs the session closed first.
+
+        Asterisk publishes a hung-up caller's ``Hangup`` only when the channel is
+        destroyed, after the FastAGI socket is closed. With no engineer asked to
+        bridge, nothing can have taken the caller: gone, at once (the engineers'
+        calls end now, not after a wait). Otherwise the session is closed first (a
+        channel in a bridge lives on; a hung-up one is destroyed and AMI says so)
+        and AMI's ``BridgeEnter`` or ``Hangup`` decides.
+        """
+        if caller.verdict.done():
+            return caller.verdict.result()
+        if caller.engineer is None and not caller.bridged:
+            return "gone"
+        await caller.session.close()
+        try:
+            return await asyncio.wait_for(asyncio.shield(caller.verdict), self._timing.verdict_wait_s)
+        except TimeoutError:
+            verdict = "bridged" if not caller.bridge_over.is_set() else "gone"
+            log.warning("hotline call %s: no word from AMI on why the caller left AGI; assuming %s",
+                        caller.call_id, verdict)
+            return verdict
 
     async def _caller_finished(self, caller: _Caller) -> None:
         if caller.finished:

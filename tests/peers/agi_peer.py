@@ -198,6 +198,11 @@ class AgiPeer:
                 await writer.wait_closed()
             self._done.set()
 
+    @property
+    def connected(self) -> bool:
+        """The FastAGI connection is open (from the connect until it is closed)."""
+        return self._writer is not None and not self._done.is_set()
+
     async def wait_done(self) -> None:
         await self._done.wait()
 

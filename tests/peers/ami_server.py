@@ -41,7 +41,9 @@ and bridges and hang-ups show on both AMI and AGI.
 Test hooks: :attr:`FakeAsterisk.received_actions`, :meth:`FakeAsterisk.drop_connections`,
 :meth:`FakeAsterisk.send_raw`, :attr:`FakeAsterisk.unresponsive` (answers
 nothing, sends nothing: a half-open connection), a mutable
-:attr:`FakeAsterisk.secret`, and ``eager_login``: the fastest PBX possible, which
+:attr:`FakeAsterisk.secret`, :attr:`FakeAsterisk.timeline` (actions received,
+Hangup events sent and, on :class:`FakePbx`, FastAGI sessions closed, in
+order), and ``eager_login``: the fastest PBX possible, which
 holds the banner back until the Login arrives and then sends banner, Login
 reply and the login's events in one write, with no await in between (real
 Asterisk sends the banner at once; a client must not depend on either).
@@ -708,6 +710,9 @@ class FakeAsterisk:
         self.eager_login = eager_login
         self.unresponsive = False
         self.received_actions: list[dict[str, str]] = []
+        # What happened, in order: "action <Action> [<Channel>]", "event Hangup <Uniqueid>" and (FakePbx)
+        # "agi closed <Uniqueid>" when the FastAGI server closed a channel's session.
+        self.timeline: list[str] = []
         self._local_ids = itertools.count(first_local_id)
         self._uniqueids = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -804,6 +809,7 @@ class FakeAsterisk:
                 if action is None:
                     break
                 self.received_actions.append(_as_dict(action))
+                self.timeline.append(f"action {header(action, 'Action')} {header(action, 'Channel') or ''}".rstrip())
                 async with self._arrivals:
                     self._arrivals.notify_all()
                 if self.unresponsive:
@@ -1064,6 +1070,19 @@ class FakeAsterisk:
             cause = causes[template.leg[0]]
             if header(headers, "Cause") == "16":
                 headers = _with(headers, Cause=str(cause), **{"Cause-txt": _CAUSES.get(cause, "Unknown")})
+        if not self._hold_back(roles, template, headers):
+            self._publish(roles, template, headers)
+
+    def _hold_back(
+        self, roles: Mapping[str, _Call], template: _Template, headers: list[tuple[str, str]]
+    ) -> bool:
+        """True to keep an event for later (:class:`FakePbx`: a channel's end while its AGI runs)."""
+        return False
+
+    def _publish(self, roles: Mapping[str, _Call], template: _Template, headers: list[tuple[str, str]]) -> None:
+        """Track the channel state an event changes and send it to the clients."""
+        if header(headers, "Event") == "Hangup":
+            self.timeline.append(f"event Hangup {header(headers, 'Uniqueid')}")
         self._track(headers)
         if template.name == "OriginateResponse":
             call = roles[next(iter(template.roles - {"g"}), "a")]
@@ -1349,6 +1368,12 @@ class FakePbx(FakeAsterisk):
       sends ``HANGUP`` (or ``-1``) on its session; the FastAGI server closing a
       session ends its channel on AMI (unless it sits in a bridge); a phone that
       hangs up on the AGI side (scenario 6) ends on AMI as a far-end hang-up.
+    - As on a real Asterisk 22, a channel that hangs up (or is hung up) while it
+      runs AGI is destroyed only once the FastAGI server closes the session:
+      its AGI hears the hang-up at once, but its ``Hangup`` event, and every
+      event of that call after it, is published only after the socket is closed
+      (:attr:`timeline` shows ``agi closed <Uniqueid>`` before ``event Hangup
+      <Uniqueid>``). A channel in a bridge is not held back.
 
     MusicOnHold chunks end by themselves after their duration times ``time_scale``.
     """
@@ -1358,6 +1383,9 @@ class FakePbx(FakeAsterisk):
         self.peers: dict[str, AgiPeer] = {}  # by the ;1 leg's Uniqueid
         self._peer_calls: dict[str, _Call] = {}
         self._agi_tasks: set[asyncio.Task[None]] = set()
+        # Calls whose ;1 leg hung up while running AGI: their events from that Hangup on, until the
+        # FastAGI session is closed and the channel really goes.
+        self._held: dict[_Call, list[tuple[Mapping[str, _Call], _Template, list[tuple[str, str]]]]] = {}
         self._callers = itertools.count(1)
 
     async def stop(self) -> None:
@@ -1438,6 +1466,40 @@ class FakePbx(FakeAsterisk):
 
     # ------------------------------------------------------------ hooks
 
+    def hang_up(self, channel: str, cause: int = 16) -> None:
+        leg = self._legs.get(channel)
+        if leg is not None and leg.call in self._held:
+            return  # already ending: the channel goes when its AGI session is closed
+        super().hang_up(channel, cause)
+
+    def _hold_back(
+        self, roles: Mapping[str, _Call], template: _Template, headers: list[tuple[str, str]]
+    ) -> bool:
+        call = roles[template.leg[0]] if template.leg else None
+        if call is None:
+            return False
+        held = self._held.get(call)
+        if held is not None:
+            held.append((roles, template, headers))
+            return True
+        if template.name != "Hangup" or template.leg != ("a", "1"):
+            return False
+        leg = self._legs.get(header(headers, "Channel") or "")
+        peer = self.peers.get(leg.uniqueid) if leg is not None else None
+        if leg is None or leg.bridge is not None or peer is None or not peer.connected:
+            return False
+        # The channel runs AGI: the AGI hears the hang-up now; the channel (and its Hangup event)
+        # ends when the FastAGI server closes the session.
+        self._held[call] = [(roles, template, headers)]
+        if not peer.agi_dead:
+            self._spawn(peer.hang_up())
+        return True
+
+    def _release(self, call: _Call) -> None:
+        """The session of ``call``'s ;1 leg is closed: publish what its end held back."""
+        for roles, template, headers in self._held.pop(call, []):
+            self._publish(roles, template, headers)
+
     def _observe(
         self, roles: Mapping[str, _Call], template: _Template, headers: Sequence[tuple[str, str]]
     ) -> None:
@@ -1494,11 +1556,15 @@ class FakePbx(FakeAsterisk):
             await peer.run()
         except (ConnectionError, OSError):
             pass  # nobody listening, or the server vanished: the channel ends as below
+        self.timeline.append(f"agi closed {call.values['cid']}")
+        self._release(call)
         leg = call.legs.get("1")
         if leg is not None and leg.channel in self._legs and leg.bridge is None:
             self.hang_up(leg.channel)  # closing the FastAGI socket is what ends the channel
 
     def _far_end_hung_up(self, call: _Call) -> None:
+        if call in self._held:
+            return  # the call is already ending (its AGI heard that hang-up)
         leg = call.legs.get("2")
         if leg is not None and leg.channel in self._legs and leg.bridge is None:
             self.hang_up(leg.channel)

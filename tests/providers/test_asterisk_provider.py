@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class Recorder:
     waiting: list[CallerWaiting] = field(default_factory=list)
     finished: list[CallerFinished] = field(default_factory=list)
     on_result: Callable[[CallResult], Awaitable[None]] | None = None
+    on_finished: Callable[[CallerFinished], Awaitable[None]] | None = None
 
     async def call_ended(self, event: CallResult) -> None:
         self.results.append(event)
@@ -105,6 +106,8 @@ class Recorder:
 
     async def caller_finished(self, event: CallerFinished) -> None:
         self.finished.append(event)
+        if self.on_finished is not None:
+            await self.on_finished(event)
 
     async def sms_status(self, event: SmsStatusChanged) -> None:
         raise AssertionError("no SMS over Asterisk")
@@ -148,12 +151,12 @@ async def pbx() -> AsyncIterator[FakePbx]:
         yield fake
 
 
-async def _rig(pbx: FakePbx, tmp_path: Path, **config: Any) -> AsyncIterator[Rig]:
+async def _rig(pbx: FakePbx, tmp_path: Path, timing: AsteriskTiming = TIMING, **config: Any) -> AsyncIterator[Rig]:
     agi_port = free_port()
     clock = FakeClock()
     events = Recorder()
     provider = AsteriskProvider(make_config(pbx.port, agi_port, tmp=tmp_path, **config), clock=clock,
-                                default_region="US", timing=TIMING, hotlines=HOTLINES)
+                                default_region="US", timing=timing, hotlines=HOTLINES)
     await provider.open(events)
     try:
         yield Rig(pbx=pbx, provider=provider, events=events, clock=clock, agi_url=f"agi://127.0.0.1:{agi_port}")
@@ -306,6 +309,75 @@ async def test_caller_hanging_up_on_hold_is_abandoned(rig: Rig) -> None:
     assert finished == [CallerFinished(call_id=f"ast-{caller.uniqueid}", outcome=FlowOutcome.ABANDONED)]
     await asyncio.sleep(0.05)
     assert len(rig.events.finished) == 1
+
+
+async def test_caller_hanging_up_while_engineers_ring_ends_their_calls_at_once(pbx: FakePbx, tmp_path: Path) -> None:
+    # Asterisk publishes the caller's Hangup only after its FastAGI session is closed (FakePbx does too).
+    # Nobody accepted, so there is nothing to wait for; a verdict wait that long would never end here.
+    async for rig in _rig(pbx, tmp_path, timing=replace(TIMING, verdict_wait_s=3600)):
+        await until(lambda: rig.provider.readiness() == {"voice:asterisk": "ok"})
+        rig.events.hotline_flow = hotline_flow()
+
+        async def as_the_gateway_does(event: CallerFinished) -> None:
+            await rig.provider.cancel_call("page-20")  # the hotline's alert is resolved: its pages end
+
+        rig.events.on_finished = as_the_gateway_does
+        caller = await rig.hotline_caller()
+        await asyncio.wait_for(caller.peer.wait_blocking(), SAFETY_S)  # on hold
+        await rig.call("page-20", "+15550000003", ScreeningFlow(caller="+1 555 777 0001"), ring_s=600)
+        await until(lambda: rig.pbx.live("gw-page-20"))  # the engineer's phone rings
+
+        await rig.pbx.hang_up_caller(caller)
+        await rig.pbx.wait_for_action("Hangup", timeout=SAFETY_S, Channel="gw-page-20")
+        call_id = f"ast-{caller.uniqueid}"
+        assert rig.events.finished == [CallerFinished(call_id=call_id, outcome=FlowOutcome.ABANDONED)]
+        await until(lambda: f"event Hangup {caller.uniqueid}" in rig.pbx.timeline)
+        timeline = rig.pbx.timeline
+        # The engineer's call ended first; the caller's session was closed; only then did AMI report
+        # the caller's Hangup.
+        assert (timeline.index("action Hangup gw-page-20") < timeline.index(f"agi closed {caller.uniqueid}")
+                < timeline.index(f"event Hangup {caller.uniqueid}"))
+        await until(lambda: not rig.pbx.channels)
+
+
+async def test_caller_hanging_up_while_the_bridge_is_being_made_is_not_waited_for(
+    pbx: FakePbx, tmp_path: Path
+) -> None:
+    # Here AMI must say whether the caller left AGI for the bridge or hung up; the gateway closes the
+    # caller's session first, since Asterisk reports a hang-up only after that.
+    async for rig in _rig(pbx, tmp_path, timing=replace(TIMING, verdict_wait_s=3600)):
+        await until(lambda: rig.provider.readiness() == {"voice:asterisk": "ok"})
+        rig.events.hotline_flow = hotline_flow()
+        caller = await rig.hotline_caller()
+        call_id = f"ast-{caller.uniqueid}"
+        await asyncio.wait_for(caller.peer.wait_blocking(), SAFETY_S)
+        bridge_may_go_on = asyncio.Event()
+
+        async def accepted(result: CallResult) -> None:
+            if result.outcome == CallOutcome.ACCEPTED:
+                engineer = rig.pbx.peers["gw-page-9"]
+                bridge = engineer.on_bridge
+                assert bridge is not None
+
+                async def slow_bridge(data: str) -> str:  # the Bridge application is still starting
+                    await bridge_may_go_on.wait()
+                    return await bridge(data)
+
+                engineer.on_bridge = slow_bridge
+                await rig.provider.notify(call_id, EngineerConnected(engineer_name="Bob", call_id=result.call_id))
+
+        rig.events.on_result = accepted
+        await rig.call("page-9", "+15550000001", ScreeningFlow(caller="+1 555 777 0001"))
+        engineer = await rig.pbx.wait_peer("gw-page-9")
+        await until(lambda: any(c.startswith("EXEC Bridge") for c in engineer.commands))
+
+        await rig.pbx.hang_up_caller(caller)
+        finished = await until(lambda: rig.events.finished)
+        assert finished == [CallerFinished(call_id=call_id, outcome=FlowOutcome.ABANDONED)]
+        timeline = rig.pbx.timeline
+        assert timeline.index(f"agi closed {caller.uniqueid}") < timeline.index(f"event Hangup {caller.uniqueid}")
+        bridge_may_go_on.set()  # too late: the caller is gone, and the engineer's leg is hung up
+        await until(lambda: engineer.closed_by_server and not rig.pbx.live("gw-page-9"))
 
 
 async def test_nobody_accepted_the_caller_leaves_a_voicemail(rig: Rig, tmp_path: Path) -> None:
