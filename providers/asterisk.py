@@ -98,6 +98,7 @@ _HANGUP_CAUSES = {
     19: (CallOutcome.NO_ANSWER, "rang out"),
     21: (CallOutcome.DECLINED, "rejected on the phone"),
 }
+_PHONE_TEXT = re.compile(r"[\d\s()+.-]+")  # a value that is only a phone number, maybe formatted
 _HANGUP_REPLY_S = 2.0  # how long AGI HANGUP may take before the socket is closed anyway
 
 
@@ -624,7 +625,8 @@ class AsteriskProvider:
         return " ".join(f"{name}={self._shown(session.env.get(name, ''))!r}" for name in names)
 
     def _shown(self, value: str) -> str:
-        number = caller_number(value, self._region)
+        """``value`` for a log line: a phone number masked, digits inside other text masked too."""
+        number = caller_number(value, self._region) if _PHONE_TEXT.fullmatch(value) else ""
         return mask_number(number) if number else mask_numbers(value)
 
     async def _run_caller(self, caller: _Caller) -> None:

@@ -436,18 +436,23 @@ async def test_the_dialled_number_is_the_fallback(rig: Rig) -> None:
     assert [c.dialled for c in rig.events.inbound] == [HOTLINE]
 
 
-async def test_a_hotline_name_that_is_not_configured_never_falls_back(
-    rig: Rig, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("request_", "shown"),
+    [("hotline/sales", "'sales'"), ("hotline,+15550009999", "'+1555***9999'")],
+    ids=["name", "number"],
+)
+async def test_a_hotline_the_request_names_but_is_not_configured_never_falls_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture, request_: str, shown: str
 ) -> None:
     rig.events.hotline_flow = hotline_flow()
     caplog.set_level(logging.INFO)
-    caller = await rig.hotline_caller(request="hotline/sales")  # agi_extension is a hotline number
+    caller = await rig.hotline_caller(request=request_)  # agi_extension is a hotline number
     await until(lambda: caller.peer.closed_by_server)
     assert 'STREAM FILE ss-noservice ""' in caller.peer.commands
     assert rig.events.inbound == []  # not the hotline of the dialled number instead
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("'sales'" in m and "not configured" in m for m in errors), errors
-    assert HOTLINE not in caplog.text and CALLER not in caplog.text
+    assert any(f"names hotline {shown}" in m and "not configured" in m for m in errors), errors
+    assert HOTLINE not in caplog.text and CALLER not in caplog.text and "+15550009999" not in caplog.text
 
 
 async def test_an_unresolvable_hotline_is_logged_with_what_was_tried(
