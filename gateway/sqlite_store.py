@@ -22,10 +22,10 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.migrations import scripts
 from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, TimelineEntry
 
 log = logging.getLogger(__name__)
@@ -189,10 +189,10 @@ class SqliteStore:
         self._thread = _StoreThread(self.path)
         await self._thread.start()
         await self._read(_setup)
-        for version, sql in _migrations():
-            applied = await self._read(functools.partial(_migrate, version=version, sql=sql))
+        for migration in scripts("sqlite"):
+            applied = await self._read(functools.partial(_migrate, version=migration.version, sql=migration.sql))
             if applied:
-                log.info("store: applied migration %03d to %s", version, self.path)
+                log.info("store: applied migration %03d to %s", migration.version, self.path)
 
     async def close(self) -> None:
         if self._thread is not None:
@@ -461,13 +461,6 @@ def _setup(db: Db) -> None:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA busy_timeout=5000")
     db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("gateway") / "migrations"
-    found = [(int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
-             for entry in folder.iterdir() if entry.name.endswith(".sql")]
-    return sorted(found)
 
 
 def _migrate(db: Db, version: int, sql: str) -> bool:

@@ -1,4 +1,4 @@
-"""The SQLite store's own guarantees."""
+"""The SQLite store's own guarantees (the Store contract both engines keep is in test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -30,49 +30,6 @@ async def test_migrations_apply_once_and_survive_reopen(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-async def test_one_open_alert_per_dedup_key_and_status_only_moves_forward(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "g.db")
-    await store.open()
-    try:
-        first, created, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
-        again, created_again, _ = await store.create_alert(_new(), now=2.0, escalate_at=2.0, note="t")
-        assert created and not created_again and again.id == first.id
-        result = await store.change_status(first.id, "resolved", now=3.0, by=None, note="r")
-        assert result is not None and result[1] and result[0].resolved_at == 3.0
-        result = await store.change_status(first.id, "acknowledged", now=4.0, by="x", note="a")
-        assert result is not None and not result[1] and result[0].status == "resolved"
-        assert (await store.get_escalation(first.id)).next_due is None  # type: ignore[union-attr]
-        reopened, created, _ = await store.create_alert(_new(), now=5.0, escalate_at=5.0, note="t")
-        assert created and reopened.id != first.id
-        assert [e.kind for e in await store.timeline(first.id)] == ["triggered", "resolved"]
-        assert await store.change_status(999, "resolved", now=1.0, by=None, note="") is None
-    finally:
-        await store.close()
-
-
-async def test_finish_page_only_once(tmp_path: Path) -> None:
-    from gateway.store import NewPage, StepPlan
-
-    store = SqliteStore(tmp_path / "g.db")
-    await store.open()
-    try:
-        alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
-        esc = await store.get_escalation(alert.id)
-        assert esc is not None
-        plan = StepPlan(step=0, repeat=0, pages=[NewPage(engineer="a", number="+1", channel="call")], next_due=21.0)
-        pages = await store.start_step(alert.id, expect=esc, plan=plan, now=1.0)
-        assert pages is not None and pages[0].status == "due"
-        assert await store.call_wanted(pages[0].id)
-        # A stale expectation writes nothing.
-        assert await store.start_step(alert.id, expect=esc, plan=plan, now=2.0) is None
-        assert await store.finish_page(pages[0].id, outcome="busy", detail="", now=2.0, note=None) is not None
-        assert await store.finish_page(pages[0].id, outcome="acknowledged", detail="", now=3.0, note=None) is None
-        assert (await store.get_page(pages[0].id)).outcome == "busy"  # type: ignore[union-attr]
-        assert not await store.call_wanted(pages[0].id)
-    finally:
-        await store.close()
 
 
 async def test_group_commit_keeps_each_write_atomic_and_answers_after_commit(tmp_path: Path) -> None:
@@ -111,22 +68,84 @@ async def test_group_commit_keeps_each_write_atomic_and_answers_after_commit(tmp
         assert db.execute("SELECT COUNT(*) FROM alerts WHERE dedup_key LIKE 'k%'").fetchone()[0] == 50
 
 
-async def test_ignored_duplicates_burn_no_alert_id(tmp_path: Path) -> None:
-    # Ids are what the phones read out ("Alert 4"): 3 alerts, 3 duplicates of them, 1 new one is 1..4.
-    store = SqliteStore(tmp_path / "g.db")
+async def test_a_file_the_previous_release_wrote_opens_unchanged(tmp_path: Path) -> None:
+    # Before the history had one script per engine, 001_initial.sql was applied and recorded as version 1.
+    # The same file, now 001_initial.sqlite.sql, keeps that number: nothing is applied again, nothing is lost.
+    path = tmp_path / "g.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.executescript(PREVIOUS_RELEASE_SCHEMA)
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.execute("INSERT INTO alerts (dedup_key, status, priority, source, summary, team, policy, route,"
+                   " created_at, updated_at) VALUES ('old', 'triggered', 'high', 'api', 'from before', 'sre', 'p',"
+                   " 'r', 1.0, 1.0)")
+        db.execute("INSERT INTO escalations (alert_id, step, repeat, next_due) VALUES (1, 0, 0, 5.0)")
+    store = SqliteStore(path)
     await store.open()
     try:
-        ids = []
-        for key in ("a", "b", "c", "a", "b", "c", "d"):
-            alert, _, _ = await store.create_alert(_new(key), now=1.0, escalate_at=None, note="t")
-            ids.append(alert.id)
-        assert ids == [1, 2, 3, 1, 2, 3, 4]
-        # The same holds when duplicates share one group-committed transaction.
-        import asyncio
-
-        results = await asyncio.gather(*(
-            store.create_alert(_new(k), now=2.0, escalate_at=None, note="t") for k in ("e", "a", "e", "f", "d")
-        ))
-        assert [a.id for a, _, _ in results] == [5, 1, 5, 6, 4]
+        old = await store.find_open_alert("old")
+        assert old is not None and old.id == 1 and old.summary == "from before"
+        new, created, _ = await store.create_alert(_new(), now=2.0, escalate_at=None, note="t")
+        assert created and new.id == 2
     finally:
         await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+# gateway/migrations/001_initial.sql as the previous release shipped it (git show d4432ef:gateway/migrations/...).
+PREVIOUS_RELEASE_SCHEMA = """
+CREATE TABLE alerts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_key       TEXT    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('triggered', 'acknowledged', 'resolved')),
+    priority        TEXT    NOT NULL CHECK (priority IN ('high', 'low')),
+    source          TEXT    NOT NULL,
+    summary         TEXT    NOT NULL,
+    details         TEXT    NOT NULL DEFAULT '{}',
+    labels          TEXT    NOT NULL DEFAULT '{}',
+    team            TEXT    NOT NULL,
+    policy          TEXT    NOT NULL,
+    route           TEXT    NOT NULL,
+    created_at      REAL    NOT NULL,
+    updated_at      REAL    NOT NULL,
+    acknowledged_by TEXT,
+    acknowledged_at REAL,
+    resolved_at     REAL
+);
+CREATE UNIQUE INDEX alerts_open_dedup ON alerts (dedup_key) WHERE status != 'resolved';
+CREATE INDEX alerts_status ON alerts (status, id);
+CREATE TABLE escalations (
+    alert_id INTEGER PRIMARY KEY REFERENCES alerts (id),
+    step     INTEGER NOT NULL,
+    repeat   INTEGER NOT NULL,
+    next_due REAL
+);
+CREATE INDEX escalations_due ON escalations (next_due) WHERE next_due IS NOT NULL;
+CREATE TABLE pages (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id   INTEGER NOT NULL REFERENCES alerts (id),
+    step       INTEGER,
+    repeat     INTEGER,
+    engineer   TEXT,
+    number     TEXT    NOT NULL,
+    channel    TEXT    NOT NULL CHECK (channel IN ('call', 'sms')),
+    status     TEXT    NOT NULL CHECK (status IN ('due', 'sent', 'done')),
+    outcome    TEXT,
+    detail     TEXT    NOT NULL DEFAULT '',
+    created_at REAL    NOT NULL,
+    updated_at REAL    NOT NULL
+);
+CREATE INDEX pages_alert ON pages (alert_id, step, repeat);
+CREATE INDEX pages_status ON pages (status) WHERE status != 'done';
+CREATE INDEX pages_engineer ON pages (engineer, alert_id);
+CREATE TABLE timeline (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id INTEGER NOT NULL REFERENCES alerts (id),
+    at       REAL    NOT NULL,
+    kind     TEXT    NOT NULL,
+    message  TEXT    NOT NULL,
+    data     TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX timeline_alert ON timeline (alert_id, id);
+"""
