@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -172,6 +172,8 @@ class Config:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
     store_path: Path = Path("gateway.db")  # resolved relative to the config file's folder
+    store_url: str | None = None  # PostgreSQL instead of the SQLite file: postgresql://user@host:5432/db
+    store_password: str | None = field(default=None, repr=False)  # from store.password_env
     default_region: str = "US"
     default_language: str = "en-US"
     time_zone: str = "UTC"
@@ -641,8 +643,7 @@ class _Reader:
         public_url = self.value(server, "public_url", "server", _as_url, _default_url(host, port))
         max_body = self.value(server, "max_body_bytes", "server", _as_int(1), 1024 * 1024)
 
-        store = self.mapping(top.get("store"), "store", ("path",))
-        store_path = self.relative(self.value(store, "path", "store", _as_text, "gateway.db"))
+        store_path, store_url, store_password = self.store(top.get("store"))
 
         templates_dir = None
         if top.get("templates_dir") is not None:
@@ -669,6 +670,8 @@ class _Reader:
             public_url=public_url,
             max_body_bytes=max_body,
             store_path=store_path,
+            store_url=store_url,
+            store_password=store_password,
             default_region=region,
             default_language=language,
             time_zone=zone,
@@ -688,6 +691,37 @@ class _Reader:
         if config.voice_provider == "sandbox" and not config.sandbox.enabled:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
         return config
+
+    def store(self, raw: object) -> tuple[Path, str | None, str | None]:
+        """``path`` (a SQLite file, the default) or ``url`` (PostgreSQL) with ``password_env``."""
+        store = self.mapping(raw, "store", ("path", "url", "password_env"))
+        store_path = self.relative(self.value(store, "path", "store", _as_text, "gateway.db"))
+        if "url" not in store:
+            if "password_env" in store:
+                self.problem("store.password_env", "is only used with store.url (PostgreSQL)")
+            return store_path, None, None
+        if "path" in store:
+            self.problem("store", "set either path (a SQLite file) or url (PostgreSQL), not both")
+        url = self.value(store, "url", "store", _as_text, None)
+        problem = None if url is None else self._postgres_url_problem(url)
+        if problem is not None:
+            self.problem("store.url", problem)
+            url = None
+        password = self.secret(store, "password", "store", required=False)
+        return store_path, url, password
+
+    @staticmethod
+    def _postgres_url_problem(url: str) -> str | None:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises for a port that is not a number in range)
+        except ValueError as exc:
+            return f"not a valid URL: {exc}"
+        if parts.scheme not in ("postgresql", "postgres"):
+            return "expected a PostgreSQL URL like postgresql://gateway@db.example.com:5432/gateway"
+        if parts.password is not None or "password" in parse_qs(parts.query):
+            return "holds a password: put it in the environment variable named by store.password_env instead"
+        return None
 
     def hotlines(
         self, raw: object, region: str, teams: dict[str, Team], policies: dict[str, Policy]

@@ -1,0 +1,424 @@
+"""The Store contract, run on both engines: SQLite (a file in tmp_path) and PostgreSQL (a fresh database).
+
+Each test gets a fresh database. What only one engine promises is tested beside it
+(test_sqlite_store.py, test_pg_store.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.pg_store import PgStore
+from gateway.sqlite_store import SqliteStore
+from gateway.store import Escalation, NewAlert, NewPage, StepPlan, Store, TimelineEntry
+from tests.postgres import Postgres, create_database, drop_database
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engine:
+    name: str
+    make: Callable[[], Store]  # a new store on this test's database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    if request.param == "sqlite":
+        yield Engine(name="sqlite", make=lambda: SqliteStore(tmp_path / "g.db"))
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    server = postgres.server
+    name = await create_database(server, template=postgres.template)
+    try:
+        yield Engine(name="postgres", make=lambda: PgStore(server.database_url(name), password=server.password))
+    finally:
+        await drop_database(server, name)
+
+
+@pytest.fixture
+async def store(engine: Engine) -> AsyncIterator[Store]:
+    opened = engine.make()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _new(key: str = "k", **changes: object) -> NewAlert:
+    fields: dict[str, object] = dict(dedup_key=key, priority="low", source="api", summary="s", team="sre",
+                                     policy="default", route="r", labels={"a": "b"}, details={"n": 1})
+    fields.update(changes)
+    return NewAlert(**fields)  # type: ignore[arg-type]
+
+
+def _plan(step: int = 0, repeat: int = 0, *, next_due: float = 21.0, engineers: tuple[str, ...] = ("alice",),
+          notes: tuple[str, ...] = ()) -> StepPlan:
+    return StepPlan(
+        step=step, repeat=repeat, next_due=next_due,
+        pages=[NewPage(engineer=e, number=f"+1555000000{i}", channel="call") for i, e in enumerate(engineers)],
+        notes=[TimelineEntry(alert_id=0, at=1.0, kind="step", message=m) for m in notes],
+    )
+
+
+async def _escalation(store: Store, alert_id: int) -> Escalation:
+    esc = await store.get_escalation(alert_id)
+    assert esc is not None
+    return esc
+
+
+# ----------------------------------------------------------------- alerts
+
+
+async def test_create_alert_writes_alert_escalation_and_timeline(store: Store) -> None:
+    alert, created, pages = await store.create_alert(_new(), now=1.5, escalate_at=3.25, note="triggered via api")
+    assert created and pages == []
+    assert alert.id == 1 and alert.status == "triggered" and alert.is_open
+    assert (alert.labels, alert.details, alert.created_at, alert.updated_at) == ({"a": "b"}, {"n": 1}, 1.5, 1.5)
+    assert alert.acknowledged_by is None and alert.acknowledged_at is None and alert.resolved_at is None
+    assert await store.get_alert(alert.id) == alert
+    assert await store.find_open_alert("k") == alert
+    assert await store.get_escalation(alert.id) == Escalation(alert_id=alert.id, step=0, repeat=0, next_due=3.25)
+    assert await store.timeline(alert.id) == [
+        TimelineEntry(alert_id=alert.id, at=1.5, kind="triggered", message="triggered via api")
+    ]
+    assert await store.get_alert(999) is None and await store.find_open_alert("other") is None
+
+
+async def test_create_alert_with_its_first_step_writes_the_pages_in_the_same_transaction(store: Store) -> None:
+    plan = _plan(step=0, repeat=0, next_due=21.0, engineers=("alice", "bob"), notes=("calling Alice", "and Bob"))
+    alert, created, pages = await store.create_alert(_new(), now=1.0, escalate_at=999.0, note="t", first_step=plan)
+    assert created
+    assert [(p.engineer, p.number, p.channel, p.status, p.step, p.repeat, p.outcome, p.detail) for p in pages] == [
+        ("alice", "+15550000000", "call", "due", 0, 0, None, ""),
+        ("bob", "+15550000001", "call", "due", 0, 0, None, ""),
+    ]
+    assert pages[0].id < pages[1].id and all(p.alert_id == alert.id for p in pages)
+    assert await store.pages_for(alert.id) == pages
+    # The escalation points at the step after it; escalate_at is ignored.
+    assert await store.get_escalation(alert.id) == Escalation(alert_id=alert.id, step=1, repeat=0, next_due=21.0)
+    assert [(e.alert_id, e.kind, e.message) for e in await store.timeline(alert.id)] == [
+        (alert.id, "triggered", "t"), (alert.id, "step", "calling Alice"), (alert.id, "step", "and Bob"),
+    ]
+
+
+async def test_one_open_alert_per_dedup_key_and_a_duplicate_changes_nothing(store: Store) -> None:
+    first, created, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+    again, created_again, pages = await store.create_alert(
+        _new(summary="other", priority="high"), now=2.0, escalate_at=2.0, note="t", first_step=_plan()
+    )
+    assert created and not created_again and pages == [] and again == first
+    assert await store.pages_for(first.id) == [] and len(await store.timeline(first.id)) == 1
+    # An acknowledged alert is still open: still a duplicate.
+    await store.change_status(first.id, "acknowledged", now=3.0, by="alice", note="a")
+    assert not (await store.create_alert(_new(), now=4.0, escalate_at=None, note="t"))[1]
+    # Once resolved, the key opens a new alert.
+    await store.change_status(first.id, "resolved", now=5.0, by=None, note="r")
+    reopened, created, _ = await store.create_alert(_new(), now=6.0, escalate_at=6.0, note="t")
+    assert created and reopened.id == first.id + 1
+    assert await store.find_open_alert("k") == reopened
+
+
+async def test_ignored_duplicates_burn_no_alert_id(store: Store) -> None:
+    # Ids are what the phones read out ("Alert 4"): 3 alerts, 3 duplicates of them, 1 new one is 1..4.
+    ids = []
+    for key in ("a", "b", "c", "a", "b", "c", "d"):
+        alert, _, _ = await store.create_alert(_new(key), now=1.0, escalate_at=None, note="t")
+        ids.append(alert.id)
+    assert ids == [1, 2, 3, 1, 2, 3, 4]
+    results = await asyncio.gather(*(
+        store.create_alert(_new(k), now=2.0, escalate_at=None, note="t") for k in ("e", "a", "e", "f", "d")
+    ))
+    assert sorted({a.id for a, created, _ in results if created}) == [5, 6]
+    assert [a.id for a, _, _ in results][1] == 1 and [a.id for a, _, _ in results][4] == 4
+
+
+async def test_concurrent_creates_of_one_key_make_one_alert_and_consecutive_ids(store: Store) -> None:
+    results = await asyncio.gather(*(
+        store.create_alert(_new(f"k{i % 10}"), now=float(i), escalate_at=None, note="t", first_step=_plan())
+        for i in range(60)
+    ))
+    created = [(alert, pages) for alert, was_created, pages in results if was_created]
+    assert sorted(alert.id for alert, _ in created) == list(range(1, 11))
+    assert all(len(pages) == 1 for _, pages in created)
+    for i, (alert, was_created, pages) in enumerate(results):
+        assert alert.dedup_key == f"k{i % 10}"
+        assert was_created or pages == []
+    assert len(await store.list_alerts(limit=100)) == 10
+    assert sum([len(await store.pages_for(a.id)) for a, _ in created]) == 10
+
+
+async def test_list_alerts_newest_first_by_status_and_before_an_id(store: Store) -> None:
+    for key in ("a", "b", "c", "d"):
+        await store.create_alert(_new(key), now=1.0, escalate_at=None, note="t")
+    await store.change_status(2, "resolved", now=2.0, by=None, note="r")
+    assert [a.id for a in await store.list_alerts()] == [4, 3, 2, 1]
+    assert [a.id for a in await store.list_alerts(limit=2)] == [4, 3]
+    assert [a.id for a in await store.list_alerts(before_id=3)] == [2, 1]
+    assert [a.id for a in await store.list_alerts(status="triggered")] == [4, 3, 1]
+    assert [a.id for a in await store.list_alerts(status="triggered", before_id=4, limit=1)] == [3]
+    assert [a.id for a in await store.list_alerts(status="resolved")] == [2]
+    assert await store.list_alerts(status="acknowledged") == []
+
+
+async def test_status_only_moves_forward_and_stops_the_escalation(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=5.0, note="t")
+    result = await store.change_status(alert.id, "acknowledged", now=2.0, by="alice", note="acknowledged by Alice")
+    assert result is not None
+    acked, changed = result
+    assert changed and (acked.status, acked.acknowledged_by, acked.acknowledged_at, acked.updated_at) == (
+        "acknowledged", "alice", 2.0, 2.0)
+    assert await store.get_alert(alert.id) == acked
+    assert (await _escalation(store, alert.id)).next_due is None
+    result = await store.change_status(alert.id, "acknowledged", now=3.0, by="bob", note="again")
+    assert result == (acked, False)
+    result = await store.change_status(alert.id, "resolved", now=4.0, by=None, note="resolved")
+    assert result is not None and result[1] and result[0].resolved_at == 4.0 and not result[0].is_open
+    assert result[0].acknowledged_by == "alice"
+    result = await store.change_status(alert.id, "acknowledged", now=5.0, by="x", note="too late")
+    assert result is not None and not result[1] and result[0].status == "resolved"
+    assert [(e.kind, e.message, e.data) for e in await store.timeline(alert.id)] == [
+        ("triggered", "t", {}), ("acknowledged", "acknowledged by Alice", {"by": "alice"}),
+        ("resolved", "resolved", {}),
+    ]
+    assert await store.change_status(999, "resolved", now=1.0, by=None, note="") is None
+
+
+async def test_set_priority_logs_only_a_change_and_only_on_an_open_alert(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    raised = await store.set_priority(alert.id, "high", now=2.0, note="caller chose emergency")
+    assert raised is not None and raised.priority == "high" and raised.updated_at == 2.0
+    same = await store.set_priority(alert.id, "high", now=3.0, note="again")
+    assert same == raised
+    assert [e.kind for e in await store.timeline(alert.id)] == ["triggered", "priority"]
+    await store.change_status(alert.id, "resolved", now=4.0, by=None, note="r")
+    assert await store.set_priority(alert.id, "low", now=5.0, note="n") is None
+    assert (await store.get_alert(alert.id)).priority == "high"  # type: ignore[union-attr]
+    assert await store.set_priority(999, "high", now=1.0, note="n") is None
+
+
+# ------------------------------------------------------------- escalation
+
+
+async def test_begin_escalation_starts_only_a_not_yet_started_escalation(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    assert await store.begin_escalation(alert.id, priority="high", now=2.0, note="caller waiting")
+    assert await store.get_escalation(alert.id) == Escalation(alert_id=alert.id, step=0, repeat=0, next_due=2.0)
+    assert (await store.get_alert(alert.id)).priority == "high"  # type: ignore[union-attr]
+    assert [e.kind for e in await store.timeline(alert.id)] == ["triggered", "waiting"]
+    assert not await store.begin_escalation(alert.id, priority="low", now=3.0, note="again")  # already started
+    # Not when pages were written, nor when the alert is no longer triggered.
+    paged, _, _ = await store.create_alert(_new("p"), now=1.0, escalate_at=None, note="t")
+    await store.add_pages(paged.id, [NewPage(engineer=None, number="+15550000009", channel="sms")], notes=[],
+                          now=1.0)
+    assert not await store.begin_escalation(paged.id, priority="high", now=2.0, note="n")
+    acked, _, _ = await store.create_alert(_new("a"), now=1.0, escalate_at=None, note="t")
+    await store.change_status(acked.id, "acknowledged", now=1.5, by=None, note="a")
+    assert not await store.begin_escalation(acked.id, priority="high", now=2.0, note="n")
+    assert not await store.begin_escalation(999, priority="high", now=2.0, note="n")
+    assert [e.kind for e in await store.timeline(paged.id)] == ["triggered"]
+
+
+async def test_due_escalations_and_next_due(store: Store) -> None:
+    assert await store.next_due() is None and await store.due_escalations(100.0) == []
+    for key, due in (("a", 30.0), ("b", 10.0), ("c", None), ("d", 10.0), ("e", 50.1)):
+        await store.create_alert(_new(key), now=1.0, escalate_at=due, note="t")
+    assert await store.next_due() == 10.0
+    assert [(e.alert_id, e.next_due) for e in await store.due_escalations(30.0)] == [(2, 10.0), (4, 10.0), (1, 30.0)]
+    assert await store.due_escalations(9.99) == []
+    assert [e.alert_id for e in await store.due_escalations(1e9)] == [2, 4, 1, 5]
+
+
+async def test_reschedule_only_as_expected_and_restart(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t",
+                                           first_step=_plan(next_due=0.1 + 0.2))
+    esc = await _escalation(store, alert.id)
+    assert esc.next_due == 0.1 + 0.2  # floats read back exactly: the expectation below compares them
+    stale = Escalation(alert_id=alert.id, step=esc.step, repeat=esc.repeat, next_due=0.3)
+    assert not await store.reschedule(alert.id, expect=stale, next_due=9.0, note="n", now=2.0)
+    assert await store.reschedule(alert.id, expect=esc, next_due=40.0, note="escalating at once", now=2.0)
+    moved = await _escalation(store, alert.id)
+    assert moved == Escalation(alert_id=alert.id, step=1, repeat=0, next_due=40.0)
+    assert not await store.reschedule(alert.id, expect=esc, next_due=50.0, note=None, now=3.0)  # esc is stale now
+    assert await store.reschedule(alert.id, expect=moved, next_due=60.0, note=None, now=3.0, restart=True)
+    assert await store.get_escalation(alert.id) == Escalation(alert_id=alert.id, step=0, repeat=0, next_due=60.0)
+    assert [(e.kind, e.message) for e in await store.timeline(alert.id)] == [
+        ("triggered", "t"), ("escalation", "escalating at once")]
+    restarted = await _escalation(store, alert.id)
+    await store.change_status(alert.id, "acknowledged", now=4.0, by=None, note="a")
+    assert not await store.reschedule(alert.id, expect=replace_due(restarted, None), next_due=1.0, note=None, now=5.0)
+
+
+def replace_due(esc: Escalation, next_due: float | None) -> Escalation:
+    return Escalation(alert_id=esc.alert_id, step=esc.step, repeat=esc.repeat, next_due=next_due)
+
+
+async def test_start_step_writes_pages_moves_on_and_refuses_a_stale_expectation(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+    esc = await _escalation(store, alert.id)
+    plan = _plan(step=0, repeat=0, next_due=21.0, engineers=("alice",), notes=("calling Alice",))
+    pages = await store.start_step(alert.id, expect=esc, plan=plan, now=1.0)
+    assert pages is not None and [(p.engineer, p.status, p.step, p.repeat) for p in pages] == [("alice", "due", 0, 0)]
+    assert await store.get_escalation(alert.id) == Escalation(alert_id=alert.id, step=1, repeat=0, next_due=21.0)
+    assert await store.timeline(alert.id) == [
+        TimelineEntry(alert_id=alert.id, at=1.0, kind="triggered", message="t"),
+        TimelineEntry(alert_id=alert.id, at=1.0, kind="step", message="calling Alice"),
+    ]
+    # A stale expectation writes nothing.
+    assert await store.start_step(alert.id, expect=esc, plan=plan, now=2.0) is None
+    assert len(await store.pages_for(alert.id)) == 1
+    # Nor does a step of an alert that is no longer triggered.
+    moved = await _escalation(store, alert.id)
+    await store.change_status(alert.id, "acknowledged", now=3.0, by=None, note="a")
+    assert await store.start_step(alert.id, expect=replace_due(moved, None), plan=_plan(step=1), now=3.0) is None
+    assert len(await store.pages_for(alert.id)) == 1
+
+
+async def test_start_step_of_one_expectation_runs_once_however_many_try(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+    esc = await _escalation(store, alert.id)
+    results = await asyncio.gather(*(
+        store.start_step(alert.id, expect=esc, plan=_plan(engineers=("alice", "bob")), now=1.0) for _ in range(20)
+    ))
+    assert sum(1 for r in results if r is not None) == 1
+    assert len(await store.pages_for(alert.id)) == 2
+
+
+async def test_add_pages_outside_any_step(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    note = TimelineEntry(alert_id=alert.id, at=2.0, kind="call", message="calling +1555***0009", data={"x": [1, 2]})
+    pages = await store.add_pages(alert.id, [NewPage(engineer=None, number="+15550000009", channel="call"),
+                                             NewPage(engineer="bob", number="+15550000002", channel="sms")],
+                                  notes=[note], now=2.0)
+    assert [(p.engineer, p.channel, p.step, p.repeat, p.status, p.created_at) for p in pages] == [
+        (None, "call", None, None, "due", 2.0), ("bob", "sms", None, None, "due", 2.0)]
+    assert await store.pages_for(alert.id) == pages
+    assert (await store.timeline(alert.id))[-1] == note
+    assert await store.add_pages(alert.id, [], notes=[], now=3.0) == []
+
+
+# ------------------------------------------------------------------ pages
+
+
+async def test_the_outbox_statuses_due_sent_done(store: Store) -> None:
+    alert, _, pages = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t",
+                                               first_step=_plan(engineers=("alice", "bob")))
+    first, second = pages
+    assert await store.get_page(first.id) == first and await store.get_page(999) is None
+    assert await store.unsent_pages() == pages
+    assert await store.call_wanted(first.id) and not await store.call_wanted(999)
+    await store.mark_page_sent(first.id, now=2.0)
+    sent = await store.get_page(first.id)
+    assert sent is not None and (sent.status, sent.updated_at) == ("sent", 2.0)
+    assert await store.unsent_pages() == [second]
+    assert await store.call_wanted(first.id)
+    # Finished once: the first outcome stays.
+    note = TimelineEntry(alert_id=alert.id, at=3.0, kind="page", message="Alice: busy")
+    done = await store.finish_page(first.id, outcome="busy", detail="486 Busy Here", now=3.0, note=note)
+    assert done is not None and (done.status, done.outcome, done.detail, done.updated_at) == (
+        "done", "busy", "486 Busy Here", 3.0)
+    assert await store.get_page(first.id) == done
+    assert await store.finish_page(first.id, outcome="acknowledged", detail="", now=4.0, note=note) is None
+    assert await store.finish_page(999, outcome="busy", detail="", now=4.0, note=None) is None
+    assert [e.message for e in await store.timeline(alert.id)].count("Alice: busy") == 1
+    assert not await store.call_wanted(first.id)
+    # A done page is never marked sent again; a due page of a finished alert is no longer unsent work.
+    await store.mark_page_sent(first.id, now=5.0)
+    assert (await store.get_page(first.id)).status == "done"  # type: ignore[union-attr]
+    await store.change_status(alert.id, "acknowledged", now=6.0, by="bob", note="a")
+    assert await store.unsent_pages() == [] and not await store.call_wanted(second.id)
+    assert await store.finish_page(second.id, outcome="cancelled", detail="", now=7.0, note=None) is not None
+
+
+async def test_latest_alert_paged_to_and_was_paged(store: Store) -> None:
+    one, _, _ = await store.create_alert(_new("one"), now=1.0, escalate_at=None, note="t",
+                                         first_step=_plan(engineers=("alice",)))
+    two, _, _ = await store.create_alert(_new("two"), now=1.0, escalate_at=None, note="t",
+                                         first_step=_plan(engineers=("alice", "bob")))
+    await store.create_alert(_new("three"), now=1.0, escalate_at=None, note="t", first_step=_plan(engineers=("bob",)))
+    assert await store.latest_alert_paged_to("alice", statuses=("triggered",)) == two
+    await store.change_status(two.id, "acknowledged", now=2.0, by="alice", note="a")
+    assert await store.latest_alert_paged_to("alice", statuses=("triggered",)) == one
+    latest = await store.latest_alert_paged_to("alice", statuses=("triggered", "acknowledged"))
+    assert latest is not None and latest.id == two.id
+    assert await store.latest_alert_paged_to("carol", statuses=("triggered",)) is None
+    assert await store.was_paged(one.id, "alice") and not await store.was_paged(one.id, "bob")
+    assert await store.was_paged(two.id, "bob") and not await store.was_paged(999, "alice")
+
+
+# --------------------------------------------------------------- timeline
+
+
+async def test_timeline_keeps_order_and_data_and_refuses_an_unknown_alert(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    for i in range(3):
+        await store.add_timeline(TimelineEntry(alert_id=alert.id, at=10.0 - i, kind="note", message=f"n{i}",
+                                               data={"i": i, "nested": {"list": [1.5, None, "x"]}}))
+    entries = await store.timeline(alert.id)
+    assert [(e.at, e.message, e.data["i"]) for e in entries[1:]] == [(10.0, "n0", 0), (9.0, "n1", 1), (8.0, "n2", 2)]
+    assert entries[1].data == {"i": 0, "nested": {"list": [1.5, None, "x"]}}
+    with pytest.raises(Exception):  # noqa: B017 (each engine raises its own integrity error)
+        await store.add_timeline(TimelineEntry(alert_id=999, at=1.0, kind="note", message="nobody's"))
+    assert await store.timeline(999) == []
+    # A failed write leaves the store usable.
+    await store.add_timeline(TimelineEntry(alert_id=alert.id, at=1.0, kind="note", message="still here"))
+    assert (await store.timeline(alert.id))[-1].message == "still here"
+
+
+# ------------------------------------------------------------- any text
+
+
+async def test_any_text_a_client_can_send_round_trips(store: Store) -> None:
+    # NUL arrives as JSON "\u0000"; PostgreSQL text cannot hold it, so that store escapes it (and its escape).
+    odd = "a\x00b \ue000 \ue0000 \ue000\ue000 \\0 ünï 😀 ' \" ; --"
+    alert, created, pages = await store.create_alert(
+        _new(odd, source=odd, summary=odd, labels={odd: odd}, details={"d": odd}), now=1.0, escalate_at=None,
+        note=odd, first_step=StepPlan(step=0, repeat=0, next_due=2.0, notes=[],
+                                      pages=[NewPage(engineer=odd, number="+15550000001", channel="sms")]),
+    )
+    assert created and (alert.dedup_key, alert.summary, alert.source) == (odd, odd, odd)
+    assert await store.get_alert(alert.id) == alert and await store.find_open_alert(odd) == alert
+    assert await store.find_open_alert("a\x00b") is None and await store.find_open_alert("a") is None
+    assert not (await store.create_alert(_new(odd), now=2.0, escalate_at=None, note="t"))[1]
+    assert (await store.timeline(alert.id))[0].message == odd
+    assert await store.was_paged(alert.id, odd) and not await store.was_paged(alert.id, "a")
+    assert await store.latest_alert_paged_to(odd, statuses=("triggered",)) == alert
+    finished = await store.finish_page(pages[0].id, outcome="failed", detail=odd, now=3.0, note=None)
+    assert finished is not None and finished.detail == odd and finished.engineer == odd
+    result = await store.change_status(alert.id, "acknowledged", now=4.0, by=odd, note=odd)
+    assert result is not None and result[0].acknowledged_by == odd
+    assert await store.get_alert(alert.id) == result[0]
+    assert (await store.timeline(alert.id))[-1].data == {"by": odd}
+
+
+# ----------------------------------------------------------- durability
+
+
+async def test_what_a_method_returned_is_committed_and_survives_a_reopen(engine: Engine, store: Store) -> None:
+    alert, _, pages = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t", first_step=_plan())
+    await store.mark_page_sent(pages[0].id, now=2.0)
+    await store.finish_page(pages[0].id, outcome="no_answer", detail="", now=3.0, note=None)
+    await store.change_status(alert.id, "acknowledged", now=4.0, by="alice", note="a")
+    other = engine.make()  # a second store on the same database, while the first is still open
+    await other.open()
+    try:
+        assert await other.get_alert(alert.id) == await store.get_alert(alert.id)
+        assert await other.pages_for(alert.id) == await store.pages_for(alert.id)
+        assert await other.timeline(alert.id) == await store.timeline(alert.id)
+        await other.ping()
+    finally:
+        await other.close()
+    await store.close()
+    reopened = engine.make()
+    await reopened.open()  # migrations already applied: nothing to do, nothing lost
+    try:
+        assert (await reopened.get_alert(alert.id)).status == "acknowledged"  # type: ignore[union-attr]
+        again, created, _ = await reopened.create_alert(_new("next"), now=5.0, escalate_at=None, note="t")
+        assert created and again.id == alert.id + 1
+    finally:
+        await reopened.close()
+    await store.open()  # the fixture closes it
