@@ -130,7 +130,7 @@ class ThrowawayCluster:
         if owner is not None:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", str(self.folder / "data"), "-U", _SUPERUSER, f"--pwfile={pwfile}",
-                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions")
+                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
         port = self._start_server()
         return PgServer(url=f"postgresql://{_SUPERUSER}@127.0.0.1:{port}/postgres", user=_SUPERUSER,
@@ -167,7 +167,7 @@ class ThrowawayCluster:
         ))  # the gateway's own settings (synchronous_commit) are never touched here
         last = ""
         for _ in range(5):  # another process may take the free port before the server binds it
-            port = _free_port()
+            port = free_port()
             result = self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "server.log"),
                                "-o", f"{options} -p {port}", "-w", "-t", "60", "start", check=False)
             if result.returncode == 0:
@@ -184,7 +184,7 @@ class ThrowawayCluster:
         return result
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

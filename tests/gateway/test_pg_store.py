@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
+import pytest
 
 from gateway.migrations import scripts
 from gateway.pg_store import PgStore
 from gateway.store import NewAlert
-from tests.postgres import PgDatabase, Postgres, create_database, drop_database
+from tests.postgres import PgDatabase, Postgres, create_database, drop_database, free_port
+from tests.support import eventually
 
 T = TypeVar("T")
 
@@ -110,14 +112,31 @@ async def test_the_store_carries_on_when_the_server_drops_its_connections(pg_dat
         await store.close()
 
 
-async def test_open_on_an_unreachable_server_fails_and_leaves_nothing_open(postgres: Postgres) -> None:
-    from tests.postgres import _free_port
-
-    store = PgStore(f"postgresql://gateway@127.0.0.1:{_free_port()}/gateway", password="x")
+async def test_open_that_fails_leaves_no_connection_behind(postgres: Postgres) -> None:
+    with pytest.raises(OSError):  # nothing listens there
+        await PgStore(f"postgresql://gateway@127.0.0.1:{free_port()}/gateway", password="x").open()
+    # A login that may not create the tables: open() fails in the migration and closes its pool.
+    server = postgres.server
+    name = await create_database(server)
+    role = f"gateway_reader_{name[-6:]}"
+    admin = await asyncpg.connect(server.database_url(name), password=server.password)
     try:
-        await store.open()
-    except OSError:
-        pass
-    else:
-        raise AssertionError("open() succeeded without a server")
-    assert store._pool is None
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-password'")
+        await admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        store = PgStore(server.database_url(name, user=role), password="reader-password")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await store.open()
+        async def none_left() -> bool:  # a backend ends a moment after its client said goodbye
+            return await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role) == 0
+
+        await eventually(none_left)
+        with pytest.raises(RuntimeError, match="store is not open"):
+            await store.ping()
+    finally:
+        await admin.close()
+        await drop_database(server, name)
+        admin = await asyncpg.connect(server.url, password=server.password)
+        try:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        finally:
+            await admin.close()
