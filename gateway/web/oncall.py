@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +15,9 @@ from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG
 
 routes = web.RouteTableDef()
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def _person(config: Config, engineer_id: str | None) -> dict[str, Any] | None:
@@ -35,6 +38,8 @@ async def get_oncall(request: web.Request) -> web.Response:
             raise invalid("at", "must be an ISO 8601 time, e.g. 2026-11-25T09:00:00Z") from None
         if at.tzinfo is None:
             raise invalid("at", "must carry a UTC offset, e.g. 2026-11-25T09:00:00Z")
+        if not _EARLIEST <= at <= _LATEST:  # near year 1 or 9999 the rotation's arithmetic overflows
+            raise invalid("at", "must be between 1970 and 9000")
     wanted = request.query.get("team")
     if wanted is not None and wanted not in config.teams:
         raise invalid("team", f"unknown team {wanted!r}", team=wanted)

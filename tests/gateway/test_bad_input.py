@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.parse
 
 import pytest
 from aiohttp import web
@@ -352,3 +353,12 @@ async def test_unknown_method_is_405_with_allow_and_unknown_path_404(gateway: Ga
             assert set(resp.headers["Allow"].split(",")) >= {"GET", "POST"}
     async with gateway.client.get("/api/v1/nope/deeper", headers={}) as resp:
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00+14:00",
+                                "0001-01-01T00:00:00-14:00", "1969-12-31T23:59:59Z", "9000-01-01T00:00:01Z"])
+async def test_oncall_at_the_ends_of_the_calendar_is_422(gateway: Gateway, at: str) -> None:
+    status, body = await gateway.get(f"/api/v1/oncall?at={urllib.parse.quote(at)}")
+    assert status == 422 and body["details"]["field"] == "at", body
+    status, body = await gateway.get(f"/api/v1/oncall?at={urllib.parse.quote('8999-12-31T23:59:59+14:00')}")
+    assert status == 200, body

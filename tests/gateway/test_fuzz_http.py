@@ -14,6 +14,7 @@ Deterministic (hypothesis derandomized, no example database) and bounded (a few 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import sqlite3
@@ -28,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.web.keys import ENGINE, SANDBOX, STORE
+from gateway.web.keys import ALERTS, SANDBOX, STORE
 from gateway.web.openapi import OPERATIONS
 from tests.gateway.test_openapi import LiveGateway
 from tests.peers.twilio_api import DEFAULT_AUTH_TOKEN, FakeTwilioApi
@@ -36,7 +37,7 @@ from providers.sandbox import PhoneError
 from tests.peers.twilio_driver import twilio_signature
 from tests.support import ALICE, BASE_CONFIG, CAROL, FIXTURES, TOKEN
 
-JSON_EXAMPLES = 2000
+JSON_EXAMPLES = 1500
 TWILIO_EXAMPLES = 600
 PUBLIC = "https://gateway.example.com"
 ROUTING_KEY = "dba-routing-key-0000000000000000"
@@ -70,8 +71,13 @@ def send(port: int, request: Sent) -> tuple[int, bytes]:
     return int(status_line.split(b" ")[1]), rest.partition(b"\r\n\r\n")[2]
 
 
-def _quote(text: str) -> str:
-    return urllib.parse.quote_from_bytes(text.encode("utf-8", "surrogatepass"), safe="+-._~")
+def _quote(text: str, safe: str = "+-._~") -> str:
+    """Percent-encoded UTF-8 (lone surrogates too: they become bytes no UTF-8 decoder takes)."""
+    return urllib.parse.quote_from_bytes(text.encode("utf-8", "surrogatepass"), safe=safe)
+
+
+def _query_string(query: dict[str, str]) -> str:
+    return "&".join(f"{_quote(k, '-._~')}={_quote(v, '-._~')}" for k, v in query.items())
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -97,12 +103,36 @@ def _path(draw: st.DrawFn, template: str) -> str:
     return "/".join(parts)
 
 
-_QUERY_KEYS = ["status", "limit", "before_id", "team", "at", "token", "x"]
-_QUERY_VALUES = ["triggered", "resolved", "nope", "1", "1000", "1001", "0", "²", "١", "9223372036854775808",
-                 "sre", "dba", "2026-11-25T09:00:00Z", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00-12:00",
-                 "2026-11-25T09:00:00", TOKEN, "wrong", ""]
-_QUERY = st.dictionaries(st.sampled_from(_QUERY_KEYS), st.one_of(st.sampled_from(_QUERY_VALUES), _ODD_TEXT),
-                         max_size=3)
+_QUERY_VALUES: dict[str, list[str]] = {
+    "status": ["triggered", "acknowledged", "resolved", "nope", ""],
+    "limit": ["1", "1000", "1001", "0", "-1", "²", "١", "1e3", ""],
+    "before_id": ["1", "2", "9223372036854775807", "9223372036854775808", "9" * 30, "١", "0"],
+    "team": ["sre", "dba", "nope", "", "\ud800"],
+    "at": ["2026-11-25T09:00:00Z", "2026-11-25T09:00:00", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00-12:00",
+           "0001-01-01T00:00:00+14:00", "2026-13-01T00:00:00Z", "2026-11-25T09:00:00+23:59", "now"],
+    "token": [TOKEN, "wrong", "", "\udcff"],
+    "redirected": ["1"],
+}
+
+
+@functools.cache
+def _queries_for(method: str, template: str) -> st.SearchStrategy[dict[str, str]]:
+    return _query(method, template)
+
+
+@st.composite
+def _query(draw: st.DrawFn, method: str, template: str) -> dict[str, str]:
+    """Mostly the operation's own parameters (with values at and past their edges), sometimes any."""
+    declared = [p["name"] for p in OPERATIONS.get((method, template), {}).get("parameters", []) if p["in"] == "query"]
+    names = declared + ["token"] if template.endswith("/splunk") else declared or ["x"]
+    own = st.sampled_from(names)
+    keys = st.one_of(own, own, own, st.sampled_from(sorted(_QUERY_VALUES)), _ODD_TEXT)
+    query: dict[str, str] = {}
+    for key in draw(st.lists(keys, max_size=3)):
+        known = st.sampled_from(_QUERY_VALUES.get(key, ["1"]))
+        query[key] = draw(st.one_of(known, known, known, _ODD_TEXT))
+    return query
+
 
 _HEADER_BYTES = st.binary(max_size=24).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 _TOKEN_CHARS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFXYZ0123456789-_"), min_size=1, max_size=12)
@@ -126,6 +156,7 @@ _EXTRA_HEADERS: st.SearchStrategy[list[tuple[bytes, bytes]]] = st.just([]) | st.
 ), max_size=3)
 
 
+@functools.cache
 def _json_values() -> st.SearchStrategy[Any]:
     scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
                         st.floats(allow_nan=False, allow_infinity=False), _ODD_TEXT,
@@ -198,6 +229,12 @@ def _encode(value: Any, ascii_only: bool) -> bytes:
     return json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
 
 
+@functools.cache
+def _bodies_for(template: str) -> st.SearchStrategy[bytes]:
+    """Strategies are built once per endpoint: building them is most of the cost of a draw."""
+    return _bodies(_shapes_for(template))
+
+
 def _bodies(shapes: list[Any]) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.just(b""),
@@ -222,14 +259,14 @@ def json_api_request(draw: st.DrawFn) -> Sent:
                                                                      ("DELETE", "/api/v1/alerts/{alert_id}"),
                                                                      ("POST", "/nope/{alert_id}")]))
     path = draw(_path(template))
-    query = draw(_QUERY)
-    target = path + ("?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in query.items()) if query else "")
+    query = draw(_queries_for(method, template))
+    target = path + ("?" + _query_string(query) if query else "")
     headers = []
     auth = draw(_AUTH)
     if auth is not None:
         headers.append((b"Authorization", auth))
     headers += draw(_EXTRA_HEADERS)
-    body = draw(_bodies(_shapes_for(template))) if method != "GET" or draw(st.integers(0, 9)) == 0 else b""
+    body = draw(_bodies_for(template)) if method != "GET" or draw(st.integers(0, 9)) == 0 else b""
     return Sent(method, target, tuple(headers), body)
 
 
@@ -306,10 +343,10 @@ class Fuzz:
         self.baseline = self.snapshot()
 
     async def _close_everything(self) -> None:
-        store, engine = self.live.app[STORE], self.live.app[ENGINE]
+        store, alerts = self.live.app[STORE], self.live.app[ALERTS]
         for status in ("triggered", "acknowledged"):
             for alert in await store.list_alerts(status=status, limit=1000):
-                await engine.resolve(alert.id, by="fuzz", how="fuzz: back to a quiet point")
+                await alerts.resolve(alert.id, by="fuzz", how="fuzz: back to a quiet point")
         sandbox = self.live.app.get(SANDBOX)
         if sandbox is not None:
             for number, phone in list(sandbox.phones.items()):
@@ -367,6 +404,37 @@ def test_fuzz_every_json_endpoint(json_fuzz: Fuzz) -> None:
     for status in (200, 202, 400, 401, 404, 405, 409, 413, 422):
         assert fuzz.statuses.get(status, 0) > 0 or status in (409, 413), (status, fuzz.statuses)
     assert {200, 202, 400, 401, 404, 422} <= set(fuzz.statuses)
+
+
+def _edges() -> Iterator[Sent]:
+    """Every operation with each known edge of each of its parameters, and each hostile body, one by one."""
+    auth = ((b"Authorization", _GOOD_AUTH),)
+    for (method, template), operation in sorted(OPERATIONS.items()):
+        names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+        paths = [template.replace("{alert_id}", "1").replace("{number}", _quote(ALICE))]
+        for segment in ("alert_id", "number"):
+            if "{" + segment + "}" in template:
+                other = "{number}" if segment == "alert_id" else "{alert_id}"
+                paths += [template.replace("{" + segment + "}", _quote(value)).replace(other, "1")
+                          for value in (_ODD_NUMBERS if segment == "alert_id" else _NUMBERS)]
+        for path in paths:
+            yield Sent(method, path, auth, b"")
+        for name in names:
+            for value in _QUERY_VALUES[name]:
+                yield Sent(method, f"{paths[0]}?{_query_string({name: value})}", auth, b"")
+        if method == "POST":
+            for body in (b"[" * 100_000, b'{"a":' * 65 + b"1" + b"}" * 65, b"\xff", b"NaN", b'"\\ud800"',
+                         b'{"summary": "\\ud800"}', b"9" * 5000):
+                yield Sent(method, paths[0], auth, body)
+                yield Sent(method, paths[0], (), body)
+
+
+def test_every_parameter_edge_and_hostile_body(json_fuzz: Fuzz) -> None:
+    before = json_fuzz.requests
+    for sent in _edges():
+        json_fuzz.check(sent, json_fuzz.request(sent))
+    print(f"\nfuzz (edges): {json_fuzz.requests - before} requests")
+    assert json_fuzz.requests - before > 300
 
 
 # ----------------------------------------------------------------------------- Twilio webhooks
