@@ -12,11 +12,15 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.escalation import EscalationEngine
+from gateway.alerts import AlertService
+from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.page_kinds import AlertCallKind, PageKinds
+from gateway.paging import Paging
 from gateway.phone import mask_numbers_in
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
+from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
 from gateway.store_factory import make_store
 from gateway.templates import Templates
@@ -24,7 +28,7 @@ from gateway.web import alerts, calls, health, integrations, metrics, oncall, op
 from gateway.web.auth import auth_middleware, checked_by_provider
 from gateway.web.errors import error_middleware
 from gateway.web.fallback import catch_all, hardened
-from gateway.web.keys import CLOCK, CONFIG, ENGINE, PROVIDERS, SANDBOX, STORE
+from gateway.web.keys import ALERTS, CLOCK, CONFIG, PAGING, PROVIDERS, SANDBOX, SCHEDULER, STORE
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +58,33 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     store = make_store(config)
     await store.open()
     templates = Templates(config.templates_dir)
-    engine = EscalationEngine(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
-                              templates=templates)
-    hotline = HotlineService(config=config, engine=engine, templates=templates, voice=providers.voice,
-                             sms=providers.sms)
-    engine.hotline = hotline
-    app[STORE], app[ENGINE] = store, engine
-    await providers.open(GatewayEvents(engine, SmsReplies(engine, templates), hotline))
-    await engine.start()
+    # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
+    # upward only through the callbacks handed to it here (bound late: each names a service built below).
+    alert_service: AlertService
+    scheduler: Scheduler
+    kinds = PageKinds(AlertCallKind(templates, lambda alert_id, by, how: alert_service.acknowledge(
+        alert_id, by=by, how=how)))
+    paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
+                    templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page))
+    scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds)
+    alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
+                                 kinds=kinds)
+    hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
+                             templates=templates, voice=providers.voice, due_at=scheduler.due_at)
+    kinds.register(HOTLINE_SOURCE, hotline.page_kind)
+    app[STORE], app[ALERTS], app[SCHEDULER], app[PAGING] = store, alert_service, scheduler, paging
+    replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates)
+    await providers.open(GatewayEvents(paging, replies, hotline))
+    await paging.start()
+    await scheduler.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              config.store_path, providers.voice.name, providers.sms.name if providers.sms else "nothing",
              len(config.teams), len(config.hotlines))
     try:
         yield
     finally:
-        await engine.stop()
+        await scheduler.stop()
+        await paging.stop()
         await providers.close()
         await store.close()
 

@@ -10,48 +10,84 @@ policy runs out the caller is offered voicemail and the team gets an SMS.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.config import Config
-from gateway.escalation import EscalationEngine, call_id_for
-from gateway.phone import mask, spoken
-from gateway.store import Alert, NewAlert, NewPage, Page, TimelineEntry
+from core.clock import Clock
+from core.phone import mask, spoken
+from gateway.alerts import AlertService
+from gateway.config import Config, PolicyStep
+from gateway.paging import Paging, call_id_for
+from gateway.store import Alert, NewAlert, NewPage, Page, Store, TimelineEntry
 from gateway.templates import Templates
 from ivr_flows.hotline import HotlineCallerFlow
 from ivr_flows.model import EngineerConnected, Flow, FlowOutcome, NobodyAccepted
+from ivr_flows.screening import ScreeningFlow
 from providers.base import (
     CallerFinished,
     CallerWaiting,
+    CallOutcome,
     InboundCall,
-    SmsProvider,
     VoiceProvider,
 )
 
 log = logging.getLogger(__name__)
+
+SOURCE = "hotline"  # the source of every hotline call's alert
 
 
 def hotline_key(call_id: str) -> str:
     return f"hotline:{call_id}"
 
 
+class ScreeningKind:
+    """The pages of a hotline call: "call from ..., press 1 to accept", by call only (a caller waits)."""
+
+    def __init__(self, accepted: Callable[[Alert, Page], Awaitable[None]],
+                 exhausted: Callable[[Alert], Awaitable[None]]) -> None:
+        self._accepted = accepted
+        self._exhausted = exhausted
+
+    def flow(self, alert: Alert, page: Page, language: str) -> Flow[Any]:
+        return ScreeningFlow(caller=spoken(str(alert.details.get("caller", ""))), language=language)
+
+    def channels(self, step: PolicyStep) -> tuple[str, ...]:
+        return ("call",)  # only a call can connect the caller
+
+    async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
+        if outcome == CallOutcome.ACCEPTED:
+            await self._accepted(alert, page)
+
+    async def exhausted(self, alert: Alert) -> None:
+        await self._exhausted(alert)
+
+
 class HotlineService:
+    """Beside the alert service: a hotline call is an alert whose pages screen engineers for the caller."""
+
     def __init__(
         self,
         *,
         config: Config,
-        engine: EscalationEngine,
+        store: Store,
+        clock: Clock,
+        alerts: AlertService,
+        paging: Paging,
         templates: Templates,
         voice: VoiceProvider,
-        sms: SmsProvider | None,
+        due_at: Callable[[float], None],
     ) -> None:
         self.config = config
-        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.alerts = alerts
+        self.paging = paging
         self.templates = templates
         self.voice = voice
-        self.sms = sms
-        self.store = engine.store
+        self._due_at = due_at
         self._by_number = {h.number: h for h in config.hotlines}
         self._by_name = {h.name: h for h in config.hotlines}
+        self.page_kind = ScreeningKind(self.accepted, self.exhausted)
 
     # ---------------------------------------------------------- the caller
 
@@ -60,12 +96,12 @@ class HotlineService:
         if hotline is None:
             log.warning("call %s to %s: not a hotline number; ending it", call.call_id, mask(call.dialled))
             return None
-        now = self.engine.clock.now()
+        now = self.clock.now()
         alert, _, _ = await self.store.create_alert(
             NewAlert(
                 dedup_key=hotline_key(call.call_id),
                 priority=hotline.priority,
-                source="hotline",
+                source=SOURCE,
                 summary=f"Hotline call from {spoken(call.caller)}",
                 details={"caller": call.caller, "hotline": hotline.name, "call_id": call.call_id},
                 labels={"hotline": hotline.name},
@@ -94,14 +130,14 @@ class HotlineService:
         if alert is None:
             log.warning("hotline call %s is waiting but has no open record; ignored", event.call_id)
             return
-        now = self.engine.clock.now()
+        now = self.clock.now()
         started = await self.store.begin_escalation(
             alert.id, priority=event.priority, now=now,
             note=f"caller waiting in the {event.priority}-priority queue; trying engineers",
         )
         if started:
             log.info("hotline call %s (alert %d) waiting, %s priority", event.call_id, alert.id, event.priority)
-            self.engine.due_at(now)
+            self._due_at(now)
 
     async def caller_finished(self, event: CallerFinished) -> None:
         alert = await self.store.find_open_alert(hotline_key(event.call_id))
@@ -113,9 +149,8 @@ class HotlineService:
             if page.outcome == "accepted":
                 # The engineer's leg ends with the caller's (normally the bridge ends both; if the caller
                 # left before the bridge, the engineer must not wait alone): hang up, free its line.
-                self.engine.cancel_in_background(call_id_for(page))
-                await self.engine.dispatcher.finished(call_id_for(page))
-        waited = int(self.engine.clock.now() - alert.created_at)
+                await self.paging.hang_up(call_id_for(page))
+        waited = int(self.clock.now() - alert.created_at)
         escalation = await self.store.get_escalation(alert.id)
         # The policy ran out: nobody accepted, whatever the provider reports about how the call ended.
         missed = alert.status == "triggered" and bool(pages) and escalation is not None \
@@ -131,7 +166,7 @@ class HotlineService:
             how = f"nobody accepted; the caller hung up or was told so after {waited} s, without a voicemail"
         else:
             how = f"caller hung up after {waited} s"
-        await self.engine.resolve(alert.id, by="hotline", how=how)
+        await self.alerts.resolve(alert.id, by="hotline", how=how)
 
     # --------------------------------------------------------- the engineers
 
@@ -139,16 +174,15 @@ class HotlineService:
         """An engineer pressed 1 on the screening call: connect them, or tell them they are late."""
         engineer = self.config.engineers.get(page.engineer or "")
         name = engineer.name if engineer else mask(page.number)
-        waited = int(self.engine.clock.now() - alert.created_at)
-        result, changed = await self.engine.acknowledge(
+        waited = int(self.clock.now() - alert.created_at)
+        result, changed = await self.alerts.acknowledge(
             alert.id, by=page.engineer or page.number, how=f"accepted by {name}; the caller waited {waited} s"
         )
         if not changed:
             log.info("alert %d: %s accepted, but the call was already taken or over; hanging up", alert.id, name)
-            await self.store.add_timeline(TimelineEntry(alert_id=alert.id, at=self.engine.clock.now(), kind="page",
+            await self.store.add_timeline(TimelineEntry(alert_id=alert.id, at=self.clock.now(), kind="page",
                                                         message=f"{name} accepted too late; hung up"))
-            self.engine.cancel_in_background(call_id_for(page))
-            await self.engine.dispatcher.finished(call_id_for(page))
+            await self.paging.hang_up(call_id_for(page))
             return
         caller_call = str(alert.details.get("call_id", ""))
         log.info("hotline alert %d: connecting the caller to %s", alert.id, name)
@@ -161,7 +195,7 @@ class HotlineService:
     async def _tell_team(self, alert: Alert, waited: int, recording_url: str | None) -> None:
         hotline = self._by_name.get(str(alert.details.get("hotline", "")))
         team = self.config.teams.get(alert.team)
-        if self.sms is None or team is None or hotline is None:
+        if self.paging.sms is None or team is None or hotline is None:
             log.warning("hotline alert %d: no SMS provider or team; the team is not texted", alert.id)
             return
         template = "hotline_voicemail_sms" if recording_url else "hotline_missed_sms"
@@ -169,7 +203,7 @@ class HotlineService:
                                      caller=spoken(str(alert.details.get("caller", ""))),
                                      recording_url=recording_url or "")
         members = [self.config.engineers[m] for m in team.members if m in self.config.engineers]
-        now = self.engine.clock.now()
+        now = self.clock.now()
         pages = await self.store.add_pages(
             alert.id,
             [NewPage(engineer=e.id, number=e.phones[0], channel="sms") for e in members],
@@ -178,4 +212,4 @@ class HotlineService:
             now=now,
         )
         for page in pages:  # in the background: this may run inside a provider's webhook
-            self.engine.spawn(self.engine.send_sms_page(page, body, only_while_open=False))
+            self.paging.spawn(self.paging.send_sms_page(page, body, only_while_open=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.escalation import EscalationEngine
 from gateway.hotline import HotlineService
+from gateway.paging import Paging
 from gateway.sms_replies import SmsReplies
 from ivr_flows.model import Flow
 from providers.base import (
@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 class GatewayEvents:
     """Never raises into a provider: a bad event is logged and dropped."""
 
-    def __init__(self, engine: EscalationEngine, replies: SmsReplies, hotline: HotlineService) -> None:
-        self.engine = engine
+    def __init__(self, paging: Paging, replies: SmsReplies, hotline: HotlineService) -> None:
+        self.paging = paging
         self.replies = replies
         self.hotline = hotline
 
     async def call_ended(self, event: CallResult) -> None:
         try:
-            await self.engine.call_ended(event)
+            await self.paging.call_ended(event)
         except Exception:
             log.exception("could not record the outcome of call %s", event.call_id)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from gateway.escalation import EscalationEngine
-from gateway.phone import mask
-from gateway.store import Alert
+from core.phone import mask
+from gateway.alerts import AlertService
+from gateway.config import Config
+from gateway.store import Alert, Store
 from gateway.templates import Templates
 from ivr_flows.sms_reply import SMS_HELP, SmsCommand, parse_sms_reply
 from providers.base import InboundSms, Reply
@@ -22,12 +23,14 @@ _ACTS_ON = {
 
 
 class SmsReplies:
-    def __init__(self, engine: EscalationEngine, templates: Templates) -> None:
-        self.engine = engine
+    def __init__(self, *, config: Config, store: Store, alerts: AlertService, templates: Templates) -> None:
+        self.store = store
+        self.alerts = alerts
         self.templates = templates
+        self._engineer_by_number = {n: e for e in config.engineers.values() for n in e.phones}
 
     async def handle(self, sms: InboundSms) -> Reply:
-        engineer = self.engine.engineer_for_number(sms.sender)
+        engineer = self._engineer_by_number.get(sms.sender)
         if engineer is None:
             # Only known engineers can act; say nothing to strangers (no SMS cost, no oracle).
             log.warning("SMS from unknown number %s ignored", mask(sms.sender))
@@ -41,19 +44,18 @@ class SmsReplies:
             log.info("SMS %s from %s refused: %s", command.action, engineer.name, problem)
             return Reply(text=problem)
         if command.action == "acknowledge":
-            result, changed = await self.engine.acknowledge(alert.id, by=engineer.id,
+            result, changed = await self.alerts.acknowledge(alert.id, by=engineer.id,
                                                             how=f"acknowledged by {engineer.name} (SMS reply)")
         elif command.action == "resolve":
-            result, changed = await self.engine.resolve(alert.id, by=engineer.id,
+            result, changed = await self.alerts.resolve(alert.id, by=engineer.id,
                                                         how=f"resolved by {engineer.name} (SMS reply)")
         else:
-            result, changed = await self.engine.escalate(alert.id, by=f"{engineer.name} (SMS reply)")
-        final = result or alert
-        text = self.templates.render("alert_sms_status", alert=final, action=command.action, changed=changed)
+            result, changed = await self.alerts.escalate(alert.id, by=f"{engineer.name} (SMS reply)")
+        text = self.templates.render("alert_sms_status", alert=result, action=command.action, changed=changed)
         return Reply(text=text)
 
     async def _target(self, engineer: str, command: SmsCommand) -> tuple[Alert | None, str]:
-        store = self.engine.store
+        store = self.store
         allowed = _ACTS_ON[command.action]
         if command.alert_id is None:
             alert = await store.latest_alert_paged_to(engineer, statuses=allowed)

@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.escalation import IngestResult
+from gateway.alerts import IngestResult
 from gateway.intake import parse_generic
 from gateway.web.auth import caller
 from gateway.web.errors import ApiError, invalid
 from gateway.web.intake import ingest_all, parse_or_422
 from gateway.web.json_body import read_json, read_optional_json
-from gateway.web.keys import ENGINE, STORE
+from gateway.web.keys import ALERTS, STORE
 from gateway.web.params import int_query, path_id
 from gateway.web.serialize import alert_json, escalation_json, page_json, timeline_json
 
@@ -77,23 +77,10 @@ async def _change(request: web.Request, action: str) -> web.Response:
     by = body.get("by", f"api token {caller(request)}")
     if not isinstance(by, str) or not by.strip() or len(by) > 200:
         raise invalid("by", "must be a non-empty string of at most 200 characters")
-    engine = request.app[ENGINE]
     priority = body.get("priority")
     if priority is not None and (action != "escalate" or priority not in ("high",)):
         raise invalid("priority", "only 'high', and only when escalating: priority can be raised, not lowered")
-    if priority == "high":
-        await engine.raise_priority(alert_id, by=f"{by} (API)")
-    if action == "acknowledge":
-        alert, changed = await engine.acknowledge(alert_id, by=by, how=f"acknowledged by {by} (API)")
-    elif action == "resolve":
-        alert, changed = await engine.resolve(alert_id, by=by, how=f"resolved by {by} (API)")
-    else:
-        alert, changed = await engine.escalate(alert_id, by=f"{by} (API)")
-    if alert is None:
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
-    if not changed and (action != "resolve" and alert.status == "resolved" or action == "escalate"):
-        raise ApiError(409, "conflict", f"alert {alert_id} is {alert.status}; cannot {action} it",
-                       {"status": alert.status})
+    alert, changed = await request.app[ALERTS].command(alert_id, action, by=by, raise_to_high=priority == "high")
     return web.json_response({**alert_json(alert), "changed": changed})
 
 

@@ -12,7 +12,7 @@ from gateway.phone import InvalidNumber, normalize
 from gateway.web.auth import caller
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
-from gateway.web.keys import CLOCK, CONFIG, ENGINE
+from gateway.web.keys import ALERTS, CLOCK, CONFIG
 from gateway.web.serialize import alert_json, page_json
 
 routes = web.RouteTableDef()
@@ -35,7 +35,7 @@ async def _direct(request: web.Request, channel: str) -> web.Response:
     to, team = body.get("to"), body.get("team")
     if (to is None) == (team is None):
         raise invalid("to", "give exactly one of 'to' (a phone number) or 'team'")
-    alert, pages = await request.app[ENGINE].send_direct(
+    alert, pages = await request.app[ALERTS].send_direct(
         message=message.strip(), channel=channel, priority=priority, team=team,
         targets=_targets(request, to, team), requested_by=caller(request),
     )
@@ -43,7 +43,6 @@ async def _direct(request: web.Request, channel: str) -> web.Response:
 
 def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None, str]]:
     config = request.app[CONFIG]
-    engine = request.app[ENGINE]
     if to is not None:
         if not isinstance(to, str):
             raise invalid("to", "must be a phone number as a string")
@@ -52,7 +51,7 @@ def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None,
         except InvalidNumber as exc:
             raise invalid("to", f"{exc.number!r} is not a phone number ({exc.reason})", number=exc.number,
                           reason=exc.reason) from None
-        engineer = engine.engineer_for_number(number)
+        engineer = next((e for e in config.engineers.values() if number in e.phones), None)
         return [(engineer.id if engineer else None, number)]
     if not isinstance(team, str) or team not in config.teams:
         raise invalid("team", f"unknown team {team!r}", team=team)

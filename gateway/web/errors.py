@@ -8,20 +8,21 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.errors import DomainError
 from gateway.phone import mask_numbers_in
 from gateway.web.keys import CONFIG
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
+class ApiError(DomainError):
+    """An error the web layer itself finds (a malformed request), with its status and id given here."""
+
     def __init__(self, status: int, error: str, message: str, details: dict[str, Any] | None = None, *,
                  headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, details)
         self.status = status
         self.error = error
-        self.message = message
-        self.details = details or {}
         self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
@@ -63,6 +64,8 @@ async def error_middleware(
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except DomainError as exc:  # raised by a service: it carries its own status, id and details
+        return error_response(exc.status, exc.error, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from gateway.web.auth import Auth, auth
-from gateway.web.keys import ENGINE, PROVIDERS, STORE
+from gateway.web.keys import PROVIDERS, SCHEDULER, STORE
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         log.warning("readiness: store not usable: %s", exc)
         checks["store"] = f"error: {exc}"
-    engine = request.app[ENGINE]
-    checks["scheduler"] = "ok" if engine.running else "stopped"
+    checks["scheduler"] = "ok" if request.app[SCHEDULER].running else "stopped"
     checks.update(request.app[PROVIDERS].readiness())
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},

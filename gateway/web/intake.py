@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.escalation import IngestResult, UnknownTeam
+from gateway.alerts import IngestResult
 from gateway.signals import AlertSignal, IntakeError
-from gateway.web.errors import ApiError, invalid
-from gateway.web.keys import ENGINE
+from gateway.web.errors import invalid
+from gateway.web.keys import ALERTS
 
 Parser = Callable[[object], list[AlertSignal]]
 
@@ -23,16 +23,5 @@ def parse_or_422(parse: Parser, body: object) -> list[AlertSignal]:
 
 
 async def ingest_all(request: web.Request, signals: list[AlertSignal]) -> list[IngestResult]:
-    """Check that every signal can be routed before storing any, then store each durably."""
-    engine = request.app[ENGINE]
-    for index, signal in enumerate(signals):
-        if signal.action != "trigger":
-            continue
-        try:
-            engine.route_for(signal)
-        except UnknownTeam as exc:
-            raise invalid("team", f"unknown team {exc.team!r}", team=exc.team) from None
-        except LookupError:
-            raise ApiError(422, "no_route", f"no route matches alert {index} and there is no default route",
-                           {"labels": signal.labels}) from None
-    return [await engine.ingest(signal) for signal in signals]
+    """Route every signal before storing any (an unroutable one is a 422), then store each durably."""
+    return await request.app[ALERTS].ingest_all(signals)

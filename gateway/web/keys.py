@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.clock import Clock
+from core.clock import Clock
+from gateway.alerts import AlertService
 from gateway.config import Config
-from gateway.escalation import EscalationEngine
+from gateway.paging import Paging
 from gateway.provider_setup import Providers
+from gateway.scheduler import Scheduler
 from gateway.store import Store
 from providers.sandbox import SandboxProvider
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", Store)
-ENGINE = web.AppKey("engine", EscalationEngine)
+ALERTS = web.AppKey("alerts", AlertService)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+PAGING = web.AppKey("paging", Paging)
 SANDBOX = web.AppKey("sandbox", SandboxProvider)
 PROVIDERS = web.AppKey("providers", Providers)

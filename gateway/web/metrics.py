@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.web.keys import ENGINE
+from gateway.web.keys import PAGING
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    dispatcher = request.app[ENGINE].dispatcher
+    dispatcher = request.app[PAGING].dispatcher
     provider = dispatcher.provider.name
     lines = [
         "# HELP gateway_queue_depth Calls waiting for a line, per priority.",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.web.keys import ENGINE
+from gateway.web.keys import PAGING
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/api/v1/queues")
 async def get_queues(request: web.Request) -> web.Response:
-    dispatcher = request.app[ENGINE].dispatcher
+    dispatcher = request.app[PAGING].dispatcher
     return web.json_response({
         "queues": [
             {"priority": s.priority, "depth": s.depth, "oldest_wait_s": s.oldest_wait_s,

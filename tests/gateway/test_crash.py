@@ -58,7 +58,9 @@ class Peer:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         async for line in self._proc.stdout:
-            self.dials.append(json.loads(line))
+            record = json.loads(line)
+            if "call_id" in record:  # a dial (the peer also reports call updates: hang-ups)
+                self.dials.append(record)
 
     def dials_of(self, call_id: str) -> list[dict[str, Any]]:
         return [d for d in self.dials if d["call_id"] == call_id]

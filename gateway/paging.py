@@ -1,0 +1,270 @@
+"""Paging: a written page becomes a call or an SMS, and its outcome comes back here.
+
+Durable first, then act: a page is written as due (by the scheduler or the alert service) before it is
+sent here; it is marked sent once the provider took it, and done with its outcome. After a crash the
+pages still due are sent again (:meth:`Paging.start`); an acknowledged alert's pages never are.
+Positive answers go to the page's kind (acknowledge, or connect a hotline caller); when every page of a
+step has failed, ``on_step_failed`` tells the scheduler, which moves on at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from core.clock import Clock
+from core.phone import mask
+from gateway.config import Config
+from gateway.dispatch import Dispatcher
+from gateway.page_kinds import PageKinds
+from gateway.send_gate import SendGate
+from gateway.store import Alert, Page, Store, TimelineEntry
+from gateway.templates import Templates
+from providers.base import CallOutcome, CallRequest, CallResult, ProviderError, SmsProvider, SmsRequest, VoiceProvider
+
+log = logging.getLogger(__name__)
+
+#: outcomes after which a page no longer stands in the way of the next step
+NEGATIVE = frozenset({
+    CallOutcome.DECLINED,
+    CallOutcome.NO_ANSWER,
+    CallOutcome.MACHINE,
+    CallOutcome.BUSY,
+    CallOutcome.FAILED,
+    CallOutcome.CANCELED,
+})
+_OUTCOME_TEXT = {
+    CallOutcome.ACKNOWLEDGED: "acknowledged (pressed 1)",
+    CallOutcome.ACCEPTED: "accepted",
+    CallOutcome.DECLINED: "declined",
+    CallOutcome.NO_ANSWER: "did not answer",
+    CallOutcome.MACHINE: "voicemail picked up (not an acknowledgement)",
+    CallOutcome.BUSY: "was busy",
+    CallOutcome.FAILED: "could not be reached",
+    CallOutcome.CANCELED: "call canceled",
+}
+#: the ring time of a page sent outside a step (a direct call, a page recovered after a restart)
+DEFAULT_RING_S = 60
+
+
+def call_id_for(page: Page) -> str:
+    return f"page-{page.id}"
+
+
+def page_id_from(call_id: str) -> int | None:
+    prefix, _, number = call_id.partition("-")
+    return int(number) if prefix == "page" and number.isascii() and number.isdigit() else None
+
+
+class Paging:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        voice: VoiceProvider,
+        sms: SmsProvider | None,
+        templates: Templates,
+        kinds: PageKinds,
+        on_step_failed: Callable[[Page], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.voice = voice
+        self.sms = sms
+        self.templates = templates
+        self.kinds = kinds
+        self._on_step_failed = on_step_failed
+        self.dispatcher = Dispatcher(
+            voice,
+            now=clock.now,
+            reserved_share=config.reserved_for_high,
+            low_wait_warning_s=config.low_wait_warning_s,
+            is_wanted=self._call_still_wanted,
+            on_placed=self._call_placed,
+            on_failed=self._call_failed,
+        )
+        self._sms_gate = SendGate()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start dialling, and send what was due but not sent before the last stop."""
+        await self.dispatcher.start()
+        unsent = await self.store.unsent_pages()
+        if unsent:
+            log.info("recovery: %d page(s) were due but not sent before the last stop; sending now", len(unsent))
+        for page in unsent:
+            alert = await self.store.get_alert(page.alert_id)
+            if alert is not None:
+                await self.send(page, alert, ring_s=self._ring_s(alert, page))
+
+    async def stop(self) -> None:
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.dispatcher.stop()
+
+    def _ring_s(self, alert: Alert, page: Page) -> int:
+        policy = self.config.policies.get(alert.policy)
+        if policy is None or page.step is None or page.step >= len(policy.steps):
+            return DEFAULT_RING_S
+        return policy.steps[page.step].ring_s
+
+    # ---------------------------------------------------------------- send
+
+    async def send(self, page: Page, alert: Alert, *, ring_s: int = DEFAULT_RING_S) -> None:
+        """Send one written page: a call through the priority queues, or an SMS in the background."""
+        engineer = self.config.engineers.get(page.engineer or "")
+        language = engineer.language if engineer else self.config.default_language
+        if page.channel == "call":
+            await self.dispatcher.submit(CallRequest(
+                call_id=call_id_for(page),
+                to=page.number,
+                caller_id=None,
+                flow=self.kinds.of(alert).flow(alert, page, language),
+                ring_timeout_s=ring_s,
+                priority=alert.priority,
+            ))
+            return
+        if self.sms is None:
+            await self.finish(page, CallOutcome.FAILED, "no SMS provider configured")
+            return
+        self.spawn(self.send_sms_page(page, self.templates.render("alert_sms", alert=alert)))
+
+    async def send_sms_page(self, page: Page, body: str, *, only_while_open: bool = True) -> None:
+        """Send one SMS page; it is marked sent, or finished as failed (which may move escalation on).
+
+        ``only_while_open``: an alert page is not sent once its alert is closed (the send gate makes that
+        hold even when the close races the send); a notice about a closed alert (the hotline's missed-call
+        text) is sent anyway.
+        """
+        if self.sms is None:
+            await self.finish(page, CallOutcome.FAILED, "no SMS provider configured")
+            return
+        sms_id = call_id_for(page)
+        self._sms_gate.begin(sms_id)
+        try:
+            if only_while_open and (not await self.store.call_wanted(page.id) or self._sms_gate.withdrawn(sms_id)):
+                log.info("SMS %s to %s dropped before sending: alert %d is closed", sms_id, mask(page.number),
+                         page.alert_id)
+                await self.finish(page, CallOutcome.CANCELED, "alert closed; SMS not sent", log_it=False)
+                return
+            await self.sms.send_sms(SmsRequest(sms_id=sms_id, to=page.number, body=body))
+        except ProviderError as exc:
+            log.warning("SMS %s to %s failed: %s", sms_id, mask(page.number), exc)
+            await self.finish(page, CallOutcome.FAILED, f"SMS not sent: {exc}")
+            return
+        finally:
+            self._sms_gate.end(sms_id)
+        await self.store.mark_page_sent(page.id, now=self.clock.now())
+        log.info("SMS %s to %s sent for alert %d", sms_id, mask(page.number), page.alert_id)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run side work in the background (kept until done, cancelled on stop)."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -------------------------------------------------------------- stopping
+
+    async def cancel_pages(self, alert_id: int) -> None:
+        """The alert is closed: nothing more of it reaches a provider, and calls in progress are hung up."""
+        for page in await self.store.pages_for(alert_id):
+            if page.status == "due" and page.channel == "sms":
+                await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches the provider first
+            if page.status == "done" or page.channel != "call":
+                continue
+            call_id = call_id_for(page)
+            if not await self.dispatcher.withdraw(call_id):
+                # In the background: this often runs inside a provider's webhook (an engineer pressed 1),
+                # which must answer at once, while hanging up may mean slow REST calls with retries.
+                await self.hang_up(call_id)
+            await self.finish(page, CallOutcome.CANCELED, "alert closed; call canceled", log_it=False)
+
+    async def hang_up(self, call_id: str) -> None:
+        """Hang up a call in the background and free its line (a provider may never report it)."""
+
+        async def cancel() -> None:
+            try:
+                await self.voice.cancel_call(call_id)
+            except ProviderError as exc:
+                log.warning("could not cancel call %s: %s", call_id, exc)
+
+        self.spawn(cancel())
+        await self.dispatcher.finished(call_id)
+
+    async def raise_priority(self, alert_id: int) -> int:
+        """Move the alert's queued calls to the high queue; returns how many moved."""
+        queued = {call_id_for(p) for p in await self.store.pages_for(alert_id) if p.status == "due"}
+        return await self.dispatcher.raise_priority(queued)
+
+    # ------------------------------------------------------------- outcomes
+
+    async def call_ended(self, event: CallResult) -> None:
+        """A provider reports how a call (or an SMS) ended."""
+        if event.outcome == CallOutcome.ACCEPTED:
+            # An accepted screening call stays up, bridged to the caller: it keeps its line until the
+            # hotline call is over (the hotline hangs it up then).
+            self.dispatcher.keep(event.call_id)
+        else:
+            await self.dispatcher.finished(event.call_id)
+        page_id = page_id_from(event.call_id)
+        page = await self.store.get_page(page_id) if page_id is not None else None
+        if page is None:
+            log.warning("outcome %s for unknown call %s ignored", event.outcome, event.call_id)
+            return
+        page = await self.finish(page, event.outcome, event.detail)
+        if page is None:
+            return  # already finished (a replayed callback, or canceled)
+        if event.outcome in (CallOutcome.ACKNOWLEDGED, CallOutcome.ACCEPTED):
+            alert = await self.store.get_alert(page.alert_id)
+            if alert is not None:
+                await self.kinds.of(alert).answered(alert, page, event.outcome, self._who(page))
+        elif event.outcome in NEGATIVE:
+            await self._on_step_failed(page)
+
+    async def finish(self, page: Page, outcome: CallOutcome, detail: str, *, log_it: bool = True) -> Page | None:
+        """Record a page's outcome once (None when it was already finished)."""
+        who = self._who(page)
+        text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome.value)}" + (f" ({detail})" if detail else "")
+        if page.channel == "sms":
+            text = f"SMS to {who}: {outcome.value}" + (f" ({detail})" if detail else "")
+        note = TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
+                             message=text, data={"page": page.id, "channel": page.channel, "outcome": outcome.value})
+        finished = await self.store.finish_page(page.id, outcome=outcome.value, detail=detail,
+                                                now=self.clock.now(), note=note)
+        if finished is not None and log_it:
+            log.info("alert %d: %s", page.alert_id, text)
+        return finished
+
+    def _who(self, page: Page) -> str:
+        engineer = self.config.engineers.get(page.engineer or "")
+        return engineer.name if engineer else mask(page.number)
+
+    async def _call_still_wanted(self, call_id: str) -> bool:
+        page_id = page_id_from(call_id)
+        return page_id is not None and await self.store.call_wanted(page_id)
+
+    async def _call_placed(self, call_id: str) -> None:
+        page_id = page_id_from(call_id)
+        if page_id is not None:
+            await self.store.mark_page_sent(page_id, now=self.clock.now())
+
+    async def _call_failed(self, call_id: str, reason: str) -> None:
+        await self.call_ended(CallResult(call_id=call_id, outcome=CallOutcome.FAILED, detail=reason))
+
+    async def carried_by(self, call_id: str, provider: str, detail: str) -> None:
+        """The provider manager says which provider carried a page (and after which failures)."""
+        page_id = page_id_from(call_id)
+        page = await self.store.get_page(page_id) if page_id is not None else None
+        if page is None:
+            return
+        message = f"{page.channel} to {self._who(page)} carried by {provider}" + (f" {detail}" if detail else "")
+        await self.store.add_timeline(TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
+                                                    message=message, data={"page": page.id, "provider": provider}))

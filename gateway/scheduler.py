@@ -1,0 +1,184 @@
+"""The scheduler: runs each escalation's due step, and plans who a step pages.
+
+Durable first, then act: a step is written (pages due, escalation moved on, timeline) in one transaction
+before any call or SMS starts, so after a crash what was due is sent again and what was sent is not.
+The scheduler sleeps until the next due time, or until woken by a change; it never polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Protocol
+
+from core.clock import Clock, to_datetime
+from core.phone import mask
+from gateway import failpoints
+from gateway.config import Config, Engineer, Policy
+from gateway.oncall import who_is_on_call
+from gateway.page_kinds import PageKind, PageKinds
+from gateway.paging import NEGATIVE
+from gateway.store import Alert, Escalation, NewPage, Page, StepPlan, Store, TimelineEntry
+
+log = logging.getLogger(__name__)
+
+
+class PageSender(Protocol):
+    """Where the scheduler hands a step's written pages (paging)."""
+
+    async def send(self, page: Page, alert: Alert, *, ring_s: int) -> None: ...
+
+
+class Scheduler:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.paging = paging
+        self.kinds = kinds
+        self._wake = asyncio.Event()
+        self._planned_wake = math.inf  # when the scheduler will look next on its own (inf: not before woken)
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="escalation scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def due_at(self, when: float) -> None:
+        """Something is due at ``when``: wake the scheduler if it plans to sleep past that."""
+        if when < self._planned_wake:
+            self._wake.set()
+
+    # -------------------------------------------------------------- planning
+
+    def plan(self, *, team: str, policy: Policy, kind: PageKind, step_index: int, repeat: int, now: float,
+             notes: list[TimelineEntry] | None = None) -> StepPlan:
+        """Who step ``step_index`` pages now, how, and when the step after it is due."""
+        step = policy.steps[step_index]
+        targets = self._targets(team, step.target, step.engineer, now)
+        label = f"step {step_index + 1} of {len(policy.steps)}"
+        pages = [NewPage(engineer=eng.id, number=eng.phones[0], channel=channel)
+                 for eng in targets for channel in kind.channels(step)]
+        notes = list(notes or [])
+        if pages:
+            who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: {step.via} {step.target} {who}; "
+                                       f"times out in {step.timeout_s} s",
+                                       data={"step": step_index, "repeat": repeat}))
+            next_due = now + step.timeout_s
+        else:
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))
+            next_due = now
+        return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
+
+    def _targets(self, team_id: str, target: str, engineer: str | None, now: float) -> list[Engineer]:
+        engineers = self.config.engineers
+        if target == "engineer":
+            return [engineers[engineer]] if engineer in engineers else []
+        team = self.config.teams.get(team_id)
+        if team is None:
+            return []
+        if target == "team":
+            return [engineers[m] for m in team.members if m in engineers]
+        oncall = who_is_on_call(team, to_datetime(now))
+        chosen = oncall.primary if target == "primary" else oncall.secondary
+        return [engineers[chosen]] if chosen in engineers else []
+
+    # ----------------------------------------------------------------- steps
+
+    async def _run(self) -> None:
+        while True:
+            self._planned_wake = math.inf  # while running, any news wakes us again
+            self._wake.clear()
+            try:
+                for esc in await self.store.due_escalations(self.clock.now()):
+                    await self._run_step(esc)
+                next_due = await self.store.next_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalation scheduler: error while running due steps; retrying in 1 s")
+                next_due = self.clock.now() + 1
+            self._planned_wake = math.inf if next_due is None else next_due
+            await self._sleep(next_due)
+
+    async def _sleep(self, until: float | None) -> None:
+        if until is not None and until <= self.clock.now():
+            return
+        waiters = [asyncio.ensure_future(self._wake.wait())]
+        if until is not None:
+            waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _run_step(self, esc: Escalation) -> None:
+        alert = await self.store.get_alert(esc.alert_id)
+        now = self.clock.now()
+        if alert is None or alert.status != "triggered":
+            return
+        policy = self.config.policies.get(alert.policy)
+        if policy is None:
+            log.error("alert %d: policy %r is no longer configured; escalation stopped", alert.id, alert.policy)
+            await self.store.reschedule(alert.id, expect=esc, next_due=None, now=now,
+                                        note=f"policy {alert.policy} is no longer configured; escalation stopped")
+            return
+        kind = self.kinds.of(alert)
+        step_index, repeat = esc.step, esc.repeat
+        notes: list[TimelineEntry] = []
+        if step_index >= len(policy.steps):
+            if repeat >= policy.repeat:
+                rounds = policy.repeat + 1
+                log.warning("alert %d: escalation exhausted, nobody acknowledged after %d round(s)", alert.id, rounds)
+                if await self.store.reschedule(alert.id, expect=esc, next_due=None, now=now,
+                                               note=f"escalation exhausted: nobody acknowledged after {rounds} round(s)"):
+                    await kind.exhausted(alert)
+                return
+            step_index, repeat = 0, repeat + 1
+            notes.append(TimelineEntry(alert_id=alert.id, at=now, kind="escalation",
+                                       message=f"policy {policy.id} starts again (round {repeat + 1} of {policy.repeat + 1})"))
+        plan = self.plan(team=alert.team, policy=policy, kind=kind, step_index=step_index, repeat=repeat,
+                         now=now, notes=notes)
+        created = await self.store.start_step(alert.id, expect=esc, plan=plan, now=now)
+        if created is None:
+            return  # acknowledged or moved on meanwhile
+        failpoints.reached("step-committed")
+        log.info("alert %d: step %d of %d paging %d number(s)", alert.id, step_index + 1, len(policy.steps),
+                 len(created))
+        for page in created:
+            await self.paging.send(page, alert, ring_s=policy.steps[step_index].ring_s)
+
+    async def step_failed(self, page: Page) -> None:
+        """Paging says a page failed: when every page of the current step has, start the next step now."""
+        if page.step is None:
+            return
+        esc = await self.store.get_escalation(page.alert_id)
+        if esc is None or esc.next_due is None:
+            return
+        if (esc.step - 1, esc.repeat) != (page.step, page.repeat):
+            return  # the page belongs to an older step
+        siblings = [p for p in await self.store.pages_for(page.alert_id)
+                    if (p.step, p.repeat) == (page.step, page.repeat)]
+        if all(p.status == "done" and p.outcome in {o.value for o in NEGATIVE} for p in siblings):
+            now = self.clock.now()
+            if esc.next_due > now and await self.store.reschedule(
+                page.alert_id, expect=esc, next_due=now, now=now,
+                note=f"step {page.step + 1}: nobody can take it; moving on now",
+            ):
+                self.due_at(now)
