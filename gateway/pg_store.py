@@ -1,8 +1,8 @@
 """The PostgreSQL store: the same Store as ``sqlite_store``, for when one machine is not enough.
 
 Driver: asyncpg. ``python -m bench.pg_driver`` ran the same statements through psycopg 3 (async, same pool
-size) on 2 cores: asyncpg took about half the client CPU per alert and did ~1.6x the alerts/s at concurrency
-50 (p50 1.1 vs 2.0 ms alone); its pool is built in. It is untyped: rows are ``Any`` behind ``_Db``.
+size) on 2 cores: asyncpg used half the client CPU per alert, did 1.6-1.9x the alerts/s at concurrency 50
+and answered faster alone (p50 1.1 ms vs 2.0-5.5); its pool is built in. Untyped: rows are ``Any`` (``_Db``).
 
 Every method that changes state is one transaction, committed before it returns (``synchronous_commit``
 stays on: an alert is durable before the 202). Two rules keep it right when several gateways share the
