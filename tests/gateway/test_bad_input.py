@@ -362,3 +362,12 @@ async def test_oncall_at_the_ends_of_the_calendar_is_422(gateway: Gateway, at: s
     assert status == 422 and body["details"]["field"] == "at", body
     status, body = await gateway.get(f"/api/v1/oncall?at={urllib.parse.quote('8999-12-31T23:59:59+14:00')}")
     assert status == 200, body
+
+
+async def test_brackets_inside_strings_are_not_nesting(gateway: Gateway) -> None:
+    for summary in ("[" * 200, '\\"' + "{" * 200, "\\" * 3 + "[" * 100 + '"' + "]" * 100):
+        status, body = await gateway.post("/api/v1/alerts", {"summary": summary, "details": {"a": [[[1]]]}})
+        assert status == 202, body
+    many = {"summary": "many", "details": {"rows": [[i] for i in range(20_000)]}}  # wide is fine, only deep is not
+    status, body = await gateway.post("/api/v1/alerts", many)
+    assert status == 202, body
