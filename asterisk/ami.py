@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -42,6 +41,7 @@ from panoramisk.manager import Manager
 from panoramisk.message import Message
 
 from asterisk.ami_events import AmiEvent, AmiResponse
+from core.phone import mask_numbers_in
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ StateCallback = Callable[[str], None]
 ActionValue = str | Sequence[str]
 
 _MAX_BUFFER = 1 << 20  # bytes without a frame end before we give up on the stream
-_NUMBER = re.compile(r"\+?\d{6,}")
 
 
 class AmiError(Exception):
@@ -69,16 +68,6 @@ class AmiTimeout(AmiError):
 
 class AmiNotConnected(AmiError):
     """Not connected to Asterisk, or the connection dropped before the reply."""
-
-
-def mask_numbers(text: str) -> str:
-    """Hide the middle of phone numbers inside ``text`` (channels, dial strings) for logs."""
-
-    def _mask(match: re.Match[str]) -> str:
-        number = match[0]
-        return f"{number[:5]}***{number[-4:]}" if len(number) >= 10 else f"{number[:3]}***{number[-2:]}"
-
-    return _NUMBER.sub(_mask, text)
 
 
 class _Protocol(AMIProtocol):
@@ -341,7 +330,7 @@ class AmiClient:
             action["CallerID"] = caller_id
         if variables:
             action["Variable"] = [f"{key}={value}" for key, value in variables.items()]
-        logger.info("AMI originate %s as %s", mask_numbers(channel), channel_id)
+        logger.info("AMI originate %s as %s", mask_numbers_in(channel), channel_id)
         return await self.send_action(action)
 
     async def hangup(self, channel_or_id: str, cause: int = 16) -> AmiResponse:

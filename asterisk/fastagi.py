@@ -32,6 +32,7 @@ from typing import Any
 from asterisk import agi_commands as agi
 from asterisk.agi_commands import ALL_KEYS, AgiProtocolError, AgiReply
 from asterisk.tts import TtsRenderer
+from core.phone import mask
 from ivr_flows.model import (
     Action,
     Answered,
@@ -91,13 +92,6 @@ class AgiCommandError(AgiError):
         super().__init__(f"{command!r} rejected: {first_line}")
         self.command = command
         self.reply = reply
-
-
-def mask_number(value: str) -> str:
-    """``+15550000001`` -> ``+1555***0001``; short or non-numeric values are hidden whole."""
-    if len(value) < 9 or not value.lstrip("+").isdigit():
-        return "***" if value else ""
-    return f"{value[:5]}***{value[-4:]}"
 
 
 # ------------------------------------------------------------------- session
@@ -400,7 +394,7 @@ class FastAgiServer:
             _log.info(
                 "fastagi %s: session from caller %s",
                 session.label,
-                mask_number(session.env.get("agi_callerid", "")),
+                mask(session.env.get("agi_callerid", "")),
             )
             try:
                 await self._router(session)

@@ -54,7 +54,9 @@ def normalize(number: str, default_region: str = "US") -> str:
 
 
 def mask(e164: str) -> str:
-    """Hide the middle of a number for logs: ``+15550000001`` -> ``+1555***0001``."""
+    """Hide the middle of a number for logs: ``+15550000001`` -> ``+1555***0001``; "" stays ""."""
+    if not e164:
+        return ""
     if len(e164) < 6:
         return "***"
     if len(e164) < 10:

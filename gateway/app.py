@@ -10,14 +10,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
-from gateway.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.alerts import AlertService
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
-from gateway.phone import mask_numbers_in
+from core.phone import mask_numbers_in
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
 from gateway.scheduler import Scheduler

@@ -19,7 +19,7 @@ import phonenumbers
 import yaml
 
 from gateway.durations import format_duration, parse_duration
-from gateway.phone import normalize
+from core.phone import normalize
 
 # --------------------------------------------------------------------- schema
 

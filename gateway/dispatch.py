@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway import failpoints
-from gateway.phone import mask
+from core.phone import mask
 from gateway.send_gate import SendGate
 from providers.base import CallRequest, ProviderError, VoiceProvider
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.clock import Clock
+from core.clock import Clock
 from gateway.config import Config
 from providers.asterisk import AsteriskProvider
 from providers.base import ProviderEvents, SmsProvider, VoiceProvider

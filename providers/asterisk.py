@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from asterisk import agi_commands as agi
-from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, mask_numbers
+from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout
 from asterisk.ami_events import AmiEvent, ChannelHangup, OriginateResult, parse_event
 from asterisk.fastagi import (
     AgiError,
@@ -48,11 +48,12 @@ from asterisk.fastagi import (
     ChannelLeftAgi,
     FastAgiServer,
     FlowRunOptions,
-    mask_number,
     route_by_script,
     run_flow,
 )
 from asterisk.tts import TtsRenderer
+from core.clock import Clock
+from core.phone import caller_number, mask, mask_numbers_in
 from ivr_flows.model import (
     EngineerConnected,
     Event,
@@ -77,7 +78,6 @@ from providers.base import (
     ProviderEvents,
     call_outcome,
 )
-from providers.numbers import caller_number
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,6 @@ class AsteriskSettings(Protocol):
     tts_resample: Sequence[str]
     sounds_dir: Path
     record_dir: Path
-
-
-class AsteriskClock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep_until(self, deadline: float) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,7 +202,7 @@ class AsteriskProvider:
         self,
         config: AsteriskSettings,
         *,
-        clock: AsteriskClock,
+        clock: Clock,
         default_region: str,
         timing: AsteriskTiming | None = None,
         hotlines: Mapping[str, str] | None = None,
@@ -346,7 +340,7 @@ class AsteriskProvider:
         except AmiError as exc:
             self._retire(call)
             raise ProviderError(f"Asterisk refused the call: {exc.message}") from None
-        log.info("asterisk call %s to %s: dialling as %s", request.call_id, mask_number(request.to), channel_id)
+        log.info("asterisk call %s to %s: dialling as %s", request.call_id, mask(request.to), channel_id)
         if not call.reported:
             call.watchdog = self._spawn(self._watch(call))
 
@@ -362,7 +356,7 @@ class AsteriskProvider:
         call.canceled = call.reported = True
         call.stop.set()
         log.info("asterisk call %s to %s: canceled by the gateway; hanging up",
-                 call_id, mask_number(call.request.to))
+                 call_id, mask(call.request.to))
         hung_up = await self._hang_up_quietly(call.channel_id)
         if call.session is not None:
             if not hung_up:
@@ -432,7 +426,7 @@ class AsteriskProvider:
         if not call.reported:
             why = "AMI connection dropped" if call.ami_dropped else "no word from Asterisk"
             log.warning("asterisk call %s to %s: outcome lost (%s); settling it as failed",
-                        call.request.call_id, mask_number(call.request.to), why)
+                        call.request.call_id, mask(call.request.to), why)
             self._report(call, CallOutcome.FAILED, f"outcome lost: {why}")
             self._spawn(self._hang_up_quietly(call.channel_id))
         self._retire(call)
@@ -446,7 +440,7 @@ class AsteriskProvider:
         call.session = session
         if call.watchdog is not None:
             call.watchdog.cancel()
-        log.info("asterisk call %s to %s: answered", call.request.call_id, mask_number(call.request.to))
+        log.info("asterisk call %s to %s: answered", call.request.call_id, mask(call.request.to))
 
         async def on_step(step: Step[Any]) -> None:
             self._flow_step(call, step)
@@ -536,7 +530,7 @@ class AsteriskProvider:
         call.reported = True
         if call.watchdog is not None and call.watchdog is not asyncio.current_task():
             call.watchdog.cancel()
-        log.info("asterisk call %s to %s: %s%s", call.request.call_id, mask_number(call.request.to),
+        log.info("asterisk call %s to %s: %s%s", call.request.call_id, mask(call.request.to),
                  outcome.value, f" ({detail})" if detail else "")
         if self._events is not None and not self._closing:
             self._spawn(self._events.call_ended(CallResult(call_id=call.request.call_id, outcome=outcome,
@@ -575,15 +569,15 @@ class AsteriskProvider:
                                                                    dialled=dialled))
                 if flow is None:
                     log.warning("call %s from %s to %s: not a hotline number; tried %s", call_id,
-                                mask_number(number) or "a withheld number", mask_number(dialled),
+                                mask(number) or "a withheld number", mask(dialled),
                                 self._tried(session))
             if flow is None:
                 await run_flow(session, _NotInService(), tts=None, options=self._options)
                 return
             caller.flow = flow
             self._callers[call_id] = caller
-            log.info("hotline call %s from %s to %s", call_id, mask_number(number) or "a withheld number",
-                     mask_number(dialled))
+            log.info("hotline call %s from %s to %s", call_id, mask(number) or "a withheld number",
+                     mask(dialled))
             await self._run_caller(caller)
         finally:
             if caller.unsubscribe is not None:
@@ -627,7 +621,7 @@ class AsteriskProvider:
     def _shown(self, value: str) -> str:
         """``value`` for a log line: a phone number masked, digits inside other text masked too."""
         number = caller_number(value, self._region) if _PHONE_TEXT.fullmatch(value) else ""
-        return mask_number(number) if number else mask_numbers(value)
+        return mask(number) if number else mask_numbers_in(value)
 
     async def _run_caller(self, caller: _Caller) -> None:
         async def on_step(step: Step[Any]) -> None:

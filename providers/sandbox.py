@@ -14,8 +14,9 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from core.clock import Clock
 from ivr_flows.model import (
     Action,
     Answered,
@@ -53,12 +54,6 @@ from providers.base import (
 
 log = logging.getLogger(__name__)
 
-
-
-class SandboxClock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep_until(self, deadline: float) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +123,7 @@ class SandboxProvider:
     def __init__(
         self,
         *,
-        clock: SandboxClock,
+        clock: Clock,
         caller_id: str,
         scripts: dict[str, Script] | None = None,
         max_concurrent_calls: int = 10,

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "test-token"

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import DomainError
-from gateway.phone import mask_numbers_in
+from core.phone import mask_numbers_in
 from gateway.web.keys import CONFIG
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.clock import iso, to_datetime
+from core.clock import iso, to_datetime
 from gateway.config import Config
 from gateway.oncall import who_is_on_call
-from gateway.phone import mask
+from core.phone import mask
 from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG
 

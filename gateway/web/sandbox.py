@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from gateway.phone import InvalidNumber, normalize
+from core.phone import InvalidNumber, normalize
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
 from gateway.web.keys import CONFIG, SANDBOX

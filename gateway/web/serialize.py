@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.clock import iso
-from gateway.phone import mask
+from core.clock import iso
+from core.phone import mask
 from gateway.store import Alert, Escalation, Page, TimelineEntry
 
 

@@ -22,7 +22,6 @@ from asterisk.fastagi import (
     FastAgiServer,
     FlowRunOptions,
     Router,
-    mask_number,
     route_by_script,
     run_flow,
 )
@@ -295,10 +294,6 @@ def test_reply_helpers() -> None:
     assert dead.dead_channel
 
 
-def test_mask_number() -> None:
-    assert mask_number("+15550000001") == "+1555***0001"
-    assert mask_number("") == ""
-    assert "0001" not in mask_number("0001")
 
 
 async def test_multi_line_usage_reply_is_one_reply(

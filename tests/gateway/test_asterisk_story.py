@@ -19,7 +19,7 @@ import pytest
 
 import providers.asterisk
 from gateway.app import create_app
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 from gateway.config import load_config
 from providers.asterisk import AsteriskTiming
 from tests.peers.ami_server import FakePbx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from gateway.clock import FakeClock, settle
+from core.clock import FakeClock, settle
 from gateway.dispatch import Dispatcher
 from ivr_flows.alert_call import AlertCallFlow
 from providers.base import CallRequest, Capabilities, ProviderError

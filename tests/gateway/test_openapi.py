@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 from gateway.config import load_config
 from gateway.web.fallback import is_catch_all
 from gateway.web.openapi import OPERATIONS, SCHEMAS, UNDOCUMENTED

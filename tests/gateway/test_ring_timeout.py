@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 from gateway.config import ConfigError, load_config
 from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, write_config
 

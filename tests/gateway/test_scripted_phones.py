@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 from gateway.config import load_config
 from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, write_config
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import FakeClock
+from core.clock import FakeClock
 from gateway.config import AsteriskConfig
 from ivr_flows.alert_call import AlertCallFlow
 from ivr_flows.hotline import HotlineCallerFlow
@@ -36,7 +36,7 @@ from providers.base import (
     Reply,
     SmsStatusChanged,
 )
-from providers.numbers import caller_number as normalize_number
+from core.phone import caller_number as normalize_number
 from tests.peers.ami_server import FakePbx
 
 SECRET = "s3cret-ami-password"

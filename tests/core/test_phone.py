@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.phone import InvalidNumber, mask, normalize
+from core.phone import InvalidNumber, mask, mask_numbers_in, normalize
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,11 @@ def test_normalize_rejects_non_text() -> None:
 )
 def test_mask(number: str, masked: str) -> None:
     assert mask(number) == masked
+
+
+def test_one_mask_for_every_log_line() -> None:
+    assert mask("+15550000001") == "+1555***0001"
+    assert mask("") == ""
+    assert mask("+12345678") == "+12***78"  # a 9-digit number keeps 4 of its digits, never all of them
+    assert "0001" not in mask("0001")
+    assert mask_numbers_in("Local/+15550000001@sim-phones") == "Local/+1555***0001@sim-phones"
