@@ -1,9 +1,11 @@
-"""A loopback Twilio-compatible REST API: calls, call updates and messages.
+"""A loopback Twilio-compatible REST API: the account, calls, call updates and messages.
 
 It speaks what the SDK sends (form bodies, HTTP basic auth) and answers the
 way Twilio does (JSON resources, ``201`` on create, errors as
-``{"code", "message", "more_info", "status"}``). Every request is recorded;
-faults can be injected to exercise retries.
+``{"code", "message", "more_info", "status"}``, lists as pages with the newest
+first). Every request is recorded; faults can be injected to exercise
+retries, and requests can be left hanging (the connection accepted, no answer
+ever) to exercise timeouts, with or without the call being placed first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from multidict import MultiDict
@@ -36,6 +38,16 @@ class Fault:
     status: int
     code: int
     message: str
+
+
+@dataclass(kw_only=True)
+class Hang:
+    """Leave matching requests unanswered: ``times`` of them (None: all), only call and message creates
+    to ``to`` when given; ``place``: such a create is carried out first, and only its answer is lost."""
+
+    times: int | None
+    to: str | None = None
+    place: bool = False
 
 
 class ApiError(Exception):
@@ -66,6 +78,10 @@ class FakeTwilioApi:
     form fields). ``call_status`` holds each call's current status. Calls that
     come in from the network are made known with :meth:`incoming`.
     ``path_prefix`` mounts the API below a path, as SignalWire does (``/api/laml``).
+    ``create_attempts`` (``message_attempts``) holds the form of every call
+    (message) create that reached the API, answered or not; ``hung`` counts the requests left without an answer.
+    ``account_type`` ("Trial" or "Full") and ``account_status`` ("active",
+    "suspended", "closed") shape the account resource.
     """
 
     def __init__(
@@ -74,11 +90,18 @@ class FakeTwilioApi:
         account_sid: str = DEFAULT_ACCOUNT_SID,
         auth_token: str = DEFAULT_AUTH_TOKEN,
         path_prefix: str = "",
+        account_type: Literal["Trial", "Full"] = "Full",
+        account_status: str = "active",
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.path_prefix = path_prefix.rstrip("/")
+        self.account_type = account_type
+        self.account_status = account_status
         self.requests: list[tuple[str, str]] = []
+        self.create_attempts: list[MultiDict[str]] = []
+        self.message_attempts: list[MultiDict[str]] = []
+        self.hung = 0
         self.calls: list[MultiDict[str]] = []
         self.call_sids: list[str] = []
         self.messages: list[MultiDict[str]] = []
@@ -86,7 +109,10 @@ class FakeTwilioApi:
         self.call_status: dict[str, str] = {}
         self.update_gate: asyncio.Event | None = None  # when set, call updates wait for it (a slow API)
         self._call_records: dict[str, dict[str, Any]] = {}
+        self._message_records: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
+        self._hangs: list[Hang] = []
+        self._released = asyncio.Event()  # set on close: hung requests end
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -99,9 +125,12 @@ class FakeTwilioApi:
     async def start(self) -> None:
         app = web.Application()
         prefix = self.path_prefix + "/2010-04-01/Accounts/{account}"
+        app.router.add_get(prefix + ".json", self._fetch_account)
         app.router.add_post(prefix + "/Calls.json", self._create_call)
+        app.router.add_get(prefix + "/Calls.json", self._list_calls)
         app.router.add_post(prefix + "/Calls/{call_sid}.json", self._update_call)
         app.router.add_post(prefix + "/Messages.json", self._create_message)
+        app.router.add_get(prefix + "/Messages.json", self._list_messages)
         app.middlewares.append(self._gate)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -110,6 +139,7 @@ class FakeTwilioApi:
         self._port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -128,6 +158,19 @@ class FakeTwilioApi:
         )
         self._faults.extend(Fault(status=status, code=code, message=text) for _ in range(times))
 
+    def hang_next(self, times: int = 1) -> None:
+        """The next ``times`` requests (any kind) are accepted and never answered."""
+        self._hangs.append(Hang(times=times))
+
+    def hang_creates_to(self, number: str, *, place: bool = False, times: int | None = None) -> None:
+        """Call and message creates to ``number`` are accepted and never answered (``times`` of them;
+        None: all).
+
+        ``place``: the call (message) is created first (it is listed, and callbacks may follow), only
+        the answer is lost, as when Twilio's response is lost on the way back.
+        """
+        self._hangs.append(Hang(times=times, to=number, place=place))
+
     def incoming(self, sid: str, *, from_: str, to: str) -> None:
         """A call reached one of the account's numbers: it exists (in progress) for call updates."""
         self._call_records[sid] = self._record(sid, to=to, from_=from_, direction="inbound")
@@ -144,6 +187,9 @@ class FakeTwilioApi:
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        hang = self._take_hang(request, to=None)
+        if hang is not None:
+            return await self._hang()
         try:
             if self._faults:
                 fault = self._faults.pop(0)
@@ -157,6 +203,23 @@ class FakeTwilioApi:
             return response
         except ApiError as exc:
             return exc.response()
+
+    def _take_hang(self, request: web.Request, *, to: str | None) -> Hang | None:
+        """The first hang that applies to this request (``to``: a call create's To), used up by one."""
+        for hang in self._hangs:
+            if (hang.to is None) != (to is None) or (to is not None and hang.to != to):
+                continue
+            if hang.times is not None:
+                hang.times -= 1
+                if hang.times == 0:
+                    self._hangs.remove(hang)
+            return hang
+        return None
+
+    async def _hang(self) -> web.Response:
+        self.hung += 1
+        await self._released.wait()
+        return web.Response(status=503, text="closed")
 
     def _authenticate(self, request: web.Request) -> None:
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
@@ -176,6 +239,10 @@ class FakeTwilioApi:
         to, from_ = form.get("To", ""), form.get("From", "")
         _check_number(to, 21211, f"The 'To' number {to} is not a valid phone number.")
         _check_number(from_, 21212, f"The 'From' number {from_} is not a valid phone number.")
+        self.create_attempts.append(form)
+        hang = self._take_hang(request, to=to)
+        if hang is not None and not hang.place:
+            return await self._hang()
         if "Url" not in form and "Twiml" not in form and "ApplicationSid" not in form:
             raise ApiError(400, 21205, "Url parameter is required.")
         self.calls.append(form)
@@ -183,7 +250,59 @@ class FakeTwilioApi:
         self.call_sids.append(sid)
         self._call_records[sid] = self._record(sid, to=to, from_=from_, direction="outbound-api")
         self.call_status[sid] = "queued"
+        if hang is not None:
+            return await self._hang()  # placed; the answer is lost
         return web.json_response(self._call_json(sid), status=201)
+
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        now = formatdate(usegmt=True)
+        base = f"/2010-04-01/Accounts/{self.account_sid}"
+        return web.json_response({
+            "auth_token": self.auth_token,  # Twilio does return it: never log this resource
+            "date_created": now,
+            "date_updated": now,
+            "friendly_name": "Loopback test account",
+            "owner_account_sid": self.account_sid,
+            "sid": self.account_sid,
+            "status": self.account_status,
+            "subresource_uris": {"calls": f"{base}/Calls.json", "messages": f"{base}/Messages.json"},
+            "type": self.account_type,
+            "uri": f"{base}.json",
+        })
+
+    async def _list_calls(self, request: web.Request) -> web.Response:
+        """``GET Calls.json``: filters To, From, Status; the newest first, as Twilio lists them."""
+        query = request.query
+        records = [self._call_json(sid) for sid in reversed(list(self._call_records))]
+        for name, key in (("To", "to"), ("From", "from"), ("Status", "status")):
+            if name in query:
+                records = [r for r in records if r[key] == query[name]]
+        return web.json_response(self._page("calls", records, request))
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """``GET Messages.json``: filters To, From; the newest first."""
+        query = request.query
+        records = list(reversed(self._message_records))
+        for name, key in (("To", "to"), ("From", "from")):
+            if name in query:
+                records = [r for r in records if r[key] == query[name]]
+        return web.json_response(self._page("messages", records, request))
+
+    def _page(self, key: str, records: list[dict[str, Any]], request: web.Request) -> dict[str, Any]:
+        size = int(request.query.get("PageSize", "50"))
+        shown = records[:size]
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/{key.capitalize()}.json?PageSize={size}&Page=0"
+        return {
+            key: shown,
+            "end": max(len(shown) - 1, 0),
+            "first_page_uri": uri,
+            "next_page_uri": None,  # one page is all a lookup reads
+            "page": 0,
+            "page_size": size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
 
     async def _update_call(self, request: web.Request) -> web.Response:
         sid = request.match_info["call_sid"]
@@ -210,35 +329,40 @@ class FakeTwilioApi:
         form = await self._form(request)
         to, from_ = form.get("To", ""), form.get("From", "")
         _check_number(to, 21211, f"The 'To' number {to} is not a valid phone number.")
+        self.message_attempts.append(form)
+        hang = self._take_hang(request, to=to)
+        if hang is not None and not hang.place:
+            return await self._hang()
         if not form.get("Body"):
             raise ApiError(400, 21602, "Message body is required.")
         self.messages.append(form)
         sid = new_sid("SM")
         now = formatdate(usegmt=True)
-        return web.json_response(
-            {
-                "sid": sid,
-                "account_sid": self.account_sid,
-                "to": to,
-                "from": from_,
-                "body": form["Body"],
-                "status": "queued",
-                "direction": "outbound-api",
-                "num_segments": "1",
-                "num_media": "0",
-                "api_version": "2010-04-01",
-                "date_created": now,
-                "date_updated": now,
-                "date_sent": None,
-                "error_code": None,
-                "error_message": None,
-                "messaging_service_sid": None,
-                "price": None,
-                "price_unit": "USD",
-                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
-            },
-            status=201,
-        )
+        record = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": from_,
+            "body": form["Body"],
+            "status": "queued",
+            "direction": "outbound-api",
+            "num_segments": "1",
+            "num_media": "0",
+            "api_version": "2010-04-01",
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": None,
+            "error_code": None,
+            "error_message": None,
+            "messaging_service_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
+        self._message_records.append(record)
+        if hang is not None:
+            return await self._hang()  # sent; the answer is lost
+        return web.json_response(record, status=201)
 
     def _record(self, sid: str, *, to: str, from_: str, direction: str) -> dict[str, Any]:
         now = formatdate(usegmt=True)

@@ -8,15 +8,24 @@ can cross-check the two.
 Requests are signed with the *public* URL (what Twilio believes it calls) and
 sent to ``base_url`` (the server under test on 127.0.0.1), as through a
 reverse proxy.
+
+Answering-machine detection is simulated as Twilio documents it
+(:meth:`TwilioDriver.pick_up`): with ``MachineDetection`` alone (synchronous)
+the callee is held in silence while the detector listens and the first TwiML
+request carries ``AnsweredBy``; with ``AsyncAmd=true`` the TwiML is fetched at
+once, without ``AnsweredBy``, and the verdict is POSTed to
+``AsyncAmdStatusCallback`` later (``CallSid``, ``AccountSid``, ``AnsweredBy``,
+``MachineDetectionDuration``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -28,6 +37,8 @@ Params = Mapping[str, str] | Iterable[tuple[str, str]]
 Transcript = list[tuple[str, str]]
 
 API_VERSION = "2010-04-01"
+#: about how long Twilio's detector listens before its verdict (its docs: typically 2.5 to 4 s)
+TYPICAL_AMD_S = 2.5
 
 
 class DriverError(Exception):
@@ -75,6 +86,7 @@ class TwilioDriver:
         account_sid: str = DEFAULT_ACCOUNT_SID,
         public_base_url: str | None = None,
         recording_duration_s: int = 7,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.public_base_url = (public_base_url or base_url).rstrip("/")
@@ -82,6 +94,8 @@ class TwilioDriver:
         self.account_sid = account_sid
         self.recording_duration_s = recording_duration_s
         self.sent: list[tuple[str, dict[str, str]]] = []
+        self.verdicts: set[asyncio.Task[tuple[int, str]]] = set()  # asynchronous AMD verdicts on their way
+        self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -89,6 +103,9 @@ class TwilioDriver:
             self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
+        for task in list(self.verdicts):
+            task.cancel()
+        await asyncio.gather(*self.verdicts, return_exceptions=True)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -148,6 +165,54 @@ class TwilioDriver:
         if answered_by is not None:
             params["AnsweredBy"] = answered_by
         return await self.post(url, params)
+
+    async def pick_up(
+        self,
+        created: Mapping[str, str],
+        leg: CallLeg,
+        *,
+        answered_by: str = "human",
+        amd_s: float | None = None,
+    ) -> tuple[int, str]:
+        """The callee of a call created with the form ``created`` picked up: what Twilio does next.
+
+        Without ``MachineDetection``: the TwiML is fetched at once, no ``AnsweredBy``. With it alone
+        (synchronous AMD): silence for ``amd_s`` while the detector listens, then the TwiML request
+        with ``AnsweredBy``. With ``AsyncAmd=true``: the TwiML at once, no ``AnsweredBy``, and the
+        verdict ``answered_by`` POSTed to ``AsyncAmdStatusCallback`` ``amd_s`` later (a task in
+        ``verdicts``); with ``amd_s=None`` the test sends it itself with :meth:`amd_verdict`.
+        """
+        amd = created.get("MachineDetection") in ("Enable", "DetectMessageEnd")
+        if amd and created.get("AsyncAmd", "").lower() != "true":
+            await self._sleep(amd_s or 0)
+            return await self.answer(created["Url"], leg, answered_by=answered_by)
+        answer = await self.answer(created["Url"], leg)
+        if amd and amd_s is not None:
+            task = asyncio.ensure_future(self._later_verdict(created, leg, answered_by, amd_s))
+            self.verdicts.add(task)
+            task.add_done_callback(self.verdicts.discard)
+        return answer
+
+    async def amd_verdict(
+        self, created: Mapping[str, str], leg: CallLeg, answered_by: str, *, detection_ms: int = 2500
+    ) -> tuple[int, str]:
+        """POST the asynchronous AMD verdict: ``human``, ``machine_start``, ``machine_end_beep``,
+        ``machine_end_silence``, ``machine_end_other``, ``fax`` or ``unknown``."""
+        if created.get("AsyncAmd", "").lower() != "true" or not created.get("AsyncAmdStatusCallback"):
+            raise DriverError("the call was not created with AsyncAmd=true and an AsyncAmdStatusCallback")
+        params = {
+            "AccountSid": self.account_sid,
+            "CallSid": leg.sid,
+            "AnsweredBy": answered_by,
+            "MachineDetectionDuration": str(detection_ms),
+        }
+        return await self.post(created["AsyncAmdStatusCallback"], params)
+
+    async def _later_verdict(
+        self, created: Mapping[str, str], leg: CallLeg, answered_by: str, after_s: float
+    ) -> tuple[int, str]:
+        await self._sleep(after_s)
+        return await self.amd_verdict(created, leg, answered_by, detection_ms=int(after_s * 1000))
 
     async def incoming_call(self, url: str, leg: CallLeg) -> tuple[int, str]:
         """A caller dialled a number whose voice URL is ``url``."""
