@@ -9,7 +9,6 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gateway.config import Config, ConfigError, Engineer, load_config
@@ -86,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    problem = store_problem(config.store_path)
+    problem = store_problem(config)
     if problem is not None:
         print(f"gateway serve: {problem}", file=sys.stderr)
         return 2
@@ -101,12 +100,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def store_problem(path: Path) -> str | None:
-    """Why the SQLite store at ``path`` cannot be opened for writing, or None.
+def store_problem(config: Config) -> str | None:
+    """Why the configured store cannot be opened for writing, or None.
 
     Checked before serving so that a folder the gateway's user cannot write (a Docker volume owned by
-    another uid, say) is one line naming the path, not a traceback from deep inside the start.
+    another uid, say), or a PostgreSQL that cannot be reached or refuses the login, is one line naming
+    the store, not a traceback from deep inside the start.
     """
+    if config.store_url is not None:
+        return _postgres_problem(config.store_url, config.store_password)
+    path = config.store_path
     try:
         db = sqlite3.connect(path, timeout=5)
         try:
@@ -128,6 +131,43 @@ def store_problem(path: Path) -> str | None:
     return None
 
 
+_PG_CONNECT_TIMEOUT_S = 10.0
+
+
+def _postgres_problem(url: str, password: str | None) -> str | None:
+    """Connect and log in once; a first start also needs the right to create the tables."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    from gateway.store_factory import masked_url
+
+    async def check() -> str | None:
+        db = await asyncpg.connect(url, password=password, timeout=_PG_CONNECT_TIMEOUT_S)
+        try:
+            row = await db.fetchrow(
+                "SELECT to_regclass('schema_version') IS NOT NULL, current_user, current_schema(),"
+                " COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false)"
+            )
+        finally:
+            await db.close()
+        migrated, user, schema, may_create = row
+        if migrated or may_create:
+            return None
+        if schema is None:
+            return f"user {user} has no schema to create the tables in (check its search_path)"
+        return (f"user {user} may not create the tables in schema {schema} "
+                f"(GRANT CREATE ON SCHEMA {schema} TO {user}, or make {user} the database's owner)")
+
+    try:
+        reason = asyncio.run(asyncio.wait_for(check(), timeout=2 * _PG_CONNECT_TIMEOUT_S))
+    except TimeoutError:
+        reason = f"no answer within {_PG_CONNECT_TIMEOUT_S:g} s"
+    except Exception as exc:  # any driver, network or server error: the reason is what the operator needs
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+    return None if reason is None else f"cannot open the store {masked_url(url)}: {reason}"
+
+
 def _count(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
@@ -146,6 +186,11 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{_count(len(config.hotlines), 'hotline')}; voice via {config.voice_provider}, "
         f"SMS via {config.sms_provider or 'nothing'}"
     )
+    if config.twilio is not None:  # warnings only: the exit code stays 0
+        from providers.twilio.public_url import public_url_problems
+
+        for problem in public_url_problems(config.public_url):
+            print(f"warning: {config.source}: {problem}", file=sys.stderr)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from providers.twilio.provider import TwilioProvider, TwilioSettings
+from providers.twilio.public_url import public_url_problems
 from providers.twilio.rest import (
     DEFAULT_API_BASE_URL,
     RetryPolicy,
@@ -25,6 +26,7 @@ __all__ = [
     "conference_name",
     "mask_number",
     "public_request_url",
+    "public_url_problems",
     "render",
     "render_hangup",
     "render_message",

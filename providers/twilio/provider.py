@@ -15,6 +15,15 @@ TwiML (see :mod:`providers.twilio.twiml`). The rules mirror the sandbox:
 - The caller's end is reported once with :class:`CallerFinished`: when the flow
   hangs up, or when the number's status callback says the call is over.
 - When one leg of a bridge ends, the other is hung up.
+- Answering-machine detection runs only on alert calls, and asynchronously:
+  the message starts at once and a machine verdict ends the call later (see
+  :meth:`TwilioProvider.on_amd`). Screening calls (hotline engineer legs) get
+  none: the press of 1 proves a person, and the caller is not kept waiting.
+- A create whose answer was lost may have placed the call: it is looked up in
+  the account's call log before it is ever sent again (see
+  :meth:`TwilioProvider.place_call`).
+- The credentials are checked at open and every few minutes
+  (:mod:`providers.twilio.account`); ``readiness()`` shows the result.
 
 Webhook handlers receive the form fields already checked against the
 signature (:mod:`providers.twilio.webhooks`); anything unknown, finished or
@@ -27,6 +36,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -51,6 +61,7 @@ from ivr_flows.model import (
     RecordingFinished,
     Step,
 )
+from ivr_flows.screening import ScreeningFlow
 from providers.base import (
     CallerFinished,
     CallerWaiting,
@@ -68,7 +79,16 @@ from providers.base import (
     call_outcome,
 )
 from providers.numbers import caller_number
-from providers.twilio.rest import RetryPolicy, TwilioRest, mask_number
+from providers.twilio.account import DEFAULT_CHECK_INTERVAL_S, AccountCheck
+from providers.twilio.public_url import public_url_problems
+from providers.twilio.rest import (
+    DEFAULT_REQUEST_TIMEOUT_S,
+    Placed,
+    RetryPolicy,
+    TwilioRest,
+    TwilioRestError,
+    mask_number,
+)
 from providers.twilio.twiml import render, render_hangup, render_message
 from providers.twilio.webhooks import Form, TwilioWebhooks
 
@@ -96,6 +116,9 @@ _MEMORY = 1000  # finished call ids and SMS statuses remembered, to tell replays
 # Twilio sends a recording's action and the call's final status at about the same time, in either order
 # (and no action at all for an empty recording): the status waits this long for the action.
 RECORD_GRACE_S = 3.0
+# A create whose answer was lost is looked for among the calls (messages) Twilio created since its first
+# attempt, less this much for the clocks of the gateway and Twilio to differ (Twilio's times are whole seconds).
+CLOCK_SKEW = timedelta(seconds=30)
 
 Report = CallResult | CallerWaiting | CallerFinished
 
@@ -142,6 +165,8 @@ class TwilioCall:
     linked: str | None = None  # the call bridged (or about to be bridged) with this one
     reported: bool = False  # CallResult / CallerFinished sent
     canceled: bool = False  # hung up by the gateway
+    caller_id: str = ""  # the number an outbound call is placed from
+    unsure_since: datetime | None = None  # a create's answer was lost at this time: placed or not, unknown
     redirecting: bool = False  # a REST redirect to the hold URL is on its way: it, not the loop, fetches `pending`
     ending: bool = False  # the final status came while a Record action may still be on its way
 
@@ -158,7 +183,11 @@ class TwilioProvider:
         public_url: str,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        account_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``request_timeout_s`` bounds each REST request; ``wall_clock`` is compared with Twilio's times."""
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.capabilities = Capabilities(
@@ -171,7 +200,11 @@ class TwilioProvider:
         self.events: ProviderEvents | None = None
         self._retry = retry
         self._sleep = sleep
+        self._request_timeout_s = request_timeout_s
+        self._account_check_interval_s = account_check_interval_s
+        self._wall_clock = wall_clock
         self._rest: TwilioRest | None = None
+        self._account: AccountCheck | None = None
         # Twilio signs webhooks with the auth token; SignalWire and others may use a separate signing key.
         self._webhooks = TwilioWebhooks(self, auth_token=config.signing_key or config.auth_token,
                                         public_url=self.public_url)
@@ -182,6 +215,7 @@ class TwilioProvider:
         self.record_grace_s = RECORD_GRACE_S
         self._finished: dict[str, None] = {}
         self._sms_seen: dict[str, SmsStatus] = {}
+        self._sids: dict[str, None] = {}  # CallSids and MessageSids of ours: a lookup never adopts them twice
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -194,19 +228,28 @@ class TwilioProvider:
         return self._webhooks.routes(voice=voice)
 
     async def open(self, events: ProviderEvents) -> None:
+        """Open the REST client and start the credential check; never waits for Twilio."""
         if self._rest is None:
+            for problem in public_url_problems(self.public_url):
+                log.warning("twilio: %s", problem)
             rest = TwilioRest(
                 account_sid=self.config.account_sid,
                 auth_token=self.config.auth_token,
                 api_base_url=self.config.api_base_url,
                 retry=self._retry,
+                request_timeout_s=self._request_timeout_s,
                 sleep=self._sleep,
             )
             await rest.open()
             self._rest = rest
+            self._account = AccountCheck(rest.fetch_account, interval_s=self._account_check_interval_s)
+            self._account.start()
         self.events = events
 
     async def close(self) -> None:
+        account, self._account = self._account, None
+        if account is not None:
+            await account.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -216,33 +259,119 @@ class TwilioProvider:
             await rest.close()
 
     def readiness(self) -> dict[str, str]:
-        return {"voice:twilio": "ok" if self._rest is not None and self.events is not None else "not open"}
+        """``ok`` once the credentials were checked and work; else what is wrong (see AccountCheck)."""
+        if self._rest is None or self.events is None or self._account is None:
+            return {"voice:twilio": "not open"}
+        return {"voice:twilio": self._account.status}
+
+    @property
+    def account_check(self) -> AccountCheck | None:
+        return self._account
 
     # --------------------------------------------------------- provider API
 
     async def place_call(self, request: CallRequest) -> None:
+        """Create the call; a lost answer is looked up before anything is sent again.
+
+        When the create's answer is lost (timeout, connection dropped), the call may exist: a webhook
+        carrying its CallSid settles it; else the account's calls to that number since the attempt
+        are listed (``GET Calls.json?To=&From=``) and one we do not know is adopted as ours. When
+        none is found the error is transient, the call stays known (its webhooks are served), and
+        the dispatcher's next attempt looks again before it creates anything: Twilio may list a call
+        a moment after it was made.
+        """
         rest = self._open_rest()
-        if request.call_id in self._calls:
+        call = self._calls.get(request.call_id)
+        if call is not None and call.unsure_since is None:
             raise ProviderError(f"call {request.call_id} is already placed")
-        call = TwilioCall(call_id=request.call_id, outbound=True, number=request.to, flow=request.flow,
-                          state=request.flow.start().state)
-        self._calls[call.call_id] = call  # webhooks may arrive before create_call returns
+        if call is None:
+            call = TwilioCall(call_id=request.call_id, outbound=True, number=request.to, flow=request.flow,
+                              state=request.flow.start().state,
+                              caller_id=request.caller_id or self.config.from_number)
+            self._calls[call.call_id] = call  # webhooks may arrive before create_call returns
+        elif await self._placed_earlier(call):
+            return
+        attempted = self._wall_clock()
         try:
             sid = await rest.create_call(
                 to=request.to,
-                from_=request.caller_id or self.config.from_number,
+                from_=call.caller_id,
                 url=self._voice_url(call.call_id, "answer"),
                 status_callback=self._voice_url(call.call_id, "status"),
                 timeout_s=request.ring_timeout_s,
-                machine_detection=self.config.machine_detection,
+                **self._amd(request),
             )
+        except TwilioRestError as exc:
+            if not exc.lost_answer:
+                self._forget_failed(call)
+                raise
+            call.unsure_since = call.unsure_since or attempted
+            if await self._placed_earlier(call, quiet=True):
+                return
+            raise ProviderError(f"Twilio did not answer whether it placed call {call.call_id} to "
+                                f"{mask_number(call.number)} ({exc}), and its call log does not show it yet; "
+                                "it is looked up again before the next attempt", permanent=False) from None
         except ProviderError:
-            self._calls.pop(call.call_id, None)
+            self._forget_failed(call)
             raise
+        self._placed(call, sid)
+
+    def _amd(self, request: CallRequest) -> dict[str, Any]:
+        """Answering-machine detection: asynchronous on alert calls, none on screening calls.
+
+        A screening call (a hotline engineer's leg) proves a person by the press of 1, and synchronous
+        AMD would keep the engineer (and the caller on hold) in silence for its ~2.5 s.
+        """
+        if not self.config.machine_detection or isinstance(request.flow, ScreeningFlow):
+            return {"machine_detection": False}
+        return {"machine_detection": True, "amd_status_callback": self._voice_url(request.call_id, "amd")}
+
+    def _placed(self, call: TwilioCall, sid: str) -> None:
         call.sid = call.sid or sid
-        log.info("twilio call %s to %s placed (%s)", call.call_id, mask_number(call.number), sid)
+        call.unsure_since = None
+        self._remember_sid(call.sid)
+        log.info("twilio call %s to %s placed (%s)", call.call_id, mask_number(call.number), call.sid)
         if call.canceled and call.call_id in self._calls:
             self._spawn(self._hang_up(call, "canceled while it was being placed"))
+
+    def _forget_failed(self, call: TwilioCall) -> None:
+        if call.unsure_since is None:
+            self._calls.pop(call.call_id, None)
+
+    async def _placed_earlier(self, call: TwilioCall, *, quiet: bool = False) -> bool:
+        """Did a create whose answer was lost place ``call``? Adopts the call if so.
+
+        Raises a transient ProviderError when the lookup itself fails (``quiet``: then just False).
+        """
+        if call.sid is not None:  # a webhook for it came with its CallSid
+            log.info("twilio call %s: the create whose answer was lost did place the call (a webhook said so)",
+                     call.call_id)
+            self._placed(call, call.sid)
+            return True
+        assert call.unsure_since is not None
+        try:
+            found = await self._open_rest().recent_calls(to=call.number, from_=call.caller_id)
+        except ProviderError as exc:
+            if quiet:
+                log.warning("twilio call %s: looking up the call whose answer was lost failed: %s", call.call_id, exc)
+                return False
+            raise ProviderError(f"Twilio call {call.call_id}: cannot tell whether the earlier attempt placed it "
+                                f"({exc}); not creating it again yet", permanent=False) from None
+        sid = self._unknown_since(found, call.unsure_since)
+        if call.sid is None and sid is None:
+            log.info("twilio call %s to %s: not in the account's call log; it was not placed", call.call_id,
+                     mask_number(call.number))
+            return False
+        log.info("twilio call %s: the create whose answer was lost placed the call; adopting it", call.call_id)
+        self._placed(call, call.sid or sid or "")
+        return True
+
+    def _unknown_since(self, found: list[Placed], since: datetime, body: str | None = None) -> str | None:
+        """The oldest call (message) created since ``since`` whose sid is none of ours (and whose body is)."""
+        fresh = [p for p in found if p.sid not in self._sids and (p.created is None or p.created >= since - CLOCK_SKEW)
+                 and (body is None or p.body == body)]
+        fresh.sort(key=lambda p: p.created or since)
+        return fresh[0].sid if fresh else None
 
     async def cancel_call(self, call_id: str) -> None:
         call = self._calls.get(call_id)
@@ -265,13 +394,37 @@ class TwilioProvider:
         await self._emit(reports)
 
     async def send_sms(self, request: SmsRequest) -> None:
+        """Send it; when the answer is lost, the account's messages are looked up before giving up.
+
+        A message to the same number, from the same sender, with the same body, created since the
+        attempt and not known as one of ours, is taken as this one. Otherwise the error is transient
+        and the SMS may be sent again by whoever retries it.
+        """
         rest = self._open_rest()
-        await rest.send_sms(
-            to=request.to,
-            from_=request.sender or self.config.from_number,
-            body=request.body,
-            status_callback=f"{self.public_url}/twilio/sms/{quote(request.sms_id, safe='')}/status",
-        )
+        sender = request.sender or self.config.from_number
+        attempted = self._wall_clock()
+        try:
+            sid = await rest.send_sms(
+                to=request.to,
+                from_=sender,
+                body=request.body,
+                status_callback=f"{self.public_url}/twilio/sms/{quote(request.sms_id, safe='')}/status",
+            )
+        except TwilioRestError as exc:
+            if not exc.lost_answer:
+                raise
+            try:
+                found = await rest.recent_messages(to=request.to, from_=sender)
+            except ProviderError as lookup:
+                raise ProviderError(f"Twilio SMS {request.sms_id}: the answer was lost ({exc}) and the lookup "
+                                    f"failed ({lookup})", permanent=False) from None
+            adopted = self._unknown_since(found, attempted, body=request.body)
+            if adopted is None:
+                raise ProviderError(f"Twilio SMS {request.sms_id}: the answer was lost ({exc}) and no such "
+                                    "message is in the account's log: not sent", permanent=False) from None
+            log.info("twilio SMS %s: the send whose answer was lost did create %s", request.sms_id, adopted)
+            sid = adopted
+        self._remember_sid(sid)
         log.info("twilio SMS %s to %s sent", request.sms_id, mask_number(request.to))
 
     # ------------------------------------------------- webhooks: our calls
@@ -361,6 +514,35 @@ class TwilioProvider:
                 reports.append(self._result(call, outcome, f"{detail} (SIP {sip})" if sip else detail))
         log.info("twilio call %s to %s over: %s", call_id, mask_number(call.number), status)
         self._end(call)
+        await self._emit(reports)
+        return _NOTHING
+
+    async def on_amd(self, call_id: str, form: Form) -> str:
+        """The asynchronous AMD verdict (``AsyncAmdStatusCallback``) of an alert call.
+
+        A machine or fax ends the call (REST ``Status=completed``) and the call counts as not answered
+        by a person: it never acknowledges, and keys posted after the verdict change nothing.
+        ``human`` and ``unknown`` change nothing. A press of 1 that came *before* a machine verdict
+        stands: a person pressed it while the detector was still listening (AMD needs seconds of
+        audio; a greeting does not press keys), so the call is already reported and the verdict is
+        only logged.
+        """
+        call = self._known(call_id, form, "AMD callback")
+        answered_by = form.get("AnsweredBy", "")
+        if call is None or not call.outbound or call.canceled:
+            log.info("twilio AMD verdict %s for call %s ignored: the call is not up", answered_by or "-", call_id)
+            return _NOTHING
+        if not _is_machine(answered_by):
+            log.info("twilio call %s: AMD says %s", call_id, answered_by or "nothing")
+            return _NOTHING
+        if call.reported:
+            outcome = call.flow_outcome.value if call.flow_outcome else "its result"
+            log.info("twilio call %s: AMD says %s after %s; the result stands", call_id, answered_by, outcome)
+            return _NOTHING
+        call.expecting = None  # a gather posted after the verdict ends politely
+        call.canceled = True  # hung up by us; the final status only confirms it
+        reports: list[Report] = [self._result(call, CallOutcome.MACHINE, f"answered by {answered_by}")]
+        self._spawn(self._hang_up(call, f"AMD says {answered_by}"))
         await self._emit(reports)
         return _NOTHING
 
@@ -569,8 +751,9 @@ class TwilioProvider:
         if call is None:
             return None
         sid = form.get("CallSid", "")
-        if call.sid is None and sid:
+        if call.sid is None and sid and sid not in self._sids:
             call.sid = sid  # the webhook beat create_call's answer
+            self._remember_sid(sid)
         elif sid != call.sid:
             log.warning("twilio %s for call %s carries another CallSid; ignored", what, call_id)
             return None
@@ -598,6 +781,10 @@ class TwilioProvider:
     def _remember(self, call_id: str) -> None:
         self._finished[call_id] = None
         _trim(self._finished)
+
+    def _remember_sid(self, sid: str) -> None:
+        self._sids[sid] = None
+        _trim(self._sids)
 
     async def _hang_up(self, call: TwilioCall, why: str) -> None:
         if call.sid is None or self._rest is None:

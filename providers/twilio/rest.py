@@ -5,27 +5,35 @@ goes to ``api_base_url`` (Twilio, a Twilio-compatible provider such as
 SignalWire's ``https://<space>.signalwire.com/api/laml``, or the local test
 API) whatever host the SDK aimed at, so no domain of the SDK can slip past it.
 
-Transient failures (HTTP 429, 5xx, timeouts, connection errors) are retried
-with exponential back-off and full jitter; anything else the API refuses is a
-permanent :class:`TwilioRestError`. Twilio has no idempotency key, so a create
-that timed out after reaching Twilio may be retried into a second call: a
-duplicate page is preferred to a missing one.
+Every request is bounded (``request_timeout_s``, 5 s by default): a Twilio
+that accepts the connection and never answers costs seconds, not minutes.
+Transient failures (HTTP 429, 5xx, a connection that could not be opened) are
+retried with exponential back-off and full jitter; anything else the API
+refuses is a permanent :class:`TwilioRestError`.
+
+Twilio has no idempotency key, so a *create* whose answer was lost (a timeout
+or a connection dropped after the request was sent) is never sent again here:
+it raises a :class:`TwilioRestError` with ``lost_answer=True``, and the caller
+looks the call or message up (:meth:`TwilioRest.recent_calls`,
+:meth:`TwilioRest.recent_messages`) before deciding to create it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -36,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+DEFAULT_REQUEST_TIMEOUT_S = 5.0
+LOOKUP_PAGE_SIZE = 50  # the newest calls (messages) to one number that a lookup reads
 
 T = TypeVar("T")
 
@@ -74,14 +84,44 @@ class RetryPolicy:
 
 
 class TwilioRestError(ProviderError):
-    """A refusal from the API; ``status`` and ``code`` are None for network failures."""
+    """A refusal from the API; ``status`` and ``code`` are None for network failures.
+
+    ``lost_answer``: the request was sent (or may have been) and its answer never came, so
+    whether it took effect is unknown (always transient).
+    """
 
     def __init__(
-        self, message: str, *, permanent: bool, status: int | None = None, code: int | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        code: int | None = None,
+        lost_answer: bool = False,
     ) -> None:
         super().__init__(message, permanent=permanent)
         self.status = status
         self.code = code
+        self.lost_answer = lost_answer
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountInfo:
+    """What ``GET /Accounts/{sid}.json`` says of the account (never its auth token)."""
+
+    sid: str
+    status: str  # active | suspended | closed
+    type: str  # Trial | Full
+    friendly_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placed:
+    """A call or message found in the account's log: its sid and when Twilio created it."""
+
+    sid: str
+    created: datetime | None
+    body: str | None = None  # messages only
 
 
 class _RebasedHttpClient(AsyncTwilioHttpClient):
@@ -142,7 +182,7 @@ class TwilioRest:
         auth_token: str,
         api_base_url: str = DEFAULT_API_BASE_URL,
         retry: RetryPolicy = RetryPolicy(),
-        request_timeout_s: float = 10.0,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -195,9 +235,19 @@ class TwilioRest:
         status_callback: str,
         timeout_s: int,
         machine_detection: bool = True,
+        amd_status_callback: str | None = None,
         status_callback_events: Sequence[str] = DEFAULT_STATUS_CALLBACK_EVENTS,
     ) -> str:
-        """Start a call whose TwiML is fetched (POST) from ``url``; returns the CallSid."""
+        """Start a call whose TwiML is fetched (POST) from ``url``; returns the CallSid.
+
+        ``machine_detection`` alone is Twilio's synchronous AMD: the callee hears silence until the
+        verdict (about 2.5 s), which then comes as ``AnsweredBy`` with the first TwiML request. With
+        ``amd_status_callback`` it is asynchronous (``AsyncAmd=true``): the TwiML runs at once and the
+        verdict is POSTed to that URL when known.
+
+        Raises :class:`TwilioRestError` with ``lost_answer=True``, at once and without retrying,
+        when the request may have reached Twilio but its answer was lost.
+        """
         kwargs: dict[str, Any] = {
             "to": to,
             "from_": from_,
@@ -210,9 +260,14 @@ class TwilioRest:
         }
         if machine_detection:
             kwargs["machine_detection"] = "Enable"
+            if amd_status_callback is not None:
+                kwargs["async_amd"] = "true"
+                kwargs["async_amd_status_callback"] = amd_status_callback
+                kwargs["async_amd_status_callback_method"] = "POST"
         call = await self._retrying(
             f"create call to {mask_number(to)}",
             lambda: self.client.calls.create_async(**kwargs),
+            creates=True,
         )
         log.info("twilio call %s created to %s", call.sid, mask_number(to))
         return str(call.sid)
@@ -237,15 +292,55 @@ class TwilioRest:
         )
 
     async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str) -> str:
-        """Send one SMS; returns the MessageSid."""
+        """Send one SMS; returns the MessageSid. A lost answer raises as for :meth:`create_call`."""
         message = await self._retrying(
             f"send sms to {mask_number(to)}",
             lambda: self.client.messages.create_async(
                 to=to, from_=from_, body=body, status_callback=status_callback
             ),
+            creates=True,
         )
         log.info("twilio sms %s sent to %s", message.sid, mask_number(to))
         return str(message.sid)
+
+    async def fetch_account(self) -> AccountInfo:
+        """``GET /2010-04-01/Accounts/{sid}.json``: checks the credentials without placing anything.
+
+        One attempt: the caller (a periodic check) tries again later.
+        """
+        account = await self._retrying(
+            "account check",
+            lambda: self.client.api.v2010.accounts(self.account_sid).fetch_async(),
+            attempts=1,
+        )
+        return AccountInfo(
+            sid=str(account.sid or ""),
+            status=str(account.status or ""),
+            type=str(account.type or ""),
+            friendly_name=str(account.friendly_name or ""),
+        )
+
+    async def recent_calls(self, *, to: str, from_: str) -> list[Placed]:
+        """The newest calls from ``from_`` to ``to`` in the account's log (``GET Calls.json?To=&From=``).
+
+        Not filtered by ``StartTime``: a call still queued has none, and that filter only takes dates.
+        """
+        page = await self._retrying(
+            f"look up calls to {mask_number(to)}",
+            lambda: self.client.calls.page_async(to=to, from_=from_, page_size=LOOKUP_PAGE_SIZE),
+        )
+        return [Placed(sid=str(call.sid), created=call.date_created) for call in page]
+
+    async def recent_messages(self, *, to: str, from_: str) -> list[Placed]:
+        """The newest messages from ``from_`` to ``to`` (``GET Messages.json?To=&From=``).
+
+        Not filtered by ``DateSent``: a message still queued has not been sent.
+        """
+        page = await self._retrying(
+            f"look up messages to {mask_number(to)}",
+            lambda: self.client.messages.page_async(to=to, from_=from_, page_size=LOOKUP_PAGE_SIZE),
+        )
+        return [Placed(sid=str(m.sid), created=m.date_created, body=m.body) for m in page]
 
     async def _update(self, sid: str, *, status: str) -> Any:
         try:
@@ -260,19 +355,39 @@ class TwilioRest:
                 return None
             raise
 
-    async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
-        attempts = self._retry.attempts
+    async def _retrying(
+        self,
+        what: str,
+        op: Callable[[], Awaitable[T]],
+        *,
+        creates: bool = False,
+        attempts: int | None = None,
+    ) -> T:
+        """Run ``op`` with a bounded time per attempt, retrying what is transient.
+
+        ``creates``: ``op`` creates something (a call, a message), so a lost answer is raised at once
+        rather than sent again.
+        """
+        attempts = attempts or self._retry.attempts
         for attempt in range(1, attempts + 1):
             try:
                 async with asyncio.timeout(self._request_timeout_s):
                     return await op()
             except (TwilioRestException, TwilioServiceException) as exc:
                 error = _api_error(what, exc)
+            except TwilioException as exc:  # a list page the API refused: ("Unable to fetch page", response)
+                error = _page_error(what, exc)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                lost = not isinstance(exc, aiohttp.ClientConnectorError)  # else it was never sent
+                reason = f"{type(exc).__name__}: {mask_numbers_in(str(exc))}".rstrip(": ")
+                if isinstance(exc, TimeoutError):
+                    reason = f"no answer within {self._request_timeout_s:g} s"
                 error = TwilioRestError(
-                    f"Twilio {what}: {type(exc).__name__}: {mask_numbers_in(str(exc))}",
-                    permanent=False,
+                    f"Twilio {what}: {reason}", permanent=False, lost_answer=lost
                 )
+                if creates and lost:
+                    log.warning("%s; not sent again before looking it up", error)
+                    raise error from None
             except ValueError as exc:
                 # An unreadable 2xx body: the request may have worked, so never repeat it.
                 error = TwilioRestError(
@@ -300,6 +415,27 @@ def _check_base_url(base_url: str) -> SplitResult:
 
 def _basic_auth(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+
+
+def _page_error(what: str, exc: TwilioException) -> TwilioRestError:
+    response = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], Response) else None
+    if response is None:
+        return TwilioRestError(f"Twilio {what}: {mask_numbers_in(str(exc))}", permanent=True)
+    status = int(response.status_code)
+    code: int | None = None
+    text = str(response.text)[:200]
+    try:
+        body = json.loads(response.text)
+        code = int(body["code"]) if body.get("code") is not None else None
+        text = str(body.get("message", text))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        pass
+    return TwilioRestError(
+        f"Twilio {what}: HTTP {status}, error {code}: {mask_numbers_in(text)}",
+        permanent=not (status == 429 or status >= 500),
+        status=status,
+        code=code,
+    )
 
 
 def _api_error(what: str, exc: TwilioRestException | TwilioServiceException) -> TwilioRestError:

@@ -72,9 +72,9 @@ class Story:
         assert form["To"] == to, (form["To"], to)
         return form, CallLeg(from_=form["From"], to=to, sid=self.api.call_sids[index])
 
-    async def answer(self, form: MultiDict[str], leg: CallLeg, digits: list[str | None],
-                     answered_by: str = "human") -> Transcript:
-        status, twiml = await self.twilio.answer(form["Url"], leg, answered_by=answered_by)
+    async def answer(self, form: MultiDict[str], leg: CallLeg, digits: list[str | None]) -> Transcript:
+        """The callee picks up (Twilio's answering-machine detection as the call asked) and presses ``digits``."""
+        status, twiml = await self.twilio.pick_up(form, leg)
         assert status == 200, twiml
         return await self.twilio.follow(twiml, leg=leg, digits=digits, url=form["Url"])
 
@@ -139,7 +139,8 @@ async def test_primary_rings_out_secondary_presses_1_and_nobody_is_called_again(
 
     alice_form, alice = await story.call(0, ALICE)
     assert ("POST", CALLS) in story.api.requests
-    assert alice_form["From"] == FROM and alice_form["MachineDetection"] == "Enable"
+    assert alice_form["From"] == FROM
+    assert (alice_form["MachineDetection"], alice_form["AsyncAmd"]) == ("Enable", "true")
     assert alice_form["Url"].startswith(f"{PUBLIC}/twilio/voice/")
     await story.twilio.status_callback(alice_form["StatusCallback"], alice, "ringing")
     await story.twilio.status_callback(alice_form["StatusCallback"], alice, "no-answer")
@@ -166,8 +167,12 @@ async def test_an_answering_machine_does_not_acknowledge_and_the_escalation_move
     _, answer = await gateway.post("/api/v1/alerts", {"summary": "disk full", "team": "sre"})
     alice_form, alice = await story.call(0, ALICE)
 
-    status, twiml = await story.twilio.answer(alice_form["Url"], alice, answered_by="machine_start")
-    assert status == 200 and [e.tag for e in ET.fromstring(twiml)] == ["Hangup"]
+    story.api.set_call_status(alice.sid, "in-progress")
+    status, twiml = await story.twilio.pick_up(alice_form, alice)
+    assert status == 200 and [e.tag for e in ET.fromstring(twiml)] == ["Gather"]  # the message starts at once
+    status, _ = await story.twilio.amd_verdict(alice_form, alice, "machine_start")
+    assert status == 200
+    assert await story.updated(alice.sid) == [{"Status": "completed"}]  # the gateway ends the call
     # Even a "1" posted afterwards (a replay, or a confused recording) changes nothing.
     gather = alice_form["Url"].replace("/answer", "/gather")
     status, twiml = await story.twilio.post(gather, {**alice.params("in-progress", DEFAULT_ACCOUNT_SID),
@@ -241,6 +246,7 @@ async def test_hotline_caller_holds_primary_passes_secondary_accepts_and_they_ar
     assert ("say", "Please hold while we reach the on-call engineer.") in held
 
     alice_form, alice = await story.call(0, ALICE)
+    assert "MachineDetection" not in alice_form  # screening: the press of 1 proves a person, at once
     declined = await story.answer(alice_form, alice, ["2"])
     assert ("say", "Hotline call from +1 555-777-0001. Press 1 to accept.") in declined
     assert declined[-2:] == [("say", "Passing it on. Goodbye."), ("hangup", "")]
@@ -359,3 +365,18 @@ async def test_an_engineer_pressing_1_is_answered_while_the_other_calls_are_stil
             api.update_gate.set()
             assert await story.updated(legs[BOB][1].sid) == [{"Status": "canceled"}]
             assert (await story.gateway.alert(body["id"]))["acknowledged_by"] == "alice"
+
+
+async def test_wrong_credentials_show_on_readyz(aiohttp_client: Callable[..., Any], tmp_path: Path) -> None:
+    async with FakeTwilioApi() as api:
+        text = twilio_config(api.base_url).replace(f"auth_token: {DEFAULT_AUTH_TOKEN}", "auth_token: a-wrong-token")
+        client = await aiohttp_client(create_app(load_config(write_config(tmp_path, text)), clock=FakeClock()))
+
+        async def readiness() -> dict[str, Any] | None:
+            async with client.get("/readyz") as resp:
+                body: dict[str, Any] = await resp.json()
+                return body if resp.status == 503 and "authentication" in body["checks"]["voice:twilio"] else None
+
+        body = await eventually(readiness)
+        assert body["checks"]["voice:twilio"].startswith("authentication failed (Twilio error 20003)")
+        assert body["checks"]["store"] == "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,22 +95,46 @@ class Rig:
         return leg, twiml
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    async with FakeTwilioApi() as api:
-        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+@asynccontextmanager
+async def make_rig(api: FakeTwilioApi | None = None, *, auth_token: str = DEFAULT_AUTH_TOKEN,
+                   settled: bool = True, **provider_options: Any) -> AsyncIterator[Rig]:
+    """The provider open on its webhooks, against ``api`` (a fresh one by default).
+
+    ``settled``: the start-up credential check is over and its request is off ``api.requests``.
+    """
+    async with FakeTwilioApi() if api is None else _running(api) as api:
+        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=auth_token, from_number=FROM,
                               api_base_url=api.base_url, max_concurrent_calls=4, calls_per_second=2.0)
-        provider = TwilioProvider(config, public_url=PUBLIC + "/", retry=RetryPolicy(attempts=3, base_s=0, cap_s=0))
+        options: dict[str, Any] = {"retry": RetryPolicy(attempts=3, base_s=0, cap_s=0), **provider_options}
+        provider = TwilioProvider(config, public_url=PUBLIC + "/", **options)
         app = web.Application()
         app.router.add_routes(provider.routes())
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         events = RecordingEvents()
         await provider.open(events)
-        async with TwilioDriver(base_url=str(server.make_url("/")), public_base_url=PUBLIC) as twilio:
-            yield Rig(provider=provider, events=events, api=api, twilio=twilio)
-        await provider.close()
-        await server.close()
+        try:
+            if settled:
+                check = provider.account_check
+                assert check is not None
+                await eventually(lambda: _async(check.checks > 0))
+                api.requests.clear()
+            async with TwilioDriver(base_url=str(server.make_url("/")), public_base_url=PUBLIC) as twilio:
+                yield Rig(provider=provider, events=events, api=api, twilio=twilio)
+        finally:
+            await provider.close()
+            await server.close()
+
+
+@asynccontextmanager
+async def _running(api: FakeTwilioApi) -> AsyncIterator[FakeTwilioApi]:
+    yield api  # started and closed by its owner
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with make_rig() as rig:
+        yield rig
 
 
 def alert_flow(**kwargs: Any) -> AlertCallFlow:
@@ -138,10 +163,11 @@ async def test_alert_call_is_placed_with_our_urls_and_acknowledged_once(rig: Rig
     assert (sent["To"], sent["From"], sent["Timeout"]) == (ALICE, FROM, "25")
     assert sent["Url"] == voice("page-1", "answer") and sent["Method"] == "POST"
     assert sent["StatusCallback"] == voice("page-1", "status")
-    assert sent["MachineDetection"] == "Enable"
+    assert (sent["MachineDetection"], sent["AsyncAmd"]) == ("Enable", "true")
     assert rig.provider.capabilities.max_concurrent_calls == 4 and rig.provider.capabilities.inbound
 
-    _, twiml = await rig.twilio.answer(sent["Url"], leg, answered_by="human")
+    _, twiml = await rig.twilio.pick_up(sent, leg)
+    await rig.twilio.amd_verdict(sent, leg, "human")
     transcript = await rig.twilio.follow(twiml, leg=leg, digits=["1"], url=sent["Url"])
 
     assert ("say", "Disk full on db-1.") in transcript
@@ -205,17 +231,23 @@ async def test_a_wrong_key_is_not_silence(rig: Rig) -> None:
     assert "Sorry, that is not an option." in twiml and verbs(twiml) == ["Say", "Gather"]
 
 
-@pytest.mark.parametrize("answered_by", ["machine_start", "machine_end_beep", "fax"])
+@pytest.mark.parametrize("answered_by", ["machine_start", "machine_end_beep", "machine_end_silence",
+                                         "machine_end_other", "fax"])
 async def test_an_answering_machine_never_acknowledges(rig: Rig, answered_by: str) -> None:
     leg = await rig.place(alert_flow())
-    _, twiml = await rig.twilio.answer(voice("page-1", "answer"), leg, answered_by=answered_by)
-    assert verbs(twiml) == ["Hangup"]
+    sent = rig.api.calls[0]
+    rig.api.set_call_status(leg.sid, "in-progress")
+    _, twiml = await rig.twilio.pick_up(sent, leg)
+    assert verbs(twiml) == ["Gather"]  # asynchronous AMD: the message starts at once
+    status, _ = await rig.twilio.amd_verdict(sent, leg, answered_by)
+    assert status == 200
     assert results(rig.events) == [("page-1", CallOutcome.MACHINE)]
+    assert await eventually(lambda: _updates_of(rig.api, leg.sid)) == [{"Status": "completed"}]
 
     _, late = await rig.twilio.post(voice("page-1", "gather"),
                                     {**leg.params("in-progress", DEFAULT_ACCOUNT_SID), "Digits": "1"})
     assert verbs(late) == ["Hangup"]
-    await rig.twilio.status_callback(voice("page-1", "status"), leg, "completed", answered_by=answered_by)
+    await rig.twilio.status_callback(voice("page-1", "status"), leg, "completed")
     assert results(rig.events) == [("page-1", CallOutcome.MACHINE)]
 
 
@@ -436,15 +468,21 @@ async def test_an_inbound_sms_is_passed_on_and_answered(rig: Rig) -> None:
 
 
 async def test_readiness() -> None:
-    config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM)
-    provider = TwilioProvider(config, public_url=PUBLIC)
-    assert provider.readiness() == {"voice:twilio": "not open"}
-    with pytest.raises(ProviderError) as caught:
-        await provider.send_sms(SmsRequest(sms_id="page-1", to=ALICE, body="x"))
-    assert caught.value.permanent is False
-    await provider.open(RecordingEvents())
-    assert provider.readiness() == {"voice:twilio": "ok"}
-    await provider.close()
+    async with FakeTwilioApi() as api:
+        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+                              api_base_url=api.base_url)
+        provider = TwilioProvider(config, public_url=PUBLIC)
+        assert provider.readiness() == {"voice:twilio": "not open"}
+        with pytest.raises(ProviderError) as caught:
+            await provider.send_sms(SmsRequest(sms_id="page-1", to=ALICE, body="x"))
+        assert caught.value.permanent is False
+        await provider.open(RecordingEvents())
+        try:
+            # Ready once the credentials have been checked.
+            assert await eventually(lambda: _async(provider.readiness() == {"voice:twilio": "ok"}))
+            assert ("GET", f"/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}.json") in api.requests
+        finally:
+            await provider.close()
 
 
 async def _updates_of(api: FakeTwilioApi, sid: str) -> list[dict[str, str]]:

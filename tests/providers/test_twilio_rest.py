@@ -107,6 +107,48 @@ async def test_machine_detection_can_be_left_off(rest: TwilioRest, api: FakeTwil
     await create(rest, machine_detection=False)
 
     assert "MachineDetection" not in api.calls[0]
+    assert "AsyncAmd" not in api.calls[0]
+
+
+async def test_asynchronous_machine_detection_names_its_callback(rest: TwilioRest, api: FakeTwilioApi) -> None:
+    amd_url = "https://oncall.example.com/twilio/voice/page-1/amd"
+    await rest.create_call(to=TO, from_=FROM, url=VOICE_URL, status_callback=STATUS_URL, timeout_s=25,
+                           amd_status_callback=amd_url)
+
+    [form] = api.calls
+    assert (form["MachineDetection"], form["AsyncAmd"]) == ("Enable", "true")
+    assert (form["AsyncAmdStatusCallback"], form["AsyncAmdStatusCallbackMethod"]) == (amd_url, "POST")
+
+
+async def test_fetch_account_reads_status_and_type_and_never_keeps_the_token(sleeps: Sleeps) -> None:
+    async with FakeTwilioApi(account_type="Trial") as api, make_rest(api.base_url, sleeps) as rest:
+        account = await rest.fetch_account()
+
+    assert (account.sid, account.status, account.type) == (DEFAULT_ACCOUNT_SID, "active", "Trial")
+    assert DEFAULT_AUTH_TOKEN not in repr(account)
+    assert api.requests == [("GET", f"/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}.json")]
+
+
+async def test_fetch_account_with_a_wrong_token_is_20003_and_not_retried(api: FakeTwilioApi, sleeps: Sleeps) -> None:
+    async with make_rest(api.base_url, sleeps, auth_token="wrong-token") as rest:
+        with pytest.raises(TwilioRestError) as info:
+            await rest.fetch_account()
+
+    assert (info.value.status, info.value.code, info.value.permanent) == (401, 20003, True)
+    assert len(api.requests) == 1
+
+
+async def test_recent_calls_and_messages_list_one_number_newest_first(rest: TwilioRest, api: FakeTwilioApi) -> None:
+    first, _, third = await create(rest), await create(rest, to="+15550000002"), await create(rest)
+    await rest.send_sms(to=TO, from_=FROM, body="hello", status_callback=STATUS_URL)
+
+    calls = await rest.recent_calls(to=TO, from_=FROM)
+    assert [c.sid for c in calls] == [third, first]
+    assert all(c.created is not None for c in calls)
+    assert await rest.recent_calls(to=TO, from_="+15550009999") == []
+    [message] = await rest.recent_messages(to=TO, from_=FROM)
+    assert message.body == "hello" and message.sid.startswith("SM")
+    assert ("GET", f"/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Calls.json") in api.requests
 
 
 async def test_send_sms(rest: TwilioRest, api: FakeTwilioApi) -> None:
@@ -281,7 +323,7 @@ async def test_connection_refused_is_transient(sleeps: Sleeps) -> None:
     assert len(sleeps.delays) == 1
 
 
-async def test_a_request_that_gets_no_answer_times_out_as_transient(sleeps: Sleeps) -> None:
+async def test_a_create_that_gets_no_answer_is_a_lost_answer_and_is_not_sent_again(sleeps: Sleeps) -> None:
     connections: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -302,8 +344,32 @@ async def test_a_request_that_gets_no_answer_times_out_as_transient(sleeps: Slee
         await server.wait_closed()
 
     assert info.value.permanent is False
-    assert "Timeout" in str(info.value)
-    assert len(connections) == 2
+    assert isinstance(info.value, TwilioRestError) and info.value.lost_answer
+    assert "no answer within 0.05 s" in str(info.value)
+    assert len(connections) == 1  # it may have placed the call: sent once, then looked up by the caller
+    assert sleeps.delays == []
+
+
+async def test_a_hung_create_costs_one_bounded_attempt(api: FakeTwilioApi, sleeps: Sleeps) -> None:
+    api.hang_creates_to(TO)
+    async with make_rest(api.base_url, sleeps, request_timeout_s=1.0) as rest:
+        with pytest.raises(TwilioRestError) as info:
+            await create(rest)
+        assert info.value.lost_answer and not info.value.permanent
+        assert len(api.create_attempts) == 1 and api.hung == 1
+        await create(rest, to="+15550000002")  # other numbers are unaffected
+
+    assert len(api.calls) == 1
+
+
+async def test_an_update_that_gets_no_answer_is_retried(api: FakeTwilioApi, sleeps: Sleeps) -> None:
+    async with make_rest(api.base_url, sleeps, request_timeout_s=1.0) as rest:
+        sid = await create(rest)
+        api.set_call_status(sid, "in-progress")
+        api.hang_next()
+        await rest.redirect_call(sid, url=VOICE_URL)  # an update is idempotent: sent again
+
+    assert api.hung == 1 and len(api.updates) == 1 and len(sleeps.delays) == 1
 
 
 async def test_an_unreadable_success_is_permanent_so_the_call_is_not_placed_twice(
