@@ -26,7 +26,7 @@ from bench.loadgen import LoadGenerator, Run, encode, percentile
 from bench.peer import AMI_SECRET
 from tests.peers.agi_peer import agi_environment
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from tests.peers.twilio_driver import twilio_signature
+from tests.peers.twilio_driver import TYPICAL_AMD_S, CallLeg, TwilioDriver, twilio_signature
 
 FIGURES: list[tuple[str, str, str]] = []  # (measure, value, target)
 URGENT_NUMBER = "+15550000009"
@@ -332,12 +332,114 @@ async def bench_fastagi(workdir: Path, *, sessions_per_s: float = 25, duration_s
         report(f"FastAGI step latency p99 at {rate:.0f} steps/s", _ms(percentile(steps, 99)), "<= 5 ms")
 
 
+def hotline_config(port: int, peer_url: str) -> str:
+    """One engineer on call for a Twilio hotline with a priority menu; answering-machine detection on."""
+    return f"""
+server: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
+store: {{path: bench.db}}
+api_tokens: [{{name: bench, token: {TOKEN}}}]
+engineers:
+  a: {{name: Alice, phones: ["+15550000001"]}}
+teams:
+  ops: {{members: [a]}}
+policies:
+  page: {{steps: [{{notify: primary, via: call, timeout: 1h}}]}}
+  hotline: {{steps: [{{notify: primary, timeout: 1h}}]}}
+default_route: {{team: ops, policy: page, priority: low}}
+hotlines:
+  - {{name: bench, number: "{HOTLINE_NUMBER}", team: ops, policy: hotline, priority_menu: true}}
+twilio:
+  account_sid: {DEFAULT_ACCOUNT_SID}
+  auth_token: {DEFAULT_AUTH_TOKEN}
+  from_number: "+15559990000"
+  api_base_url: "{peer_url}"
+  max_concurrent_calls: 100
+  calls_per_second: 100
+  machine_detection: true
+"""
+
+
+async def _until(p: Any, check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Wait for something the peer reports (``check`` returns it, or None)."""
+    deadline = time.monotonic() + timeout_s
+    while (found := check()) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not do what the benchmark waited for")
+        p.changed.clear()
+        try:
+            await asyncio.wait_for(p.changed.wait(), 0.5)
+        except TimeoutError:
+            pass
+    return found
+
+
+async def _hotline_call(p: Any, twilio: TwilioDriver, index: int, amd_s: float) -> float:
+    """One caller dials, presses 1 (emergency) and holds; the engineer answers at once and presses 1.
+
+    Returns the seconds from the caller's dial to the moment both are in the conference: the engineer
+    by its own TwiML, the caller when it follows the gateway's REST redirect off hold.
+    """
+    caller = CallLeg(from_=f"+1555{index % 10_000_000:07d}", to=HOTLINE_NUMBER, direction="inbound")
+    await p.send({"incoming": caller.sid, "from": caller.from_, "to": caller.to})
+    known = set(p.dials)
+    start = time.monotonic()
+    _, twiml = await twilio.incoming_call("/twilio/voice/inbound", caller)
+    held = await twilio.follow(twiml, leg=caller, digits=["1"], max_redirects=0, url="/twilio/voice/inbound")
+    assert held[-1][0] == "parked", held
+
+    async def engineer() -> tuple[float, dict[str, Any], CallLeg]:
+        dial = await _until(p, lambda: next((d for c, d in p.dials.items() if c not in known), None))
+        form, leg = dial["form"], CallLeg(from_=dial["form"]["From"], to=dial["to"], sid=dial["sid"])
+        _, twiml = await twilio.pick_up(form, leg, amd_s=amd_s)  # AMD as the call asked for it
+        transcript = await twilio.follow(twiml, leg=leg, digits=["1"], url=form["Url"])
+        assert transcript[-1][0] == "dial", transcript
+        return time.monotonic(), dial, leg
+
+    async def caller_bridged() -> float:
+        update = await _until(p, lambda: next((u for u in p.updates if u["sid"] == caller.sid
+                                               and "Url" in u["form"]), None))
+        document = await twilio.fetch(update["form"]["Url"], caller)
+        transcript = await twilio.follow(document, leg=caller, url=update["form"]["Url"])
+        assert transcript[-1][0] == "dial", transcript
+        return time.monotonic()
+
+    (engineer_in, dial, leg), caller_in = await asyncio.gather(engineer(), caller_bridged())
+    # Both hang up: the gateway frees the engineer's line and closes the hotline record.
+    await twilio.status_callback("/twilio/voice/status", caller, "completed")
+    await twilio.status_callback(dial["form"]["StatusCallback"], leg, "completed")
+    return max(engineer_in, caller_in) - start
+
+
+async def bench_hotline(workdir: Path, *, calls: int = 40, amd_s: float = TYPICAL_AMD_S) -> None:
+    """6. Hotline: caller dials -> bridged with an engineer who answers at once and presses 1 (Twilio).
+
+    The Twilio peer plays Twilio's answering-machine detection as each call asks for it: synchronous AMD
+    holds the engineer in silence for ``amd_s`` before the first TwiML request; asynchronous AMD fetches
+    the TwiML at once and posts its verdict later; none fetches it at once.
+    """
+    print(f"[hotline] {calls} hotline calls one after another, Twilio; the engineer answers at once and "
+          f"presses 1; synchronous AMD, where a call asks for it, takes {amd_s:g} s")
+    port = free_port()
+    async with peer("twilio") as p, gateway(hotline_config(port, p.url), workdir, port) as gw:
+        async with TwilioDriver(base_url=gw.url) as twilio:
+            await _hotline_call(p, twilio, 0, amd_s)  # warm-up
+            times = [await _hotline_call(p, twilio, i, amd_s) for i in range(1, calls + 1)]
+        await asyncio.gather(*twilio.verdicts, return_exceptions=True)
+        screening = next(d for d in p.dials.values())["form"]
+        amd = ("asynchronous" if screening.get("AsyncAmd") == "true" else "synchronous") \
+            if "MachineDetection" in screening else "none"
+        print(f"  answering-machine detection on the engineer's (screening) call: {amd}")
+        report("hotline caller dial to bridged with the engineer p50", _ms(percentile(times, 50)), "-")
+        report("hotline caller dial to bridged with the engineer p99", _ms(percentile(times, 99)), "-")
+
+
 BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "dial": bench_dial,
     "throughput": bench_throughput,
     "priority": bench_priority,
     "webhook": bench_webhook_and_memory,
     "fastagi": bench_fastagi,
+    "hotline": bench_hotline,
 }
 
 

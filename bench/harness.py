@@ -83,6 +83,7 @@ class Peer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.dials: dict[str, dict[str, Any]] = {}
+        self.updates: list[dict[str, Any]] = []  # the Twilio peer's call updates, in order
         self._reader: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
 
@@ -90,14 +91,24 @@ class Peer:
         assert self.proc.stdout is not None
         async for line in self.proc.stdout:
             record = json.loads(line)
-            self.dials.setdefault(record["call_id"], record)
+            if record.get("kind") == "update":
+                self.updates.append(record)
+            else:
+                self.dials.setdefault(record["call_id"], record)
             self.changed.set()
+
+    async def send(self, command: dict[str, Any]) -> None:
+        """One command to the peer (see bench.peer)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.proc.stdin.drain()
 
 
 @asynccontextmanager
 async def peer(kind: str) -> AsyncIterator[Peer]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.peer", kind, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdout is not None

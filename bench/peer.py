@@ -5,6 +5,10 @@
 
 The time is ``time.monotonic()`` taken when the request reached the peer; the
 benchmark compares it with its own monotonic clock (the same on one machine).
+The Twilio peer also reports each call update (``"kind": "update"``: a REST
+redirect or hang-up), and reads commands on stdin, one JSON object a line:
+``{"incoming": <CallSid>, "from": ..., "to": ...}`` makes a call that reaches
+one of the account's numbers known to the API (so the gateway can redirect it).
 """
 
 from __future__ import annotations
@@ -32,8 +36,27 @@ class TimedTwilioApi(FakeTwilioApi):
         response = await super()._create_call(request)
         form = self.calls[-1]
         call_id = form.get("Url", "").rstrip("/").split("/")[-2]
-        _emit({"t": arrived, "call_id": call_id, "to": form.get("To", ""), "sid": self.call_sids[-1]})
+        _emit({"t": arrived, "call_id": call_id, "to": form.get("To", ""), "sid": self.call_sids[-1],
+               "form": {k: v for k, v in form.items() if k != "StatusCallbackEvent"}})
         return response
+
+    async def _update_call(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        response = await super()._update_call(request)
+        sid, form = self.updates[-1]
+        _emit({"kind": "update", "t": arrived, "sid": sid, "form": dict(form)})
+        return response
+
+
+async def _commands(api: FakeTwilioApi) -> None:
+    """Apply the bench's commands from stdin (see the module's docstring)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async for line in reader:
+        command = json.loads(line)
+        if "incoming" in command:
+            api.incoming(command["incoming"], from_=command["from"], to=command["to"])
 
 
 def _emit(record: dict[str, Any]) -> None:
@@ -61,6 +84,7 @@ async def _twilio() -> None:
     api = TimedTwilioApi()
     await api.start()
     print(f"READY {api.base_url.rsplit(':', 1)[1]}", flush=True)
+    await _commands(api)
     await asyncio.Event().wait()
 
 
