@@ -39,7 +39,10 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware, auth_middleware])
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
-    providers = build_providers(config, app[CLOCK])
+    # Built now, opened on startup: providers are built before (their webhook routes must exist first)
+    # and keep their calls' flow state in it.
+    app[STORE] = make_store(config)
+    providers = build_providers(config, app[CLOCK], app[STORE])
     app[PROVIDERS] = providers
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes]
@@ -55,7 +58,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
 
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
     config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
-    store = make_store(config)
+    store = app[STORE]
     await store.open()
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
@@ -72,7 +75,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
                              templates=templates, voice=providers.voice, due_at=scheduler.due_at)
     kinds.register(HOTLINE_SOURCE, hotline.page_kind)
-    app[STORE], app[ALERTS], app[SCHEDULER], app[PAGING] = store, alert_service, scheduler, paging
+    app[ALERTS], app[SCHEDULER], app[PAGING] = alert_service, scheduler, paging
     replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates)
     await providers.open(GatewayEvents(paging, replies, hotline))
     await paging.start()

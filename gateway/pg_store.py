@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -563,6 +564,21 @@ class PgStore:
     async def add_timeline(self, entry: TimelineEntry) -> None:
         async with self._transaction() as db:  # not idempotent: a transaction, never run twice
             await _log(db, [entry])
+
+    # --------------------------------------------------------- call sessions
+
+    async def save_call_session(self, call_id: str, data: dict[str, Any]) -> None:
+        await self._single(lambda db: db.execute(
+            "INSERT INTO call_sessions (call_id, data, updated_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (call_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            _in(call_id), json.dumps(data), time.time()))
+
+    async def load_call_session(self, call_id: str) -> dict[str, Any] | None:
+        text = await self._fetchval("SELECT data FROM call_sessions WHERE call_id = $1", _in(call_id))
+        return None if text is None else dict(json.loads(text))
+
+    async def delete_call_session(self, call_id: str) -> None:
+        await self._single(lambda db: db.execute("DELETE FROM call_sessions WHERE call_id = $1", _in(call_id)))
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
         rows = await self._fetch(

@@ -16,6 +16,7 @@ from core.clock import Clock
 from gateway.config import Config
 from providers.asterisk import AsteriskProvider
 from providers.base import ProviderEvents, SmsProvider, VoiceProvider
+from providers.call_session import SessionStore
 from providers.sandbox import SandboxProvider, Script
 from providers.twilio import TwilioProvider
 
@@ -58,8 +59,11 @@ class Providers:
         return checks
 
 
-def build_providers(config: Config, clock: Clock) -> Providers:
-    """Asterisk when configured, else Twilio, else the sandbox; SMS via Twilio or the sandbox."""
+def build_providers(config: Config, clock: Clock, sessions: SessionStore | None = None) -> Providers:
+    """Asterisk when configured, else Twilio, else the sandbox; SMS via Twilio or the sandbox.
+
+    ``sessions`` keeps the flow state of live calls (the gateway's store, opened before any call).
+    """
     if config.voice_provider == "asterisk" and config.asterisk is not None:
         return _asterisk_providers(config, clock)
     if config.voice_provider == "sandbox":
@@ -69,7 +73,7 @@ def build_providers(config: Config, clock: Clock) -> Providers:
             max_concurrent_calls=config.sandbox.lines,
             scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
                      for p in config.sandbox.phones},
-        )
+        )  # no session store: the simulated phones live in this process and end with it
         return Providers(voice=sandbox, sms=sandbox, sandbox=sandbox, lifecycle=[sandbox])
     if config.voice_provider == "twilio" and config.twilio is not None:
         twilio = TwilioProvider(config.twilio, public_url=config.public_url)

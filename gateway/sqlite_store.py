@@ -20,6 +20,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -442,6 +443,21 @@ class SqliteStore:
 
     async def add_timeline(self, entry: TimelineEntry) -> None:
         await self._write(lambda db: _log(db, [entry]))
+
+    async def save_call_session(self, call_id: str, data: dict[str, Any]) -> None:
+        text, now = json.dumps(data), time.time()
+        await self._write(lambda db: db.execute(
+            "INSERT INTO call_sessions (call_id, data, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (call_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            (call_id, text, now)))
+
+    async def load_call_session(self, call_id: str) -> dict[str, Any] | None:
+        row = await self._read(lambda db: db.execute(
+            "SELECT data FROM call_sessions WHERE call_id = ?", (call_id,)).fetchone())
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def delete_call_session(self, call_id: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM call_sessions WHERE call_id = ?", (call_id,)))
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
         return await self._read(lambda db: [

@@ -17,6 +17,7 @@ rendered in its own language (TwiML, AGI commands, a simulated phone). Everythin
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ from providers.base import CallerFinished, CallerWaiting, CallOutcome, CallResul
 log = logging.getLogger(__name__)
 
 Report = CallResult | CallerWaiting | CallerFinished
+#: renders a step's actions in the provider's language before its reports go out (so an engineer hears
+#: "connecting you" before the gateway bridges the call)
+Render = Callable[[tuple[Action, ...]], Awaitable[None]]
 
 
 class SessionStore(Protocol):
@@ -98,13 +102,13 @@ class CallSessions:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, call_id: str, *, outbound: bool, flow: Flow[Any],
-                    extra: dict[str, str] | None = None) -> Advance:
-        """A new call: its flow starts (the actions of ``flow.start()`` are returned, not yet rendered)."""
+                    extra: dict[str, str] | None = None, render: Render | None = None) -> Advance:
+        """A new call: its flow starts. Its first actions are rendered with ``render``, or returned."""
         step = flow.start()
         session = CallSession(call_id=call_id, outbound=outbound, flow=flow, state=step.state,
                               extra=dict(extra or {}))
         self._live[call_id] = session
-        return await self._apply(session, step)
+        return await self._apply(session, step, render)
 
     def get(self, call_id: str) -> CallSession | None:
         """The live session in this process (no store read)."""
@@ -138,19 +142,20 @@ class CallSessions:
 
     # ----------------------------------------------------------------- steps
 
-    async def advance(self, session: CallSession, event: Event) -> Advance:
-        """Feed ``event`` to the call's flow; report what it settled; return what to render."""
+    async def advance(self, session: CallSession, event: Event, render: Render | None = None) -> Advance:
+        """Feed ``event`` to the call's flow; render its actions (with ``render``, else return them);
+        then report what the step settled."""
         if session.ended:
             return Advance(actions=(), session=session)
         if isinstance(event, RecordingFinished):
             session.recording_url = event.url
-        return await self._apply(session, session.flow.on_event(session.state, event))
+        return await self._apply(session, session.flow.on_event(session.state, event), render)
 
     async def stepped(self, session: CallSession, step: Step[Any]) -> None:
         """A provider that feeds the flow itself (a loop over AGI commands) hands each step here."""
         await self._apply(session, step)
 
-    async def _apply(self, session: CallSession, step: Step[Any]) -> Advance:
+    async def _apply(self, session: CallSession, step: Step[Any], render: Render | None = None) -> Advance:
         session.state = step.state
         reports: list[Report] = []
         if step.outcome is not None and session.flow_outcome is None:
@@ -170,19 +175,28 @@ class CallSessions:
         if not session.outbound and hanging_up and not session.reported:
             reports.append(self._caller_finished(session, ""))
         await self.save(session)
+        if render is not None:
+            try:
+                await render(step.actions)
+            except Exception:  # a rendering fault must not swallow the result the step reached
+                log.exception("%s call %s: rendering the flow's actions failed", self.provider, session.call_id)
         await self._emit(reports)
         return Advance(actions=step.actions, session=session)
 
     # ------------------------------------------------------------------- end
 
-    async def end(self, session: CallSession, outcome: CallOutcome, detail: str = "") -> None:
-        """The call is over. ``outcome`` is the result when the flow reached none (rang out, busy, ...)."""
+    async def end(self, session: CallSession, outcome: CallOutcome, detail: str = "", *,
+                  report: bool = True) -> None:
+        """The call is over. ``outcome`` is the result when the flow reached none (rang out, busy, ...).
+
+        ``report=False``: nothing more goes to the gateway (it canceled the call, or never placed it).
+        """
         if session.ended:
             return
         reports: list[Report] = []
-        if session.outbound and not session.reported:
+        if report and session.outbound and not session.reported:
             reports.append(self._result(session, outcome, detail))
-        elif not session.outbound and not session.reported:
+        elif report and not session.outbound and not session.reported:
             reports.append(self._caller_finished(session, detail))
         session.ended = True
         self._live.pop(session.call_id, None)

@@ -24,7 +24,6 @@ from ivr_flows.model import (
     DigitsReceived,
     Event,
     Flow,
-    FlowOutcome,
     Gather,
     Hangup,
     Hold,
@@ -34,14 +33,11 @@ from ivr_flows.model import (
     Record,
     RecordingFinished,
     Say,
-    Step,
 )
+from ivr_flows.not_in_service import NotInServiceFlow
 from providers.base import (
-    CallerFinished,
-    CallerWaiting,
     CallOutcome,
     CallRequest,
-    CallResult,
     Capabilities,
     InboundCall,
     InboundSms,
@@ -49,8 +45,8 @@ from providers.base import (
     SmsRequest,
     SmsStatus,
     SmsStatusChanged,
-    call_outcome,
 )
+from providers.call_session import CallSession, CallSessions
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +71,17 @@ class SimCall:
     number: str  # the simulated phone's own number
     other_party: str  # who it is talking to: the gateway's caller id, or the hotline dialled
     direction: str  # "outbound" (the gateway called the phone) | "inbound" (the phone dialled a hotline)
-    flow: Flow[Any]
+    session: CallSession  # the flow's side of the call, run by the call-session runner
     state: str = "ringing"  # ringing | in_progress | ended
-    flow_state: Any = None
-    flow_outcome: FlowOutcome | None = None
     hearing: list[str] = field(default_factory=list)  # what the phone hears right now
     transcript: list[str] = field(default_factory=list)  # everything said on the call
     gathering: Gather | None = None
     recording: Record | None = None
-    recording_url: str | None = None
     bridged_to: str | None = None  # the call id of the other leg
     bridged_with: str | None = None  # the other leg's phone number
-    outcome: CallOutcome | None = None
-    detail: str = ""
     started_at: float = 0.0
     answered_at: float | None = None
     ended_at: float | None = None
-    reported: bool = False
     timers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -136,12 +126,14 @@ class SandboxProvider:
         self.scripts = dict(scripts or {})
         self.phones: dict[str, SimPhone] = {}
         self.events: ProviderEvents | None = None
+        # Not stored: the simulated phones live in this process, so their calls end with it.
+        self.sessions = CallSessions(provider="sandbox")
         self._calls: dict[str, SimCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._inbound_ids = itertools.count(1)
 
     async def open(self, events: ProviderEvents) -> None:
-        self.events = events
+        self.events = self.sessions.events = events
 
     def readiness(self) -> dict[str, str]:
         return {"voice:sandbox": "ok"}
@@ -158,8 +150,8 @@ class SandboxProvider:
     # ---------------------------------------------------------- provider API
 
     async def place_call(self, request: CallRequest) -> None:
-        call = self._new_call(request.call_id, request.to, request.caller_id or self.caller_id, "outbound",
-                              request.flow)
+        call = await self._new_call(request.call_id, request.to, request.caller_id or self.caller_id, "outbound",
+                                    request.flow)
         script = self.scripts.get(request.to)
         if script is not None and script.behaviour == "busy":
             self._spawn(self._end(call, CallOutcome.BUSY, "line busy"))
@@ -172,7 +164,7 @@ class SandboxProvider:
         call = self._calls.get(call_id)
         if call is not None and call.state != "ended":
             self._hear(call, "[the gateway hung up]")
-            await self._end(call, CallOutcome.CANCELED, "canceled by the gateway", report=False)
+            await self._end(call, CallOutcome.CANCELED, "canceled by the gateway")
 
     async def notify(self, call_id: str, event: Event) -> None:
         call = self._calls.get(call_id)
@@ -209,15 +201,9 @@ class SandboxProvider:
             raise PhoneError("the sandbox is not connected to the gateway")
         call_id = f"sandbox-in-{next(self._inbound_ids)}"
         flow = await self.events.inbound_call(InboundCall(call_id=call_id, caller=number, dialled=to))
-        if flow is None:
-            call = self._new_call(call_id, number, to, "inbound", _NOT_IN_SERVICE)
-            self._hear(call, "The number you have dialled is not in service.")
-            await self._end(call, CallOutcome.FAILED, "not a hotline number", report=False)
-            return call
-        call = self._new_call(call_id, number, to, "inbound", flow)
-        call.state = "in_progress"
-        call.answered_at = self.clock.now()
-        await self._feed(call, Answered())
+        call = await self._new_call(call_id, number, to, "inbound", flow or NotInServiceFlow())
+        if call.state != "ended":
+            await self._feed(call, Answered())
         return call
 
     async def answer(self, number: str) -> SimCall:
@@ -255,7 +241,7 @@ class SandboxProvider:
             await self._finish_recording(call)  # hanging up ends a voicemail; it is kept
         if call.state != "ended":
             await self._feed(call, HungUp(cause="hung up on the phone"))
-            await self._end(call, call.outcome or CallOutcome.NO_ANSWER, "hung up on the phone")
+            await self._end(call, CallOutcome.NO_ANSWER, "hung up on the phone")
         return call
 
     async def reply(self, number: str, text: str) -> str:
@@ -271,21 +257,20 @@ class SandboxProvider:
 
     # ---------------------------------------------------------- flow runner
 
-    def _new_call(self, call_id: str, number: str, other: str, direction: str, flow: Flow[Any]) -> SimCall:
-        call = SimCall(call_id=call_id, number=number, other_party=other, direction=direction, flow=flow,
-                       started_at=self.clock.now())
-        call.flow_state = flow.start().state
+    async def _new_call(self, call_id: str, number: str, other: str, direction: str, flow: Flow[Any]) -> SimCall:
+        outbound = direction == "outbound"
+        started = await self.sessions.start(call_id, outbound=outbound, flow=flow)
+        now = self.clock.now()
+        call = SimCall(call_id=call_id, number=number, other_party=other, direction=direction,
+                       session=started.session, started_at=now, state="ringing" if outbound else "in_progress",
+                       answered_at=None if outbound else now)  # the gateway answers a caller at once
         self.phone(number).calls.append(call)
         self._calls[call_id] = call
+        await self._render(call, started.actions)
         return call
 
     async def _feed(self, call: SimCall, event: Event) -> None:
-        step: Step[Any] = call.flow.on_event(call.flow_state, event)
-        call.flow_state = step.state
-        if step.outcome is not None:
-            call.flow_outcome = step.outcome
-            call.outcome = call_outcome(step.outcome, step.state)
-        await self._render(call, step.actions)
+        await self.sessions.advance(call.session, event, render=lambda actions: self._render(call, actions))
 
     async def _render(self, call: SimCall, actions: tuple[Action, ...]) -> None:
         if actions:
@@ -306,8 +291,6 @@ class SandboxProvider:
                     self._spawn(self._scripted_press(call, script.digits))
             elif isinstance(action, Hold):
                 self._hear(call, "[music on hold]")
-                if self.events is not None:
-                    await self.events.caller_waiting(CallerWaiting(call_id=call.call_id, priority=action.priority))
             elif isinstance(action, Bridge):
                 self._bridge(call, action.call_id)
             elif isinstance(action, Record):
@@ -315,11 +298,8 @@ class SandboxProvider:
                 call.recording = action
                 self._timer(call, self.clock.now() + action.max_seconds, lambda: self._finish_recording(call))
             elif isinstance(action, Hangup):
-                await self._end(call, call.outcome or CallOutcome.NO_ANSWER, call.detail or "flow hung up")
+                await self._end(call, CallOutcome.NO_ANSWER, "flow hung up")
                 return
-        if call.direction == "outbound" and call.outcome is not None and call.state != "ended":
-            # Outcome known while the line stays up (a screening accept awaiting the bridge).
-            await self._report(call)
 
     def _bridge(self, call: SimCall, other_id: str) -> None:
         other = self._calls.get(other_id)
@@ -337,15 +317,15 @@ class SandboxProvider:
         if call.recording is None or call.state == "ended":
             return
         call.recording = None
-        call.recording_url = f"sandbox://recordings/{call.call_id}.wav"
         duration = int(self.clock.now() - (call.answered_at or call.started_at))
-        await self._feed(call, RecordingFinished(url=call.recording_url, duration_s=duration))
+        await self._feed(call, RecordingFinished(url=f"sandbox://recordings/{call.call_id}.wav", duration_s=duration))
 
     def _hear(self, call: SimCall, text: str) -> None:
         call.hearing.append(text)
         call.transcript.append(text)
 
-    async def _end(self, call: SimCall, outcome: CallOutcome, detail: str, *, report: bool = True) -> None:
+    async def _end(self, call: SimCall, outcome: CallOutcome, detail: str) -> None:
+        """The call is over: ``outcome`` is its result when the flow reached none (rang out, rejected)."""
         if call.state == "ended":
             return
         self._cancel_timers(call)
@@ -353,32 +333,12 @@ class SandboxProvider:
         call.gathering = None
         call.recording = None
         call.ended_at = self.clock.now()
-        if call.outcome is None:
-            call.outcome, call.detail = outcome, detail
-        result = call.flow_outcome.value if call.direction == "inbound" and call.flow_outcome else call.outcome.value
-        log.info("sandbox call %s ended: %s%s", call.call_id, result, f" ({call.detail})" if call.detail else "")
-        if report:
-            await self._report(call)
+        await self.sessions.end(call.session, outcome, detail)
+        log.info("sandbox call %s ended: %s", call.call_id, _result(call) or outcome.value)
         other = self._calls.get(call.bridged_to or "")
         if other is not None and other.state != "ended":
             self._hear(other, "[the other party hung up]")
-            await self._end(other, other.outcome or CallOutcome.NO_ANSWER, "the other party hung up")
-
-    async def _report(self, call: SimCall) -> None:
-        if self.events is None or call.reported:
-            return
-        if call.direction == "inbound":
-            if call.state != "ended":
-                return  # a caller's call is reported once, when it is over
-            call.reported = True
-            await self.events.caller_finished(CallerFinished(
-                call_id=call.call_id, outcome=call.flow_outcome or FlowOutcome.ABANDONED,
-                recording_url=call.recording_url))
-            return
-        if call.outcome is None:
-            return
-        call.reported = True
-        await self.events.call_ended(CallResult(call_id=call.call_id, outcome=call.outcome, detail=call.detail))
+            await self._end(other, CallOutcome.NO_ANSWER, "the other party hung up")
 
     # --------------------------------------------------------------- timers
 
@@ -425,19 +385,6 @@ class SandboxProvider:
             await self.press(call.number, digits)
 
 
-class _NotInService:
-    """The flow of a call to a number that is not a hotline: nothing happens."""
-
-    def start(self) -> Step[None]:
-        return Step(state=None)
-
-    def on_event(self, state: None, event: Event) -> Step[None]:
-        return Step(state=None)
-
-
-_NOT_IN_SERVICE = _NotInService()
-
-
 def describe(phone: SimPhone) -> dict[str, Any]:
     """The phone as the sandbox HTTP API shows it."""
     current = phone.current or (phone.calls[-1] if phone.calls else None)
@@ -453,10 +400,16 @@ def describe(phone: SimPhone) -> dict[str, Any]:
             "recording": current.recording is not None,
             "bridged_with": current.bridged_with,
             "transcript": current.transcript,
-            "outcome": (current.flow_outcome.value if current.direction == "inbound" and current.flow_outcome
-                        else current.outcome.value if current.outcome else None),
+            "outcome": _result(current),
         },
         "calls": len(phone.calls),
         "sms": [{"direction": m.direction, "peer": m.peer, "text": m.text, "at": m.at} for m in phone.messages],
     }
 
+
+def _result(call: SimCall) -> str | None:
+    """What the call came to: a caller's flow outcome, or an engineer call's result."""
+    session = call.session
+    if call.direction == "inbound":
+        return session.flow_outcome.value if session.flow_outcome else None
+    return session.outcome.value if session.outcome else None

@@ -422,3 +422,22 @@ async def test_what_a_method_returned_is_committed_and_survives_a_reopen(engine:
     finally:
         await reopened.close()
     await store.open()  # the fixture closes it
+
+
+# ----------------------------------------------------------- call sessions
+
+
+async def test_a_call_session_is_saved_replaced_read_by_another_store_and_deleted(engine: Engine, store: Store) -> None:
+    assert await store.load_call_session("page-1") is None
+    await store.save_call_session("page-1", {"flow": {"kind": "alert_call"}, "extra": {"sid": "CA1"}})
+    await store.save_call_session("page-1", {"flow": {"kind": "alert_call"}, "extra": {"sid": "CA2"}, "odd": "\x00é"})
+    other = engine.make()  # another gateway on the same database serves the call's next webhook
+    await other.open()
+    try:
+        assert await other.load_call_session("page-1") == {"flow": {"kind": "alert_call"}, "extra": {"sid": "CA2"},
+                                                           "odd": "\x00é"}
+        await other.delete_call_session("page-1")
+        await other.delete_call_session("page-1")  # deleting what is gone is no error
+    finally:
+        await other.close()
+    assert await store.load_call_session("page-1") is None
