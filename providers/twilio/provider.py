@@ -44,6 +44,7 @@ import phonenumbers
 from aiohttp import web
 from phonenumbers import NumberParseException
 
+from core.phone import caller_number
 from ivr_flows.model import (
     Action,
     Answered,
@@ -78,7 +79,6 @@ from providers.base import (
     SmsStatusChanged,
     call_outcome,
 )
-from providers.numbers import caller_number
 from providers.twilio.account import DEFAULT_CHECK_INTERVAL_S, AccountCheck
 from providers.twilio.public_url import public_url_problems
 from providers.twilio.rest import (

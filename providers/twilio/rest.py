@@ -25,7 +25,6 @@ import base64
 import json
 import logging
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +37,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from core.phone import mask as mask_number  # the kernel's masking, under the name this package has used
+from core.phone import mask_numbers_in
 from providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -48,20 +49,6 @@ DEFAULT_REQUEST_TIMEOUT_S = 5.0
 LOOKUP_PAGE_SIZE = 50  # the newest calls (messages) to one number that a lookup reads
 
 T = TypeVar("T")
-
-_NUMBER = re.compile(r"(?<![\w+])\+?\d{7,15}(?!\w)")
-
-
-def mask_number(number: str) -> str:
-    """``+15550000001`` -> ``+1555***0001``: keep the first 5 and last 4 characters."""
-    if len(number) < 10:
-        return "***"
-    return f"{number[:5]}***{number[-4:]}"
-
-
-def mask_numbers_in(text: str) -> str:
-    """Mask every phone-number-like run of digits in free text (Twilio quotes the 'To' number)."""
-    return _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
 
 
 @dataclass(frozen=True, kw_only=True)
