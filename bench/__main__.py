@@ -407,7 +407,7 @@ async def _hotline_call(p: Any, twilio: TwilioDriver, index: int, amd_s: float) 
     # Both hang up: the gateway frees the engineer's line and closes the hotline record.
     await twilio.status_callback("/twilio/voice/status", caller, "completed")
     await twilio.status_callback(dial["form"]["StatusCallback"], leg, "completed")
-    return max(engineer_in, caller_in) - start
+    return float(max(engineer_in, caller_in) - start)
 
 
 async def bench_hotline(workdir: Path, *, calls: int = 40, amd_s: float = TYPICAL_AMD_S) -> None:

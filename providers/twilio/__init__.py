@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.phone import mask as mask_number
 from providers.twilio.provider import TwilioProvider, TwilioSettings
 from providers.twilio.public_url import public_url_problems
 from providers.twilio.rest import (
@@ -9,7 +10,6 @@ from providers.twilio.rest import (
     RetryPolicy,
     TwilioRest,
     TwilioRestError,
-    mask_number,
 )
 from providers.twilio.signature import SIGNATURE_HEADER, check_signature, public_request_url
 from providers.twilio.twiml import conference_name, render, render_hangup, render_message

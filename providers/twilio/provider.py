@@ -45,6 +45,7 @@ from aiohttp import web
 from phonenumbers import NumberParseException
 
 from core.phone import caller_number
+from core.phone import mask as mask_number
 from ivr_flows.model import (
     Action,
     Answered,
@@ -87,7 +88,6 @@ from providers.twilio.rest import (
     RetryPolicy,
     TwilioRest,
     TwilioRestError,
-    mask_number,
 )
 from providers.twilio.twiml import render, render_hangup, render_message
 from providers.twilio.webhooks import Form, TwilioWebhooks
@@ -835,6 +835,8 @@ def _region_of(number: str) -> str:
     try:
         parsed = phonenumbers.parse(number, None)
     except NumberParseException:
+        return "US"
+    if parsed.country_code is None:
         return "US"
     return phonenumbers.region_code_for_country_code(parsed.country_code) or "US"
 

@@ -67,7 +67,7 @@ class RetryPolicy:
 
     def delay(self, failed_attempts: int, jitter: float) -> float:
         """Full jitter: a uniform share (``jitter`` in [0, 1)) of the capped exponential delay."""
-        return jitter * min(self.cap_s, self.base_s * 2 ** (failed_attempts - 1))
+        return jitter * min(self.cap_s, self.base_s * 2.0 ** (failed_attempts - 1))
 
 
 class TwilioRestError(ProviderError):

@@ -20,7 +20,7 @@ from typing import Protocol
 from aiohttp import web
 from multidict import MultiDict
 
-from providers.twilio.rest import mask_numbers_in
+from core.phone import mask_numbers_in
 from providers.twilio.signature import SIGNATURE_HEADER, check_signature, public_request_url
 from providers.twilio.twiml import render_hangup, render_message
 

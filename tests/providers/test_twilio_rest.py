@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from providers.base import ProviderError
-from providers.twilio.rest import RetryPolicy, TwilioRest, TwilioRestError, mask_number
+from providers.twilio import mask_number
+from providers.twilio.rest import RetryPolicy, TwilioRest, TwilioRestError
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 
 TO = "+15550000001"
