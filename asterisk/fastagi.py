@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from asterisk import agi_commands as agi
 from asterisk.agi_commands import ALL_KEYS, AgiProtocolError, AgiReply
@@ -65,8 +65,10 @@ __all__ = [
     "FastAgiServer",
     "FlowRunOptions",
     "Router",
+    "StepSource",
     "route_by_script",
     "run_flow",
+    "run_steps",
 ]
 
 _log = logging.getLogger(__name__)
@@ -453,6 +455,39 @@ _Rendered = Event | ChannelLeftAgi | _Ended | None
 _Heard = str | HungUp | None  # a key, the caller gone, or nothing
 
 
+class StepSource(Protocol):
+    """Where :func:`run_steps` takes a flow's steps from: its first, then the one after each event.
+
+    A pure flow is one (see :func:`run_flow`); so is a provider's call session,
+    which reports what each step settles before handing it over to be rendered.
+    """
+
+    async def start(self) -> Step[Any]: ...
+
+    async def on_event(self, event: Event) -> Step[Any]: ...
+
+
+@dataclass(eq=False)
+class _PureFlow:
+    """A flow held here: its state, and ``on_step`` shown each step."""
+
+    flow: Flow[Any]
+    on_step: Callable[[Step[Any]], Awaitable[None]] | None
+    state: Any = None
+
+    async def start(self) -> Step[Any]:
+        return await self._seen(self.flow.start())
+
+    async def on_event(self, event: Event) -> Step[Any]:
+        return await self._seen(self.flow.on_event(self.state, event))
+
+    async def _seen(self, step: Step[Any]) -> Step[Any]:
+        self.state = step.state
+        if self.on_step is not None:
+            await self.on_step(step)
+        return step
+
+
 async def run_flow(
     session: AgiSession,
     flow: Flow[Any],
@@ -463,13 +498,32 @@ async def run_flow(
     events: asyncio.Queue[Event] | None = None,
     options: FlowRunOptions | None = None,
 ) -> FlowOutcome | ChannelLeftAgi | None:
-    """Run ``flow`` on the channel of ``session`` until it has an outcome or the call ends.
+    """Run ``flow`` on the channel of ``session``: :func:`run_steps` over the flow itself.
 
     ``on_step`` sees every step (the start and each event's), before its actions
-    are rendered. ``bridge_target`` maps a :class:`Bridge`'s call id to the
-    channel name to bridge with. ``events`` carries events from the gateway
-    (engineer connected, nobody accepted); they are taken between hold chunks
-    and whenever the flow waits with nothing to render.
+    are rendered.
+    """
+    return await run_steps(session, _PureFlow(flow, on_step), tts=tts, bridge_target=bridge_target,
+                           events=events, options=options)
+
+
+async def run_steps(
+    session: AgiSession,
+    steps: StepSource,
+    *,
+    tts: TtsRenderer | None,
+    bridge_target: Callable[[str], Awaitable[str | None]] | None = None,
+    events: asyncio.Queue[Event] | None = None,
+    options: FlowRunOptions | None = None,
+) -> FlowOutcome | ChannelLeftAgi | None:
+    """Run a flow's steps on the channel of ``session`` until it has an outcome or the call ends.
+
+    ``steps`` gives the first step, then the step after each event heard here
+    (answered, keys, a recording, a hang-up) or taken from ``events``.
+    ``bridge_target`` maps a :class:`Bridge`'s call id to the channel name to
+    bridge with. ``events`` carries events from the gateway (engineer connected,
+    nobody accepted); they are taken between hold chunks and whenever the flow
+    waits with nothing to render.
 
     Returns the flow's outcome (None if it ended without one), or
     :class:`ChannelLeftAgi` when the channel left AGI while on hold. The socket
@@ -483,7 +537,7 @@ async def run_flow(
         events=events,
         options=options or FlowRunOptions(),
     )
-    return await runner.run(flow, on_step)
+    return await runner.run(steps)
 
 
 class _FlowRunner:
@@ -502,13 +556,9 @@ class _FlowRunner:
         self._events = events
         self._options = options
 
-    async def run(
-        self, flow: Flow[Any], on_step: Callable[[Step[Any]], Awaitable[None]] | None
-    ) -> FlowOutcome | ChannelLeftAgi | None:
+    async def run(self, steps: StepSource) -> FlowOutcome | ChannelLeftAgi | None:
         answer = await self._command(agi.answer())
-        step = flow.start()
-        if on_step is not None:
-            await on_step(step)
+        step = await steps.start()
         state, outcome = step.state, step.outcome
         rendered = await self._render(step.actions, state)
         if rendered is None:
@@ -530,9 +580,7 @@ class _FlowRunner:
                         self._session.label,
                     )
                     return None
-            step = flow.on_event(state, rendered)
-            if on_step is not None:
-                await on_step(step)
+            step = await steps.on_event(rendered)
             state, outcome = step.state, outcome or step.outcome
             if isinstance(rendered, HungUp):
                 return outcome
