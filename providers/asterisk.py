@@ -21,10 +21,17 @@ sends a hung-up caller's ``Hangup`` only after its FastAGI socket is closed:
 with no bridge asked for, a caller who left AGI is gone at once (the engineers'
 calls end now); otherwise the caller's session is closed before AMI is heard.
 
-Outcomes are mapped as the sandbox maps them; each call's result is reported
-once. Calls whose outcome was lost with the AMI connection are settled as
-FAILED after the ring timeout plus a grace period (on the injected clock), so
-escalation carries on.
+Every call, placed or received, is driven through the one call-session runner
+(:mod:`providers.call_session`): it holds the flow's state, maps outcomes and
+reports each result, wait and end exactly once. This module translates: AMI
+events and AGI replies in, AGI commands and AMI actions out, with the Asterisk
+mechanics (Originate, ChannelId, ``EXEC Bridge``, AMI Hangup, the caller-gone
+verdict, TTS). Calls whose outcome was lost with the AMI connection are settled
+as FAILED after the ring timeout plus a grace period (on the injected clock), so
+escalation carries on. A call cannot outlive the gateway's process (its FastAGI
+socket dies with it), so no session is carried on after a restart: on shutdown
+the sessions are ended and callers are handed back to the dialplan, whose lines
+after ``AGI()`` run (see the README).
 """
 
 from __future__ import annotations
@@ -50,34 +57,31 @@ from asterisk.fastagi import (
     FlowRunOptions,
     route_by_script,
     run_flow,
+    run_steps,
 )
 from asterisk.tts import TtsRenderer
 from core.clock import Clock
 from core.phone import caller_number, mask, mask_numbers_in
 from ivr_flows.model import (
+    Action,
     EngineerConnected,
     Event,
-    Flow,
     FlowOutcome,
     Hangup,
-    Hold,
     HungUp,
     NobodyAccepted,
     Play,
     Step,
 )
 from providers.base import (
-    CallerFinished,
-    CallerWaiting,
     CallOutcome,
     CallRequest,
-    CallResult,
     Capabilities,
     InboundCall,
     ProviderError,
     ProviderEvents,
-    call_outcome,
 )
+from providers.call_session import CallSession, CallSessions, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +146,14 @@ class _Outbound:
     """One call we originated, from the Originate to the end of its channel."""
 
     request: CallRequest
+    run: CallSession  # the call's flow and what was reported, in the runner's hands
+    first: tuple[Action, ...]  # the flow's first actions, rendered once the phone answers
     channel_id: str
     started_at: float
     bridge_to: asyncio.Future[_Caller]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     answered: bool = False  # OriginateResponse Reason 4
-    session: AgiSession | None = None
-    reported: bool = False  # the result went to the gateway (or must not: canceled)
+    agi: AgiSession | None = None
     canceled: bool = False
     ami_dropped: bool = False  # the AMI connection dropped while the call was in progress
     unsubscribe: Callable[[], None] | None = None
@@ -162,20 +167,34 @@ class _Caller:
     call_id: str
     uniqueid: str
     channel: str
-    session: AgiSession
-    flow: Flow[Any]
+    agi: AgiSession
     verdict: asyncio.Future[str]  # set by AMI after the caller left AGI: "bridged" or "gone"
+    run: CallSession | None = None  # once the gateway gave the caller a hotline's flow
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # AMI Hangup of the caller's channel
     bridge_over: asyncio.Event = field(default_factory=asyncio.Event)  # the engineer's EXEC Bridge returned
-    state: Any = None
-    outcome: FlowOutcome | None = None
-    waiting_reported: bool = False
     engineer: _Outbound | None = None
     connected: EngineerConnected | None = None
     bridged: bool = False
-    finished: bool = False
     unsubscribe: Callable[[], None] | None = None
+
+
+@dataclass(eq=False)
+class _SessionSteps:
+    """The steps :func:`run_steps` renders, from the call's session: each event goes through the runner."""
+
+    sessions: CallSessions
+    run: CallSession
+    first: tuple[Action, ...]
+
+    async def start(self) -> Step[Any]:
+        return self._step(self.first)
+
+    async def on_event(self, event: Event) -> Step[Any]:
+        return self._step((await self.sessions.advance(self.run, event)).actions)
+
+    def _step(self, actions: tuple[Action, ...]) -> Step[Any]:
+        return Step(state=self.run.state, actions=actions, outcome=self.run.flow_outcome)
 
 
 class _NotInService:
@@ -206,8 +225,12 @@ class AsteriskProvider:
         default_region: str,
         timing: AsteriskTiming | None = None,
         hotlines: Mapping[str, str] | None = None,
+        session_store: SessionStore | None = None,
     ) -> None:
-        """``hotlines`` maps each hotline's name to its E.164 number, for AGI requests that name one."""
+        """``hotlines`` maps each hotline's name to its E.164 number, for AGI requests that name one.
+
+        ``session_store`` keeps each live call's session (the gateway's store) while the call lasts.
+        """
         self.config = config
         self.capabilities = Capabilities(
             voice=True, sms=False, inbound=True, max_concurrent_calls=config.max_channels, calls_per_second=10
@@ -217,6 +240,7 @@ class AsteriskProvider:
         self._timing = timing or AsteriskTiming()
         self._hotlines = dict(hotlines or {})
         self._events: ProviderEvents | None = None
+        self._sessions = CallSessions(provider="asterisk", store=session_store)
         self._ami = AmiClient(
             config.host,
             config.port,
@@ -249,7 +273,7 @@ class AsteriskProvider:
 
     async def open(self, events: ProviderEvents) -> None:
         """Start FastAGI and AMI; returns at once even when Asterisk is down (AMI keeps retrying)."""
-        self._events = events
+        self._events = self._sessions.events = events
         self._agi.allowed_peers = await self._allowed_agi_peers()
         try:
             await self._agi.start()
@@ -276,14 +300,20 @@ class AsteriskProvider:
         return allowed
 
     async def close(self) -> None:
-        # Sessions first (their routes end and clean up), then what is left; calls cut short by the
-        # shutdown are not reported as outcomes: after a restart, escalation goes on from the store.
+        # FastAGI sessions first (their routes end and clean up; callers go back to the dialplan), then
+        # what is left. Calls cut short by the shutdown are not reported as outcomes (after a restart,
+        # escalation goes on from the gateway's store), and no session is kept: nothing can carry on a
+        # call whose FastAGI socket is gone.
         self._closing = True
         await self._agi.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for call in list(self._calls.values()):
+            await self._sessions.end(call.run, CallOutcome.FAILED, "the gateway shut down", report=False)
+            self._retire(call)
+        self._sessions.forget()
         await self._ami.stop()
 
     def readiness(self) -> dict[str, str]:
@@ -315,9 +345,11 @@ class AsteriskProvider:
             except AmiNotConnected as exc:
                 raise ProviderError(f"Asterisk is not reachable: {exc}", permanent=False) from None
         channel_id = channel_id_for(request.call_id)
+        started = await self._sessions.start(request.call_id, outbound=True, flow=request.flow,
+                                             extra={"channel_id": channel_id})
         loop = asyncio.get_running_loop()
-        call = _Outbound(request=request, channel_id=channel_id, started_at=self._clock.now(),
-                         bridge_to=loop.create_future())
+        call = _Outbound(request=request, run=started.session, first=started.actions, channel_id=channel_id,
+                         started_at=self._clock.now(), bridge_to=loop.create_future())
         self._calls[request.call_id] = call
         self._by_channel[channel_id] = call
         call.unsubscribe = self._ami.subscribe(channel_id, lambda event: self._call_event(call, event))
@@ -333,16 +365,21 @@ class AsteriskProvider:
                 data=f"{self.config.agi_url}/{ROUTE_CALL}",
             )
         except (AmiNotConnected, AmiTimeout) as exc:
-            self._retire(call)
+            await self._unplaced(call)
             if isinstance(exc, AmiTimeout):
                 self._spawn(self._hang_up_quietly(channel_id))  # it may have been queued after all
             raise ProviderError(f"Asterisk did not take the call: {exc.message}", permanent=False) from None
         except AmiError as exc:
-            self._retire(call)
+            await self._unplaced(call)
             raise ProviderError(f"Asterisk refused the call: {exc.message}") from None
         log.info("asterisk call %s to %s: dialling as %s", request.call_id, mask(request.to), channel_id)
-        if not call.reported:
+        if self._calls.get(request.call_id) is call:  # not settled already by a quick OriginateResponse
             call.watchdog = self._spawn(self._watch(call))
+
+    async def _unplaced(self, call: _Outbound) -> None:
+        """The Originate failed: the gateway hears it from place_call's error, not as a result."""
+        self._retire(call)
+        await self._sessions.end(call.run, CallOutcome.FAILED, "not placed", report=False)
 
     async def cancel_call(self, call_id: str) -> None:
         call = self._calls.get(call_id)
@@ -353,14 +390,15 @@ class AsteriskProvider:
             return
         if call.canceled:
             return
-        call.canceled = call.reported = True
+        call.canceled = True
         call.stop.set()
         log.info("asterisk call %s to %s: canceled by the gateway; hanging up",
                  call_id, mask(call.request.to))
+        await self._sessions.end(call.run, CallOutcome.CANCELED, "canceled by the gateway", report=False)
         hung_up = await self._hang_up_quietly(call.channel_id)
-        if call.session is not None:
+        if call.agi is not None:
             if not hung_up:
-                await call.session.close()  # closing the FastAGI socket ends the channel too
+                await call.agi.close()  # closing the FastAGI socket ends the channel too
         elif hung_up:
             self._retire(call)  # gone, or never there; should it answer anyway, the route hangs it up
         else:
@@ -369,7 +407,7 @@ class AsteriskProvider:
 
     async def notify(self, call_id: str, event: Event) -> None:
         caller = self._callers.get(call_id)
-        if caller is None or caller.finished:
+        if caller is None or caller.run is None or caller.run.ended:
             log.debug("asterisk: event %s for call %s ignored: no such live caller", type(event).__name__, call_id)
             return
         if isinstance(event, EngineerConnected):
@@ -396,11 +434,11 @@ class AsteriskProvider:
                 return
             outcome, detail = _ORIGINATE_OUTCOMES.get(
                 typed.outcome, (CallOutcome.FAILED, f"the call could not be placed (reason {typed.reason})"))
-            self._report(call, outcome, detail)
-            if call.session is None:
+            self._spawn(self._end_call(call, outcome, detail))
+            if call.agi is None:
                 self._retire(call)
-        elif isinstance(typed, ChannelHangup) and typed.uniqueid == call.channel_id and call.session is None:
-            if call.reported:
+        elif isinstance(typed, ChannelHangup) and typed.uniqueid == call.channel_id and call.agi is None:
+            if call.run.ended:
                 self._retire(call)
             else:
                 self._spawn(self._settle_after_hangup(call, typed))
@@ -408,66 +446,55 @@ class AsteriskProvider:
     async def _settle_after_hangup(self, call: _Outbound, hangup: ChannelHangup) -> None:
         """A leg ended with no result yet: the OriginateResponse may still be on its way, wait a little."""
         await asyncio.sleep(self._timing.hangup_settle_s)
-        if call.reported or call.session is not None:
-            return
+        if self._calls.get(call.request.call_id) is not call or call.agi is not None:
+            return  # settled meanwhile, or answered after all
         if call.answered:
             outcome, detail = CallOutcome.DECLINED, "hung up on answering"
         else:
             outcome, detail = _HANGUP_CAUSES.get(
                 hangup.cause, (CallOutcome.FAILED, f"ended: {hangup.cause_txt or hangup.cause}"))
-        self._report(call, outcome, detail)
         self._retire(call)
+        await self._end_call(call, outcome, detail)
 
     async def _watch(self, call: _Outbound) -> None:
         """Settle a call nobody told us about (events lost with the AMI connection) as FAILED."""
         await self._clock.sleep_until(call.started_at + call.request.ring_timeout_s + self._timing.outcome_grace_s)
-        if call.session is not None:
+        if call.agi is not None:
             return
-        if not call.reported:
+        self._retire(call)
+        if not call.run.ended:
             why = "AMI connection dropped" if call.ami_dropped else "no word from Asterisk"
             log.warning("asterisk call %s to %s: outcome lost (%s); settling it as failed",
                         call.request.call_id, mask(call.request.to), why)
-            self._report(call, CallOutcome.FAILED, f"outcome lost: {why}")
             self._spawn(self._hang_up_quietly(call.channel_id))
-        self._retire(call)
+            await self._end_call(call, CallOutcome.FAILED, f"outcome lost: {why}")
 
     async def _call_route(self, session: AgiSession) -> None:
         """FastAGI ``call``: the answered leg of one of our Originates runs the request's flow."""
         call = self._by_channel.get(session.uniqueid)
-        if call is None or call.reported or call.canceled:
+        if call is None or call.run.ended or call.canceled:
             log.warning("fastagi %s: no call is waiting for this channel; hanging up", session.label)
             return
-        call.session = session
+        call.agi = session
         if call.watchdog is not None:
             call.watchdog.cancel()
         log.info("asterisk call %s to %s: answered", call.request.call_id, mask(call.request.to))
-
-        async def on_step(step: Step[Any]) -> None:
-            self._flow_step(call, step)
-
+        steps = _SessionSteps(self._sessions, call.run, call.first)
         try:
-            result = await run_flow(session, call.request.flow, tts=self._tts, on_step=on_step,
-                                    options=self._options)
+            result = await run_steps(session, steps, tts=self._tts, options=self._options)
             if result == FlowOutcome.ACCEPTED and not call.canceled and not session.closed:
                 await self._hold_for_bridge(call, session)
         except (AgiError, AgiProtocolError) as exc:
             log.warning("asterisk call %s: FastAGI session failed: %s", call.request.call_id, exc)
-            self._report(call, CallOutcome.FAILED, "the call's FastAGI session failed")
+            await self._end_call(call, CallOutcome.FAILED, "the call's FastAGI session failed")
         finally:
-            self._report(call, CallOutcome.NO_ANSWER, "the call ended without an answer")
+            await self._end_call(call, CallOutcome.NO_ANSWER, "the call ended without an answer")
             self._retire(call)
-            await _end_session(session)
-
-    def _flow_step(self, call: _Outbound, step: Step[Any]) -> None:
-        if step.outcome is None:
-            return
-        outcome = call_outcome(step.outcome, step.state)
-        detail = "hung up before answering" if step.outcome == FlowOutcome.HUNG_UP else ""
-        self._report(call, outcome, detail)
+            await self._end_session(session)
 
     async def _hold_for_bridge(self, call: _Outbound, session: AgiSession) -> None:
         """An accepted engineer waits on the line until the gateway says whom to bridge with."""
-        waiters = [
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(call.stop.wait()),
             asyncio.ensure_future(session.wait_hangup()),
             asyncio.ensure_future(self._clock.sleep_until(self._clock.now() + self._timing.accept_wait_s)),
@@ -514,7 +541,7 @@ class AsteriskProvider:
                 caller.queue.put_nowait(NobodyAccepted())
 
     def _can_bridge(self, engineer: _Outbound) -> bool:
-        session = engineer.session
+        session = engineer.agi
         return (
             session is not None
             and not session.closed
@@ -523,18 +550,12 @@ class AsteriskProvider:
             and not engineer.bridge_to.done()
         )
 
-    def _report(self, call: _Outbound, outcome: CallOutcome, detail: str) -> None:
-        """Report the call's result to the gateway, once."""
-        if call.reported:
-            return
-        call.reported = True
-        if call.watchdog is not None and call.watchdog is not asyncio.current_task():
-            call.watchdog.cancel()
-        log.info("asterisk call %s to %s: %s%s", call.request.call_id, mask(call.request.to),
-                 outcome.value, f" ({detail})" if detail else "")
-        if self._events is not None and not self._closing:
-            self._spawn(self._events.call_ended(CallResult(call_id=call.request.call_id, outcome=outcome,
-                                                           detail=detail)))
+    async def _end_call(self, call: _Outbound, outcome: CallOutcome, detail: str) -> None:
+        """The call is over: its result goes to the gateway unless the flow gave one (or it was canceled).
+
+        A call cut short by the gateway's shutdown is not reported: escalation goes on from the store.
+        """
+        await self._sessions.end(call.run, outcome, detail, report=not self._closing)
 
     def _retire(self, call: _Outbound) -> None:
         """Forget a call: its result is known and its channel is gone or in the AGI route's hands."""
@@ -559,8 +580,8 @@ class AsteriskProvider:
             return
         dialled = self._hotline_number(session, call_id)
         loop = asyncio.get_running_loop()
-        caller = _Caller(call_id=call_id, uniqueid=uniqueid, channel=session.channel, session=session,
-                         flow=_NotInService(), verdict=loop.create_future())
+        caller = _Caller(call_id=call_id, uniqueid=uniqueid, channel=session.channel, agi=session,
+                         verdict=loop.create_future())
         caller.unsubscribe = self._ami.subscribe(uniqueid, lambda event: self._caller_event(caller, event))
         try:
             flow = None
@@ -574,15 +595,17 @@ class AsteriskProvider:
             if flow is None:
                 await run_flow(session, _NotInService(), tts=None, options=self._options)
                 return
-            caller.flow = flow
-            self._callers[call_id] = caller
             log.info("hotline call %s from %s to %s", call_id, mask(number) or "a withheld number",
                      mask(dialled))
-            await self._run_caller(caller)
+            started = await self._sessions.start(call_id, outbound=False, flow=flow,
+                                                 extra={"channel": session.channel})
+            caller.run = started.session
+            self._callers[call_id] = caller
+            await self._run_caller(caller, started.session, started.actions)
         finally:
             if caller.unsubscribe is not None:
                 caller.unsubscribe()
-            await _end_session(session)
+            await self._end_session(session)
             if self._callers.get(call_id) is caller:
                 del self._callers[call_id]
 
@@ -623,33 +646,16 @@ class AsteriskProvider:
         number = caller_number(value, self._region) if _PHONE_TEXT.fullmatch(value) else ""
         return mask(number) if number else mask_numbers_in(value)
 
-    async def _run_caller(self, caller: _Caller) -> None:
-        async def on_step(step: Step[Any]) -> None:
-            await self._caller_step(caller, step)
-
-        result: FlowOutcome | ChannelLeftAgi | None = None
+    async def _run_caller(self, caller: _Caller, run: CallSession, first: tuple[Action, ...]) -> None:
+        steps = _SessionSteps(self._sessions, run, first)
         try:
-            result = await run_flow(caller.session, caller.flow, tts=self._tts, on_step=on_step,
-                                    events=caller.queue, options=self._options)
+            result = await run_steps(caller.agi, steps, tts=self._tts, events=caller.queue, options=self._options)
             if isinstance(result, ChannelLeftAgi) or result == FlowOutcome.CONNECTED:
-                await self._after_agi(caller, result)
+                await self._after_agi(caller, run)
         except (AgiError, AgiProtocolError) as exc:
             log.warning("hotline call %s: FastAGI session failed: %s", caller.call_id, exc)
         finally:
-            await self._caller_finished(caller)
-
-    async def _caller_step(self, caller: _Caller, step: Step[Any]) -> None:
-        caller.state = step.state
-        if step.outcome is not None and caller.outcome is None:
-            caller.outcome = step.outcome
-        hold = next((a for a in step.actions if isinstance(a, Hold)), None)
-        if hold is not None and not caller.waiting_reported and self._events is not None:
-            caller.waiting_reported = True
-            log.info("hotline call %s: caller waiting (%s priority)", caller.call_id, hold.priority)
-            try:
-                await self._events.caller_waiting(CallerWaiting(call_id=caller.call_id, priority=hold.priority))
-            except Exception:
-                log.exception("hotline call %s: the gateway failed on caller_waiting", caller.call_id)
+            await self._sessions.end(run, CallOutcome.NO_ANSWER)  # for a caller, only the flow's outcome counts
 
     def _caller_event(self, caller: _Caller, event: AmiEvent) -> None:
         """AMI says what AGI cannot: the caller entered a bridge, or really hung up."""
@@ -664,24 +670,21 @@ class AsteriskProvider:
             if not caller.verdict.done():
                 caller.verdict.set_result("gone")
 
-    async def _after_agi(self, caller: _Caller, result: FlowOutcome | ChannelLeftAgi | None) -> None:
+    async def _after_agi(self, caller: _Caller, run: CallSession) -> None:
         """The caller's AGI ended on hold (or while a bridge was being made): bridged or gone?"""
         verdict = await self._verdict(caller)
-        state = result.state if isinstance(result, ChannelLeftAgi) else caller.state
-        if caller.outcome not in (None, FlowOutcome.CONNECTED):
+        if run.flow_outcome not in (None, FlowOutcome.CONNECTED):
             return  # the flow already ended otherwise (a voicemail, nobody available): keep that
         if verdict == "gone":
-            if caller.outcome is None:
-                step = caller.flow.on_event(state, HungUp(cause="hung up while waiting"))
-                caller.state, caller.outcome = step.state, step.outcome
+            if run.flow_outcome is None:
+                await self._sessions.advance(run, HungUp(cause="hung up while waiting"))
             return
         caller.bridged = True
-        if caller.connected is not None and caller.outcome is None:
-            step = caller.flow.on_event(state, caller.connected)
-            caller.state = step.state
-        caller.outcome = FlowOutcome.CONNECTED
+        if run.flow_outcome is None:
+            # Bridged without our engineer (AMI saw the caller enter a bridge): connected all the same.
+            await self._sessions.advance(run, caller.connected or EngineerConnected(engineer_name="", call_id=""))
         log.info("hotline call %s: caller connected", caller.call_id)
-        await caller.session.close()  # its AGI is over; the channel lives on in the bridge
+        await caller.agi.close()  # its AGI is over; the channel lives on in the bridge
         gone = asyncio.ensure_future(caller.gone.wait())
         over = asyncio.ensure_future(caller.bridge_over.wait())
         try:
@@ -704,7 +707,7 @@ class AsteriskProvider:
             return caller.verdict.result()
         if caller.engineer is None and not caller.bridged:
             return "gone"
-        await caller.session.close()
+        await caller.agi.close()
         try:
             return await asyncio.wait_for(asyncio.shield(caller.verdict), self._timing.verdict_wait_s)
         except TimeoutError:
@@ -713,24 +716,9 @@ class AsteriskProvider:
                         caller.call_id, verdict)
             return verdict
 
-    async def _caller_finished(self, caller: _Caller) -> None:
-        if caller.finished:
-            return
-        caller.finished = True
-        outcome = caller.outcome or FlowOutcome.ABANDONED
-        recording = getattr(caller.state, "recording_url", None)
-        log.info("hotline call %s: over (%s)", caller.call_id, outcome.value)
-        if self._events is None:
-            return
-        try:
-            await self._events.caller_finished(CallerFinished(call_id=caller.call_id, outcome=outcome,
-                                                              recording_url=recording))
-        except Exception:
-            log.exception("hotline call %s: the gateway failed on caller_finished", caller.call_id)
-
     async def _hang_up_caller(self, caller: _Caller) -> None:
         if not await self._hang_up_quietly(caller.uniqueid):
-            await caller.session.close()
+            await caller.agi.close()
 
     # ----------------------------------------------------------------- misc
 
@@ -751,8 +739,17 @@ class AsteriskProvider:
         if state == "connected":
             return
         for call in self._calls.values():
-            if not call.reported and call.session is None:
+            if call.agi is None and not call.run.ended:
                 call.ami_dropped = True
+
+    async def _end_session(self, session: AgiSession) -> None:
+        """A route is over: hang up its channel, unless the gateway is shutting down.
+
+        On shutdown the session is only closed, so a caller goes back to the
+        dialplan (its fallback after ``AGI()``), and an engineer's call ends
+        (an Originate's AGI has no dialplan after it) or stays in its bridge.
+        """
+        await _end_session(session, hang_up=not self._closing)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -762,11 +759,15 @@ class AsteriskProvider:
         return task
 
 
-async def _end_session(session: AgiSession) -> None:
-    """Hang up the channel of a session and close it (AGI ``HANGUP`` alone only soft-hangs)."""
+async def _end_session(session: AgiSession, *, hang_up: bool) -> None:
+    """Hang up the channel of a session and close it (AGI ``HANGUP`` alone only soft-hangs).
+
+    Without ``hang_up`` the socket is only closed: Asterisk ends the AGI and the
+    channel goes on in its dialplan, after the ``AGI()`` line.
+    """
     if session.closed:
         return
-    if not session.hung_up:
+    if hang_up and not session.hung_up:
         with contextlib.suppress(AgiError, AgiProtocolError, TimeoutError):
             await asyncio.wait_for(session.command(agi.hangup()), _HANGUP_REPLY_S)
     await session.close()

@@ -37,7 +37,8 @@ from providers.base import (
     SmsStatusChanged,
 )
 from core.phone import caller_number as normalize_number
-from tests.peers.ami_server import FakePbx
+from tests.peers.ami_server import FakePbx, encode_message, load_capture
+from tests.providers.test_call_session import MemoryStore
 
 SECRET = "s3cret-ami-password"
 GATEWAY_ID = "+15559990000"
@@ -151,12 +152,13 @@ async def pbx() -> AsyncIterator[FakePbx]:
         yield fake
 
 
-async def _rig(pbx: FakePbx, tmp_path: Path, timing: AsteriskTiming = TIMING, **config: Any) -> AsyncIterator[Rig]:
+async def _rig(pbx: FakePbx, tmp_path: Path, timing: AsteriskTiming = TIMING, store: MemoryStore | None = None,
+               **config: Any) -> AsyncIterator[Rig]:
     agi_port = free_port()
     clock = FakeClock()
     events = Recorder()
     provider = AsteriskProvider(make_config(pbx.port, agi_port, tmp=tmp_path, **config), clock=clock,
-                                default_region="US", timing=timing, hotlines=HOTLINES)
+                                default_region="US", timing=timing, hotlines=HOTLINES, session_store=store)
     await provider.open(events)
     try:
         yield Rig(pbx=pbx, provider=provider, events=events, clock=clock, agi_url=f"agi://127.0.0.1:{agi_port}")
@@ -259,6 +261,94 @@ async def test_cancel_hangs_up_a_call_in_its_flow(rig: Rig) -> None:
     await rig.provider.cancel_call("page-5")
     await until(lambda: peer.closed_by_server and not rig.pbx.live("gw-page-5"))
     assert (await rig.pbx.wait_for_action("Hangup"))["Channel"] == "gw-page-5"
+
+
+def replayed(capture: str, *events: str, channel_id: str) -> bytes:
+    """The captured AMI ``events`` of one Originate, as Asterisk would send them for ``channel_id``."""
+    received = load_capture(capture).received
+    captured_id = next(m.get("Uniqueid") for m in received if m.get("Event") == "OriginateResponse")
+    assert captured_id
+    return b"".join(
+        encode_message((key, value.replace(captured_id, channel_id)) for key, value in message.headers)
+        for message in received
+        if message.get("Event") in events and message.get("Uniqueid") == captured_id
+    )
+
+
+async def test_replayed_ami_events_of_a_settled_call_report_nothing_more(rig: Rig) -> None:
+    await rig.call("page-30", "+15550000004")  # busy
+    assert (await rig.result("page-30")).outcome == CallOutcome.BUSY
+    await until(lambda: not rig.pbx.channels)
+    again = replayed("originate-busy", "OriginateResponse", "Hangup", channel_id="gw-page-30")
+    assert again.count(b"Event: ") == 2
+    rig.pbx.send_raw(again + again)
+    await rig.call("page-31", "+15550000001")  # AMI events are handled in order: these come after the replay
+    assert (await rig.result("page-31")).outcome == CallOutcome.ACKNOWLEDGED
+    await rig.clock.advance(20 + 30)  # past the watchdog of both calls
+    await until(lambda: not rig.pbx.channels)
+    assert [(r.call_id, r.outcome) for r in rig.events.results] == [
+        ("page-30", CallOutcome.BUSY), ("page-31", CallOutcome.ACKNOWLEDGED)]
+
+
+async def test_late_ami_failures_of_an_accepted_call_report_nothing_more(rig: Rig) -> None:
+    await rig.call("page-32", "+15550000001", ScreeningFlow(caller="+1 555 777 0001"))
+    assert (await rig.result("page-32")).outcome == CallOutcome.ACCEPTED
+    assert rig.pbx.live("gw-page-32")  # on the line, waiting to be bridged
+    rig.pbx.send_raw(replayed("originate-busy", "OriginateResponse", "Hangup", channel_id="gw-page-32"))
+    await rig.call("page-33", "+15550000001")
+    await rig.result("page-33")
+    await rig.provider.cancel_call("page-32")
+    await until(lambda: not rig.pbx.channels)
+    assert [(r.call_id, r.outcome) for r in rig.events.results] == [
+        ("page-32", CallOutcome.ACCEPTED), ("page-33", CallOutcome.ACKNOWLEDGED)]
+
+
+async def test_a_call_session_is_stored_while_its_call_lasts(pbx: FakePbx, tmp_path: Path) -> None:
+    store = MemoryStore()
+    async for rig in _rig(pbx, tmp_path, store=store):
+        await until(lambda: rig.provider.readiness() == {"voice:asterisk": "ok"})
+        await rig.call("page-40", "+15550000003", ring_s=600)  # rings
+        await until(lambda: rig.pbx.live("gw-page-40"))
+        ringing = store.sessions["page-40"]
+        assert ringing["outbound"] is True and ringing["extra"] == {"channel_id": "gw-page-40"}
+
+        rig.events.hotline_flow = hotline_flow()
+        caller = await rig.hotline_caller()
+        call_id = f"ast-{caller.uniqueid}"
+        await until(lambda: rig.events.waiting)
+        assert store.sessions[call_id]["outbound"] is False and store.sessions[call_id]["waiting"] is True
+
+        await rig.provider.cancel_call("page-40")
+        assert "page-40" not in store.sessions
+        await rig.pbx.hang_up_caller(caller)
+        await until(lambda: rig.events.finished)
+        assert call_id not in store.sessions
+
+        await rig.call("page-41", "+15550000001")
+        await rig.result("page-41")
+        await until(lambda: not rig.pbx.channels)
+        assert store.sessions == {}
+
+
+async def test_shutdown_hands_callers_back_to_the_dialplan_and_keeps_no_session(
+    pbx: FakePbx, tmp_path: Path
+) -> None:
+    # A call cannot outlive its FastAGI socket: on shutdown the caller's session is closed without AGI
+    # HANGUP (Asterisk ends the AGI and runs the dialplan's fallback after it), and nothing is stored.
+    store = MemoryStore()
+    async for rig in _rig(pbx, tmp_path, store=store):
+        await until(lambda: rig.provider.readiness() == {"voice:asterisk": "ok"})
+        rig.events.hotline_flow = hotline_flow()
+        caller = await rig.hotline_caller()
+        await asyncio.wait_for(caller.peer.wait_blocking(), SAFETY_S)  # on hold
+        await rig.call("page-50", "+15550000003", ring_s=600)
+        await until(lambda: rig.pbx.live("gw-page-50") and len(store.sessions) == 2)
+
+        await rig.provider.close()
+        await until(lambda: caller.peer.closed_by_server)
+        assert "HANGUP" not in caller.peer.commands
+        assert store.sessions == {}
+        assert rig.events.results == []  # cut short by the shutdown, not an outcome
 
 
 # ------------------------------------------------------------------ hotline
