@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from core.clock import Clock
+from core.enums import AlertStatus, Channel, Priority
 from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, Route
@@ -108,7 +109,7 @@ class AlertService:
         now = self.clock.now()
         new = NewAlert(
             dedup_key=dedup_key,
-            priority=signal.priority or route.priority,
+            priority=Priority(signal.priority or route.priority),
             source=signal.source,
             summary=signal.summary or "(no summary)",
             details=signal.details,
@@ -143,12 +144,12 @@ class AlertService:
     # ------------------------------------------------------- status changes
 
     async def acknowledge(self, alert_id: int, *, by: str, how: str) -> tuple[Alert, bool]:
-        return await self._close(alert_id, "acknowledged", by=by, how=how)
+        return await self._close(alert_id, AlertStatus.ACKNOWLEDGED, by=by, how=how)
 
     async def resolve(self, alert_id: int, *, by: str, how: str) -> tuple[Alert, bool]:
-        return await self._close(alert_id, "resolved", by=by, how=how)
+        return await self._close(alert_id, AlertStatus.RESOLVED, by=by, how=how)
 
-    async def _close(self, alert_id: int, status: str, *, by: str, how: str) -> tuple[Alert, bool]:
+    async def _close(self, alert_id: int, status: AlertStatus, *, by: str, how: str) -> tuple[Alert, bool]:
         result = await self.store.change_status(alert_id, status, now=self.clock.now(), by=by, note=how)
         if result is None:
             raise AlertNotFound(alert_id)
@@ -160,7 +161,7 @@ class AlertService:
 
     async def raise_priority(self, alert_id: int, *, by: str) -> Alert:
         """Make an alert high priority: its future calls and the ones still queued jump ahead."""
-        alert = await self.store.set_priority(alert_id, "high", now=self.clock.now(),
+        alert = await self.store.set_priority(alert_id, Priority.HIGH, now=self.clock.now(),
                                               note=f"priority raised to high by {by}")
         if alert is None:
             raise AlertNotFound(alert_id)
@@ -174,7 +175,7 @@ class AlertService:
         if alert is None:
             raise AlertNotFound(alert_id)
         esc = await self.store.get_escalation(alert_id)
-        if alert.status != "triggered" or esc is None:
+        if alert.status != AlertStatus.TRIGGERED or esc is None:
             return alert, False
         now = self.clock.now()
         if esc.next_due is None:
@@ -206,7 +207,7 @@ class AlertService:
             alert, changed = await self.resolve(alert_id, by=by, how=f"resolved by {by} ({via})")
         else:
             alert, changed = await self.escalate(alert_id, by=f"{by} ({via})")
-        if not changed and (action != "resolve" and alert.status == "resolved" or action == "escalate"):
+        if not changed and (action != "resolve" and alert.status == AlertStatus.RESOLVED or action == "escalate"):
             raise Conflict(f"alert {alert_id} is {alert.status}; cannot {action} it", {"status": alert.status})
         return alert, changed
 
@@ -228,7 +229,7 @@ class AlertService:
         alert, _, _ = await self.store.create_alert(
             NewAlert(
                 dedup_key=f"direct-{channel}:{uuid.uuid4().hex}",
-                priority=priority,
+                priority=Priority(priority),
                 source=f"api-{channel}",
                 summary=message,
                 details={"requested_by": requested_by},
@@ -240,7 +241,7 @@ class AlertService:
             escalate_at=None,
             note=f"direct {channel} requested by API token {requested_by}",
         )
-        pages = [NewPage(engineer=eng, number=number, channel=channel) for eng, number in targets]
+        pages = [NewPage(engineer=eng, number=number, channel=Channel(channel)) for eng, number in targets]
         notes = [TimelineEntry(alert_id=alert.id, at=now, kind="page",
                                message=f"direct {channel} to {', '.join(mask(n) for _, n in targets)}")]
         created = await self.store.add_pages(alert.id, pages, notes=notes, now=now)

@@ -18,8 +18,9 @@ import jinja2
 import phonenumbers
 import yaml
 
-from gateway.durations import format_duration, parse_duration
+from core.enums import Priority
 from core.phone import normalize
+from gateway.durations import format_duration, parse_duration
 
 # --------------------------------------------------------------------- schema
 
@@ -92,7 +93,7 @@ class Route:
     matchers: tuple[Matcher, ...]
     team: str
     policy: str
-    priority: str = "low"  # "high" | "low"
+    priority: Priority = Priority.LOW
     routing_key: str | None = None  # PagerDuty Events v2 routing_key selecting this route
 
 
@@ -128,7 +129,7 @@ class Hotline:
     policy: str
     greeting: str  # jinja2 template text (context: hotline, team)
     priority_menu: bool = False  # ask the caller: emergency (1) or not (2)
-    priority: str = "low"  # without a menu, or when the caller never chooses
+    priority: Priority = Priority.LOW  # without a menu, or when the caller never chooses
     voicemail: bool = True
     max_voicemail_s: int = 120
 
@@ -755,7 +756,7 @@ class _Reader:
                 policy=policy,
                 greeting=greeting,
                 priority_menu=self.value(section, "priority_menu", path, _as_bool, False),
-                priority=self.value(section, "priority", path, _as_choice("high", "low"), "low"),
+                priority=Priority(self.value(section, "priority", path, _as_choice("high", "low"), "low")),
                 voicemail=self.value(section, "voicemail", path, _as_bool, True),
                 max_voicemail_s=self.value(section, "max_voicemail", path, _as_whole_seconds, 120),
             ))
@@ -1028,7 +1029,7 @@ class _Reader:
             matchers=self.matchers(section.get("matchers"), f"{path}.matchers"),
             team=team or "",
             policy=policy or "",
-            priority=self.value(section, "priority", path, _as_choice("high", "low"), "low"),
+            priority=Priority(self.value(section, "priority", path, _as_choice("high", "low"), "low")),
             routing_key=self.secret(section, "routing_key", path, required=False),
         )
 

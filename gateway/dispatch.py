@@ -14,14 +14,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway import failpoints
+from core.enums import Priority
 from core.phone import mask
+from gateway import failpoints
 from gateway.send_gate import SendGate
 from providers.base import CallRequest, ProviderError, VoiceProvider
 
 log = logging.getLogger(__name__)
 
-PRIORITIES = ("high", "low")
+PRIORITIES = (Priority.HIGH, Priority.LOW)  # the order queues are served in
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,7 +111,7 @@ class Dispatcher:
     # ----------------------------------------------------------------- API
 
     async def submit(self, request: CallRequest) -> None:
-        priority = request.priority if request.priority in PRIORITIES else "low"
+        priority = Priority(request.priority) if request.priority in PRIORITIES else Priority.LOW
         async with self._changed:
             self._queues[priority].append((self._now(), request))
             self._changed.notify_all()
@@ -163,10 +164,10 @@ class Dispatcher:
     async def raise_priority(self, call_ids: set[str]) -> int:
         """Move queued low-priority calls to the high queue (keeping their order); returns how many."""
         async with self._changed:
-            moved = [item for item in self._queues["low"] if item[1].call_id in call_ids]
+            moved = [item for item in self._queues[Priority.LOW] if item[1].call_id in call_ids]
             for item in moved:
-                self._queues["low"].remove(item)
-                self._queues["high"].append((item[0], dataclasses.replace(item[1], priority="high")))
+                self._queues[Priority.LOW].remove(item)
+                self._queues[Priority.HIGH].append((item[0], dataclasses.replace(item[1], priority=Priority.HIGH)))
             if moved:
                 self._changed.notify_all()
         return len(moved)
@@ -191,10 +192,10 @@ class Dispatcher:
 
     def _next(self) -> CallRequest | None:
         free = self.capacity - len(self._in_flight)
-        if self._queues["high"] and free > 0:
-            return self._queues["high"].popleft()[1]
-        if self._queues["low"] and free > self.reserved_for_high:
-            queued_at, request = self._queues["low"].popleft()
+        if self._queues[Priority.HIGH] and free > 0:
+            return self._queues[Priority.HIGH].popleft()[1]
+        if self._queues[Priority.LOW] and free > self.reserved_for_high:
+            queued_at, request = self._queues[Priority.LOW].popleft()
             waited = self._now() - queued_at
             if waited > self.low_wait_warning_s:
                 self.low_waited_too_long += 1
@@ -205,7 +206,7 @@ class Dispatcher:
 
     def _ready(self) -> bool:
         free = self.capacity - len(self._in_flight)
-        return bool(self._queues["high"] and free > 0 or self._queues["low"] and free > self.reserved_for_high)
+        return bool(self._queues[Priority.HIGH] and free > 0 or self._queues[Priority.LOW] and free > self.reserved_for_high)
 
     async def _run(self) -> None:
         while True:
@@ -271,6 +272,6 @@ class Dispatcher:
     async def _retry(self, request: CallRequest, delay: float) -> None:
         await asyncio.sleep(delay)  # real time: the provider recovers in real time
         async with self._changed:
-            self._queues[request.priority if request.priority in PRIORITIES else "low"].appendleft(
+            self._queues[Priority(request.priority) if request.priority in PRIORITIES else Priority.LOW].appendleft(
                 (self._now(), request))
             self._changed.notify_all()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.clock import Clock
+from core.enums import AlertStatus, Channel, Priority
 from core.phone import mask, spoken
 from gateway.alerts import AlertService
 from gateway.config import Config, PolicyStep
@@ -51,8 +52,8 @@ class ScreeningKind:
     def flow(self, alert: Alert, page: Page, language: str) -> Flow[Any]:
         return ScreeningFlow(caller=spoken(str(alert.details.get("caller", ""))), language=language)
 
-    def channels(self, step: PolicyStep) -> tuple[str, ...]:
-        return ("call",)  # only a call can connect the caller
+    def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
+        return (Channel.CALL,)  # only a call can connect the caller
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
         if outcome == CallOutcome.ACCEPTED:
@@ -100,7 +101,7 @@ class HotlineService:
         alert, _, _ = await self.store.create_alert(
             NewAlert(
                 dedup_key=hotline_key(call.call_id),
-                priority=hotline.priority,
+                priority=Priority(hotline.priority),
                 source=SOURCE,
                 summary=f"Hotline call from {spoken(call.caller)}",
                 details={"caller": call.caller, "hotline": hotline.name, "call_id": call.call_id},
@@ -153,7 +154,7 @@ class HotlineService:
         waited = int(self.clock.now() - alert.created_at)
         escalation = await self.store.get_escalation(alert.id)
         # The policy ran out: nobody accepted, whatever the provider reports about how the call ended.
-        missed = alert.status == "triggered" and bool(pages) and escalation is not None \
+        missed = alert.status == AlertStatus.TRIGGERED and bool(pages) and escalation is not None \
             and escalation.next_due is None
         if event.outcome == FlowOutcome.VOICEMAIL:
             await self._tell_team(alert, waited, event.recording_url)
@@ -206,7 +207,7 @@ class HotlineService:
         now = self.clock.now()
         pages = await self.store.add_pages(
             alert.id,
-            [NewPage(engineer=e.id, number=e.phones[0], channel="sms") for e in members],
+            [NewPage(engineer=e.id, number=e.phones[0], channel=Channel.SMS) for e in members],
             notes=[TimelineEntry(alert_id=alert.id, at=now, kind="page",
                                  message=f"texting team {team.id} about the missed call")],
             now=now,

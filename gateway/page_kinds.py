@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from core.enums import Channel
 from gateway.config import PolicyStep
 from gateway.store import Alert, Page
 from gateway.templates import Templates
@@ -23,8 +24,8 @@ class PageKind(Protocol):
         """The flow a call of this kind runs."""
         ...
 
-    def channels(self, step: PolicyStep) -> tuple[str, ...]:
-        """How a step pages: "call", "sms" or both."""
+    def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
+        """How a step pages: by call, SMS or both."""
         ...
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
@@ -46,8 +47,8 @@ class AlertCallKind:
     def flow(self, alert: Alert, page: Page, language: str) -> Flow[Any]:
         return AlertCallFlow(message=self._templates.render("alert_call", alert=alert), language=language)
 
-    def channels(self, step: PolicyStep) -> tuple[str, ...]:
-        return ("call", "sms") if step.via == "both" else (step.via,)
+    def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
+        return (Channel.CALL, Channel.SMS) if step.via == "both" else (Channel(step.via),)
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
         if outcome == CallOutcome.ACKNOWLEDGED:

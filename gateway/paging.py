@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from core.clock import Clock
+from core.enums import Channel, PageStatus
 from core.phone import mask
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
@@ -21,7 +22,15 @@ from gateway.page_kinds import PageKinds
 from gateway.send_gate import SendGate
 from gateway.store import Alert, Page, Store, TimelineEntry
 from gateway.templates import Templates
-from providers.base import CallOutcome, CallRequest, CallResult, ProviderError, SmsProvider, SmsRequest, VoiceProvider
+from providers.base import (
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    ProviderError,
+    SmsProvider,
+    SmsRequest,
+    VoiceProvider,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +131,7 @@ class Paging:
         """Send one written page: a call through the priority queues, or an SMS in the background."""
         engineer = self.config.engineers.get(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
-        if page.channel == "call":
+        if page.channel == Channel.CALL:
             await self.dispatcher.submit(CallRequest(
                 call_id=call_id_for(page),
                 to=page.number,
@@ -176,9 +185,9 @@ class Paging:
     async def cancel_pages(self, alert_id: int) -> None:
         """The alert is closed: nothing more of it reaches a provider, and calls in progress are hung up."""
         for page in await self.store.pages_for(alert_id):
-            if page.status == "due" and page.channel == "sms":
+            if page.status == PageStatus.DUE and page.channel == Channel.SMS:
                 await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches the provider first
-            if page.status == "done" or page.channel != "call":
+            if page.status == PageStatus.DONE or page.channel != Channel.CALL:
                 continue
             call_id = call_id_for(page)
             if not await self.dispatcher.withdraw(call_id):
@@ -201,7 +210,7 @@ class Paging:
 
     async def raise_priority(self, alert_id: int) -> int:
         """Move the alert's queued calls to the high queue; returns how many moved."""
-        queued = {call_id_for(p) for p in await self.store.pages_for(alert_id) if p.status == "due"}
+        queued = {call_id_for(p) for p in await self.store.pages_for(alert_id) if p.status == PageStatus.DUE}
         return await self.dispatcher.raise_priority(queued)
 
     # ------------------------------------------------------------- outcomes
@@ -233,7 +242,7 @@ class Paging:
         """Record a page's outcome once (None when it was already finished)."""
         who = self._who(page)
         text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome.value)}" + (f" ({detail})" if detail else "")
-        if page.channel == "sms":
+        if page.channel == Channel.SMS:
             text = f"SMS to {who}: {outcome.value}" + (f" ({detail})" if detail else "")
         note = TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
                              message=text, data={"page": page.id, "channel": page.channel, "outcome": outcome.value})

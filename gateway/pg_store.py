@@ -35,8 +35,17 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.migrations import scripts
-from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, TimelineEntry
+from gateway.store import (
+    Alert,
+    Escalation,
+    NewAlert,
+    NewPage,
+    Page,
+    StepPlan,
+    TimelineEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,7 @@ _ALERT_COLUMNS = (
     "created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at"
 )
 _PAGE_COLUMNS = "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
-_STATUS_ORDER = {"triggered": 0, "acknowledged": 1, "resolved": 2}
+_STATUS_ORDER = {AlertStatus.TRIGGERED: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
 # The hot path in one statement: find the open alert with this key or insert the new one with its
 # escalation, the first step's pages and the notes. One row comes back: the open alert's columns (all
@@ -182,7 +191,7 @@ def _out_opt(text: str | None) -> str | None:
 
 def _alert(row: Sequence[Any]) -> Alert:
     return Alert(
-        id=row[0], dedup_key=_out(row[1]), status=row[2], priority=row[3], source=_out(row[4]),
+        id=row[0], dedup_key=_out(row[1]), status=AlertStatus(row[2]), priority=Priority(row[3]), source=_out(row[4]),
         summary=_out(row[5]), details=json.loads(row[6]), labels=json.loads(row[7]), team=_out(row[8]),
         policy=_out(row[9]), route=_out(row[10]), created_at=row[11], updated_at=row[12],
         acknowledged_by=_out_opt(row[13]), acknowledged_at=row[14], resolved_at=row[15],
@@ -192,7 +201,7 @@ def _alert(row: Sequence[Any]) -> Alert:
 def _page(row: Sequence[Any]) -> Page:
     return Page(
         id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=_out_opt(row[4]), number=_out(row[5]),
-        channel=row[6], status=row[7], outcome=_out_opt(row[8]), detail=_out(row[9]), created_at=row[10],
+        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=_out_opt(row[8]), detail=_out(row[9]), created_at=row[10],
         updated_at=row[11],
     )  # fmt: skip
 
@@ -208,7 +217,7 @@ def _page_arrays(pages: Sequence[NewPage]) -> tuple[list[str | None], list[str],
 def _new_pages(ids: Sequence[int], alert_id: int, pages: Sequence[NewPage], step: int | None,
                repeat: int | None, now: float) -> list[Page]:
     return [Page(id=page_id, alert_id=alert_id, step=step, repeat=repeat, engineer=p.engineer, number=p.number,
-                 channel=p.channel, status="due", outcome=None, detail="", created_at=now, updated_at=now)
+                 channel=p.channel, status=PageStatus.DUE, outcome=None, detail="", created_at=now, updated_at=now)
             for page_id, p in zip(ids, pages, strict=True)]
 
 
@@ -354,7 +363,7 @@ class PgStore:
         if row["new_id"] is None:
             return _alert(row), False, []
         alert = Alert(
-            id=row["new_id"], dedup_key=new.dedup_key, status="triggered", priority=new.priority, source=new.source,
+            id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority, source=new.source,
             summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
             route=new.route, created_at=now, updated_at=now,
         )

@@ -13,13 +13,22 @@ import math
 from typing import Protocol
 
 from core.clock import Clock, to_datetime
+from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, Engineer, Policy
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
 from gateway.paging import NEGATIVE
-from gateway.store import Alert, Escalation, NewPage, Page, StepPlan, Store, TimelineEntry
+from gateway.store import (
+    Alert,
+    Escalation,
+    NewPage,
+    Page,
+    StepPlan,
+    Store,
+    TimelineEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +78,7 @@ class Scheduler:
         step = policy.steps[step_index]
         targets = self._targets(team, step.target, step.engineer, now)
         label = f"step {step_index + 1} of {len(policy.steps)}"
-        pages = [NewPage(engineer=eng.id, number=eng.phones[0], channel=channel)
+        pages = [NewPage(engineer=eng.id, number=eng.phones[0], channel=Channel(channel))
                  for eng in targets for channel in kind.channels(step)]
         notes = list(notes or [])
         if pages:
@@ -131,7 +140,7 @@ class Scheduler:
     async def _run_step(self, esc: Escalation) -> None:
         alert = await self.store.get_alert(esc.alert_id)
         now = self.clock.now()
-        if alert is None or alert.status != "triggered":
+        if alert is None or alert.status != AlertStatus.TRIGGERED:
             return
         policy = self.config.policies.get(alert.policy)
         if policy is None:
@@ -175,7 +184,7 @@ class Scheduler:
             return  # the page belongs to an older step
         siblings = [p for p in await self.store.pages_for(page.alert_id)
                     if (p.step, p.repeat) == (page.step, page.repeat)]
-        if all(p.status == "done" and p.outcome in {o.value for o in NEGATIVE} for p in siblings):
+        if all(p.status == PageStatus.DONE and p.outcome in {o.value for o in NEGATIVE} for p in siblings):
             now = self.clock.now()
             if esc.next_due > now and await self.store.reschedule(
                 page.alert_id, expect=esc, next_due=now, now=now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from core.enums import AlertStatus
 from core.phone import mask
 from gateway.alerts import AlertService
 from gateway.config import Config
@@ -16,9 +17,9 @@ log = logging.getLogger(__name__)
 
 #: which alert states each command can act on
 _ACTS_ON = {
-    "acknowledge": ("triggered",),
-    "escalate": ("triggered",),
-    "resolve": ("triggered", "acknowledged"),
+    "acknowledge": (AlertStatus.TRIGGERED,),
+    "escalate": (AlertStatus.TRIGGERED,),
+    "resolve": (AlertStatus.TRIGGERED, AlertStatus.ACKNOWLEDGED),
 }
 
 

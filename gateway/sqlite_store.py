@@ -26,8 +26,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.migrations import scripts
-from gateway.store import Alert, Escalation, NewAlert, NewPage, Page, StepPlan, TimelineEntry
+from gateway.store import (
+    Alert,
+    Escalation,
+    NewAlert,
+    NewPage,
+    Page,
+    StepPlan,
+    TimelineEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +51,7 @@ _ALERT_COLUMNS = (
 _PAGE_COLUMNS = (
     "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
 )
-_STATUS_ORDER = {"triggered": 0, "acknowledged": 1, "resolved": 2}
+_STATUS_ORDER = {AlertStatus.TRIGGERED: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
 
 def _prefixed(columns: str, table: str) -> str:
@@ -51,7 +60,8 @@ def _prefixed(columns: str, table: str) -> str:
 
 def _alert(row: tuple[Any, ...]) -> Alert:
     return Alert(
-        id=row[0], dedup_key=row[1], status=row[2], priority=row[3], source=row[4], summary=row[5],
+        id=row[0], dedup_key=row[1], status=AlertStatus(row[2]), priority=Priority(row[3]), source=row[4],
+        summary=row[5],
         details=json.loads(row[6]), labels=json.loads(row[7]), team=row[8], policy=row[9], route=row[10],
         created_at=row[11], updated_at=row[12], acknowledged_by=row[13], acknowledged_at=row[14],
         resolved_at=row[15],
@@ -60,8 +70,8 @@ def _alert(row: tuple[Any, ...]) -> Alert:
 
 def _page(row: tuple[Any, ...]) -> Page:
     return Page(
-        id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=row[4], number=row[5], channel=row[6],
-        status=row[7], outcome=row[8], detail=row[9], created_at=row[10], updated_at=row[11],
+        id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=row[4], number=row[5],
+        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=row[8], detail=row[9], created_at=row[10], updated_at=row[11],
     )  # fmt: skip
 
 
@@ -525,7 +535,7 @@ def _create_alert(
                (alert_id, step, repeat, next_due))
     _log(db, notes)
     alert = Alert(
-        id=alert_id, dedup_key=new.dedup_key, status="triggered", priority=new.priority, source=new.source,
+        id=alert_id, dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority, source=new.source,
         summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
         route=new.route, created_at=now, updated_at=now,
     )
@@ -570,7 +580,7 @@ def _insert_page(db: Db, alert_id: int, page: NewPage, step: int | None, repeat:
     ).lastrowid
     assert page_id is not None
     return Page(id=page_id, alert_id=alert_id, step=step, repeat=repeat, engineer=page.engineer, number=page.number,
-                channel=page.channel, status="due", outcome=None, detail="", created_at=now, updated_at=now)
+                channel=page.channel, status=PageStatus.DUE, outcome=None, detail="", created_at=now, updated_at=now)
 
 
 def _log(db: Db, entries: list[TimelineEntry]) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.enums import AlertStatus, Channel, PageStatus, Priority
+
 
 @dataclass(frozen=True, kw_only=True)
 class NewAlert:
     dedup_key: str
-    priority: str
+    priority: Priority
     source: str
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -28,8 +30,8 @@ class NewAlert:
 class Alert:
     id: int
     dedup_key: str
-    status: str  # triggered | acknowledged | resolved
-    priority: str
+    status: AlertStatus
+    priority: Priority
     source: str
     summary: str
     details: dict[str, Any]
@@ -45,7 +47,7 @@ class Alert:
 
     @property
     def is_open(self) -> bool:
-        return self.status != "resolved"
+        return self.status != AlertStatus.RESOLVED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +62,7 @@ class Escalation:
 class NewPage:
     engineer: str | None
     number: str
-    channel: str  # call | sms
+    channel: Channel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +73,8 @@ class Page:
     repeat: int | None
     engineer: str | None
     number: str
-    channel: str
-    status: str  # due | sent | done
+    channel: Channel
+    status: PageStatus
     outcome: str | None
     detail: str
     created_at: float

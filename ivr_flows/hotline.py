@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from core.enums import Priority
 from ivr_flows.model import (
     Action,
     Answered,
@@ -32,7 +33,7 @@ from ivr_flows.model import (
 
 HotlinePhase = Literal["waiting", "menu", "holding", "connected", "voicemail", "done"]
 
-PRIORITIES = ("high", "low")
+PRIORITIES = (Priority.HIGH, Priority.LOW)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,9 +121,9 @@ class HotlineCallerFlow:
 
     def _on_key(self, state: HotlineState, key: str) -> Step[HotlineState]:
         if key == "1":
-            return self._hold(state, "high", ())
+            return self._hold(state, Priority.HIGH, ())
         if key == "2":
-            return self._hold(state, "low", ())
+            return self._hold(state, Priority.LOW, ())
         return self._retry(state, (self._say(self.invalid_text),))
 
     def _retry(self, state: HotlineState, lead: tuple[Action, ...]) -> Step[HotlineState]:
@@ -137,7 +138,7 @@ class HotlineCallerFlow:
     ) -> Step[HotlineState]:
         return Step(
             state=replace(state, phase="holding", priority=priority),
-            actions=(*lead, self._say(self.hold_text), Hold(priority=priority)),
+            actions=(*lead, self._say(self.hold_text), Hold(priority=Priority(priority))),
         )
 
     def _nobody(self, state: HotlineState) -> Step[HotlineState]:

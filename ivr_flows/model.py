@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from core.enums import Priority
+
 # --------------------------------------------------------------------- actions
 
 
@@ -55,7 +57,7 @@ class Hold:
     waiting and engineers should be tried.
     """
 
-    priority: str = "low"  # "high" or "low"
+    priority: Priority = Priority.LOW
     music: str = "default"
 
 

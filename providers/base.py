@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from core.enums import Priority
 from ivr_flows.model import Event, Flow, FlowOutcome
 
 
@@ -72,7 +73,7 @@ class CallRequest:
     caller_id: str | None  # E.164 to present, or None for the provider default
     flow: Flow[Any]
     ring_timeout_s: int = 30
-    priority: str = "low"
+    priority: Priority = Priority.LOW
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +125,7 @@ class CallerWaiting:
     """A hotline caller's flow rendered ``Hold``: the caller now waits for an engineer."""
 
     call_id: str
-    priority: str  # "high" | "low"
+    priority: Priority
 
 
 @dataclass(frozen=True, kw_only=True)
