@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, load_config
 from gateway.oncall import who_is_on_call
-from gateway.phone import mask
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 

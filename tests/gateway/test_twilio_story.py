@@ -17,14 +17,26 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 
+from core.clock import FakeClock
 from gateway.app import create_app
-from gateway.clock import FakeClock
 from gateway.config import load_config
 from gateway.web.keys import PROVIDERS
 from providers.twilio import conference_name
-from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
+from tests.peers.twilio_api import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    FakeTwilioApi,
+)
 from tests.peers.twilio_driver import CallLeg, Transcript, TwilioDriver
-from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
+from tests.support import (
+    ALICE,
+    BASE_CONFIG,
+    BOB,
+    CAROL,
+    Gateway,
+    eventually,
+    write_config,
+)
 
 PUBLIC = "https://gateway.example.com"
 FROM = "+15559990000"
