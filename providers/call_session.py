@@ -151,10 +151,6 @@ class CallSessions:
             session.recording_url = event.url
         return await self._apply(session, session.flow.on_event(session.state, event), render)
 
-    async def stepped(self, session: CallSession, step: Step[Any]) -> None:
-        """A provider that feeds the flow itself (a loop over AGI commands) hands each step here."""
-        await self._apply(session, step)
-
     async def _apply(self, session: CallSession, step: Step[Any], render: Render | None = None) -> Advance:
         session.state = step.state
         reports: list[Report] = []
@@ -198,6 +194,8 @@ class CallSessions:
             reports.append(self._result(session, outcome, detail))
         elif report and not session.outbound and not session.reported:
             reports.append(self._caller_finished(session, detail))
+        elif session.outbound and session.outcome is None:
+            session.outcome = outcome  # what became of it, kept for the provider's own view; not reported
         session.ended = True
         self._live.pop(session.call_id, None)
         if self._store is not None:

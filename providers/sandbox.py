@@ -164,7 +164,7 @@ class SandboxProvider:
         call = self._calls.get(call_id)
         if call is not None and call.state != "ended":
             self._hear(call, "[the gateway hung up]")
-            await self._end(call, CallOutcome.CANCELED, "canceled by the gateway")
+            await self._end(call, CallOutcome.CANCELED, "canceled by the gateway", report=False)
 
     async def notify(self, call_id: str, event: Event) -> None:
         call = self._calls.get(call_id)
@@ -324,8 +324,11 @@ class SandboxProvider:
         call.hearing.append(text)
         call.transcript.append(text)
 
-    async def _end(self, call: SimCall, outcome: CallOutcome, detail: str) -> None:
-        """The call is over: ``outcome`` is its result when the flow reached none (rang out, rejected)."""
+    async def _end(self, call: SimCall, outcome: CallOutcome, detail: str, *, report: bool = True) -> None:
+        """The call is over: ``outcome`` is its result when the flow reached none (rang out, rejected).
+
+        ``report=False`` for a call the gateway canceled: it already knows.
+        """
         if call.state == "ended":
             return
         self._cancel_timers(call)
@@ -333,7 +336,7 @@ class SandboxProvider:
         call.gathering = None
         call.recording = None
         call.ended_at = self.clock.now()
-        await self.sessions.end(call.session, outcome, detail)
+        await self.sessions.end(call.session, outcome, detail, report=report)
         log.info("sandbox call %s ended: %s", call.call_id, _result(call) or outcome.value)
         other = self._calls.get(call.bridged_to or "")
         if other is not None and other.state != "ended":
