@@ -11,24 +11,44 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from core.clock import Clock, SystemClock
-from gateway.config import Config
+from core.phone import mask_numbers_in
 from gateway.alerts import AlertService
+from gateway.config import Config
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
-from core.phone import mask_numbers_in
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
 from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
+from gateway.store_factory import describe as describe_store
 from gateway.store_factory import make_store
 from gateway.templates import Templates
-from gateway.web import alerts, calls, health, integrations, metrics, oncall, openapi, queues, sandbox
+from gateway.web import (
+    alerts,
+    calls,
+    health,
+    integrations,
+    metrics,
+    oncall,
+    openapi,
+    queues,
+)
 from gateway.web.auth import auth_middleware, checked_by_provider
 from gateway.web.errors import error_middleware
 from gateway.web.fallback import catch_all, hardened
-from gateway.web.keys import ALERTS, CLOCK, CONFIG, PAGING, PROVIDERS, SANDBOX, SCHEDULER, STORE
+from gateway.web.json_body import read_json
+from gateway.web.keys import (
+    ALERTS,
+    CLOCK,
+    CONFIG,
+    PAGING,
+    PROVIDERS,
+    SANDBOX,
+    SCHEDULER,
+    STORE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +62,13 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     # Built now, opened on startup: providers are built before (their webhook routes must exist first)
     # and keep their calls' flow state in it.
     app[STORE] = make_store(config)
-    providers = build_providers(config, app[CLOCK], app[STORE])
+    providers = build_providers(config, app[CLOCK], read_json=read_json, sessions=app[STORE])
     app[PROVIDERS] = providers
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes]
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
-        tables.insert(0, sandbox.routes)
-    routes = [checked_by_provider(route) for route in providers.routes]
+    routes = [checked_by_provider(route) for route in providers.webhook_routes] + providers.api_routes
     routes += [route for table in tables for route in table if isinstance(route, web.RouteDef)]
     app.router.add_routes([hardened(route) for route in routes] + [catch_all()])
     app.cleanup_ctx.append(_gateway)
@@ -81,7 +100,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await paging.start()
     await scheduler.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
-             config.store_path, providers.voice.name, providers.sms.name if providers.sms else "nothing",
+             describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
     try:
         yield

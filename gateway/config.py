@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -191,15 +191,17 @@ class Config:
     low_wait_warning_s: float = 60.0  # a low-priority call waiting longer is reported
     twilio: TwilioConfig | None = None
     asterisk: AsteriskConfig | None = None
+    voice_order: tuple[str, ...] = ("sandbox",)  # providers that place calls, in the order they are tried
+    sms_order: tuple[str, ...] = ("sandbox",)  # providers that send SMS, likewise (may be empty)
 
     @property
     def voice_provider(self) -> str:
-        """Asterisk when configured, else Twilio, else the sandbox."""
-        return "asterisk" if self.asterisk else "twilio" if self.twilio else "sandbox"
+        """The first provider calls go to."""
+        return self.voice_order[0]
 
     @property
     def sms_provider(self) -> str | None:
-        return "twilio" if self.twilio else "sandbox" if self.voice_provider == "sandbox" else None
+        return self.sms_order[0] if self.sms_order else None
 
 
 class ConfigError(Exception):
@@ -221,7 +223,10 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
     "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
+    "providers",
 )  # fmt: skip
+#: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
+PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
 
@@ -689,9 +694,44 @@ class _Reader:
             twilio=self.twilio(top.get("twilio"), region),
             asterisk=self.asterisk(top.get("asterisk"), region),
         )
-        if config.voice_provider == "sandbox" and not config.sandbox.enabled:
+        configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
+                      "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
+        voice, sms = self.providers(top.get("providers"), configured, config.sandbox.enabled)
+        if not voice:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
-        return config
+            return config
+        return replace(config, voice_order=voice, sms_order=sms)
+
+    def providers(self, raw: object, configured: dict[str, bool],
+                  sandbox_enabled: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The providers per channel, in the operator's order (``providers: {voice: [...], sms: [...]}``).
+
+        Without the section: Asterisk, else Twilio, else the sandbox for calls; Twilio, else the sandbox
+        (when it carries the calls) for SMS. A provider named there must be configured and able to carry
+        that channel; the sandbox counts as configured while ``sandbox.enabled``.
+        """
+        default_voice = tuple(n for n in ("asterisk", "twilio", "sandbox") if configured[n])[:1]
+        default_sms = tuple(n for n in ("twilio", "sandbox") if configured[n])[:1]
+        if raw is None:
+            return default_voice, default_sms
+        section = self.mapping(raw, "providers", ("voice", "sms"))
+        available = {**configured, "sandbox": sandbox_enabled}
+        chosen: list[tuple[str, ...]] = []
+        for channel, default in (("voice", default_voice), ("sms", default_sms)):
+            names: list[str] = []
+            for path, name in self.items(section.get(channel), f"providers.{channel}", required=channel == "voice"):
+                if not isinstance(name, str) or name not in PROVIDER_CHANNELS:
+                    self.problem(path, f"{name!r} is not one of: {', '.join(PROVIDER_CHANNELS)}")
+                elif channel not in PROVIDER_CHANNELS[name]:
+                    self.problem(path, f"{name} cannot carry {channel}")
+                elif not available[name]:
+                    self.problem(path, f"{name} is named but not configured (add its '{name}:' section)")
+                elif name in names:
+                    self.problem(path, f"{name} is listed twice")
+                else:
+                    names.append(name)
+            chosen.append(tuple(names) if channel in section else default)
+        return chosen[0], chosen[1]
 
     def store(self, raw: object) -> tuple[Path, str | None, str | None]:
         """``path`` (a SQLite file, the default) or ``url`` (PostgreSQL) with ``password_env``."""

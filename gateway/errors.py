@@ -6,17 +6,8 @@ Services raise them; handlers stay thin. Every error answers JSON ``{"error", "m
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-
-class DomainError(Exception):
-    status = 400
-    error = "bad_request"
-
-    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = dict(details or {})
+from core.errors import DomainError
 
 
 class AlertNotFound(DomainError):

@@ -72,8 +72,6 @@ _MAX_TRACKED = 20_000
 class ProviderManager:
     """Implements VoiceProvider and SmsProvider (and the ProviderEvents each provider reports to)."""
 
-    name = "manager"
-
     def __init__(
         self,
         *,
@@ -85,6 +83,7 @@ class ProviderManager:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.voice_order = [p.name for p in voice]
+        self.name = "+".join(self.voice_order) or "none"  # what the queues and the log call the whole
         self.sms_order = [p.name for p in sms]
         self._voice = {p.name: p for p in voice}
         self._sms = {p.name: p for p in sms}

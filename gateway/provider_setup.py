@@ -1,7 +1,8 @@
-"""Which phone providers a config asks for, built in one place.
+"""The one place that wires concrete providers in: each configured provider as a plugin, behind the
+provider manager that picks by channel and operator order and fails over.
 
-Providers are constructed synchronously (their webhook routes must be on the
-router before the app starts) and opened/closed with the app.
+Providers are constructed synchronously (their webhook routes must be on the router before the app
+starts) and opened and closed with the app. Each reports to the manager, the manager to the gateway.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ from aiohttp import web
 
 from core.clock import Clock
 from gateway.config import Config
+from gateway.provider_manager import ProviderManager
 from providers.asterisk import AsteriskProvider
-from providers.base import ProviderEvents, SmsProvider, VoiceProvider
+from providers.base import Capabilities, ProviderEvents, SmsProvider, VoiceProvider
 from providers.call_session import SessionStore
 from providers.sandbox import SandboxProvider, Script
+from providers.sandbox_api import JsonReader, sandbox_routes
 from providers.twilio import TwilioProvider
 
 log = logging.getLogger(__name__)
 
 
-class ProviderLifecycle(Protocol):
-    """What a provider does with the app: open with the gateway's events, close, say if it is ready."""
+class ProviderPlugin(Protocol):
+    """A provider as the app sees it: what it can carry, and its life with the app."""
+
+    name: str
+    capabilities: Capabilities
 
     async def open(self, events: ProviderEvents) -> None: ...
 
@@ -37,57 +43,72 @@ class ProviderLifecycle(Protocol):
 
 @dataclass(kw_only=True)
 class Providers:
-    voice: VoiceProvider
-    sms: SmsProvider | None
+    manager: ProviderManager  # the gateway's one voice and SMS provider
+    plugins: list[ProviderPlugin]
     sandbox: SandboxProvider | None = None
-    routes: list[web.RouteDef] = field(default_factory=list)
-    #: each opened on startup with the gateway's events, closed on cleanup, asked for readiness
-    lifecycle: list[ProviderLifecycle] = field(default_factory=list)
+    webhook_routes: list[web.RouteDef] = field(default_factory=list)  # each checks its provider's signature
+    api_routes: list[web.RouteDef] = field(default_factory=list)  # behind the API token (the sandbox's phones)
+
+    @property
+    def voice(self) -> VoiceProvider:
+        return self.manager
+
+    @property
+    def sms(self) -> SmsProvider | None:
+        return self.manager if self.manager.sms_order else None
 
     async def open(self, events: ProviderEvents) -> None:
-        for part in self.lifecycle:
-            await part.open(events)
+        self.manager.events = events
+        for plugin in self.plugins:
+            await plugin.open(self.manager.events_for(plugin.name))
 
     async def close(self) -> None:
-        for part in reversed(self.lifecycle):
-            await part.close()
+        for plugin in reversed(self.plugins):
+            await plugin.close()
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
-        for part in self.lifecycle:
-            checks.update(part.readiness())
+        for plugin in self.plugins:
+            checks.update(plugin.readiness())
+        checks.update(self.manager.readiness())
         return checks
 
 
-def build_providers(config: Config, clock: Clock, sessions: SessionStore | None = None) -> Providers:
-    """Asterisk when configured, else Twilio, else the sandbox; SMS via Twilio or the sandbox.
+def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
+                    sessions: SessionStore | None = None) -> Providers:
+    """Every provider the config names, in the operator's order per channel (``providers:``).
 
-    ``sessions`` keeps the flow state of live calls (the gateway's store, opened before any call).
+    ``read_json`` is the gateway's one bounded JSON body reader, for the routes a provider brings.
+    ``sessions`` keeps live calls' flow state (the gateway's store) for the providers that can carry a
+    call on after a restart: Twilio, whose calls live in its cloud. The sandbox's phones live in this
+    process, and an Asterisk call's FastAGI session ends with it, so neither stores its sessions.
     """
-    if config.voice_provider == "asterisk" and config.asterisk is not None:
-        return _asterisk_providers(config, clock)
-    if config.voice_provider == "sandbox":
+    plugins: dict[str, SandboxProvider | AsteriskProvider | TwilioProvider] = {}
+    sandbox: SandboxProvider | None = None
+    webhook_routes: list[web.RouteDef] = []
+    api_routes: list[web.RouteDef] = []
+    names = dict.fromkeys((*config.voice_order, *config.sms_order))
+    if "sandbox" in names:
         sandbox = SandboxProvider(
             clock=clock,
             caller_id=config.sandbox.caller_id,
             max_concurrent_calls=config.sandbox.lines,
             scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
                      for p in config.sandbox.phones},
-        )  # no session store: the simulated phones live in this process and end with it
-        return Providers(voice=sandbox, sms=sandbox, sandbox=sandbox, lifecycle=[sandbox])
-    if config.voice_provider == "twilio" and config.twilio is not None:
-        twilio = TwilioProvider(config.twilio, public_url=config.public_url)
-        return Providers(voice=twilio, sms=twilio, routes=twilio.routes(), lifecycle=[twilio])
-    raise ValueError(f"voice provider {config.voice_provider!r} is not available in this build")
-
-
-def _asterisk_providers(config: Config, clock: Clock) -> Providers:
-    """Voice on the operator's Asterisk; SMS through Twilio when configured, else none."""
-    assert config.asterisk is not None
-    asterisk = AsteriskProvider(config.asterisk, clock=clock, default_region=config.default_region,
-                                hotlines={hotline.name: hotline.number for hotline in config.hotlines})
-    if config.twilio is None:
-        log.info("voice via Asterisk; no SMS provider configured (SMS steps will fail)")
-        return Providers(voice=asterisk, sms=None, lifecycle=[asterisk])
-    twilio = TwilioProvider(config.twilio, public_url=config.public_url)
-    return Providers(voice=asterisk, sms=twilio, routes=twilio.routes(voice=False), lifecycle=[asterisk, twilio])
+        )
+        plugins["sandbox"] = sandbox
+        api_routes += sandbox_routes(sandbox, region=config.default_region, read_json=read_json)
+    if "asterisk" in names and config.asterisk is not None:
+        plugins["asterisk"] = AsteriskProvider(
+            config.asterisk, clock=clock, default_region=config.default_region,
+            hotlines={hotline.name: hotline.number for hotline in config.hotlines})
+    if "twilio" in names and config.twilio is not None:
+        twilio = TwilioProvider(config.twilio, public_url=config.public_url, session_store=sessions)
+        plugins["twilio"] = twilio
+        webhook_routes += twilio.routes(voice="twilio" in config.voice_order)
+    voice: list[VoiceProvider] = [plugins[n] for n in config.voice_order if n in plugins]
+    sms: list[SmsProvider] = [p for n in config.sms_order if isinstance(p := plugins.get(n), SandboxProvider | TwilioProvider)]
+    if not sms:
+        log.info("no SMS provider configured: SMS steps will fail")
+    return Providers(manager=ProviderManager(voice=voice, sms=sms), plugins=list(plugins.values()), sandbox=sandbox,
+                     webhook_routes=webhook_routes, api_routes=api_routes)

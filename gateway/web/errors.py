@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import DomainError
+from core.errors import DomainError
 from core.phone import mask_numbers_in
 from gateway.web.keys import CONFIG
 

@@ -298,11 +298,12 @@ async def _true(value: Any) -> bool:
 
 def test_sms_goes_through_twilio_when_configured(tmp_path: Path) -> None:
     from gateway.provider_setup import build_providers
+    from gateway.web.json_body import read_json
 
     text = story_config(ami_port=5038, agi_port=4573, alice=ACCEPTS, bob=DECLINES)
-    alone = build_providers(load_config(write_config(tmp_path, text)), FakeClock())
-    assert (alone.voice.name, alone.sms) == ("asterisk", None)
+    alone = build_providers(load_config(write_config(tmp_path, text)), FakeClock(), read_json=read_json)
+    assert (alone.manager.voice_order, alone.sms) == (["asterisk"], None)
     text += '\ntwilio:\n  account_sid: AC123\n  auth_token: token\n  from_number: "+15559990000"\n'
-    both = build_providers(load_config(write_config(tmp_path, text)), FakeClock())
-    assert both.voice.name == "asterisk" and both.sms is not None and both.sms.name == "twilio"
-    assert [type(part).__name__ for part in both.lifecycle] == ["AsteriskProvider", "TwilioProvider"]
+    both = build_providers(load_config(write_config(tmp_path, text)), FakeClock(), read_json=read_json)
+    assert (both.manager.voice_order, both.manager.sms_order) == (["asterisk"], ["twilio"])
+    assert [type(part).__name__ for part in both.plugins] == ["AsteriskProvider", "TwilioProvider"]

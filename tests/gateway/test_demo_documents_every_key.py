@@ -57,6 +57,7 @@ hotlines:
   - {name: ops, number: "+15557770000", team: sre, policy: default, greeting: "Hi", priority_menu: false,
      priority: high, voicemail: true, max_voicemail: 2m}
 dispatch: {reserved_for_high: 20%, low_wait_warning: 60s}
+providers: {voice: [asterisk, twilio], sms: [twilio]}
 twilio:
   account_sid: ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
   auth_token: secret
