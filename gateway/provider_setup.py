@@ -15,7 +15,7 @@ from aiohttp import web
 
 from core.clock import Clock
 from gateway.config import Config
-from gateway.provider_manager import ProviderManager
+from gateway.provider_manager import CarriedBy, ProviderManager
 from providers.asterisk import AsteriskProvider
 from providers.base import Capabilities, ProviderEvents, SmsProvider, VoiceProvider
 from providers.call_session import SessionStore
@@ -57,8 +57,11 @@ class Providers:
     def sms(self) -> SmsProvider | None:
         return self.manager if self.manager.sms_order else None
 
-    async def open(self, events: ProviderEvents) -> None:
+    async def open(self, events: ProviderEvents, carried_by: CarriedBy | None = None) -> None:
+        """Open every provider, reporting to the manager, which reports to ``events``; ``carried_by`` hears
+        which provider carried a page after a failover (for the alert's timeline)."""
         self.manager.events = events
+        self.manager.carried_by = carried_by
         for plugin in self.plugins:
             await plugin.open(self.manager.events_for(plugin.name))
 
