@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.web.keys import PAGING
+from gateway.web.keys import PAGING, PROVIDERS
 
 routes = web.RouteTableDef()
 
@@ -39,6 +39,17 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE gateway_lines gauge",
         f'gateway_lines{{provider="{provider}",kind="capacity"}} {dispatcher.capacity}',
         f'gateway_lines{{provider="{provider}",kind="reserved_for_high"}} {dispatcher.reserved_for_high}',
+    ]
+    manager = request.app[PROVIDERS].manager
+    lines += [
+        "# HELP gateway_provider_up 1 while a provider is used, 0 while it is marked down after failing again and "
+        "again (one probe at a time finds out whether it is back).",
+        "# TYPE gateway_provider_up gauge",
+        *(f'gateway_provider_up{{provider="{name}"}} {0 if manager.is_down(name) else 1}' for name in manager.health),
+        "# HELP gateway_provider_consecutive_failures Failures of a provider since its last success.",
+        "# TYPE gateway_provider_consecutive_failures gauge",
+        *(f'gateway_provider_consecutive_failures{{provider="{name}"}} {health.failures}'
+          for name, health in manager.health.items()),
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "no-store"})
