@@ -1,19 +1,17 @@
 """Twilio as a voice and SMS provider: REST to place calls, webhooks to run the flows.
 
-Twilio drives a call by fetching TwiML from our webhooks; every webhook feeds
-one event to the call's flow and answers with the flow's actions rendered as
-TwiML (see :mod:`providers.twilio.twiml`). The rules mirror the sandbox:
+Twilio drives a call by fetching TwiML from our webhooks; every webhook turns
+into one flow event that the call-session runner (:mod:`providers.call_session`)
+feeds to the call's flow, and the actions that come back are answered as
+TwiML (see :mod:`providers.twilio.twiml`). The runner owns the flow's state,
+the outcome mapping and every report (a result once, a caller waiting once per
+hold, a caller finished once); this module translates and runs Twilio:
 
-- An outbound call's :class:`CallResult` is reported once, as soon as the flow
-  reaches an outcome (or the status callback says the call is over). An
-  accepted screening call is reported at once while the engineer waits in the
-  conference named after their own call.
-- A hotline caller's :class:`Hold` reports :class:`CallerWaiting`; the caller
-  then loops through the hold URL. ``notify`` queues the flow's next actions
-  and redirects the live call to the hold URL, which hands them out (also on
-  the next loop if that redirect was lost).
-- The caller's end is reported once with :class:`CallerFinished`: when the flow
-  hangs up, or when the number's status callback says the call is over.
+- An accepted screening call waits in the conference named after its own call
+  (a ``Bridge`` to itself is added to its TwiML).
+- A hotline caller on ``Hold`` loops through the hold URL. ``notify`` queues
+  the flow's next actions as TwiML and redirects the live call to the hold
+  URL, which hands them out (also on the next loop if that redirect was lost).
 - When one leg of a bridge ends, the other is hung up.
 - Answering-machine detection runs only on alert calls, and asynchronously:
   the message starts at once and a machine verdict ends the call later (see
@@ -24,6 +22,10 @@ TwiML (see :mod:`providers.twilio.twiml`). The rules mirror the sandbox:
   :meth:`TwilioProvider.place_call`).
 - The credentials are checked at open and every few minutes
   (:mod:`providers.twilio.account`); ``readiness()`` shows the result.
+- Every live call's session is kept in the gateway's store with what its next
+  webhook needs (:class:`providers.twilio.call.TwilioCall`): a gateway that
+  restarts serves the webhooks of calls placed or answered before, and a
+  call's final status then ends it, reported once.
 
 Webhook handlers receive the form fields already checked against the
 signature (:mod:`providers.twilio.webhooks`); anything unknown, finished or
@@ -35,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -52,7 +53,6 @@ from ivr_flows.model import (
     Bridge,
     DigitsReceived,
     Event,
-    Flow,
     FlowOutcome,
     Gather,
     Hangup,
@@ -61,15 +61,11 @@ from ivr_flows.model import (
     NoInput,
     Record,
     RecordingFinished,
-    Step,
 )
 from ivr_flows.screening import ScreeningFlow
 from providers.base import (
-    CallerFinished,
-    CallerWaiting,
     CallOutcome,
     CallRequest,
-    CallResult,
     Capabilities,
     InboundCall,
     InboundSms,
@@ -78,9 +74,10 @@ from providers.base import (
     SmsRequest,
     SmsStatus,
     SmsStatusChanged,
-    call_outcome,
 )
+from providers.call_session import CallSessions, SessionStore
 from providers.twilio.account import DEFAULT_CHECK_INTERVAL_S, AccountCheck
+from providers.twilio.call import TwilioCall
 from providers.twilio.public_url import public_url_problems
 from providers.twilio.rest import (
     DEFAULT_REQUEST_TIMEOUT_S,
@@ -89,7 +86,7 @@ from providers.twilio.rest import (
     TwilioRest,
     TwilioRestError,
 )
-from providers.twilio.twiml import render, render_hangup, render_message
+from providers.twilio.twiml import joined, render, render_hangup, render_message
 from providers.twilio.webhooks import Form, TwilioWebhooks
 
 log = logging.getLogger(__name__)
@@ -120,8 +117,6 @@ RECORD_GRACE_S = 3.0
 # attempt, less this much for the clocks of the gateway and Twilio to differ (Twilio's times are whole seconds).
 CLOCK_SKEW = timedelta(seconds=30)
 
-Report = CallResult | CallerWaiting | CallerFinished
-
 
 class TwilioSettings(Protocol):
     """What the provider needs from the ``twilio:`` config section (``gateway.config.TwilioConfig``)."""
@@ -144,33 +139,6 @@ class TwilioSettings(Protocol):
     def machine_detection(self) -> bool: ...
 
 
-@dataclass(kw_only=True)
-class TwilioCall:
-    """One call the provider runs a flow on. ``number`` is the far end (engineer or caller)."""
-
-    call_id: str
-    outbound: bool
-    number: str
-    flow: Flow[Any]
-    state: Any
-    sid: str | None = None
-    answered: bool = False  # our flow has started talking (answer webhook, or an inbound call)
-    in_progress: bool = False  # Twilio reported the call picked up
-    expecting: str | None = None  # "gather" | "record": the verb whose action webhook may come next
-    hold: Hold | None = None  # the caller loops through the hold URL with this music
-    held: Hold | None = None  # the last hold, kept while a redirect takes the caller out of it
-    pending: list[Action] = field(default_factory=list)  # for the next fetch of the hold URL
-    flow_outcome: FlowOutcome | None = None
-    recording_url: str | None = None
-    linked: str | None = None  # the call bridged (or about to be bridged) with this one
-    reported: bool = False  # CallResult / CallerFinished sent
-    canceled: bool = False  # hung up by the gateway
-    caller_id: str = ""  # the number an outbound call is placed from
-    unsure_since: datetime | None = None  # a create's answer was lost at this time: placed or not, unknown
-    redirecting: bool = False  # a REST redirect to the hold URL is on its way: it, not the loop, fetches `pending`
-    ending: bool = False  # the final status came while a Record action may still be on its way
-
-
 class TwilioProvider:
     """Voice (outbound and hotline) and SMS through Twilio; implements VoiceProvider and SmsProvider."""
 
@@ -186,8 +154,10 @@ class TwilioProvider:
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         account_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        session_store: SessionStore | None = None,
     ) -> None:
-        """``request_timeout_s`` bounds each REST request; ``wall_clock`` is compared with Twilio's times."""
+        """``request_timeout_s`` bounds each REST request; ``wall_clock`` is compared with Twilio's times;
+        ``session_store`` keeps each live call's session (the gateway's store), so calls outlive a restart."""
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.capabilities = Capabilities(
@@ -198,6 +168,7 @@ class TwilioProvider:
             calls_per_second=config.calls_per_second,
         )
         self.events: ProviderEvents | None = None
+        self.sessions = CallSessions(provider="twilio", store=session_store)
         self._retry = retry
         self._sleep = sleep
         self._request_timeout_s = request_timeout_s
@@ -209,7 +180,7 @@ class TwilioProvider:
         self._webhooks = TwilioWebhooks(self, auth_token=config.signing_key or config.auth_token,
                                         public_url=self.public_url)
         self._region = _region_of(config.from_number)
-        self._calls: dict[str, TwilioCall] = {}
+        self._calls: dict[str, TwilioCall] = {}  # the live calls this process has served
         self._arriving: set[str] = set()
         self._gone_while_arriving: set[str] = set()  # hung up while the gateway was still answering
         self.record_grace_s = RECORD_GRACE_S
@@ -244,9 +215,10 @@ class TwilioProvider:
             self._rest = rest
             self._account = AccountCheck(rest.fetch_account, interval_s=self._account_check_interval_s)
             self._account.start()
-        self.events = events
+        self.events = self.sessions.events = events
 
     async def close(self) -> None:
+        """Stop; the calls go on at Twilio, and their sessions stay in the store for the next start."""
         account, self._account = self._account, None
         if account is not None:
             await account.stop()
@@ -257,6 +229,8 @@ class TwilioProvider:
         rest, self._rest = self._rest, None
         if rest is not None:
             await rest.close()
+        self._calls.clear()
+        self.sessions.forget()
 
     def readiness(self) -> dict[str, str]:
         """``ok`` once the credentials were checked and work; else what is wrong (see AccountCheck)."""
@@ -285,9 +259,9 @@ class TwilioProvider:
         if call is not None and call.unsure_since is None:
             raise ProviderError(f"call {request.call_id} is already placed")
         if call is None:
-            call = TwilioCall(call_id=request.call_id, outbound=True, number=request.to, flow=request.flow,
-                              state=request.flow.start().state,
-                              caller_id=request.caller_id or self.config.from_number)
+            started = await self.sessions.start(request.call_id, outbound=True, flow=request.flow,
+                                                extra={"number": request.to})
+            call = TwilioCall(session=started.session, caller_id=request.caller_id or self.config.from_number)
             self._calls[call.call_id] = call  # webhooks may arrive before create_call returns
         elif await self._placed_earlier(call):
             return
@@ -303,7 +277,7 @@ class TwilioProvider:
             )
         except TwilioRestError as exc:
             if not exc.lost_answer:
-                self._forget_failed(call)
+                await self._forget_failed(call)
                 raise
             call.unsure_since = call.unsure_since or attempted
             if await self._placed_earlier(call, quiet=True):
@@ -312,9 +286,9 @@ class TwilioProvider:
                                 f"{mask_number(call.number)} ({exc}), and its call log does not show it yet; "
                                 "it is looked up again before the next attempt", permanent=False) from None
         except ProviderError:
-            self._forget_failed(call)
+            await self._forget_failed(call)
             raise
-        self._placed(call, sid)
+        await self._placed(call, sid)
 
     def _amd(self, request: CallRequest) -> dict[str, Any]:
         """Answering-machine detection: asynchronous on alert calls, none on screening calls.
@@ -326,27 +300,30 @@ class TwilioProvider:
             return {"machine_detection": False}
         return {"machine_detection": True, "amd_status_callback": self._voice_url(request.call_id, "amd")}
 
-    def _placed(self, call: TwilioCall, sid: str) -> None:
+    async def _placed(self, call: TwilioCall, sid: str) -> None:
         call.sid = call.sid or sid
         call.unsure_since = None
         self._remember_sid(call.sid)
         log.info("twilio call %s to %s placed (%s)", call.call_id, mask_number(call.number), call.sid)
-        if call.canceled and call.call_id in self._calls:
+        await self._save(call)
+        if call.canceled and self._calls.get(call.call_id) is call:
             self._spawn(self._hang_up(call, "canceled while it was being placed"))
 
-    def _forget_failed(self, call: TwilioCall) -> None:
+    async def _forget_failed(self, call: TwilioCall) -> None:
+        """The create failed for sure: the call never existed (no result: the dispatcher has the error)."""
         if call.unsure_since is None:
             self._calls.pop(call.call_id, None)
+            await self.sessions.end(call.session, CallOutcome.FAILED, "not placed", report=False)
 
     async def _placed_earlier(self, call: TwilioCall, *, quiet: bool = False) -> bool:
         """Did a create whose answer was lost place ``call``? Adopts the call if so.
 
         Raises a transient ProviderError when the lookup itself fails (``quiet``: then just False).
         """
-        if call.sid is not None:  # a webhook for it came with its CallSid
+        if call.sid:  # a webhook for it came with its CallSid
             log.info("twilio call %s: the create whose answer was lost did place the call (a webhook said so)",
                      call.call_id)
-            self._placed(call, call.sid)
+            await self._placed(call, call.sid)
             return True
         assert call.unsure_since is not None
         try:
@@ -358,12 +335,12 @@ class TwilioProvider:
             raise ProviderError(f"Twilio call {call.call_id}: cannot tell whether the earlier attempt placed it "
                                 f"({exc}); not creating it again yet", permanent=False) from None
         sid = self._unknown_since(found, call.unsure_since)
-        if call.sid is None and sid is None:
+        if not call.sid and sid is None:
             log.info("twilio call %s to %s: not in the account's call log; it was not placed", call.call_id,
                      mask_number(call.number))
             return False
         log.info("twilio call %s: the create whose answer was lost placed the call; adopting it", call.call_id)
-        self._placed(call, call.sid or sid or "")
+        await self._placed(call, call.sid or sid or "")
         return True
 
     def _unknown_since(self, found: list[Placed], since: datetime, body: str | None = None) -> str | None:
@@ -374,24 +351,25 @@ class TwilioProvider:
         return fresh[0].sid if fresh else None
 
     async def cancel_call(self, call_id: str) -> None:
-        call = self._calls.get(call_id)
+        """Hang it up; its final status then reports it canceled (unless it had its result already)."""
+        call = await self._find(call_id)
         if call is None or call.canceled:
             return
         call.canceled = True
-        if call.sid is not None:  # else: hung up as soon as create_call answers
+        await self._save(call)
+        if call.sid:  # else: hung up as soon as create_call answers
             await self._hang_up(call, "canceled by the gateway")
 
     async def notify(self, call_id: str, event: Event) -> None:
-        call = self._calls.get(call_id)
+        call = await self._find(call_id)
         if call is None or call.canceled or not call.answered:
             log.info("twilio call %s: %s ignored, the call is not up", call_id, type(event).__name__)
             return
-        actions, reports = self._advance(call, event)
-        if actions:
-            call.pending.extend(actions)
+        queued = call.pending
+        await self._advance(call, event, queue=True)
+        if call.pending != queued:  # the step had something to say: take the caller off hold for it
             call.redirecting = True
             self._spawn(self._redirect(call))
-        await self._emit(reports)
 
     async def send_sms(self, request: SmsRequest) -> None:
         """Send it; when the answer is lost, the account's messages are looked up before giving up.
@@ -430,39 +408,34 @@ class TwilioProvider:
     # ------------------------------------------------- webhooks: our calls
 
     async def on_answer(self, call_id: str, form: Form) -> str:
-        call = self._known(call_id, form, "answer")
+        call = await self._found(call_id, form, "answer")
         if call is None or not call.outbound or call.answered or call.canceled:
             return self._polite(call_id, "answer", call)
         call.answered = call.in_progress = True
         answered_by = form.get("AnsweredBy", "")
-        machine = _is_machine(answered_by)
         log.info("twilio call %s answered%s", call_id, f" by {answered_by}" if answered_by else "")
-        actions, reports = self._advance(call, Answered(machine=machine))
-        return await self._respond(call, actions, reports)
+        return await self._respond(call, Answered(machine=_is_machine(answered_by)))
 
     async def on_gather(self, call_id: str, form: Form) -> str:
-        call = self._known(call_id, form, "gather")
+        call = await self._found(call_id, form, "gather")
         if call is None or call.expecting != "gather" or call.canceled:
             return self._polite(call_id, "gather", call)
         digits = form.get("Digits", "")
-        event: Event = DigitsReceived(digits=digits) if digits else NoInput()
-        actions, reports = self._advance(call, event)
-        return await self._respond(call, actions, reports)
+        return await self._respond(call, DigitsReceived(digits=digits) if digits else NoInput())
 
     async def on_record(self, call_id: str, form: Form) -> str:
-        call = self._known(call_id, form, "record")
+        call = await self._found(call_id, form, "record")
         if call is None or call.expecting != "record" or call.canceled:
             return self._polite(call_id, "recording", call)
         url = form.get("RecordingUrl", "")
         if not url:
             log.warning("twilio call %s: the recording came back without a URL; ending the call", call_id)
-            call.expecting = None
+            call.expecting = ""
+            await self._save(call)
             return render_hangup()
-        call.recording_url = url
         duration = int(form["RecordingDuration"]) if form.get("RecordingDuration", "").isdigit() else 0
         log.info("twilio call %s: recording of %d s received", call_id, duration)
-        actions, reports = self._advance(call, RecordingFinished(url=url, duration_s=duration))
-        return await self._respond(call, actions, reports)
+        return await self._respond(call, RecordingFinished(url=url, duration_s=duration))
 
     async def on_hold(self, call_id: str, form: Form, *, redirected: bool = False) -> str:
         """The hold loop, and where a redirected call fetches what ``notify`` queued.
@@ -472,49 +445,48 @@ class TwilioProvider:
         (a caller just bridged or recording would be cut off). If the redirect fails for good, the loop
         delivers instead.
         """
-        call = self._known(call_id, form, "hold")
+        call = await self._found(call_id, form, "hold")
         if call is None or call.canceled:
             return self._polite(call_id, "hold", call)
         if redirected:
             call.redirecting = False
-        if call.pending and (redirected or not call.redirecting):
-            actions, call.pending = call.pending, []
-            return self._twiml(call, actions)
-        if call.pending and call.held is not None:
-            return self._twiml(call, [call.held])  # keep holding until the redirect arrives
-        if call.hold is not None and not call.reported:
-            return self._twiml(call, [call.hold])
+        pending = call.pending
+        if pending and (redirected or not call.redirecting):
+            call.pending = ""
+            await self._save(call)
+            return pending
+        holding = call.session.waiting and not call.session.reported
+        if call.music and (pending or holding):  # (pending: keep holding until the redirect arrives)
+            return self._twiml(call, [Hold(music=call.music)])
         return self._polite(call_id, "hold", call)
 
     async def on_call_status(self, call_id: str, form: Form) -> str:
         """The status callback of a call we placed."""
-        call = self._known(call_id, form, "status callback")
+        call = await self._found(call_id, form, "status callback")
         if call is None or not call.outbound:
             return self._polite(call_id, "status callback", call)
         status = form.get("CallStatus", "")
         if status not in _FINAL_CALL_STATUSES:
-            if status == "in-progress":
+            if status == "in-progress" and not call.in_progress:
                 call.in_progress = True
+                await self._save(call)
             return _NOTHING
-        reports: list[Report] = []
-        if not call.reported:
-            if call.canceled:
-                reports.append(self._result(call, CallOutcome.CANCELED, "canceled by the gateway"))
-            elif status == "completed":
+        if call.canceled:
+            outcome, detail = CallOutcome.CANCELED, "canceled by the gateway"
+        elif status == "completed":
+            if not call.session.reported:
                 if not call.answered and _is_machine(form.get("AnsweredBy", "")):
                     call.answered = True
-                    _, reports = self._advance(call, Answered(machine=True))
+                    await self.sessions.advance(call.session, Answered(machine=True))
                 else:
-                    _, reports = self._advance(call, HungUp(cause="hung up"))
-                if not call.reported:
-                    reports.append(self._result(call, CallOutcome.NO_ANSWER, "hung up"))
-            else:
-                outcome, detail = _UNANSWERED[status]
-                sip = form.get("SipResponseCode", "")
-                reports.append(self._result(call, outcome, f"{detail} (SIP {sip})" if sip else detail))
+                    await self.sessions.advance(call.session, HungUp(cause="hung up"))
+            outcome, detail = CallOutcome.NO_ANSWER, "hung up"
+        else:
+            outcome, detail = _UNANSWERED[status]
+            sip = form.get("SipResponseCode", "")
+            detail = f"{detail} (SIP {sip})" if sip else detail
         log.info("twilio call %s to %s over: %s", call_id, mask_number(call.number), status)
-        self._end(call)
-        await self._emit(reports)
+        await self._end(call, outcome, detail)
         return _NOTHING
 
     async def on_amd(self, call_id: str, form: Form) -> str:
@@ -527,7 +499,7 @@ class TwilioProvider:
         audio; a greeting does not press keys), so the call is already reported and the verdict is
         only logged.
         """
-        call = self._known(call_id, form, "AMD callback")
+        call = await self._found(call_id, form, "AMD callback")
         answered_by = form.get("AnsweredBy", "")
         if call is None or not call.outbound or call.canceled:
             log.info("twilio AMD verdict %s for call %s ignored: the call is not up", answered_by or "-", call_id)
@@ -535,15 +507,14 @@ class TwilioProvider:
         if not _is_machine(answered_by):
             log.info("twilio call %s: AMD says %s", call_id, answered_by or "nothing")
             return _NOTHING
-        if call.reported:
-            outcome = call.flow_outcome.value if call.flow_outcome else "its result"
+        if call.session.reported:
+            outcome = call.session.flow_outcome.value if call.session.flow_outcome else "its result"
             log.info("twilio call %s: AMD says %s after %s; the result stands", call_id, answered_by, outcome)
             return _NOTHING
-        call.expecting = None  # a gather posted after the verdict ends politely
-        call.canceled = True  # hung up by us; the final status only confirms it
-        reports: list[Report] = [self._result(call, CallOutcome.MACHINE, f"answered by {answered_by}")]
+        # Over for the gateway now: a gather posted after the verdict, and the final status, end politely.
+        call.canceled = True
         self._spawn(self._hang_up(call, f"AMD says {answered_by}"))
-        await self._emit(reports)
+        await self._end(call, CallOutcome.MACHINE, f"answered by {answered_by}")
         return _NOTHING
 
     # ----------------------------------------------- webhooks: the hotline
@@ -551,7 +522,7 @@ class TwilioProvider:
     async def on_inbound_call(self, form: Form) -> str:
         sid = form.get("CallSid", "")
         call_id = f"tw-{sid}"
-        if not sid or call_id in self._calls or call_id in self._finished or call_id in self._arriving:
+        if not sid or call_id in self._finished or call_id in self._arriving or await self._find(call_id):
             return self._polite(call_id, "inbound call", self._calls.get(call_id))
         caller = caller_number(form.get("From", ""), self._region)
         dialled = caller_number(form.get("To", ""), self._region)
@@ -559,42 +530,45 @@ class TwilioProvider:
         if self.events is None:
             log.warning("twilio call %s from %s: the provider is not open; ending it", call_id, who)
             return render_hangup(NOT_IN_SERVICE)
-        self._arriving.add(call_id)
+        call: TwilioCall | None = None
+        self._arriving.add(call_id)  # until its session is known: a final status now is the caller gone
         try:
             flow = await self.events.inbound_call(InboundCall(call_id=call_id, caller=caller, dialled=dialled))
+            if flow is not None:
+                started = await self.sessions.start(call_id, outbound=False, flow=flow,
+                                                    extra={"sid": sid, "number": caller, "answered": "1",
+                                                           "in_progress": "1"})
+                call = self._calls[call_id] = TwilioCall(session=started.session)
         finally:
             self._arriving.discard(call_id)
         if call_id in self._gone_while_arriving:
             self._gone_while_arriving.discard(call_id)
-            self._remember(call_id)
             log.info("twilio call %s from %s hung up before the hotline answered", call_id, who)
-            if flow is not None:
-                await self._emit([CallerFinished(call_id=call_id, outcome=FlowOutcome.ABANDONED)])
+            if call is not None:
+                await self._end(call, CallOutcome.NO_ANSWER)  # the caller finished: abandoned
+            self._remember(call_id)
             return render_hangup()
-        if flow is None:
+        if call is None:
             log.info("twilio call %s from %s to %s: not a hotline", call_id, who, mask_number(dialled))
             self._remember(call_id)
             return render_hangup(NOT_IN_SERVICE)
         log.info("twilio call %s from %s to hotline %s", call_id, who, mask_number(dialled))
-        call = TwilioCall(call_id=call_id, outbound=False, number=caller, flow=flow, state=flow.start().state,
-                          sid=sid, answered=True, in_progress=True)
-        self._calls[call_id] = call
-        actions, reports = self._advance(call, Answered())
-        return await self._respond(call, actions, reports)
+        return await self._respond(call, Answered())
 
     async def on_inbound_status(self, form: Form) -> str:
         """The hotline number's status callback: the caller's call is over."""
         call_id = f"tw-{form.get('CallSid', '')}"
-        call = self._calls.get(call_id)
         status = form.get("CallStatus", "")
-        if call is None and call_id in self._arriving and status in _FINAL_CALL_STATUSES:
-            self._gone_while_arriving.add(call_id)  # on_inbound_call finishes it when the gateway answers
+        if call_id in self._arriving:
+            if status in _FINAL_CALL_STATUSES:
+                self._gone_while_arriving.add(call_id)  # on_inbound_call finishes it when the gateway answers
             return _NOTHING
+        call = await self._find(call_id)
         if call is None or call.outbound:
             return self._polite(call_id, "status callback", None)
         if status not in _FINAL_CALL_STATUSES:
             return _NOTHING
-        if call.expecting == "record" and not call.reported and not call.ending:
+        if call.expecting == "record" and not call.session.reported and not call.ending:
             call.ending = True  # give the recording's action a moment to arrive first
             self._spawn(self._finish_caller_later(call, status))
             return _NOTHING
@@ -603,19 +577,15 @@ class TwilioProvider:
 
     async def _finish_caller_later(self, call: TwilioCall, status: str) -> None:
         await asyncio.sleep(self.record_grace_s)
-        if call.call_id in self._calls:
+        if self._calls.get(call.call_id) is call:
             await self._finish_caller(call, status)
 
     async def _finish_caller(self, call: TwilioCall, status: str) -> None:
-        call_id = call.call_id
-        reports: list[Report] = []
-        if not call.reported:
-            _, reports = self._advance(call, HungUp(cause=status))
-            reports.append(self._caller_finished(call))
-        log.info("twilio call %s from %s over: %s", call_id,
+        if not call.session.reported:
+            await self.sessions.advance(call.session, HungUp(cause=status))
+        log.info("twilio call %s from %s over: %s", call.call_id,
                  mask_number(call.number) if call.number else "a withheld number", status)
-        self._end(call)
-        await self._emit(reports)
+        await self._end(call, CallOutcome.NO_ANSWER)  # for a caller, only the flow's outcome counts
 
     # ---------------------------------------------------------- webhooks: SMS
 
@@ -648,77 +618,66 @@ class TwilioProvider:
                 log.exception("twilio SMS %s: reporting %s failed", sms_id, status.value)
         return render_message("")
 
-    # ---------------------------------------------------------- flow runner
+    # ------------------------------------------------- flow steps -> TwiML
 
-    def _advance(self, call: TwilioCall, event: Event) -> tuple[list[Action], list[Report]]:
-        """Feed one event; returns the actions to render and what to report, in order.
+    async def _respond(self, call: TwilioCall, event: Event) -> str:
+        """The TwiML answer to a webhook: the step ``event`` leads to."""
+        twiml = await self._advance(call, event)
+        return render_hangup() if twiml is None else twiml
 
-        Synchronous on purpose: the call's state is settled before anything is
-        awaited, so concurrent webhooks for the same call cannot interleave.
+    async def _advance(self, call: TwilioCall, event: Event, *, queue: bool = False) -> str | None:
+        """Feed ``event`` to the call's flow through the runner; the step's TwiML, or None if none was rendered.
+
+        ``queue``: the TwiML is for the next fetch of the hold URL (a gateway event, not a webhook).
+        The call's own fields are stored before the runner reports the step.
         """
-        step: Step[Any] = call.flow.on_event(call.state, event)
-        call.state = step.state
-        actions = list(step.actions)
-        reports: list[Report] = []
-        if step.outcome is not None:
-            call.flow_outcome = step.outcome
-            if call.outbound and step.outcome == FlowOutcome.ACCEPTED and not _has(actions, Hangup):
-                actions.append(Bridge(call_id=call.call_id))  # wait in the room the caller joins
+        reached = call.session.flow_outcome
+        rendered: list[str] = []
+
+        async def render_step(flow_actions: tuple[Action, ...]) -> None:
+            accepted = reached is None and call.session.flow_outcome == FlowOutcome.ACCEPTED
+            actions = await self._translated(call, flow_actions, accepted=accepted)
+            if not actions and not queue:
+                log.warning("twilio call %s: the flow had nothing to say; the call ends", call.call_id)
+            twiml = self._twiml(call, actions)
+            if queue and actions:
+                call.pending = joined(call.pending, twiml)
+            rendered.append(twiml)
+            await self._save(call)
+
+        call.changed = False  # the runner stores the session (its extra too) before it renders
+        await self.sessions.advance(call.session, event, render=render_step)
+        return rendered[0] if rendered else None
+
+    async def _translated(self, call: TwilioCall, flow_actions: tuple[Action, ...], *,
+                          accepted: bool) -> list[Action]:
+        """The flow's actions as Twilio runs them; notes which verb's action may post next."""
+        actions = list(flow_actions)
+        if call.outbound and accepted and not _has(actions, Hangup):
+            actions.append(Bridge(call_id=call.call_id))  # wait in the room the caller joins
         if actions:
-            call.expecting = None
-            call.hold = None
+            call.expecting = ""
         for index, action in enumerate(actions):
             if isinstance(action, Gather):
                 call.expecting = "gather"
             elif isinstance(action, Record):
                 call.expecting = "record"
             elif isinstance(action, Hold):
-                call.hold = call.held = action
-                reports.append(CallerWaiting(call_id=call.call_id, priority=action.priority))
-            elif isinstance(action, Bridge) and action.call_id != call.call_id and not self._link(call, action):
+                call.music = action.music
+            elif isinstance(action, Bridge) and action.call_id != call.call_id and not await self._link(call, action):
                 actions[index] = Hangup()
-        hanging_up = _has(actions, Hangup)
-        if call.outbound and not call.reported:
-            if call.flow_outcome is not None:
-                reports.append(self._result(call, self._mapped(call), ""))
-            elif hanging_up:
-                reports.append(self._result(call, CallOutcome.NO_ANSWER, "flow hung up"))
-        if not call.outbound and hanging_up and not call.reported:
-            reports.append(self._caller_finished(call))
-        return actions, reports
+        return actions
 
-    def _link(self, call: TwilioCall, bridge: Bridge) -> bool:
-        other = self._calls.get(bridge.call_id)
+    async def _link(self, call: TwilioCall, bridge: Bridge) -> bool:
+        other = await self._find(bridge.call_id)
         if other is None or other.canceled:
             log.warning("twilio call %s: cannot bridge to %s, that call is not up; ending it",
                         call.call_id, bridge.call_id)
             return False
         call.linked, other.linked = other.call_id, call.call_id
+        await self._save(other)
         log.info("twilio call %s: bridging to %s", call.call_id, other.call_id)
         return True
-
-    def _mapped(self, call: TwilioCall) -> CallOutcome:
-        assert call.flow_outcome is not None
-        return call_outcome(call.flow_outcome, call.state)
-
-    def _result(self, call: TwilioCall, outcome: CallOutcome, detail: str) -> CallResult:
-        call.reported = True
-        log.info("twilio call %s to %s: %s%s", call.call_id, mask_number(call.number), outcome.value,
-                 f" ({detail})" if detail else "")
-        return CallResult(call_id=call.call_id, outcome=outcome, detail=detail)
-
-    def _caller_finished(self, call: TwilioCall) -> CallerFinished:
-        call.reported = True
-        outcome = call.flow_outcome or FlowOutcome.ABANDONED
-        log.info("twilio call %s: caller finished, %s", call.call_id, outcome.value)
-        return CallerFinished(call_id=call.call_id, outcome=outcome, recording_url=call.recording_url)
-
-    async def _respond(self, call: TwilioCall, actions: list[Action], reports: list[Report]) -> str:
-        twiml = self._twiml(call, actions)
-        if not actions:
-            log.warning("twilio call %s: the flow had nothing to say; the call ends", call.call_id)
-        await self._emit(reports)
-        return twiml
 
     def _twiml(self, call: TwilioCall, actions: list[Action]) -> str:
         return render(
@@ -728,36 +687,39 @@ class TwilioProvider:
             hold_url=self._voice_url(call.call_id, "hold"),
         )
 
-    async def _emit(self, reports: list[Report]) -> None:
-        events = self.events
-        if events is None:
-            return
-        for report in reports:
-            try:
-                if isinstance(report, CallResult):
-                    await events.call_ended(report)
-                elif isinstance(report, CallerWaiting):
-                    await events.caller_waiting(report)
-                else:
-                    await events.caller_finished(report)
-            except Exception:
-                log.exception("twilio call %s: reporting %s failed", report.call_id, type(report).__name__)
-
     # --------------------------------------------------------------- helpers
 
-    def _known(self, call_id: str, form: Form, what: str) -> TwilioCall | None:
-        """The live call ``call_id`` if the webhook's CallSid is its own."""
+    async def _find(self, call_id: str) -> TwilioCall | None:
+        """The live call ``call_id``: served by this process, or (after a restart) from the store."""
         call = self._calls.get(call_id)
+        if call is not None or call_id in self._finished:  # (finished: its session may be ending now)
+            return call
+        session = await self.sessions.find(call_id)
+        if session is None or session.ended:
+            return None
+        # Two webhooks may have loaded it at once: the first one kept is the call for both.
+        return self._calls.setdefault(call_id, TwilioCall(session=session))
+
+    async def _found(self, call_id: str, form: Form, what: str) -> TwilioCall | None:
+        """The live call ``call_id`` if the webhook's CallSid is its own."""
+        call = await self._find(call_id)
         if call is None:
             return None
         sid = form.get("CallSid", "")
-        if call.sid is None and sid and sid not in self._sids:
+        if not call.sid and sid and sid not in self._sids:
             call.sid = sid  # the webhook beat create_call's answer
             self._remember_sid(sid)
+            await self._save(call)
         elif sid != call.sid:
             log.warning("twilio %s for call %s carries another CallSid; ignored", what, call_id)
             return None
         return call
+
+    async def _save(self, call: TwilioCall) -> None:
+        """Store the call's session if its own fields changed since it was last stored."""
+        if call.changed:
+            call.changed = False
+            await self.sessions.save(call.session)
 
     def _polite(self, call_id: str, what: str, call: TwilioCall | None) -> str:
         """End the call: the webhook is for an unknown, finished or replayed call, and changes nothing."""
@@ -769,14 +731,16 @@ class TwilioProvider:
             log.warning("twilio %s for unknown call %s; ending it", what, call_id)
         return render_hangup()
 
-    def _end(self, call: TwilioCall) -> None:
-        """The call is over: forget it, and hang up the leg it was bridged with."""
+    async def _end(self, call: TwilioCall, outcome: CallOutcome, detail: str = "") -> None:
+        """The call is over: hang up the leg it was bridged with, and end its session (reporting once)."""
         self._calls.pop(call.call_id, None)
         self._remember(call.call_id)
-        other = self._calls.get(call.linked or "")
+        other = await self._find(call.linked) if call.linked else None
         if other is not None and not other.canceled:
             other.canceled = True
+            await self._save(other)
             self._spawn(self._hang_up(other, f"the other party ({call.call_id}) hung up"))
+        await self.sessions.end(call.session, outcome, detail)
 
     def _remember(self, call_id: str) -> None:
         self._finished[call_id] = None
@@ -787,13 +751,13 @@ class TwilioProvider:
         _trim(self._sids)
 
     async def _hang_up(self, call: TwilioCall, why: str) -> None:
-        if call.sid is None or self._rest is None:
+        if not call.sid or self._rest is None:
             return
         log.info("twilio call %s: hanging up, %s", call.call_id, why)
         await self._rest.cancel_call(call.sid, answered=call.answered or call.in_progress)
 
     async def _redirect(self, call: TwilioCall) -> None:
-        if call.sid is None or self._rest is None:
+        if not call.sid or self._rest is None:
             return
         try:
             await self._rest.redirect_call(call.sid, url=self._voice_url(call.call_id, "hold") + "?redirected=1")

@@ -24,6 +24,7 @@ Choices, and why:
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from twilio.twiml.messaging_response import MessagingResponse
@@ -104,6 +105,17 @@ def render(
             case _:
                 raise TypeError(f"not a flow action: {action!r}")
     return str(response.to_xml())
+
+
+def joined(first: str, then: str) -> str:
+    """One TwiML document that runs the verbs of ``first``, then those of ``then`` ("" is none)."""
+    if not first:
+        return then
+    if not then:
+        return first
+    head = ET.fromstring(first)
+    head.extend(list(ET.fromstring(then)))
+    return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(head, encoding="unicode")
 
 
 def render_hangup(message: str | None = None, *, language: str = "en-US") -> str:
