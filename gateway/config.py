@@ -21,6 +21,8 @@ import yaml
 from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
+from providers.asterisk_settings import AsteriskSettings
+from providers.sandbox import SandboxPhone, SandboxSettings
 
 # --------------------------------------------------------------------- schema
 
@@ -104,22 +106,6 @@ class ApiToken:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SandboxPhone:
-    number: str  # E.164
-    behaviour: str  # "answer" (answer after `after_s`, press `digits`) | "never_answer" | "busy" | "reject"
-    after_s: float = 2.0
-    digits: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SandboxConfig:
-    enabled: bool = True
-    caller_id: str = "+15559990000"
-    lines: int = 10  # simulated calls in progress at once (the dispatcher's capacity)
-    phones: tuple[SandboxPhone, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
 class Hotline:
     """A number callers dial; engineers are screened along ``policy`` of ``team``."""
 
@@ -147,25 +133,6 @@ class TwilioConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AsteriskConfig:
-    host: str = "127.0.0.1"
-    port: int = 5038
-    username: str
-    secret: str
-    dial_string: str = "PJSIP/{number}@trunk"  # {number} is E.164; {digits} without the '+'
-    caller_id: str  # E.164 presented on outbound calls
-    agi_listen_host: str = "127.0.0.1"
-    agi_listen_port: int = 4573
-    agi_url: str = "agi://127.0.0.1:4573"  # how Asterisk reaches our FastAGI server
-    agi_allowed_hosts: tuple[str, ...] = ()  # besides loopback and `host`: who may open FastAGI sessions
-    max_channels: int = 10
-    tts_command: tuple[str, ...] = ()  # e.g. ("espeak-ng", "-v", "{voice}", "-w", "{out}", "{text}")
-    tts_resample: tuple[str, ...] = ()  # e.g. ("sox", "{in}", "-r", "8000", "-c", "1", "-b", "16", "{out}")
-    sounds_dir: Path = Path("/var/lib/asterisk/sounds/gateway")
-    record_dir: Path = Path("/var/spool/asterisk/gateway")
-
-
-@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -185,12 +152,12 @@ class Config:
     routes: tuple[Route, ...] = ()
     default_route: Route | None = None
     api_tokens: tuple[ApiToken, ...] = ()
-    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     hotlines: tuple[Hotline, ...] = ()
     reserved_for_high: float = 0.2  # share of each provider's lines low priority never takes
     low_wait_warning_s: float = 60.0  # a low-priority call waiting longer is reported
     twilio: TwilioConfig | None = None
-    asterisk: AsteriskConfig | None = None
+    asterisk: AsteriskSettings | None = None
     voice_order: tuple[str, ...] = ("sandbox",)  # providers that place calls, in the order they are tried
     sms_order: tuple[str, ...] = ("sandbox",)  # providers that send SMS, likewise (may be empty)
 
@@ -833,7 +800,7 @@ class _Reader:
             machine_detection=self.value(section, "machine_detection", "twilio", _as_bool, True),
         )
 
-    def asterisk(self, raw: object, region: str) -> AsteriskConfig | None:
+    def asterisk(self, raw: object, region: str) -> AsteriskSettings | None:
         if raw is None:
             return None
         keys = ("host", "port", "username", "secret", "secret_env", "dial_string", "caller_id", "agi_listen_host",
@@ -854,7 +821,7 @@ class _Reader:
             self.problem(f"{p}.agi_url", "must be agi://host:port with no path (the gateway adds its routes)")
         if None in (username, secret, caller_id):
             return None
-        return AsteriskConfig(
+        return AsteriskSettings(
             host=self.value(section, "host", p, _as_text, "127.0.0.1"),
             port=self.value(section, "port", p, _as_int(1, 65535), 5038),
             username=username,
@@ -1102,7 +1069,7 @@ class _Reader:
                 self.problem(_join(path, label), str(exc))
         return tuple(found)
 
-    def sandbox(self, raw: object, region: str) -> SandboxConfig:
+    def sandbox(self, raw: object, region: str) -> SandboxSettings:
         section = self.mapping(raw, "sandbox", ("enabled", "caller_id", "lines", "phones"))
         phones: list[SandboxPhone] = []
         raw_phones = section.get("phones")
@@ -1131,7 +1098,7 @@ class _Reader:
                         SandboxPhone(number=number, behaviour=behaviour, after_s=after.total_seconds(), digits=digits)
                     )
             self.duplicates(numbers, "phone number")
-        return SandboxConfig(
+        return SandboxSettings(
             enabled=self.value(section, "enabled", "sandbox", _as_bool, True),
             caller_id=self.value(section, "caller_id", "sandbox", _as_phone(region), "+15559990000"),
             lines=self.value(section, "lines", "sandbox", _as_int(1, 10000), 10),

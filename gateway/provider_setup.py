@@ -19,7 +19,7 @@ from gateway.provider_manager import CarriedBy, ProviderManager
 from providers.asterisk import AsteriskProvider
 from providers.base import Capabilities, ProviderEvents, SmsProvider, VoiceProvider
 from providers.call_session import SessionStore
-from providers.sandbox import SandboxProvider, Script
+from providers.sandbox import SandboxProvider
 from providers.sandbox_api import JsonReader, sandbox_routes
 from providers.twilio import TwilioProvider
 
@@ -96,8 +96,7 @@ def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
             clock=clock,
             caller_id=config.sandbox.caller_id,
             max_concurrent_calls=config.sandbox.lines,
-            scripts={p.number: Script(behaviour=p.behaviour, after_s=p.after_s, digits=p.digits)
-                     for p in config.sandbox.phones},
+            scripts={phone.number: phone for phone in config.sandbox.phones},
         )
         plugins["sandbox"] = sandbox
         api_routes += sandbox_routes(sandbox, region=config.default_region, read_json=read_json)

@@ -40,10 +40,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from asterisk import agi_commands as agi
 from asterisk.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout
@@ -73,6 +72,7 @@ from ivr_flows.model import (
     Play,
     Step,
 )
+from providers.asterisk_settings import AsteriskSettings
 from providers.base import (
     CallOutcome,
     CallRequest,
@@ -104,26 +104,6 @@ _HANGUP_CAUSES = {
 }
 _PHONE_TEXT = re.compile(r"[\d\s()+.-]+")  # a value that is only a phone number, maybe formatted
 _HANGUP_REPLY_S = 2.0  # how long AGI HANGUP may take before the socket is closed anyway
-
-
-class AsteriskSettings(Protocol):
-    """What the provider reads from the ``asterisk:`` config section (gateway.config.AsteriskConfig)."""
-
-    host: str
-    port: int
-    username: str
-    secret: str
-    dial_string: str
-    caller_id: str
-    agi_listen_host: str
-    agi_listen_port: int
-    agi_url: str
-    agi_allowed_hosts: Sequence[str]
-    max_channels: int
-    tts_command: Sequence[str]
-    tts_resample: Sequence[str]
-    sounds_dir: Path
-    record_dir: Path
 
 
 @dataclass(frozen=True, kw_only=True)

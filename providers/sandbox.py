@@ -53,12 +53,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Script:
-    """How a phone behaves by itself: answer | never_answer | busy | reject."""
+class SandboxPhone:
+    """How a phone behaves by itself."""
 
-    behaviour: str
+    number: str  # E.164
+    behaviour: str  # "answer" (answer after `after_s`, press `digits`) | "never_answer" | "busy" | "reject"
     after_s: float = 2.0
     digits: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxSettings:
+    """The ``sandbox:`` section of the config file (read and checked by the gateway's config reader)."""
+
+    enabled: bool = True
+    caller_id: str = "+15559990000"
+    lines: int = 10  # simulated calls in progress at once (the dispatcher's capacity)
+    phones: tuple[SandboxPhone, ...] = ()
 
 
 class PhoneError(Exception):
@@ -115,7 +126,7 @@ class SandboxProvider:
         *,
         clock: Clock,
         caller_id: str,
-        scripts: dict[str, Script] | None = None,
+        scripts: dict[str, SandboxPhone] | None = None,
         max_concurrent_calls: int = 10,
     ) -> None:
         self.capabilities = Capabilities(
@@ -374,7 +385,7 @@ class SandboxProvider:
             call.gathering = None
             await self._feed(call, NoInput())
 
-    async def _scripted(self, call: SimCall, script: Script) -> None:
+    async def _scripted(self, call: SimCall, script: SandboxPhone) -> None:
         if call.state != "ringing":
             return
         if script.behaviour == "reject":

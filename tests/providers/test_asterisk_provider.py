@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from core.clock import FakeClock
-from gateway.config import AsteriskConfig
+from core.phone import caller_number as normalize_number
 from ivr_flows.alert_call import AlertCallFlow
 from ivr_flows.hotline import HotlineCallerFlow
 from ivr_flows.model import EngineerConnected, Flow, FlowOutcome, NobodyAccepted
 from ivr_flows.screening import ScreeningFlow
 from providers.asterisk import AsteriskProvider, AsteriskTiming, channel_id_for
+from providers.asterisk_settings import AsteriskSettings
 from providers.base import (
     CallerFinished,
     CallerWaiting,
@@ -36,7 +37,6 @@ from providers.base import (
     Reply,
     SmsStatusChanged,
 )
-from core.phone import caller_number as normalize_number
 from tests.peers.ami_server import FakePbx, encode_message, load_capture
 from tests.providers.test_call_session import MemoryStore
 
@@ -64,8 +64,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def make_config(ami_port: int, agi_port: int, *, secret: str = SECRET, tmp: Path) -> AsteriskConfig:
-    return AsteriskConfig(
+def make_config(ami_port: int, agi_port: int, *, secret: str = SECRET, tmp: Path) -> AsteriskSettings:
+    return AsteriskSettings(
         host="127.0.0.1",
         port=ami_port,
         username="gateway",
