@@ -70,7 +70,7 @@ class AmiNotConnected(AmiError):
     """Not connected to Asterisk, or the connection dropped before the reply."""
 
 
-class _Protocol(AMIProtocol):
+class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type information
     """panoramisk's protocol with a framing that survives garbage.
 
     Frames are split on the empty line in bytes and decoded one by one; a frame
@@ -116,8 +116,10 @@ class _Protocol(AMIProtocol):
             logger.warning("AMI: dropped a frame that could not be handled", exc_info=True)
 
 
-class _Connection(Manager):  # type: ignore[misc]
+class _Connection(Manager):  # type: ignore[misc]  # panoramisk ships no type information
     """One AMI TCP connection: a panoramisk Manager whose own reconnect and ping are off."""
+
+    pinger: asyncio.Handle | None  # set by panoramisk
 
     def __init__(self, **config: Any) -> None:
         super().__init__(protocol_factory=_Protocol, **config)
@@ -424,7 +426,7 @@ class AmiClient:
         self._set_state(state)
 
     def _backoff(self, attempt: int) -> float:
-        return min(self._backoff_max, self._backoff_initial * (2 ** min(attempt, 30)))
+        return float(min(self._backoff_max, self._backoff_initial * (2 ** min(attempt, 30))))
 
     async def _run(self) -> None:
         attempt = 0

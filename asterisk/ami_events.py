@@ -11,7 +11,7 @@ repeats inside one message, the first value is kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -248,7 +248,7 @@ class ChannelState:
 
 TypedEvent = OriginateResult | DtmfEnd | ChannelHangup | BridgeChange | ChannelState
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[AmiEvent], TypedEvent]] = {
     "OriginateResponse": OriginateResult.from_event,
     "DTMFEnd": DtmfEnd.from_event,
     "Hangup": ChannelHangup.from_event,

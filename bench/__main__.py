@@ -245,7 +245,8 @@ async def bench_webhook_and_memory(workdir: Path, *, calls: int = 5000, rate: fl
         dials = [d for c, d in p.dials.items() if c.startswith("page-")]
         answers = await load.run(rate=1000, duration_s=len(dials) / 1000, request=lambda i: twilio_webhook(
             port, dials[i]["call_id"], "answer", _call_params(dials[i], "in-progress")))
-        live = [d for d, r in zip(dials, sorted(answers.results, key=lambda r: r.index)) if r.status == 200]
+        ordered = sorted(answers.results, key=lambda r: r.index)
+        live = [d for d, r in zip(dials, ordered, strict=False) if r.status == 200]
         await asyncio.sleep(2)
         after = gw.rss_kib()
         print(f"  {len(live)} calls answered and in their flow; gateway RSS {before} KiB -> {after} KiB")

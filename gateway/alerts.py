@@ -207,7 +207,7 @@ class AlertService:
             alert, changed = await self.resolve(alert_id, by=by, how=f"resolved by {by} ({via})")
         else:
             alert, changed = await self.escalate(alert_id, by=f"{by} ({via})")
-        if not changed and (action != "resolve" and alert.status == AlertStatus.RESOLVED or action == "escalate"):
+        if not changed and ((action != "resolve" and alert.status == AlertStatus.RESOLVED) or action == "escalate"):
             raise Conflict(f"alert {alert_id} is {alert.status}; cannot {action} it", {"status": alert.status})
         return alert, changed
 

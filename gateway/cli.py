@@ -138,7 +138,7 @@ def _postgres_problem(url: str, password: str | None) -> str | None:
     """Connect and log in once; a first start also needs the right to create the tables."""
     import asyncio
 
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     from gateway.store_factory import masked_url
 

@@ -582,7 +582,8 @@ class _Reader:
         if key not in section and required:
             self.problem(path, f"needs {key} (or {env_key}, the name of an environment variable)")
             return None
-        return self.value(section, key, path, _as_text, None)
+        value: str | None = self.value(section, key, path, _as_text, None)
+        return value
 
     def relative(self, raw: str) -> Path:
         path = Path(raw).expanduser()
@@ -617,6 +618,7 @@ class _Reader:
         max_body = self.value(server, "max_body_bytes", "server", _as_int(1), 1024 * 1024)
 
         store_path, store_url, store_password = self.store(top.get("store"))
+        reserved_for_high, low_wait_warning_s = self.dispatch(top.get("dispatch"))
 
         templates_dir = None
         if top.get("templates_dir") is not None:
@@ -657,7 +659,8 @@ class _Reader:
             api_tokens=self.api_tokens(top.get("api_tokens")),
             sandbox=self.sandbox(top.get("sandbox"), region),
             hotlines=self.hotlines(top.get("hotlines"), region, teams, policies),
-            **self.dispatch(top.get("dispatch")),
+            reserved_for_high=reserved_for_high,
+            low_wait_warning_s=low_wait_warning_s,
             twilio=self.twilio(top.get("twilio"), region),
             asterisk=self.asterisk(top.get("asterisk"), region),
         )
@@ -770,13 +773,13 @@ class _Reader:
         self.duplicates([(f"hotlines[{i}].number", h.number) for i, h in enumerate(found)], "hotline number")
         return tuple(found)
 
-    def dispatch(self, raw: object) -> dict[str, float]:
+    def dispatch(self, raw: object) -> tuple[float, float]:
+        """The share of lines reserved for high priority, and the low-priority wait bound in seconds."""
         section = self.mapping(raw, "dispatch", ("reserved_for_high", "low_wait_warning"))
-        return {
-            "reserved_for_high": self.value(section, "reserved_for_high", "dispatch", _as_share, 0.2),
-            "low_wait_warning_s": self.value(section, "low_wait_warning", "dispatch", _as_duration(
-                timedelta(seconds=1)), timedelta(seconds=60)).total_seconds(),
-        }
+        reserved: float = self.value(section, "reserved_for_high", "dispatch", _as_share, 0.2)
+        bound: timedelta = self.value(section, "low_wait_warning", "dispatch", _as_duration(timedelta(seconds=1)),
+                                      timedelta(seconds=60))
+        return reserved, bound.total_seconds()
 
     def twilio(self, raw: object, region: str) -> TwilioConfig | None:
         if raw is None:
@@ -787,7 +790,7 @@ class _Reader:
         sid = self.value(section, "account_sid", "twilio", _as_text)
         token = self.secret(section, "auth_token", "twilio", required=True)
         number = self.value(section, "from_number", "twilio", _as_phone(region))
-        if None in (sid, token, number):
+        if sid is None or token is None or number is None:
             return None
         return TwilioConfig(
             account_sid=sid,
@@ -819,7 +822,7 @@ class _Reader:
             self.problem(f"{p}.agi_url", "must start with agi://")
         elif agi_url is not None and urlsplit(agi_url).path.strip("/"):
             self.problem(f"{p}.agi_url", "must be agi://host:port with no path (the gateway adds its routes)")
-        if None in (username, secret, caller_id):
+        if username is None or secret is None or caller_id is None:
             return None
         return AsteriskSettings(
             host=self.value(section, "host", p, _as_text, "127.0.0.1"),

@@ -206,7 +206,8 @@ class Dispatcher:
 
     def _ready(self) -> bool:
         free = self.capacity - len(self._in_flight)
-        return bool(self._queues[Priority.HIGH] and free > 0 or self._queues[Priority.LOW] and free > self.reserved_for_high)
+        high, low = self._queues[Priority.HIGH], self._queues[Priority.LOW]
+        return bool((high and free > 0) or (low and free > self.reserved_for_high))
 
     async def _run(self) -> None:
         while True:

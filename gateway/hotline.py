@@ -176,7 +176,7 @@ class HotlineService:
         engineer = self.config.engineers.get(page.engineer or "")
         name = engineer.name if engineer else mask(page.number)
         waited = int(self.clock.now() - alert.created_at)
-        result, changed = await self.alerts.acknowledge(
+        _, changed = await self.alerts.acknowledge(
             alert.id, by=page.engineer or page.number, how=f"accepted by {name}; the caller waited {waited} s"
         )
         if not changed:

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.migrations import scripts
@@ -201,7 +201,8 @@ def _alert(row: Sequence[Any]) -> Alert:
 def _page(row: Sequence[Any]) -> Page:
     return Page(
         id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=_out_opt(row[4]), number=_out(row[5]),
-        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=_out_opt(row[8]), detail=_out(row[9]), created_at=row[10],
+        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=_out_opt(row[8]), detail=_out(row[9]),
+        created_at=row[10],
         updated_at=row[11],
     )  # fmt: skip
 
@@ -363,7 +364,8 @@ class PgStore:
         if row["new_id"] is None:
             return _alert(row), False, []
         alert = Alert(
-            id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority, source=new.source,
+            id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority,
+            source=new.source,
             summary=new.summary, details=new.details, labels=new.labels, team=new.team, policy=new.policy,
             route=new.route, created_at=now, updated_at=now,
         )
@@ -390,7 +392,7 @@ class PgStore:
         return [_alert(r) for r in rows]
 
     async def change_status(
-        self, alert_id: int, status: str, *, now: float, by: str | None, note: str
+        self, alert_id: int, status: AlertStatus, *, now: float, by: str | None, note: str
     ) -> tuple[Alert, bool] | None:
         async with self._transaction() as db:
             row = await db.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)

@@ -109,7 +109,8 @@ def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
         plugins["twilio"] = twilio
         webhook_routes += twilio.routes(voice="twilio" in config.voice_order)
     voice: list[VoiceProvider] = [plugins[n] for n in config.voice_order if n in plugins]
-    sms: list[SmsProvider] = [p for n in config.sms_order if isinstance(p := plugins.get(n), SandboxProvider | TwilioProvider)]
+    sms: list[SmsProvider] = [p for n in config.sms_order
+                              if isinstance(p := plugins.get(n), SandboxProvider | TwilioProvider)]
     if not sms:
         log.info("no SMS provider configured: SMS steps will fail")
     return Providers(manager=ProviderManager(voice=voice, sms=sms), plugins=list(plugins.values()), sandbox=sandbox,

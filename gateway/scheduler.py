@@ -128,7 +128,7 @@ class Scheduler:
     async def _sleep(self, until: float | None) -> None:
         if until is not None and until <= self.clock.now():
             return
-        waiters = [asyncio.ensure_future(self._wake.wait())]
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
         if until is not None:
             waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
         try:
@@ -155,13 +155,14 @@ class Scheduler:
             if repeat >= policy.repeat:
                 rounds = policy.repeat + 1
                 log.warning("alert %d: escalation exhausted, nobody acknowledged after %d round(s)", alert.id, rounds)
-                if await self.store.reschedule(alert.id, expect=esc, next_due=None, now=now,
-                                               note=f"escalation exhausted: nobody acknowledged after {rounds} round(s)"):
+                note = f"escalation exhausted: nobody acknowledged after {rounds} round(s)"
+                if await self.store.reschedule(alert.id, expect=esc, next_due=None, now=now, note=note):
                     await kind.exhausted(alert)
                 return
             step_index, repeat = 0, repeat + 1
             notes.append(TimelineEntry(alert_id=alert.id, at=now, kind="escalation",
-                                       message=f"policy {policy.id} starts again (round {repeat + 1} of {policy.repeat + 1})"))
+                                       message=f"policy {policy.id} starts again "
+                                       f"(round {repeat + 1} of {policy.repeat + 1})"))
         plan = self.plan(team=alert.team, policy=policy, kind=kind, step_index=step_index, repeat=repeat,
                          now=now, notes=notes)
         created = await self.store.start_step(alert.id, expect=esc, plan=plan, now=now)

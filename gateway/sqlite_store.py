@@ -71,7 +71,8 @@ def _alert(row: tuple[Any, ...]) -> Alert:
 def _page(row: tuple[Any, ...]) -> Page:
     return Page(
         id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=row[4], number=row[5],
-        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=row[8], detail=row[9], created_at=row[10], updated_at=row[11],
+        channel=Channel(row[6]), status=PageStatus(row[7]), outcome=row[8], detail=row[9], created_at=row[10],
+        updated_at=row[11],
     )  # fmt: skip
 
 
@@ -260,7 +261,7 @@ class SqliteStore:
         return await self._read(lambda db: [_alert(r) for r in db.execute(sql, [*args, limit])])
 
     async def change_status(
-        self, alert_id: int, status: str, *, now: float, by: str | None, note: str
+        self, alert_id: int, status: AlertStatus, *, now: float, by: str | None, note: str
     ) -> tuple[Alert, bool] | None:
         def change(db: Db) -> tuple[Alert, bool] | None:
             alert = _get_alert(db, alert_id)

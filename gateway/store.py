@@ -134,7 +134,7 @@ class Store(Protocol):
     ) -> list[Alert]: ...
 
     async def change_status(
-        self, alert_id: int, status: str, *, now: float, by: str | None, note: str
+        self, alert_id: int, status: AlertStatus, *, now: float, by: str | None, note: str
     ) -> tuple[Alert, bool] | None:
         """Move an open alert to acknowledged or resolved and stop its escalation.
 

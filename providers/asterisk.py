@@ -114,7 +114,8 @@ class AsteriskTiming:
     outcome_grace_s: float = 30.0  # clock: ring timeout + this without any word -> FAILED ("outcome lost")
     accept_wait_s: float = 120.0  # clock: an accepted engineer with no bridge to make is hung up after this
     hangup_settle_s: float = 1.0  # after a leg's Hangup, how long an OriginateResponse may still come
-    verdict_wait_s: float = 3.0  # a caller's AGI ended during a bridge: after closing it, how long AMI may take to say why
+    # A caller's AGI ended during a bridge: after closing it, how long AMI may take to say why.
+    verdict_wait_s: float = 3.0
     hold_chunk_s: int = 10  # one MusicOnHold chunk; gateway events are picked up between chunks
     ami_action_timeout_s: float = 5.0
     ami_ping_interval_s: float = 10.0

@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from core.clock import to_datetime
-from gateway.oncall import who_is_on_call
 from core.phone import InvalidNumber, normalize
+from gateway.oncall import who_is_on_call
 from gateway.web.auth import caller
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json

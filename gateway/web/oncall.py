@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from core.clock import iso, to_datetime
+from core.phone import mask
 from gateway.config import Config
 from gateway.oncall import who_is_on_call
-from core.phone import mask
 from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG
 
 routes = web.RouteTableDef()
 
-_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _person(config: Config, engineer_id: str | None) -> dict[str, Any] | None:

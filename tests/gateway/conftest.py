@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from tests.support import BASE_CONFIG, Gateway, write_config
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import providers.asterisk
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from providers.asterisk import AsteriskTiming
 from tests.peers.ami_server import FakePbx

@@ -55,7 +55,7 @@ async def test_press_2_passes_it_on_at_once(gateway: Gateway) -> None:
 
 
 async def test_rejected_call_moves_on_at_once(gateway: Gateway) -> None:
-    _, answer = await gateway.post("/api/v1/alerts", {"summary": "db down", "team": "sre"})
+    _, _answer = await gateway.post("/api/v1/alerts", {"summary": "db down", "team": "sre"})
     await gateway.ringing(ALICE)
     status, _ = await gateway.post(f"/api/v1/sandbox/phones/{ALICE}/reject")
     assert status == 200

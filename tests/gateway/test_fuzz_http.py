@@ -123,7 +123,7 @@ def _queries_for(method: str, template: str) -> st.SearchStrategy[dict[str, str]
 def _query(draw: st.DrawFn, method: str, template: str) -> dict[str, str]:
     """Mostly the operation's own parameters (with values at and past their edges), sometimes any."""
     declared = [p["name"] for p in OPERATIONS.get((method, template), {}).get("parameters", []) if p["in"] == "query"]
-    names = declared + ["token"] if template.endswith("/splunk") else declared or ["x"]
+    names = [*declared, "token"] if template.endswith("/splunk") else declared or ["x"]
     own = st.sampled_from(names)
     keys = st.one_of(own, own, own, st.sampled_from(sorted(_QUERY_VALUES)), _ODD_TEXT)
     query: dict[str, str] = {}
@@ -254,9 +254,8 @@ _BODIES = _bodies(_ANY_SHAPE)
 
 @st.composite
 def json_api_request(draw: st.DrawFn) -> Sent:
-    method, template = draw(st.sampled_from(sorted(OPERATIONS) + [("PUT", "/api/v1/alerts"),
-                                                                     ("DELETE", "/api/v1/alerts/{alert_id}"),
-                                                                     ("POST", "/nope/{alert_id}")]))
+    method, template = draw(st.sampled_from([*sorted(OPERATIONS), ("PUT", "/api/v1/alerts"),
+                                             ("DELETE", "/api/v1/alerts/{alert_id}"), ("POST", "/nope/{alert_id}")]))
     path = draw(_path(template))
     query = draw(_queries_for(method, template))
     target = path + ("?" + _query_string(query) if query else "")
@@ -495,7 +494,7 @@ def twilio_request(draw: st.DrawFn) -> tuple[Sent, str]:
         form = draw(_twilio_form(template))
         body = urllib.parse.urlencode(form, encoding="utf-8", errors="surrogatepass").encode()
         content_type = b"application/x-www-form-urlencoded"
-    headers = [(b"Content-Type", content_type)] + draw(_EXTRA_HEADERS)
+    headers = [(b"Content-Type", content_type), *draw(_EXTRA_HEADERS)]
     return Sent("POST", path + query, tuple(headers), body), signing
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, eventually, write_config
 

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from gateway.web.fallback import is_catch_all
 from gateway.web.openapi import OPERATIONS, SCHEMAS, UNDOCUMENTED

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, payload, write_config

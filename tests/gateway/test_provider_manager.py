@@ -109,7 +109,7 @@ def _call(call_id: str) -> CallRequest:
 
 
 async def test_a_call_the_first_provider_cannot_place_is_placed_by_the_next() -> None:
-    manager, (asterisk, twilio), gateway, carried, _ = _rig("asterisk", "twilio")
+    manager, (asterisk, twilio), _gateway, carried, _ = _rig("asterisk", "twilio")
     asterisk.refuse = True
     await manager.place_call(_call("page-1"))
     assert twilio.placed == ["page-1"]
@@ -138,7 +138,7 @@ async def test_a_persons_answer_never_fails_over() -> None:
 
 
 async def test_when_every_provider_fails_the_page_fails_with_every_reason() -> None:
-    manager, providers, gateway, _, _ = _rig("asterisk", "twilio")
+    manager, providers, _gateway, _, _ = _rig("asterisk", "twilio")
     for p in providers:
         p.refuse = True
     try:
@@ -151,7 +151,7 @@ async def test_when_every_provider_fails_the_page_fails_with_every_reason() -> N
 
 
 async def test_a_provider_that_keeps_failing_is_skipped_until_one_probe_finds_it_back() -> None:
-    manager, (asterisk, twilio), gateway, _, clock = _rig("asterisk", "twilio")
+    manager, (asterisk, twilio), _gateway, _, clock = _rig("asterisk", "twilio")
     asterisk.refuse = True
     for i in range(3):
         await manager.place_call(_call(f"page-{i}"))

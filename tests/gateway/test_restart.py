@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import load_config
 from gateway.sqlite_store import SqliteStore
 from gateway.store import NewAlert, NewPage, StepPlan

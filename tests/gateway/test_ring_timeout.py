@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from core.clock import FakeClock
+from gateway.app import create_app
 from gateway.config import ConfigError, load_config
 from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, write_config
 
@@ -41,7 +41,7 @@ async def test_a_call_rings_for_the_steps_ring_timeout_then_the_next_step_pages(
     await clock.advance(1)
     await gateway.ringing(BOB)
     alert = await gateway.alert(answer["id"])
-    assert [(p["engineer"], p["outcome"]) for p in alert["pages"]][0] == ("alice", "no_answer")
+    assert next((p["engineer"], p["outcome"]) for p in alert["pages"]) == ("alice", "no_answer")
 
 
 def test_default_ring_time_is_the_step_timeout_within_10s_and_2m(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ async def test_same_text_from_an_unknown_number_changes_nothing(gateway: Gateway
 async def test_reply_naming_an_alert_not_sent_to_you_changes_nothing(gateway: Gateway) -> None:
     alert_id = await _sms_alert(gateway)
     # Alice is a known engineer, but this alert was never sent to her.
-    status, body = await gateway.post(f"/api/v1/sandbox/phones/{ALICE}/reply", {"text": f"resolve {alert_id}"})
+    _status, body = await gateway.post(f"/api/v1/sandbox/phones/{ALICE}/reply", {"text": f"resolve {alert_id}"})
     assert body["reply"] == f"Alert #{alert_id} was not sent to you; nothing changed."
     assert (await gateway.alert(alert_id))["status"] == "triggered"
 

@@ -13,11 +13,12 @@ def test_the_base_image_is_pinned_by_digest() -> None:
     base = re.search(r"^ARG BASE=(\S+)$", DOCKERFILE, re.MULTILINE)
     assert base is not None
     assert re.fullmatch(r"python:3\.11-slim[-\w]*@sha256:[0-9a-f]{64}", base.group(1))
-    assert all(line == "FROM ${BASE}" or line.startswith("FROM ${BASE} AS ") for line in LINES if line.startswith("FROM"))
+    froms = [line for line in LINES if line.startswith("FROM")]
+    assert all(line == "FROM ${BASE}" or line.startswith("FROM ${BASE} AS ") for line in froms)
 
 
 def test_dependencies_are_installed_before_the_code_is_copied() -> None:
-    install_deps = next(i for i, line in enumerate(LINES) if "requirements.txt" in line and "pip install" in line
+    install_deps = next(i for i, line in enumerate(LINES) if ("requirements.txt" in line and "pip install" in line)
                         or line.startswith("&& /opt/gateway/bin/pip install -r"))
     first_code = next(i for i, line in enumerate(LINES) if line.startswith("COPY gateway"))
     copies_before = [line for line in LINES[:install_deps] if line.startswith("COPY")]

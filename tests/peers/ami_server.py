@@ -1015,10 +1015,7 @@ class FakeAsterisk:
         call = _Call(
             values=values, dial=dial, application=application, data=data, timeout_s=timeout_s, inbound=inbound
         )
-        if match:
-            steps = scenario_for(dialled)
-        else:
-            steps = (_Step(at=0.001, template=_failed_originate(0)),)
+        steps = scenario_for(dialled) if match else (_Step(at=0.001, template=_failed_originate(0)),)
         if sync:
             call.sync_reply = asyncio.get_running_loop().create_future()
         self._calls[base] = call

@@ -16,8 +16,16 @@ from ivr_flows.model import (
     Record,
     RecordingFinished,
 )
-from providers.base import CallerFinished, CallerWaiting, CallOutcome, CallResult, InboundCall, InboundSms, Reply
-from providers.base import SmsStatusChanged
+from providers.base import (
+    CallerFinished,
+    CallerWaiting,
+    CallOutcome,
+    CallResult,
+    InboundCall,
+    InboundSms,
+    Reply,
+    SmsStatusChanged,
+)
 from providers.call_session import CallSessions
 
 
@@ -172,7 +180,7 @@ async def test_an_unreadable_stored_session_is_no_call_rather_than_an_error() ->
 
 
 async def test_engineer_connected_is_a_flow_event_like_any_other() -> None:
-    runner, events = _runner()
+    runner, _events = _runner()
     started = await runner.start("in-3", outbound=False, flow=HotlineCallerFlow(greeting="Hi"))
     await runner.advance(started.session, Answered())
     connected = await runner.advance(started.session, EngineerConnected(engineer_name="Bob", call_id="page-9"))
