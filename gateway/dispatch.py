@@ -91,6 +91,9 @@ class Dispatcher:
         self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
         self._placing: set[asyncio.Task[None]] = set()
+        # Numbers with a dial request in flight: one at a time per number, so a destination (or a provider
+        # request) that hangs holds one line, never all of them, and other pages go on.
+        self._dialling: set[str] = set()
         self._gate = SendGate()
 
     # ----------------------------------------------------------- lifecycle
@@ -190,12 +193,18 @@ class Dispatcher:
 
     # ------------------------------------------------------------- worker
 
+    def _eligible(self, priority: Priority) -> tuple[float, CallRequest] | None:
+        """The first call of the queue whose number has no dial request in flight."""
+        return next((item for item in self._queues[priority] if item[1].to not in self._dialling), None)
+
     def _next(self) -> CallRequest | None:
         free = self.capacity - len(self._in_flight)
-        if self._queues[Priority.HIGH] and free > 0:
-            return self._queues[Priority.HIGH].popleft()[1]
-        if self._queues[Priority.LOW] and free > self.reserved_for_high:
-            queued_at, request = self._queues[Priority.LOW].popleft()
+        if free > 0 and (item := self._eligible(Priority.HIGH)) is not None:
+            self._queues[Priority.HIGH].remove(item)
+            return item[1]
+        if free > self.reserved_for_high and (item := self._eligible(Priority.LOW)) is not None:
+            self._queues[Priority.LOW].remove(item)
+            queued_at, request = item
             waited = self._now() - queued_at
             if waited > self.low_wait_warning_s:
                 self.low_waited_too_long += 1
@@ -206,8 +215,8 @@ class Dispatcher:
 
     def _ready(self) -> bool:
         free = self.capacity - len(self._in_flight)
-        high, low = self._queues[Priority.HIGH], self._queues[Priority.LOW]
-        return bool((high and free > 0) or (low and free > self.reserved_for_high))
+        return bool((free > 0 and self._eligible(Priority.HIGH))
+                    or (free > self.reserved_for_high and self._eligible(Priority.LOW)))
 
     async def _run(self) -> None:
         while True:
@@ -223,6 +232,7 @@ class Dispatcher:
                     continue
                 self._pace.take()
                 self._in_flight.add(request.call_id)
+                self._dialling.add(request.to)
             task = asyncio.create_task(self._place(request), name=f"place {request.call_id}")
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
@@ -240,6 +250,9 @@ class Dispatcher:
                 await self.provider.place_call(request)
             finally:
                 self._gate.end(request.call_id)
+                async with self._changed:
+                    self._dialling.discard(request.to)
+                    self._changed.notify_all()
         except ProviderError as exc:
             await self.finished(request.call_id)
             attempt = self._attempts.get(request.call_id, 0)

@@ -340,3 +340,37 @@ async def test_withdrawing_a_call_whose_dial_is_in_flight_waits_until_the_provid
         assert provider.events == ["placed page-1", "acknowledgement answered"]
     finally:
         await dispatcher.stop()
+
+
+class HangingProvider(RecordingProvider):
+    """A provider whose dial requests to one number never come back (Twilio accepting and never answering)."""
+
+    def __init__(self, capacity: int, hung: str) -> None:
+        super().__init__(capacity=capacity)
+        self.hung = hung
+        self.requests_to_hung = 0
+
+    async def place_call(self, request: CallRequest) -> None:
+        if request.to == self.hung:
+            self.requests_to_hung += 1
+            await asyncio.Event().wait()
+        await super().place_call(request)
+
+
+async def test_a_number_whose_dial_request_hangs_holds_one_line_and_other_pages_go_on() -> None:
+    provider = HangingProvider(capacity=4, hung="+15550000666")
+    dispatcher, _ = await _dispatcher(provider, share=0)
+    try:
+        for i in range(6):  # six alerts for the engineer whose number hangs, queued first
+            await dispatcher.submit(dataclasses.replace(_request(f"hung-{i}", "high"), to="+15550000666"))
+        for i in range(3):
+            await dispatcher.submit(_request(f"other-{i}", "high"))
+        await eventually(lambda: _async(len(provider.placed) == 3))
+        assert provider.placed == ["other-0", "other-1", "other-2"]
+        assert provider.requests_to_hung == 1  # one request in flight to that number, not one per line
+    finally:
+        await dispatcher.stop()
+
+
+async def _async(value: object) -> object:
+    return value
