@@ -86,10 +86,11 @@ async def _wait_for_dials(p: object, expected: int, timeout_s: float = 30.0) -> 
         await asyncio.sleep(0.1)
 
 
-async def _dial_latencies(gw: object, p: object, run: Run) -> tuple[list[float], list[float]]:
+async def _dial_latencies(gw: object, p: object, run: Run, *, wait_s: float = 30.0,
+                          ) -> tuple[list[float], list[float]]:
     """For each accepted alert, to its Calls.json POST at the peer: from its 202, and from its request's start."""
     accepted = {json.loads(r.body)["id"]: r for r in run.results if r.status == 202}
-    await _wait_for_dials(p, len(accepted))
+    await _wait_for_dials(p, len(accepted), timeout_s=wait_s)
     pages = await alert_pages(gw, list(accepted))  # type: ignore[arg-type]
     from_202, from_request = [], []
     for alert_id, result in accepted.items():
@@ -434,6 +435,47 @@ async def bench_hotline(workdir: Path, *, calls: int = 40, amd_s: float = TYPICA
         report("hotline caller dial to bridged with the engineer p99", _ms(percentile(times, 99)), "-")
 
 
+HUNG_NUMBER = "+15550000007"
+
+
+def hung_config(port: int, peer_url: str) -> str:
+    """Two low-priority teams on 10 lines: one whose engineer's number never gets an answer from Twilio."""
+    return twilio_config(port, peer_url, lines=10).replace(
+        "teams:\n", f"teams:\n  stuck: {{members: [h]}}\n", 1).replace(
+        "engineers:\n", f'engineers:\n  h: {{name: H, phones: ["{HUNG_NUMBER}"]}}\n', 1)
+
+
+def team_alert(tag: str, team: str) -> Callable[[int], bytes]:
+    def build(index: int) -> bytes:
+        body = json.dumps({"summary": f"bench {tag} {index}", "dedup_key": f"{tag}-{index}", "team": team,
+                           "priority": "low"}).encode()
+        return encode("POST", "/api/v1/alerts", body, AUTH)
+
+    return build
+
+
+async def bench_hung(workdir: Path, *, stuck: int = 12, others: int = 50) -> None:
+    """Issue 9: while Twilio accepts the creates to one number and never answers, how long other pages wait."""
+    print(f"[hung] {stuck} alerts to a number whose creates Twilio never answers, then {others} other alerts "
+          "(10/s, the same priority, 10 lines)")
+    port = free_port()
+    async with peer("twilio") as p, gateway(hung_config(port, p.url), workdir, port) as gw:
+        await p.send({"hang_to": HUNG_NUMBER})
+        load = LoadGenerator("127.0.0.1", port)
+        hang_ups = asyncio.create_task(_end_calls(load, p, port, 0.5))  # answered calls end, freeing lines
+        await load.run(rate=stuck * 2, duration_s=0.5, request=team_alert("stuck", "stuck"))
+        await asyncio.sleep(1)  # their creates are in flight
+        run = await load.run(rate=10, duration_s=others / 10, request=team_alert("other", "ops"))
+        lat, _ = await _dial_latencies(gw, p, run, wait_s=180)
+        hang_ups.cancel()
+        await asyncio.gather(hang_ups, return_exceptions=True)
+        await load.close()
+        print(f"  {len(lat)} of {others} other alerts dialled")
+        report("other alerts' 202 to first dial while one number hangs, p50", _ms(percentile(lat, 50)), "-")
+        report("other alerts' 202 to first dial while one number hangs, max", _ms(max(lat, default=float("nan"))),
+               "seconds, not minutes")
+
+
 BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "dial": bench_dial,
     "throughput": bench_throughput,
@@ -441,6 +483,7 @@ BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "webhook": bench_webhook_and_memory,
     "fastagi": bench_fastagi,
     "hotline": bench_hotline,
+    "hung": bench_hung,
 }
 
 

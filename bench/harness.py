@@ -41,13 +41,17 @@ class Gateway:
 
 @asynccontextmanager
 async def gateway(config: str, workdir: Path, port: int) -> AsyncIterator[Gateway]:
-    """Start the gateway with ``config`` (YAML) and wait until it answers /healthz."""
+    """Start the gateway with ``config`` (YAML) and wait until it answers /healthz.
+
+    ``BENCH_GATEWAY_ROOT`` (a checkout of another commit, say) runs that gateway instead of this one, so a
+    change can be measured before and after with the same benchmarks and peers.
+    """
     path = workdir / "gateway.yaml"
     path.write_text(config)
     log = (workdir / "gateway.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", str(path), "--port", str(port), "--log-level", "WARNING",
-        cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        cwd=os.environ.get("BENCH_GATEWAY_ROOT", ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT,
     )
     gw = Gateway(proc, port)
     try:

@@ -57,6 +57,8 @@ async def _commands(api: FakeTwilioApi) -> None:
         command = json.loads(line)
         if "incoming" in command:
             api.incoming(command["incoming"], from_=command["from"], to=command["to"])
+        elif "hang_to" in command:  # Twilio accepts every create to this number and never answers
+            api.hang_creates_to(command["hang_to"])
 
 
 def _emit(record: dict[str, Any]) -> None:
