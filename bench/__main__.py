@@ -441,7 +441,7 @@ HUNG_NUMBER = "+15550000007"
 def hung_config(port: int, peer_url: str) -> str:
     """Two low-priority teams on 10 lines: one whose engineer's number never gets an answer from Twilio."""
     return twilio_config(port, peer_url, lines=10).replace(
-        "teams:\n", f"teams:\n  stuck: {{members: [h]}}\n", 1).replace(
+        "teams:\n", "teams:\n  stuck: {members: [h]}\n", 1).replace(
         "engineers:\n", f'engineers:\n  h: {{name: H, phones: ["{HUNG_NUMBER}"]}}\n', 1)
 
 
