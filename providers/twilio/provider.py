@@ -149,7 +149,7 @@ class TwilioProvider:
         config: TwilioSettings,
         *,
         public_url: str,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
         account_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
@@ -169,7 +169,7 @@ class TwilioProvider:
         )
         self.events: ProviderEvents | None = None
         self.sessions = CallSessions(provider="twilio", store=session_store)
-        self._retry = retry
+        self._retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._request_timeout_s = request_timeout_s
         self._account_check_interval_s = account_check_interval_s

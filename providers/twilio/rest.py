@@ -111,7 +111,7 @@ class Placed:
     body: str | None = None  # messages only
 
 
-class _RebasedHttpClient(AsyncTwilioHttpClient):
+class _RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # the SDK ships no types
     """The SDK's aiohttp client, sending every request under one base URL.
 
     ``request`` is rewritten rather than delegated: aiohttp 3.14 deprecates the
@@ -428,10 +428,7 @@ def _page_error(what: str, exc: TwilioException) -> TwilioRestError:
 def _api_error(what: str, exc: TwilioRestException | TwilioServiceException) -> TwilioRestError:
     status = int(exc.status)
     code = exc.code
-    if isinstance(exc, TwilioServiceException):
-        text = exc.detail or exc.title
-    else:
-        text = exc.msg
+    text = (exc.detail or exc.title) if isinstance(exc, TwilioServiceException) else exc.msg
     transient = status == 429 or status >= 500
     return TwilioRestError(
         f"Twilio {what}: HTTP {status}, error {code}: {mask_numbers_in(str(text))}",

@@ -85,7 +85,8 @@ class TwilioWebhooks:
         ]
         if not voice:
             return sms
-        return sms + [
+        return [
+            *sms,
             web.post("/twilio/voice/inbound", self._voice(lambda r, f: t.on_inbound_call(f))),
             web.post("/twilio/voice/status", self._voice(lambda r, f: t.on_inbound_status(f))),
             web.post("/twilio/voice/{call_id}/answer", self._voice(lambda r, f: t.on_answer(_id(r), f))),

@@ -366,7 +366,7 @@ async def test_an_engineer_pressing_1_is_answered_while_the_other_calls_are_stil
             assert status == 202, body
             await eventually(lambda: _true(len(api.calls) == 2))
             legs = {form["To"]: (form, CallLeg(from_=form["From"], to=form["To"], sid=sid))
-                    for form, sid in zip(api.calls, api.call_sids)}
+                    for form, sid in zip(api.calls, api.call_sids, strict=True)}
             api.update_gate = asyncio.Event()  # the API is slow: hanging up Bob's call hangs
             # (Bounded: were the webhook to wait for the API, this would fail, not hang.)
             transcript = await asyncio.wait_for(story.answer(*legs[ALICE], digits=["1"]), timeout=10)

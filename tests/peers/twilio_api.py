@@ -313,9 +313,8 @@ class FakeTwilioApi:
         if self.update_gate is not None:
             await self.update_gate.wait()
         current = self.call_status[sid]
-        if "Url" in form or "Twiml" in form:
-            if current in _FINAL:
-                raise ApiError(400, 21220, "Call is not in-progress. Cannot redirect.")
+        if ("Url" in form or "Twiml" in form) and current in _FINAL:
+            raise ApiError(400, 21220, "Call is not in-progress. Cannot redirect.")
         status = form.get("Status")
         if status == "canceled" and current in ("queued", "ringing"):
             self.call_status[sid] = "canceled"

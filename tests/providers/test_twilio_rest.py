@@ -222,10 +222,9 @@ async def test_redirect_call_points_the_live_call_at_new_twiml(
 
 
 async def test_every_request_goes_under_a_base_url_with_a_path_prefix(sleeps: Sleeps) -> None:
-    async with FakeTwilioApi(path_prefix="/api/laml") as api:
-        async with make_rest(api.base_url + "/api/laml", sleeps) as rest:
-            sid = await create(rest)
-            await rest.cancel_call(sid)
+    async with FakeTwilioApi(path_prefix="/api/laml") as api, make_rest(api.base_url + "/api/laml", sleeps) as rest:
+        sid = await create(rest)
+        await rest.cancel_call(sid)
 
     assert [path for _, path in api.requests] == [
         f"/api/laml/2010-04-01/Accounts/{api.account_sid}/Calls.json",
