@@ -191,6 +191,9 @@ class ProviderManager:
                 self._lines[attempt.carrier].discard(call_id)
                 self._calls.pop(call_id, None)
             await self._voice[attempt.carrier].cancel_call(call_id)
+            return
+        for provider in self._voice.values():  # placed before a restart: whichever provider has it hangs up
+            await provider.cancel_call(call_id)
 
     async def notify(self, call_id: str, event: Event) -> None:
         attempt = self._calls.get(call_id)

@@ -16,6 +16,7 @@ rendered in its own language (TwiML, AGI commands, a simulated phone). Everythin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class CallSessions:
         self.events: ProviderEvents | None = None
         self._store = store
         self._live: dict[str, CallSession] = {}
+        self._saved: dict[str, dict[str, Any]] = {}  # what the store holds for each live call
+        self._loading: dict[str, asyncio.Future[CallSession | None]] = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -115,10 +118,21 @@ class CallSessions:
         return self._live.get(call_id)
 
     async def find(self, call_id: str) -> CallSession | None:
-        """The live session, from this process or, after a restart, from the store."""
+        """The live session, from this process or, after a restart, from the store.
+
+        Webhooks of one call that race after a restart share one load, so they share one session.
+        """
         session = self._live.get(call_id)
         if session is not None or self._store is None:
             return session
+        loading = self._loading.get(call_id)
+        if loading is None:
+            loading = self._loading[call_id] = asyncio.ensure_future(self._load(call_id))
+            loading.add_done_callback(lambda _: self._loading.pop(call_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, call_id: str) -> CallSession | None:
+        assert self._store is not None
         try:
             data = await self._store.load_call_session(call_id)
             if data is None:
@@ -128,15 +142,19 @@ class CallSessions:
             log.exception("%s call %s: its stored session cannot be read", self.provider, call_id)
             return None
         log.info("%s call %s carried on from the store (placed before a restart)", self.provider, call_id)
-        self._live[call_id] = session
-        return session
+        self._saved[call_id] = data
+        return self._live.setdefault(call_id, session)
 
     async def save(self, session: CallSession) -> None:
         """Store the session now (after the provider changed its ``extra``, say)."""
         if self._store is None or session.ended:
             return
+        data = session.to_data()
+        if self._saved.get(session.call_id) == data:
+            return  # nothing changed (a key that repeats the message): no write
         try:
-            await self._store.save_call_session(session.call_id, session.to_data())
+            await self._store.save_call_session(session.call_id, data)
+            self._saved[session.call_id] = data
         except Exception:
             log.exception("%s call %s: its session could not be stored", self.provider, session.call_id)
 
@@ -198,6 +216,7 @@ class CallSessions:
             session.outcome = outcome  # what became of it, kept for the provider's own view; not reported
         session.ended = True
         self._live.pop(session.call_id, None)
+        self._saved.pop(session.call_id, None)
         if self._store is not None:
             try:
                 await self._store.delete_call_session(session.call_id)
@@ -209,6 +228,7 @@ class CallSessions:
     def forget(self) -> None:
         """The provider closes: drop the sessions from memory (the store keeps them for a restart)."""
         self._live.clear()
+        self._saved.clear()
 
     # --------------------------------------------------------------- reports
 

@@ -190,6 +190,12 @@ async def test_cancel_and_notify_reach_the_provider_carrying_the_call() -> None:
     assert twilio.notified == [("page-1", NobodyAccepted())]
 
 
+async def test_a_cancel_for_a_call_placed_before_a_restart_reaches_every_provider() -> None:
+    manager, (asterisk, twilio), _, _, _ = _rig("asterisk", "twilio")
+    await manager.cancel_call("page-41")  # this manager never placed it: the previous process did
+    assert asterisk.canceled == ["page-41"] and twilio.canceled == ["page-41"]
+
+
 async def test_an_sms_fails_over_when_refused_and_when_its_delivery_fails() -> None:
     manager, (twilio, kavenegar), gateway, carried, _ = _rig("twilio", "kavenegar")
     twilio.refuse = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ivr_flows import AlertCallFlow, HotlineCallerFlow, ScreeningFlow
@@ -186,3 +187,43 @@ async def test_engineer_connected_is_a_flow_event_like_any_other() -> None:
     connected = await runner.advance(started.session, EngineerConnected(engineer_name="Bob", call_id="page-9"))
     assert connected.actions  # "Connecting you to Bob", then the bridge
     assert not started.session.waiting
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+        self.loads = 0
+
+    async def save_call_session(self, call_id: str, data: dict[str, Any]) -> None:
+        self.saves += 1
+        await super().save_call_session(call_id, data)
+
+    async def load_call_session(self, call_id: str) -> dict[str, Any] | None:
+        self.loads += 1
+        await asyncio.sleep(0)  # a real store answers later: let racing webhooks meet here
+        return await super().load_call_session(call_id)
+
+
+async def test_webhooks_racing_after_a_restart_share_one_session() -> None:
+    store = CountingStore()
+    before, _ = _runner(store)
+    started = await before.start("page-8", outbound=True, flow=AlertCallFlow(message="m"))
+    await before.advance(started.session, Answered())
+    after, _ = _runner(store)
+    first, second = await asyncio.gather(after.find("page-8"), after.find("page-8"))
+    assert first is second and first is not None
+    assert store.loads == 1
+
+
+async def test_a_step_that_changes_nothing_is_not_written_again() -> None:
+    store = CountingStore()
+    runner, _ = _runner(store)
+    started = await runner.start("page-9", outbound=True, flow=AlertCallFlow(message="m"))
+    await runner.advance(started.session, Answered())
+    saves = store.saves
+    await runner.save(started.session)  # nothing changed since the last write
+    assert store.saves == saves
+    started.session.extra["sid"] = "CA9"
+    await runner.save(started.session)
+    assert store.saves == saves + 1
