@@ -23,6 +23,7 @@ from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from providers.asterisk_settings import AsteriskSettings
 from providers.sandbox import SandboxPhone, SandboxSettings
+from providers.twilio.settings import TwilioSettings
 
 # --------------------------------------------------------------------- schema
 
@@ -121,18 +122,6 @@ class Hotline:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TwilioConfig:
-    account_sid: str
-    auth_token: str
-    signing_key: str | None = None  # webhook signing key when it is not the auth token (SignalWire)
-    from_number: str  # E.164: caller id of alert calls and sender of SMS
-    api_base_url: str = "https://api.twilio.com"
-    max_concurrent_calls: int = 10
-    calls_per_second: float = 1.0
-    machine_detection: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -156,7 +145,7 @@ class Config:
     hotlines: tuple[Hotline, ...] = ()
     reserved_for_high: float = 0.2  # share of each provider's lines low priority never takes
     low_wait_warning_s: float = 60.0  # a low-priority call waiting longer is reported
-    twilio: TwilioConfig | None = None
+    twilio: TwilioSettings | None = None
     asterisk: AsteriskSettings | None = None
     voice_order: tuple[str, ...] = ("sandbox",)  # providers that place calls, in the order they are tried
     sms_order: tuple[str, ...] = ("sandbox",)  # providers that send SMS, likewise (may be empty)
@@ -781,7 +770,7 @@ class _Reader:
                                       timedelta(seconds=60))
         return reserved, bound.total_seconds()
 
-    def twilio(self, raw: object, region: str) -> TwilioConfig | None:
+    def twilio(self, raw: object, region: str) -> TwilioSettings | None:
         if raw is None:
             return None
         keys = ("account_sid", "auth_token", "auth_token_env", "signing_key", "signing_key_env", "from_number",
@@ -792,7 +781,7 @@ class _Reader:
         number = self.value(section, "from_number", "twilio", _as_phone(region))
         if sid is None or token is None or number is None:
             return None
-        return TwilioConfig(
+        return TwilioSettings(
             account_sid=sid,
             auth_token=token,
             signing_key=self.secret(section, "signing_key", "twilio", required=False),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.phone import mask as mask_number
-from providers.twilio.provider import TwilioProvider, TwilioSettings
+from providers.twilio.provider import TwilioProvider
 from providers.twilio.public_url import public_url_problems
 from providers.twilio.rest import (
     DEFAULT_API_BASE_URL,
@@ -11,6 +11,7 @@ from providers.twilio.rest import (
     TwilioRest,
     TwilioRestError,
 )
+from providers.twilio.settings import TwilioSettings
 from providers.twilio.signature import SIGNATURE_HEADER, check_signature, public_request_url
 from providers.twilio.twiml import conference_name, render, render_hangup, render_message
 

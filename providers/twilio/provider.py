@@ -38,7 +38,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import phonenumbers
@@ -86,6 +86,7 @@ from providers.twilio.rest import (
     TwilioRest,
     TwilioRestError,
 )
+from providers.twilio.settings import TwilioSettings
 from providers.twilio.twiml import joined, render, render_hangup, render_message
 from providers.twilio.webhooks import Form, TwilioWebhooks
 
@@ -116,27 +117,6 @@ RECORD_GRACE_S = 3.0
 # A create whose answer was lost is looked for among the calls (messages) Twilio created since its first
 # attempt, less this much for the clocks of the gateway and Twilio to differ (Twilio's times are whole seconds).
 CLOCK_SKEW = timedelta(seconds=30)
-
-
-class TwilioSettings(Protocol):
-    """What the provider needs from the ``twilio:`` config section (``gateway.config.TwilioConfig``)."""
-
-    @property
-    def account_sid(self) -> str: ...
-    @property
-    def auth_token(self) -> str: ...
-    @property
-    def signing_key(self) -> str | None: ...
-    @property
-    def from_number(self) -> str: ...
-    @property
-    def api_base_url(self) -> str: ...
-    @property
-    def max_concurrent_calls(self) -> int: ...
-    @property
-    def calls_per_second(self) -> float: ...
-    @property
-    def machine_detection(self) -> bool: ...
 
 
 class TwilioProvider:

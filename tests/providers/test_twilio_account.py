@@ -8,10 +8,10 @@ import socket
 
 import pytest
 
-from gateway.config import TwilioConfig
 from providers.twilio import TwilioProvider
 from providers.twilio.account import CHECKING, AccountCheck, AccountState
 from providers.twilio.rest import AccountInfo, TwilioRestError
+from providers.twilio.settings import TwilioSettings
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.providers.test_twilio_provider import FROM, PUBLIC, RecordingEvents, make_rig
 from tests.support import eventually
@@ -62,7 +62,7 @@ async def test_an_unreachable_api_is_not_an_authentication_failure(caplog: pytes
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+    config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
                           api_base_url=f"http://127.0.0.1:{port}")
     provider = TwilioProvider(config, public_url=PUBLIC)
     await provider.open(RecordingEvents())

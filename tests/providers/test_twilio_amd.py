@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.config import TwilioConfig
 from ivr_flows import ScreeningFlow
 from providers.base import CallOutcome, CallRequest
 from providers.twilio import TwilioProvider
+from providers.twilio.settings import TwilioSettings
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.peers.twilio_driver import DriverError, TwilioDriver
 from tests.providers.test_twilio_provider import (
@@ -54,7 +54,7 @@ async def test_an_alert_call_uses_asynchronous_detection_with_a_signed_callback(
 
 
 async def test_machine_detection_off_in_the_config_means_none_at_all(rig: Rig) -> None:
-    config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+    config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
                           api_base_url=rig.api.base_url, machine_detection=False)
     provider = TwilioProvider(config, public_url=PUBLIC)
     await provider.open(rig.events)

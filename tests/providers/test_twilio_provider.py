@@ -13,7 +13,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.config import TwilioConfig
 from ivr_flows import AlertCallFlow, HotlineCallerFlow, ScreeningFlow
 from ivr_flows.model import EngineerConnected, Flow, FlowOutcome, NobodyAccepted
 from providers.base import (
@@ -31,6 +30,7 @@ from providers.base import (
     SmsStatusChanged,
 )
 from providers.twilio import RetryPolicy, TwilioProvider, conference_name
+from providers.twilio.settings import TwilioSettings
 from providers.twilio.twiml import DEFAULT_HOLD_MUSIC_URL
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.peers.twilio_driver import CallLeg, TwilioDriver
@@ -103,7 +103,7 @@ async def make_rig(api: FakeTwilioApi | None = None, *, auth_token: str = DEFAUL
     ``settled``: the start-up credential check is over and its request is off ``api.requests``.
     """
     async with FakeTwilioApi() if api is None else _running(api) as api:
-        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=auth_token, from_number=FROM,
+        config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=auth_token, from_number=FROM,
                               api_base_url=api.base_url, max_concurrent_calls=4, calls_per_second=2.0)
         options: dict[str, Any] = {"retry": RetryPolicy(attempts=3, base_s=0, cap_s=0), **provider_options}
         provider = TwilioProvider(config, public_url=PUBLIC + "/", **options)
@@ -469,7 +469,7 @@ async def test_an_inbound_sms_is_passed_on_and_answered(rig: Rig) -> None:
 
 async def test_readiness() -> None:
     async with FakeTwilioApi() as api:
-        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+        config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
                               api_base_url=api.base_url)
         provider = TwilioProvider(config, public_url=PUBLIC)
         assert provider.readiness() == {"voice:twilio": "not open"}
@@ -495,7 +495,7 @@ async def _async(value: bool) -> bool:
 
 async def test_a_separate_signing_key_is_what_webhooks_are_checked_against() -> None:
     async with FakeTwilioApi() as api:
-        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+        config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
                               api_base_url=api.base_url, signing_key="the-signing-key")
         provider = TwilioProvider(config, public_url=PUBLIC)
         app = web.Application()
@@ -519,7 +519,7 @@ async def test_a_separate_signing_key_is_what_webhooks_are_checked_against() -> 
 
 
 def test_sms_only_routes_when_another_provider_carries_voice() -> None:
-    config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM)
+    config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM)
     provider = TwilioProvider(config, public_url=PUBLIC)
     paths = {route.path for route in provider.routes(voice=False)}
     assert paths == {"/twilio/sms/inbound", "/twilio/sms/{sms_id}/status"}

@@ -92,12 +92,12 @@ def test_check_config_is_quiet_for_a_good_url_or_without_twilio(
 
 async def test_the_provider_warns_at_open(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="providers.twilio.provider")
-    from gateway.config import TwilioConfig
     from providers.twilio import TwilioProvider
+    from providers.twilio.settings import TwilioSettings
     from tests.providers.test_twilio_provider import FROM, RecordingEvents
 
     async with FakeTwilioApi() as api:
-        config = TwilioConfig(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
+        config = TwilioSettings(account_sid=DEFAULT_ACCOUNT_SID, auth_token=DEFAULT_AUTH_TOKEN, from_number=FROM,
                               api_base_url=api.base_url)
         provider = TwilioProvider(config, public_url="http://192.168.1.10:8080")
         await provider.open(RecordingEvents())
