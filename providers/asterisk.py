@@ -214,7 +214,7 @@ class AsteriskProvider:
         """
         self.config = config
         self.capabilities = Capabilities(
-            voice=True, sms=False, inbound=True, max_concurrent_calls=config.max_channels, calls_per_second=10
+            voice=True, sms=False, inbound_voice=True, max_concurrent_calls=config.max_channels, calls_per_second=10
         )
         self._clock = clock
         self._region = default_region

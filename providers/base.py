@@ -57,11 +57,14 @@ class SmsStatus(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Capabilities:
-    voice: bool = True
-    sms: bool = False
-    inbound: bool = False
-    max_concurrent_calls: int = 10
-    calls_per_second: float = 10.0
+    """What a provider declares it can carry; the provider manager picks providers by it."""
+
+    voice: bool = True  # places calls
+    sms: bool = False  # sends SMS
+    inbound_voice: bool = False  # takes calls (hotlines)
+    inbound_sms: bool = False  # takes SMS (two-way replies)
+    max_concurrent_calls: int = 10  # lines
+    calls_per_second: float = 10.0  # the rate calls may start at
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -143,7 +143,8 @@ class TwilioProvider:
         self.capabilities = Capabilities(
             voice=True,
             sms=True,
-            inbound=True,
+            inbound_voice=True,
+            inbound_sms=True,
             max_concurrent_calls=config.max_concurrent_calls,
             calls_per_second=config.calls_per_second,
         )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from core.clock import FakeClock
+from gateway.config import PROVIDER_CHANNELS, load_config
 from gateway.provider_manager import ProviderManager
+from gateway.provider_setup import build_providers
+from gateway.web.json_body import read_json
 from ivr_flows import AlertCallFlow
 from ivr_flows.model import Event, NobodyAccepted
 from providers.base import (
@@ -22,6 +27,7 @@ from providers.base import (
     SmsStatus,
     SmsStatusChanged,
 )
+from tests.support import BASE_CONFIG, write_config
 
 
 class FakeProvider:
@@ -210,3 +216,18 @@ async def test_an_sms_fails_over_when_refused_and_when_its_delivery_fails() -> N
     await kavenegar.events.sms_status(SmsStatusChanged(sms_id="page-2", status=SmsStatus.DELIVERED))
     assert gateway.sms == [SmsStatusChanged(sms_id="page-2", status=SmsStatus.DELIVERED)]
     assert ("page-2", "kavenegar", "after twilio: 30034") in carried
+
+
+def test_the_config_knows_what_each_provider_carries(tmp_path: Path) -> None:
+    """config.PROVIDER_CHANNELS (what check-config accepts under providers:) matches what the plugins declare."""
+    config = load_config(write_config(tmp_path, BASE_CONFIG + """
+twilio: {account_sid: AC1, auth_token: t, from_number: "+15559990000"}
+asterisk: {username: gw, secret: s, caller_id: "+15559990000"}
+sandbox: {enabled: true}
+providers: {voice: [asterisk, twilio, sandbox], sms: [twilio, sandbox]}
+"""))
+    providers = build_providers(config, FakeClock(), read_json=read_json)
+    for plugin in providers.plugins:
+        declared = ("voice",) * plugin.capabilities.voice + ("sms",) * plugin.capabilities.sms
+        assert PROVIDER_CHANNELS[plugin.name] == declared, plugin.name
+    assert sorted(p.name for p in providers.plugins) == sorted(PROVIDER_CHANNELS)

@@ -164,7 +164,7 @@ async def test_alert_call_is_placed_with_our_urls_and_acknowledged_once(rig: Rig
     assert sent["Url"] == voice("page-1", "answer") and sent["Method"] == "POST"
     assert sent["StatusCallback"] == voice("page-1", "status")
     assert (sent["MachineDetection"], sent["AsyncAmd"]) == ("Enable", "true")
-    assert rig.provider.capabilities.max_concurrent_calls == 4 and rig.provider.capabilities.inbound
+    assert rig.provider.capabilities.max_concurrent_calls == 4 and rig.provider.capabilities.inbound_voice
 
     _, twiml = await rig.twilio.pick_up(sent, leg)
     await rig.twilio.amd_verdict(sent, leg, "human")
