@@ -105,13 +105,18 @@ class CallSessions:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, call_id: str, *, outbound: bool, flow: Flow[Any],
-                    extra: dict[str, str] | None = None, render: Render | None = None) -> Advance:
-        """A new call: its flow starts. Its first actions are rendered with ``render``, or returned."""
+                    extra: dict[str, str] | None = None, render: Render | None = None,
+                    stored: bool = True) -> Advance:
+        """A new call: its flow starts. Its first actions are rendered with ``render``, or returned.
+
+        ``stored=False``: the provider stores the session itself once it knows more (a call it is
+        about to place is stored with the provider's id for it, after the request, off the dial's path).
+        """
         step = flow.start()
         session = CallSession(call_id=call_id, outbound=outbound, flow=flow, state=step.state,
                               extra=dict(extra or {}))
         self._live[call_id] = session
-        return await self._apply(session, step, render)
+        return await self._apply(session, step, render, store=stored)
 
     def get(self, call_id: str) -> CallSession | None:
         """The live session in this process (no store read)."""
@@ -169,7 +174,8 @@ class CallSessions:
             session.recording_url = event.url
         return await self._apply(session, session.flow.on_event(session.state, event), render)
 
-    async def _apply(self, session: CallSession, step: Step[Any], render: Render | None = None) -> Advance:
+    async def _apply(self, session: CallSession, step: Step[Any], render: Render | None = None, *,
+                     store: bool = True) -> Advance:
         session.state = step.state
         reports: list[Report] = []
         if step.outcome is not None and session.flow_outcome is None:
@@ -188,7 +194,8 @@ class CallSessions:
                 reports.append(self._result(session, CallOutcome.NO_ANSWER, "flow hung up"))
         if not session.outbound and hanging_up and not session.reported:
             reports.append(self._caller_finished(session, ""))
-        await self.save(session)
+        if store:
+            await self.save(session)
         if render is not None:
             try:
                 await render(step.actions)

@@ -240,8 +240,10 @@ class TwilioProvider:
         if call is not None and call.unsure_since is None:
             raise ProviderError(f"call {request.call_id} is already placed")
         if call is None:
+            # Stored once Twilio has taken it, with its SID (``_placed``), not before: the dial does not
+            # wait for a disk write, and no webhook can come before the phone is answered.
             started = await self.sessions.start(request.call_id, outbound=True, flow=request.flow,
-                                                extra={"number": request.to})
+                                                extra={"number": request.to}, stored=False)
             call = TwilioCall(session=started.session, caller_id=request.caller_id or self.config.from_number)
             self._calls[call.call_id] = call  # webhooks may arrive before create_call returns
         elif await self._placed_earlier(call):
