@@ -96,7 +96,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     kinds.register(HOTLINE_SOURCE, hotline.page_kind)
     app[ALERTS], app[SCHEDULER], app[PAGING] = alert_service, scheduler, paging
     replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates)
-    await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by)
+    await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by,
+                         wanted=paging.page_wanted)
     await paging.start()
     await scheduler.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",

@@ -143,6 +143,10 @@ class Dispatcher:
 
         async def fail() -> None:
             await self.finished(request.call_id)
+            try:  # hang it up, wherever it is: the provider (and the manager's line count) forget it too
+                await self.provider.cancel_call(request.call_id)
+            except ProviderError as exc:
+                log.warning("call %s: could not hang it up: %s", request.call_id, exc)
             await self._on_failed(request.call_id, f"no outcome from the provider within {limit:.0f} s")
 
         task = asyncio.create_task(fail(), name=f"lost {request.call_id}")
@@ -197,12 +201,18 @@ class Dispatcher:
         """The first call of the queue whose number has no dial request in flight."""
         return next((item for item in self._queues[priority] if item[1].to not in self._dialling), None)
 
+    def _held_back_for_high(self) -> int:
+        """Lines low may not take: the reserved share, plus one for each high call that waits only because
+        a dial to its number is in flight (it gets the line as soon as that request returns)."""
+        waiting = {request.to for _, request in self._queues[Priority.HIGH] if request.to in self._dialling}
+        return self.reserved_for_high + len(waiting)
+
     def _next(self) -> CallRequest | None:
         free = self.capacity - len(self._in_flight)
         if free > 0 and (item := self._eligible(Priority.HIGH)) is not None:
             self._queues[Priority.HIGH].remove(item)
             return item[1]
-        if free > self.reserved_for_high and (item := self._eligible(Priority.LOW)) is not None:
+        if free > self._held_back_for_high() and (item := self._eligible(Priority.LOW)) is not None:
             self._queues[Priority.LOW].remove(item)
             queued_at, request = item
             waited = self._now() - queued_at
@@ -216,7 +226,7 @@ class Dispatcher:
     def _ready(self) -> bool:
         free = self.capacity - len(self._in_flight)
         return bool((free > 0 and self._eligible(Priority.HIGH))
-                    or (free > self.reserved_for_high and self._eligible(Priority.LOW)))
+                    or (free > self._held_back_for_high() and self._eligible(Priority.LOW)))
 
     async def _run(self) -> None:
         while True:
@@ -248,6 +258,14 @@ class Dispatcher:
                     await self.finished(request.call_id)
                     return
                 await self.provider.place_call(request)
+                if self._gate.withdrawn(request.call_id):
+                    # Withdrawn while the provider took its time: hang it up now that it exists.
+                    log.info("call %s to %s placed after its alert closed; hanging it up", request.call_id,
+                             mask(request.to))
+                    self._attempts.pop(request.call_id, None)
+                    await self.provider.cancel_call(request.call_id)
+                    await self.finished(request.call_id)
+                    return
             finally:
                 self._gate.end(request.call_id)
                 async with self._changed:

@@ -142,7 +142,7 @@ class Paging:
             ))
             return
         if self.sms is None:
-            await self.finish(page, CallOutcome.FAILED, "no SMS provider configured")
+            await self._failed(page, "no SMS provider configured")
             return
         self.spawn(self.send_sms_page(page, self.templates.render("alert_sms", alert=alert)))
 
@@ -154,7 +154,7 @@ class Paging:
         text) is sent anyway.
         """
         if self.sms is None:
-            await self.finish(page, CallOutcome.FAILED, "no SMS provider configured")
+            await self._failed(page, "no SMS provider configured")
             return
         sms_id = call_id_for(page)
         self._sms_gate.begin(sms_id)
@@ -167,12 +167,18 @@ class Paging:
             await self.sms.send_sms(SmsRequest(sms_id=sms_id, to=page.number, body=body))
         except ProviderError as exc:
             log.warning("SMS %s to %s failed: %s", sms_id, mask(page.number), exc)
-            await self.finish(page, CallOutcome.FAILED, f"SMS not sent: {exc}")
+            await self._failed(page, f"SMS not sent: {exc}")
             return
         finally:
             self._sms_gate.end(sms_id)
         await self.store.mark_page_sent(page.id, now=self.clock.now())
         log.info("SMS %s to %s sent for alert %d", sms_id, mask(page.number), page.alert_id)
+
+    async def _failed(self, page: Page, detail: str) -> None:
+        """A page that could not go out at all: like an unanswered call, it may move its step on."""
+        finished = await self.finish(page, CallOutcome.FAILED, detail)
+        if finished is not None:
+            await self._on_step_failed(finished)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run side work in the background (kept until done, cancelled on stop)."""
@@ -255,6 +261,10 @@ class Paging:
     def _who(self, page: Page) -> str:
         engineer = self.config.engineers.get(page.engineer or "")
         return engineer.name if engineer else mask(page.number)
+
+    async def page_wanted(self, call_id: str) -> bool:
+        """Whether the page behind a call or SMS id may still go out (its alert is open)."""
+        return await self._call_still_wanted(call_id)
 
     async def _call_still_wanted(self, call_id: str) -> bool:
         page_id = page_id_from(call_id)

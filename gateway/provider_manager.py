@@ -10,6 +10,7 @@ one request probes it, and a success brings it back (LinkedIn Iris's vendor mana
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +64,7 @@ class _Attempt:
     carrier: str = ""
     errors: list[str] = field(default_factory=list)
     accepted: bool = False  # an accepted screening leg: it keeps its line, bridged, until canceled
+    uncertain: bool = False  # the last provider's answer was lost: it may have placed the call after all
 
 
 #: calls and SMS remembered at most (a provider that never reports an outcome must not grow memory)
@@ -97,12 +99,21 @@ class ProviderManager:
         self._texts: dict[str, _Attempt] = {}
         self.events: ProviderEvents | None = None
         self.carried_by: CarriedBy | None = None
+        #: whether a page is still wanted (its alert open): checked before a failover sends it again
+        self.wanted: Callable[[str], Awaitable[bool]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.capabilities = Capabilities(
             voice=bool(voice),
             sms=bool(sms),
             max_concurrent_calls=sum(p.capabilities.max_concurrent_calls for p in voice) or 1,
             calls_per_second=max((p.capabilities.calls_per_second for p in voice), default=1.0),
         )
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------- health
 
@@ -128,16 +139,25 @@ class ProviderManager:
 
     def _usable(self, order: list[str]) -> list[str]:
         """The providers to try, in order: those up, and a down one whose probe is due (one at a time)."""
-        usable = []
-        for name in order:
-            health = self.health[name]
-            if not self.is_down(name):
-                usable.append(name)
-            elif health.down_until <= self._now() and not health.probing:
-                health.probing = True
-                log.info("provider %s: probing whether it is back", name)
-                usable.append(name)
-        return usable
+        return [name for name in order if not self.is_down(name) or self._probe_due(name)]
+
+    def _probe_due(self, name: str) -> bool:
+        health = self.health[name]
+        return health.down_until <= self._now() and not health.probing
+
+    def _trying(self, name: str) -> bool:
+        """About to send a request to ``name``: False when it is down and another request probes it now."""
+        if not self.is_down(name):
+            return True
+        if not self._probe_due(name):
+            return False
+        self.health[name].probing = True
+        log.info("provider %s: probing whether it is back", name)
+        return True
+
+    def _probe_over(self, name: str) -> None:
+        """The probe ended without telling whether the provider is back (canceled, outcome lost)."""
+        self.health[name].probing = False
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -162,34 +182,56 @@ class ProviderManager:
 
     async def _place(self, attempt: _Attempt) -> None:
         request: CallRequest = attempt.request
+        full = False
         while attempt.remaining:
             name = attempt.remaining.pop(0)
             provider = self._voice[name]
-            if len(self._lines[name]) >= provider.capabilities.max_concurrent_calls and attempt.remaining:
-                continue  # its lines are full: the next provider has room
-            attempt.carrier = name
+            if len(self._lines[name]) >= provider.capabilities.max_concurrent_calls:
+                full = True
+                continue  # its lines are full: never more calls than its trunk carries
+            if not self._trying(name):
+                continue
+            if attempt.carrier and attempt.carrier != name and attempt.uncertain:
+                # The previous provider may have placed it after all (its answer was lost): hang that copy up.
+                self._spawn_cancel(attempt.carrier, request.call_id)
+            attempt.carrier, attempt.uncertain = name, False
             self._lines[name].add(request.call_id)
             try:
                 await provider.place_call(request)
             except ProviderError as exc:
                 self._lines[name].discard(request.call_id)
                 self._failed(name, str(exc))
+                attempt.uncertain = not exc.permanent
                 attempt.errors.append(f"{name}: {exc}")
                 log.warning("call %s to %s: %s could not place it (%s)%s", request.call_id, mask(request.to), name,
                             exc, "; trying the next provider" if attempt.remaining else "")
                 continue
+            if self.is_down(name):
+                self._succeeded(name)  # the probe went through: back in use (failures count again from here)
             await self._note(request.call_id, name, attempt.errors)
-            return  # healthy once it reports an outcome that is not a failure
+            return
         self._calls.pop(request.call_id, None)
+        if full and not attempt.errors:
+            raise ProviderError("every provider's lines are in use", permanent=False)
         raise ProviderError("; ".join(attempt.errors) or "no voice provider", permanent=False)
 
+    def _spawn_cancel(self, provider: str, call_id: str) -> None:
+        async def cancel() -> None:
+            try:
+                await self._voice[provider].cancel_call(call_id)
+            except ProviderError as exc:
+                log.warning("call %s: could not hang up its copy on %s: %s", call_id, provider, exc)
+
+        task = asyncio.ensure_future(cancel())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def cancel_call(self, call_id: str) -> None:
-        attempt = self._calls.get(call_id)
+        attempt = self._calls.pop(call_id, None)
         if attempt is not None and attempt.carrier:
             attempt.remaining = []  # canceled: no failover for it any more
-            if attempt.accepted:  # the bridged leg's line is free once it is hung up
-                self._lines[attempt.carrier].discard(call_id)
-                self._calls.pop(call_id, None)
+            self._lines[attempt.carrier].discard(call_id)  # providers report nothing for a call we canceled
+            self._probe_over(attempt.carrier)
             await self._voice[attempt.carrier].cancel_call(call_id)
             return
         for provider in self._voice.values():  # placed before a restart: whichever provider has it hangs up
@@ -214,6 +256,8 @@ class ProviderManager:
         request: SmsRequest = attempt.request
         while attempt.remaining:
             name = attempt.remaining.pop(0)
+            if not self._trying(name):
+                continue
             attempt.carrier = name
             try:
                 await self._sms[name].send_sms(request)
@@ -238,6 +282,10 @@ class ProviderManager:
         except Exception:
             log.exception("could not record which provider carried %s", page_id)
 
+    async def _still_wanted(self, page_id: str) -> bool:
+        """Whether a failover may send the page again (its alert may have closed meanwhile)."""
+        return self.wanted is None or await self.wanted(page_id)
+
     # ------------------------------------------------------ provider events
 
     def events_for(self, provider: str) -> ProviderEvents:
@@ -246,15 +294,24 @@ class ProviderManager:
 
     async def _call_ended(self, provider: str, event: CallResult) -> None:
         attempt = self._calls.get(event.call_id)
-        if attempt is not None and attempt.carrier == provider:
+        if attempt is not None and attempt.carrier != provider:
+            # A copy on a provider that no longer carries the call (it answered too late): not this page's
+            # result. Hang that copy up; the carrier reports the page.
+            log.warning("call %s: %s reports %s, but %s carries the call; hanging that copy up",
+                        event.call_id, provider, event.outcome.value, attempt.carrier)
+            self._spawn_cancel(provider, event.call_id)
+            return
+        if attempt is not None:
             if event.outcome == CallOutcome.ACCEPTED:
                 attempt.accepted = True
             else:
                 self._lines[provider].discard(event.call_id)
+            if event.outcome == CallOutcome.CANCELED:
+                self._probe_over(provider)
             if event.outcome == CallOutcome.FAILED:
                 self._failed(provider, event.detail or "call failed")
                 attempt.errors.append(f"{provider}: {event.detail or 'failed'}")
-                if attempt.remaining:
+                if attempt.remaining and await self._still_wanted(event.call_id):
                     log.warning("call %s: %s reports it failed (%s); placing it on the next provider",
                                 event.call_id, provider, event.detail)
                     try:
@@ -271,8 +328,12 @@ class ProviderManager:
 
     async def _sms_status(self, provider: str, event: SmsStatusChanged) -> None:
         attempt = self._texts.get(event.sms_id)
-        if attempt is not None and attempt.carrier == provider and event.status == SmsStatus.FAILED \
-                and attempt.remaining:
+        if attempt is not None and attempt.carrier != provider:
+            log.info("SMS %s: %s status from %s ignored: %s carries it", event.sms_id, event.status.value, provider,
+                     attempt.carrier)
+            return
+        if attempt is not None and event.status == SmsStatus.FAILED and attempt.remaining \
+                and await self._still_wanted(event.sms_id):
             self._failed(provider, event.detail or "not delivered")
             attempt.errors.append(f"{provider}: {event.detail or 'not delivered'}")
             try:

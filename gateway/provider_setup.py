@@ -8,6 +8,7 @@ starts) and opened and closed with the app. Each reports to the manager, the man
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,17 +58,21 @@ class Providers:
     def sms(self) -> SmsProvider | None:
         return self.manager if self.manager.sms_order else None
 
-    async def open(self, events: ProviderEvents, carried_by: CarriedBy | None = None) -> None:
-        """Open every provider, reporting to the manager, which reports to ``events``; ``carried_by`` hears
-        which provider carried a page after a failover (for the alert's timeline)."""
+    async def open(self, events: ProviderEvents, *, carried_by: CarriedBy | None = None,
+                   wanted: Callable[[str], Awaitable[bool]] | None = None) -> None:
+        """Open every provider, reporting to the manager, which reports to ``events``. ``carried_by`` hears
+        which provider carried a page after a failover (for the alert's timeline); ``wanted`` says whether
+        a page may still go out (checked before a failover sends it again)."""
         self.manager.events = events
         self.manager.carried_by = carried_by
+        self.manager.wanted = wanted
         for plugin in self.plugins:
             await plugin.open(self.manager.events_for(plugin.name))
 
     async def close(self) -> None:
         for plugin in reversed(self.plugins):
             await plugin.close()
+        await self.manager.close()
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}

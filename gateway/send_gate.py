@@ -35,11 +35,21 @@ class SendGate:
     def sending(self, key: str) -> bool:
         return key in self._sending
 
-    async def withdraw(self, key: str) -> None:
-        """Stop the send of ``key`` if it has not reached the provider yet; else wait until it has."""
+    async def withdraw(self, key: str, *, wait_s: float = 1.0) -> None:
+        """Stop the send of ``key`` if it has not reached the provider yet; else wait until it has.
+
+        The wait is bounded: a provider that does not answer within ``wait_s`` had the request on the
+        wire before this returns anyway, and the sender hangs the call up itself once it returns
+        (``withdrawn`` stays true for it). So an engineer's press of 1 is answered at once even while
+        a dial to someone else hangs.
+        """
         if key not in self._sending:
             return
         done, sender = self._sending[key]
         self._withdrawn.add(key)
-        if sender is not asyncio.current_task():  # a provider reporting from inside the send must not wait on it
-            await asyncio.shield(done)
+        if sender is asyncio.current_task():  # a provider reporting from inside the send must not wait on it
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(done), wait_s)
+        except TimeoutError:
+            pass

@@ -98,6 +98,7 @@ class CallSessions:
         self._live: dict[str, CallSession] = {}
         self._saved: dict[str, dict[str, Any]] = {}  # what the store holds for each live call
         self._loading: dict[str, asyncio.Future[CallSession | None]] = {}
+        self._ended: dict[str, None] = {}  # calls over in this process (bounded): never loaded back to life
 
     def __len__(self) -> int:
         return len(self._live)
@@ -128,7 +129,7 @@ class CallSessions:
         Webhooks of one call that race after a restart share one load, so they share one session.
         """
         session = self._live.get(call_id)
-        if session is not None or self._store is None:
+        if session is not None or self._store is None or call_id in self._ended:
             return session
         loading = self._loading.get(call_id)
         if loading is None:
@@ -146,13 +147,15 @@ class CallSessions:
         except Exception:  # an unreadable record is a call we cannot carry on; never raise into a webhook
             log.exception("%s call %s: its stored session cannot be read", self.provider, call_id)
             return None
+        if call_id in self._ended:
+            return None  # it ended while its row was being read (its delete had not landed yet)
         log.info("%s call %s carried on from the store (placed before a restart)", self.provider, call_id)
         self._saved[call_id] = data
         return self._live.setdefault(call_id, session)
 
     async def save(self, session: CallSession) -> None:
         """Store the session now (after the provider changed its ``extra``, say)."""
-        if self._store is None or session.ended:
+        if self._store is None or session.ended or session.call_id in self._ended:
             return
         data = session.to_data()
         if self._saved.get(session.call_id) == data:
@@ -224,6 +227,9 @@ class CallSessions:
         session.ended = True
         self._live.pop(session.call_id, None)
         self._saved.pop(session.call_id, None)
+        self._ended[session.call_id] = None
+        while len(self._ended) > 10_000:
+            self._ended.pop(next(iter(self._ended)))
         if self._store is not None:
             try:
                 await self._store.delete_call_session(session.call_id)

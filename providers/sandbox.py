@@ -130,7 +130,8 @@ class SandboxProvider:
         max_concurrent_calls: int = 10,
     ) -> None:
         self.capabilities = Capabilities(
-            voice=True, sms=True, inbound_voice=True, inbound_sms=True, max_concurrent_calls=max_concurrent_calls, calls_per_second=100.0
+            voice=True, sms=True, inbound_voice=True, inbound_sms=True, max_concurrent_calls=max_concurrent_calls,
+            calls_per_second=100.0,
         )
         self.clock = clock
         self.caller_id = caller_id

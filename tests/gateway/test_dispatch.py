@@ -374,3 +374,39 @@ async def test_a_number_whose_dial_request_hangs_holds_one_line_and_other_pages_
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_withdrawing_a_call_whose_dial_hangs_answers_soon_and_the_call_is_hung_up_once_placed() -> None:
+    provider = GatedProvider()
+    provider.canceled: list[str] = []  # type: ignore[misc]
+
+    async def cancel_call(call_id: str) -> None:
+        provider.canceled.append(call_id)  # type: ignore[attr-defined]
+
+    provider.cancel_call = cancel_call  # type: ignore[method-assign]
+    dispatcher, _ = await _dispatcher(provider)
+    try:
+        await dispatcher.submit(_request("page-1", "high"))
+        await asyncio.wait_for(provider.in_flight.wait(), 30)
+        # The provider never answers: the acknowledgement is answered after a bounded wait, not never.
+        assert await asyncio.wait_for(dispatcher.withdraw("page-1"), 30) is False
+        provider.release.set()  # the provider finally answers: the call exists, and is hung up at once
+        await eventually(lambda: _async(provider.canceled == ["page-1"]))  # type: ignore[attr-defined]
+        assert dispatcher.in_flight == 0
+    finally:
+        await dispatcher.stop()
+
+
+async def test_a_low_call_does_not_take_the_line_a_waiting_high_call_gets_once_its_numbers_dial_returns() -> None:
+    provider = HangingProvider(capacity=2, hung="+15550000666")
+    dispatcher, _ = await _dispatcher(provider, share=0)
+    try:
+        await dispatcher.submit(dataclasses.replace(_request("high-0", "high"), to="+15550000666"))
+        await eventually(lambda: _async(provider.requests_to_hung == 1))
+        await dispatcher.submit(dataclasses.replace(_request("high-1", "high"), to="+15550000666"))
+        await dispatcher.submit(_request("low-0", "low"))
+        await settle()
+        # One line is free, but the high call behind the dial in flight keeps it: low waits.
+        assert provider.placed == []
+    finally:
+        await dispatcher.stop()

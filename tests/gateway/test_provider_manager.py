@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,12 @@ class FakeProvider:
         self.canceled: list[str] = []
         self.notified: list[tuple[str, Event]] = []
         self.refuse = False
+        self.hold: asyncio.Event | None = None  # set: a dial request waits for it (a slow provider)
         self.events: Any = None
 
     async def place_call(self, request: CallRequest) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
         if self.refuse:
             raise ProviderError(f"{self.name} is unreachable", permanent=False)
         self.placed.append(request.call_id)
@@ -165,17 +169,76 @@ async def test_a_provider_that_keeps_failing_is_skipped_until_one_probe_finds_it
     assert manager.readiness()["provider:twilio"] == "ok"
     await manager.place_call(_call("page-skip"))
     assert "page-skip" in twilio.placed and len(asterisk.placed) == 0  # asterisk not even tried
-    # After the back-off one call probes it; a second call meanwhile does not.
+    # After the back-off one call probes it; a second call while that probe is in flight does not.
     clock.t += 31
-    asterisk.refuse = False
-    await manager.place_call(_call("page-probe"))
+    asterisk.refuse, asterisk.hold = False, asyncio.Event()
+    probe = asyncio.create_task(manager.place_call(_call("page-probe")))
+    await asyncio.sleep(0)
     await manager.place_call(_call("page-meanwhile"))
-    assert asterisk.placed == ["page-probe"]
     assert "page-meanwhile" in twilio.placed
-    await asterisk.events.call_ended(CallResult(call_id="page-probe", outcome=CallOutcome.NO_ANSWER))
-    assert manager.readiness()["provider:asterisk"] == "ok"
+    asterisk.hold.set()
+    await probe
+    assert asterisk.placed == ["page-probe"]
+    assert manager.readiness()["provider:asterisk"] == "ok"  # the probe went through: back in use
     await manager.place_call(_call("page-back"))
     assert asterisk.placed[-1] == "page-back"
+
+
+async def test_a_probe_that_is_never_sent_or_ends_canceled_does_not_leave_the_provider_probing() -> None:
+    manager, (twilio, _asterisk), _, _, clock = _rig("twilio", "asterisk")
+    twilio.refuse = True
+    for i in range(3):
+        await manager.place_call(_call(f"page-{i}"))  # twilio fails, asterisk carries them
+    assert manager.is_down("twilio")
+    clock.t += 31
+    twilio.refuse = False
+    await manager.cancel_call("page-0")  # frees asterisk's line; twilio was never probed by it
+    await manager.place_call(_call("page-probe"))
+    assert twilio.placed == ["page-probe"] and not manager.is_down("twilio")
+
+
+async def test_a_canceled_call_frees_its_line() -> None:
+    manager, (asterisk, twilio), _, _, _ = _rig("asterisk", "twilio", lines=1)
+    await manager.place_call(_call("page-1"))
+    await manager.cancel_call("page-1")  # acknowledged elsewhere: the provider reports nothing for it
+    await manager.place_call(_call("page-2"))
+    assert asterisk.placed == ["page-1", "page-2"] and twilio.placed == []
+
+
+async def test_a_report_from_a_provider_that_no_longer_carries_the_call_is_not_the_result() -> None:
+    manager, (asterisk, _twilio), gateway, _, _ = _rig("asterisk", "twilio")
+    asterisk.refuse = True
+    await manager.place_call(_call("page-1"))  # asterisk's answer was lost (transient): twilio carries it
+    await asterisk.events.call_ended(CallResult(call_id="page-1", outcome=CallOutcome.NO_ANSWER))
+    assert gateway.results == []
+    await asyncio.sleep(0)
+    assert "page-1" in asterisk.canceled  # that late copy is hung up
+
+
+async def test_no_failover_for_a_page_no_longer_wanted() -> None:
+    manager, (asterisk, twilio), gateway, _, _ = _rig("asterisk", "twilio")
+
+    async def closed(page_id: str) -> bool:
+        return False
+
+    manager.wanted = closed
+    await manager.place_call(_call("page-1"))
+    await asterisk.events.call_ended(CallResult(call_id="page-1", outcome=CallOutcome.FAILED, detail="congestion"))
+    assert twilio.placed == []
+    assert [r.outcome for r in gateway.results] == [CallOutcome.FAILED]
+
+
+async def test_the_last_provider_gets_no_more_calls_than_its_lines() -> None:
+    manager, (asterisk, twilio), _, _, clock = _rig("asterisk", "twilio", lines=1)
+    manager.health["twilio"].failures, manager.health["twilio"].down_until = 3, clock.t + 100  # twilio is down
+    await manager.place_call(_call("page-0"))
+    try:
+        await manager.place_call(_call("page-1"))  # asterisk's one line is taken, twilio is skipped
+    except ProviderError as exc:
+        assert "lines are in use" in str(exc) and not exc.permanent
+    else:
+        raise AssertionError("a call beyond every usable line must wait in its queue")
+    assert asterisk.placed == ["page-0"] and twilio.placed == []
 
 
 async def test_a_provider_whose_lines_are_full_passes_the_call_to_the_next() -> None:
