@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -91,9 +91,11 @@ class Dispatcher:
         self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
         self._placing: set[asyncio.Task[None]] = set()
-        # Numbers with a dial request in flight: one at a time per number, so a destination (or a provider
-        # request) that hangs holds one line, never all of them, and other pages go on.
-        self._dialling: set[str] = set()
+        # Dial requests in flight per number, at most a quarter of the lines (one on a small trunk): a
+        # destination (or a provider request) that hangs holds a few lines, never all of them, and other
+        # pages go on, while an alert storm to one engineer still dials in parallel.
+        self._dialling: Counter[str] = Counter()
+        self.per_number = max(1, self.capacity // 4)
         self._gate = SendGate()
 
     # ----------------------------------------------------------- lifecycle
@@ -199,12 +201,15 @@ class Dispatcher:
 
     def _eligible(self, priority: Priority) -> tuple[float, CallRequest] | None:
         """The first call of the queue whose number has no dial request in flight."""
-        return next((item for item in self._queues[priority] if item[1].to not in self._dialling), None)
+        return next((item for item in self._queues[priority] if not self._busy(item[1].to)), None)
+
+    def _busy(self, number: str) -> bool:
+        return self._dialling[number] >= self.per_number
 
     def _held_back_for_high(self) -> int:
         """Lines low may not take: the reserved share, plus one for each high call that waits only because
         a dial to its number is in flight (it gets the line as soon as that request returns)."""
-        waiting = {request.to for _, request in self._queues[Priority.HIGH] if request.to in self._dialling}
+        waiting = {request.to for _, request in self._queues[Priority.HIGH] if self._busy(request.to)}
         return self.reserved_for_high + len(waiting)
 
     def _next(self) -> CallRequest | None:
@@ -242,7 +247,7 @@ class Dispatcher:
                     continue
                 self._pace.take()
                 self._in_flight.add(request.call_id)
-                self._dialling.add(request.to)
+                self._dialling[request.to] += 1
             task = asyncio.create_task(self._place(request), name=f"place {request.call_id}")
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
@@ -269,7 +274,9 @@ class Dispatcher:
             finally:
                 self._gate.end(request.call_id)
                 async with self._changed:
-                    self._dialling.discard(request.to)
+                    self._dialling[request.to] -= 1
+                    if self._dialling[request.to] <= 0:
+                        del self._dialling[request.to]
                     self._changed.notify_all()
         except ProviderError as exc:
             await self.finished(request.call_id)

@@ -410,3 +410,17 @@ async def test_a_low_call_does_not_take_the_line_a_waiting_high_call_gets_once_i
         assert provider.placed == []
     finally:
         await dispatcher.stop()
+
+
+async def test_on_a_larger_trunk_one_number_may_have_a_quarter_of_the_lines_dialling_at_once() -> None:
+    provider = HangingProvider(capacity=8, hung="+15550000666")
+    dispatcher, _ = await _dispatcher(provider, share=0)
+    try:
+        for i in range(6):
+            await dispatcher.submit(dataclasses.replace(_request(f"hung-{i}", "high"), to="+15550000666"))
+        for i in range(5):
+            await dispatcher.submit(_request(f"other-{i}", "high"))
+        await eventually(lambda: _async(len(provider.placed) == 5))
+        assert provider.requests_to_hung == 2  # 8 lines // 4: an alert storm to one phone still dials in parallel
+    finally:
+        await dispatcher.stop()
