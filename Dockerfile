@@ -16,6 +16,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && /opt/gateway/bin/pip install -r requirements.txt
 # Then the code itself, without touching the dependencies again.
 COPY README.md ./
+COPY core ./core
 COPY gateway ./gateway
 COPY ivr_flows ./ivr_flows
 COPY providers ./providers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 DOCKERFILE = (Path(__file__).parents[2] / "Dockerfile").read_text()
@@ -25,6 +26,13 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     assert install_deps < first_code
     assert copies_before == ["COPY pyproject.toml ./"]
     assert any(line.endswith("pip install --no-deps .") for line in LINES[first_code:])
+
+
+def test_every_package_the_project_ships_is_copied_into_the_build() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    packages = [name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    copied = {line.split()[1] for line in LINES if line.startswith("COPY ") and not line.startswith("COPY --")}
+    assert set(packages) <= copied, set(packages) - copied
 
 
 def test_the_runtime_image_carries_no_build_leftovers_and_exposes_both_ports() -> None:
