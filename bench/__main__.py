@@ -28,7 +28,7 @@ from tests.peers.agi_peer import agi_environment
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.peers.twilio_driver import TYPICAL_AMD_S, CallLeg, TwilioDriver, twilio_signature
 
-FIGURES: list[tuple[str, str, str]] = []  # (measure, value, target)
+FIGURES: list[tuple[str, str, str, str]] = []  # (measure, value, target, the machine's load average)
 URGENT_NUMBER = "+15550000009"
 HOTLINE_NUMBER = "+15557770000"  # high-priority alerts page this number, so the peer can tell them apart
 
@@ -72,8 +72,10 @@ def alert_request(tag: str, *, urgency: str = "low") -> Callable[[int], bytes]:
 
 
 def report(measure: str, value: str, target: str) -> None:
-    FIGURES.append((measure, value, target))
-    print(f"  {measure}: {value}   (target {target})", flush=True)
+    """Record a figure with the machine's load while it was measured (1-minute average, all processes)."""
+    load = f"{os.getloadavg()[0]:.2f}"
+    FIGURES.append((measure, value, target, load))
+    print(f"  {measure}: {value}   (target {target}; load {load})", flush=True)
 
 
 def _ms(seconds: float) -> str:
@@ -493,9 +495,9 @@ async def _main(names: list[str]) -> None:
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
             await BENCHMARKS[name](Path(folder))
-    print("\n| measure | result | target |\n|---|---|---|")
-    for measure, value, target in FIGURES:
-        print(f"| {measure} | {value} | {target} |")
+    print("\n| measure | result | target | load (1 min) |\n|---|---|---|---|")
+    for measure, value, target, load in FIGURES:
+        print(f"| {measure} | {value} | {target} | {load} |")
 
 
 def main() -> None:
