@@ -92,7 +92,7 @@ class Paging:
             now=clock.now,
             reserved_share=config.reserved_for_high,
             low_wait_warning_s=config.low_wait_warning_s,
-            is_wanted=self._call_still_wanted,
+            is_wanted=self.page_wanted,
             on_placed=self._call_placed,
             on_failed=self._call_failed,
         )
@@ -264,9 +264,6 @@ class Paging:
 
     async def page_wanted(self, call_id: str) -> bool:
         """Whether the page behind a call or SMS id may still go out (its alert is open)."""
-        return await self._call_still_wanted(call_id)
-
-    async def _call_still_wanted(self, call_id: str) -> bool:
         page_id = page_id_from(call_id)
         return page_id is not None and await self.store.call_wanted(page_id)
 
