@@ -108,21 +108,22 @@ async def _dial_latencies(gw: object, p: object, run: Run, *, wait_s: float = 30
 
 
 async def bench_dial(workdir: Path, *, rate: float = 200, duration_s: float = 30) -> None:
-    """1. Alert accepted (202) to the first dial request on the wire, at a fixed rate."""
-    print(f"[dial] {rate:.0f} alerts/s for {duration_s:.0f} s; alert 202 -> Calls.json POST at the Twilio peer")
+    """1. Alert request sent (its scheduled start) to the first dial request on the wire, at a fixed rate."""
+    print(f"[dial] {rate:.0f} alerts/s for {duration_s:.0f} s; alert request sent -> Calls.json POST at the "
+          "Twilio peer")
     port = free_port()
     async with peer("twilio") as p, gateway(twilio_config(port, p.url), workdir, port) as gw:
         load = LoadGenerator("127.0.0.1", port)
         await load.run(rate=50, duration_s=1, request=alert_request("warmup"))
         run = await load.run(rate=rate, duration_s=duration_s, request=alert_request("dial"))
         await load.close()
-        lat, whole = await _dial_latencies(gw, p, run)
+        after_202, whole = await _dial_latencies(gw, p, run)
         accepted = sum(1 for r in run.results if r.status == 202)
-        print(f"  {accepted} alerts accepted, {len(lat)} dials matched, {run.errors} errors")
-        report("alert 202 to first dial p50", _ms(percentile(lat, 50)), "-")
-        report("alert 202 to first dial p95", _ms(percentile(lat, 95)), "-")
-        report("alert 202 to first dial p99", _ms(percentile(lat, 99)), "<= 20 ms")
-        report("alert request sent to first dial p99", _ms(percentile(whole, 99)), "-")
+        print(f"  {accepted} alerts accepted, {len(whole)} dials matched, {run.errors} errors")
+        report("alert request sent to first dial p50", _ms(percentile(whole, 50)), "-")
+        report("alert request sent to first dial p95", _ms(percentile(whole, 95)), "-")
+        report("alert request sent to first dial p99", _ms(percentile(whole, 99)), "<= 20 ms")
+        report("alert 202 read to first dial p99", _ms(percentile(after_202, 99)), "-")
         intake = [r.latency_s for r in run.results]
         report(f"intake latency p99 at {rate:.0f}/s", _ms(percentile(intake, 99)), "-")
 
