@@ -59,7 +59,8 @@ async def _asyncpg(url: str, password: str | None, pool_size: int) -> tuple[HotP
     async def hot_path(i: int) -> None:
         new, plan = _alert(i)
         _, created, pages = await store.create_alert(new, now=1_000_000.0, escalate_at=None, note="triggered",
-                                                     first_step=plan)
+                                                     first_step=plan,
+                                owner="bench")
         assert created
         await store.mark_page_sent(pages[0].id, now=1_000_001.0)
 
@@ -81,7 +82,8 @@ async def _psycopg(url: str, password: str | None, pool_size: int) -> tuple[HotP
 
     async def hot_path(i: int) -> None:
         new, plan = _alert(i)
-        sql = CreateAlertSql.of(new, now=1_000_000.0, escalate_at=None, note="triggered", first_step=plan)
+        sql = CreateAlertSql.of(new, now=1_000_000.0, escalate_at=None, note="triggered", first_step=plan,
+                                owner="bench")
         async with pool.connection() as db:
             await db.execute(sql.begin.encode())  # bytes: a statement without parameters (the simple protocol)
             try:

@@ -18,12 +18,13 @@ from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
+from gateway.peer_events import PeerEvents
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
 from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
 from gateway.store_factory import describe as describe_store
-from gateway.store_factory import make_store
+from gateway.store_factory import make_cluster, make_store
 from gateway.templates import Templates
 from gateway.web import (
     alerts,
@@ -79,6 +80,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
     store = app[STORE]
     await store.open()
+    cluster = make_cluster(config, store)
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
     # upward only through the callbacks handed to it here (bound late: each names a service built below).
@@ -87,7 +89,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     kinds = PageKinds(AlertCallKind(templates, lambda alert_id, by, how: alert_service.acknowledge(
         alert_id, by=by, how=how)))
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
-                    templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page))
+                    templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
+                    lines=cluster.lines)
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)
@@ -100,6 +103,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                          wanted=paging.page_wanted)
     await paging.start()
     await scheduler.start()
+    await cluster.start(PeerEvents(paging, scheduler, providers.voice))
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
@@ -108,6 +112,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     finally:
         await scheduler.stop()
         await paging.stop()
+        await cluster.stop()
         await providers.close()
         await store.close()
 

@@ -1,7 +1,9 @@
 """Outbound call dispatch: a high and a low priority queue sharing one provider's capacity.
 
 High is always taken first and has a reserved share of the capacity that low
-never uses, so an emergency is never stuck behind routine calls.
+never uses, so an emergency is never stuck behind routine calls. With several
+gateways on one database, each dial also takes a line from the ledger they share
+(``gateway.cluster.Lines``), so capacity, pace and priority hold across all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from core.enums import Priority
 from core.phone import mask
 from gateway import failpoints
+from gateway.cluster import Lines
 from gateway.send_gate import SendGate
 from providers.base import CallRequest, ProviderError, VoiceProvider
 
@@ -66,6 +69,7 @@ class Dispatcher:
         on_failed: Callable[[str, str], Awaitable[None]],
         retry_delays_s: tuple[float, ...] = (1, 2, 4, 8, 16),
         outcome_grace_s: float = 300.0,
+        lines: Lines | None = None,
     ) -> None:
         self.provider = provider
         # A placed call that reports nothing within its ring timeout plus this grace (real time) frees its
@@ -97,6 +101,9 @@ class Dispatcher:
         self._dialling: Counter[str] = Counter()
         self.per_number = max(1, self.capacity // 4)
         self._gate = SendGate()
+        # The shared ledger (several gateways), and a wake-up for when it said no line is free.
+        self._lines = lines
+        self._line_freed = asyncio.Event()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -122,11 +129,30 @@ class Dispatcher:
             self._changed.notify_all()
 
     async def finished(self, call_id: str) -> None:
-        """A call ended (any outcome): its capacity slot is free again."""
+        """A call ended (any outcome): its capacity slot is free again (placed here or by another gateway)."""
         self.keep(call_id)
         async with self._changed:
             self._in_flight.discard(call_id)
+            self._line_freed.set()
             self._changed.notify_all()
+        if self._lines is not None:
+            await self._lines.free(call_id)
+
+    async def line_freed(self, call_id: str, *, placed_here: bool) -> None:
+        """Another gateway freed a line: when this one placed the call (its outcome reached the other
+        gateway), the call is over here too; either way a call waiting for a line may try again."""
+        if placed_here:
+            self.keep(call_id)
+        async with self._changed:
+            if placed_here:
+                self._in_flight.discard(call_id)
+            self._line_freed.set()
+            self._changed.notify_all()
+
+    def holds(self, call_id: str) -> bool:
+        """The call is queued or in progress here (this gateway placed it and it has not ended)."""
+        return call_id in self._in_flight or any(
+            request.call_id == call_id for queue in self._queues.values() for _, request in queue)
 
     def keep(self, call_id: str) -> None:
         """The call reported its outcome but holds its line (an accepted, bridged leg): no deadline any more."""
@@ -212,21 +238,22 @@ class Dispatcher:
         waiting = {request.to for _, request in self._queues[Priority.HIGH] if self._busy(request.to)}
         return self.reserved_for_high + len(waiting)
 
-    def _next(self) -> CallRequest | None:
+    def _next(self) -> tuple[Priority, float, CallRequest] | None:
         free = self.capacity - len(self._in_flight)
         if free > 0 and (item := self._eligible(Priority.HIGH)) is not None:
             self._queues[Priority.HIGH].remove(item)
-            return item[1]
+            return Priority.HIGH, *item
         if free > self._held_back_for_high() and (item := self._eligible(Priority.LOW)) is not None:
             self._queues[Priority.LOW].remove(item)
-            queued_at, request = item
-            waited = self._now() - queued_at
-            if waited > self.low_wait_warning_s:
-                self.low_waited_too_long += 1
-                log.warning("low-priority call %s waited %.0f s for a free line (bound %.0f s)",
-                            request.call_id, waited, self.low_wait_warning_s)
-            return request
+            return Priority.LOW, *item
         return None
+
+    def _note_low_wait(self, queued_at: float, request: CallRequest) -> None:
+        waited = self._now() - queued_at
+        if waited > self.low_wait_warning_s:
+            self.low_waited_too_long += 1
+            log.warning("low-priority call %s waited %.0f s for a free line (bound %.0f s)",
+                        request.call_id, waited, self.low_wait_warning_s)
 
     def _ready(self) -> bool:
         free = self.capacity - len(self._in_flight)
@@ -242,15 +269,49 @@ class Dispatcher:
                 await asyncio.sleep(delay)  # pacing: the next start picks the best call then
                 continue
             async with self._changed:
-                request = self._next()
-                if request is None:
+                picked = self._next()
+                if picked is None:
                     continue
-                self._pace.take()
+                priority, queued_at, request = picked
                 self._in_flight.add(request.call_id)
                 self._dialling[request.to] += 1
+            if not await self._take_line(priority, queued_at, request):
+                continue
+            if priority == Priority.LOW:
+                self._note_low_wait(queued_at, request)
+            self._pace.take()
             task = asyncio.create_task(self._place(request), name=f"place {request.call_id}")
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
+
+    async def _take_line(self, priority: Priority, queued_at: float, request: CallRequest) -> bool:
+        """Take a line in the ledger shared with other gateways; when there is none (or the shared pace
+        says not yet), put the call back first in its queue and wait: for a line to be freed anywhere (a
+        push), for the pace, and at most 1 s (so this gateway's demand for a line stays fresh)."""
+        if self._lines is None:
+            return True
+        self._line_freed.clear()
+        try:
+            wait = await self._lines.take(
+                request.call_id, priority, capacity=self.capacity, reserved=self.reserved_for_high,
+                rate=self._pace.rate, high_waiting=len(self._queues[Priority.HIGH]))
+        except Exception as exc:  # the database is away: dial anyway rather than page nobody
+            log.error("call %s: could not take a line in the shared ledger (%s); dialling without it",
+                      request.call_id, exc)
+            return True
+        if wait == 0:
+            return True
+        async with self._changed:
+            self._in_flight.discard(request.call_id)
+            self._dialling[request.to] -= 1
+            if self._dialling[request.to] <= 0:
+                del self._dialling[request.to]
+            self._queues[priority].appendleft((queued_at, request))
+        try:
+            await asyncio.wait_for(self._line_freed.wait(), timeout=wait if wait > 0 else 1.0)
+        except TimeoutError:
+            pass
+        return False
 
     async def _place(self, request: CallRequest) -> None:
         self._gate.begin(request.call_id)

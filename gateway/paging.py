@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from core.clock import Clock
 from core.enums import Channel, PageStatus
 from core.phone import mask
+from gateway.cluster import Lines
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
 from gateway.page_kinds import PageKinds
@@ -78,6 +79,7 @@ class Paging:
         templates: Templates,
         kinds: PageKinds,
         on_step_failed: Callable[[Page], Awaitable[None]],
+        lines: Lines | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -95,6 +97,7 @@ class Paging:
             is_wanted=self.page_wanted,
             on_placed=self._call_placed,
             on_failed=self._call_failed,
+            lines=lines,
         )
         self._sms_gate = SendGate()
         self._background: set[asyncio.Task[None]] = set()
@@ -107,7 +110,11 @@ class Paging:
         unsent = await self.store.unsent_pages()
         if unsent:
             log.info("recovery: %d page(s) were due but not sent before the last stop; sending now", len(unsent))
-        for page in unsent:
+        await self.send_again(unsent)
+
+    async def send_again(self, pages: list[Page]) -> None:
+        """Send pages written earlier (before a restart, or by a gateway that died)."""
+        for page in pages:
             alert = await self.store.get_alert(page.alert_id)
             if alert is not None:
                 await self.send(page, alert, ring_s=self._ring_s(alert, page))
@@ -201,6 +208,25 @@ class Paging:
                 # which must answer at once, while hanging up may mean slow REST calls with retries.
                 await self.hang_up(call_id)
             await self.finish(page, CallOutcome.CANCELED, "alert closed; call canceled", log_it=False)
+
+    async def release_local(self, alert_id: int) -> None:
+        """Another gateway closed the alert (and finished its pages): stop what this gateway still has of it."""
+        for page in await self.store.pages_for(alert_id):
+            call_id = call_id_for(page)
+            if page.channel == Channel.SMS:
+                await self._sms_gate.withdraw(call_id)
+            elif self.dispatcher.holds(call_id) and not await self.dispatcher.withdraw(call_id):
+                log.info("call %s to %s: alert %d was closed on another gateway; hanging up", call_id,
+                         mask(page.number), alert_id)
+                await self.hang_up(call_id)
+
+    async def lost_with_gateway(self, page: Page, gateway_id: str) -> None:
+        """A call in progress whose gateway died, on a provider where calls end with their gateway: it is
+        over (hung up here too, in case the provider still has it), and counts as unanswered."""
+        await self.hang_up(call_id_for(page))
+        finished = await self.finish(page, CallOutcome.FAILED, f"its gateway {gateway_id} stopped during the call")
+        if finished is not None:
+            await self._on_step_failed(finished)
 
     async def hang_up(self, call_id: str) -> None:
         """Hang up a call in the background and free its line (a provider may never report it)."""

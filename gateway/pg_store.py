@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 
 from core.enums import AlertStatus, Channel, PageStatus, Priority
+from gateway.cluster import new_gateway_id
 from gateway.migrations import scripts
 from gateway.store import (
     Alert,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # What a connection the server dropped (restart, failover, idle timeout) raises on its next use.
-_LOST = (
+LOST = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError, OSError,
 )
@@ -78,10 +79,10 @@ WITH existing AS (
     SELECT $1, 'triggered', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10 WHERE NOT EXISTS (SELECT FROM existing)
     RETURNING id
 ), escalation AS (
-    INSERT INTO escalations (alert_id, step, repeat, next_due) SELECT id, $11, $12, $13 FROM alert
+    INSERT INTO escalations (alert_id, step, repeat, next_due, owner) SELECT id, $11, $12, $13, $23 FROM alert
 ), page AS (
-    INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)
-    SELECT alert.id, $14, $15, p.engineer, p.number, p.channel, 'due', $10, $10
+    INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, owner)
+    SELECT alert.id, $14, $15, p.engineer, p.number, p.channel, 'due', $10, $10, $23
     FROM alert, unnest($16::text[], $17::text[], $18::text[]) WITH ORDINALITY AS p (engineer, number, channel, n)
     ORDER BY p.n
     RETURNING id
@@ -96,8 +97,8 @@ SELECT existing.*, (SELECT id FROM alert) AS new_id, ARRAY(SELECT id FROM page O
 FROM (SELECT) AS one LEFT JOIN existing ON true
 """
 _INSERT_PAGES = """
-INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)
-SELECT $1, $2, $3, p.engineer, p.number, p.channel, 'due', $4, $4
+INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, owner)
+SELECT $1, $2, $3, p.engineer, p.number, p.channel, 'due', $4, $4, $8
 FROM unnest($5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS p (engineer, number, channel, n)
 ORDER BY p.n
 RETURNING id
@@ -128,7 +129,7 @@ class CreateAlertSql:
 
     @classmethod
     def of(cls, new: NewAlert, *, now: float, escalate_at: float | None, note: str,
-           first_step: StepPlan | None) -> CreateAlertSql:
+           first_step: StepPlan | None, owner: str) -> CreateAlertSql:
         if first_step is None:
             step, repeat, next_due, page_step, pages = 0, 0, escalate_at, None, []
         else:
@@ -141,7 +142,7 @@ class CreateAlertSql:
             json.dumps(new.labels), _in(new.team), _in(new.policy), _in(new.route), now,
             step, repeat, next_due, page_step, repeat, *_page_arrays(pages),
             [n.at for n in notes], [_in(n.kind) for n in notes], [_in(n.message) for n in notes],
-            [json.dumps(n.data) for n in notes],
+            [json.dumps(n.data) for n in notes], owner,
         )
         begin = f"BEGIN; SELECT pg_advisory_xact_lock({_LOCKS:d}, {_dedup_lock(new.dedup_key):d})"
         return cls(begin=begin, args=args, pages=pages, page_step=page_step, repeat=repeat)
@@ -252,8 +253,11 @@ async def _no_reset(db: _Db) -> None:
 
 
 class PgStore:
-    def __init__(self, url: str, *, password: str | None = None, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, password: str | None = None, pool_size: int = 10,
+                 gateway_id: str | None = None) -> None:
         self.url = url
+        #: this gateway: the owner written on the escalations and pages it runs (see gateway/pg_cluster.py)
+        self.gateway_id = gateway_id or new_gateway_id()
         self._password = password
         self._pool_size = pool_size
         self._pool: Any = None  # asyncpg.Pool
@@ -271,6 +275,11 @@ class PgStore:
             await self.close()
             raise
 
+    async def connect_alone(self, **server_settings: str) -> Any:
+        """A connection of its own, outside the pool (it keeps session state: locks, LISTEN)."""
+        return await asyncpg.connect(self.url, password=self._password, timeout=10,
+                                     server_settings=server_settings)
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -280,7 +289,7 @@ class PgStore:
                 pool.terminate()
 
     async def _migrate(self, version: int, sql: str) -> bool:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             await db.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCKS, _MIGRATION_LOCK)
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version"
@@ -298,7 +307,7 @@ class PgStore:
         return self._pool
 
     @asynccontextmanager
-    async def _transaction(self, begin: str = "BEGIN") -> AsyncIterator[_Db]:
+    async def transaction(self, begin: str = "BEGIN") -> AsyncIterator[_Db]:
         """One transaction on a pooled connection, committed when the block ends without an error."""
         pool = self._live_pool()
         db = await self._begun(pool, begin)
@@ -321,31 +330,31 @@ class PgStore:
             try:
                 await db.execute(begin)
                 return db
-            except _LOST:
+            except LOST:
                 await pool.release(db)
                 if attempt:
                     raise
                 await pool.expire_connections()  # the others were dropped with it: replace them all
         raise AssertionError("unreachable")
 
-    async def _single(self, run: Callable[[_Db], Awaitable[T]]) -> T:
+    async def single(self, run: Callable[[_Db], Awaitable[T]]) -> T:
         """One statement in a transaction of its own (one round trip). Only reads and idempotent writes come
         here, so a statement that meets a connection the server dropped is run again on a fresh one."""
         pool = self._live_pool()
         try:
             return await run(pool)
-        except _LOST:
+        except LOST:
             await pool.expire_connections()
             return await run(pool)
 
     async def _fetch(self, query: str, *args: object) -> list[Any]:
-        return await self._single(lambda db: db.fetch(query, *args))
+        return await self.single(lambda db: db.fetch(query, *args))
 
     async def _fetchrow(self, query: str, *args: object) -> Any:
-        return await self._single(lambda db: db.fetchrow(query, *args))
+        return await self.single(lambda db: db.fetchrow(query, *args))
 
     async def _fetchval(self, query: str, *args: object) -> Any:
-        return await self._single(lambda db: db.fetchval(query, *args))
+        return await self.single(lambda db: db.fetchval(query, *args))
 
     async def ping(self) -> None:
         try:
@@ -358,8 +367,9 @@ class PgStore:
     async def create_alert(
         self, new: NewAlert, *, now: float, escalate_at: float | None, note: str, first_step: StepPlan | None = None
     ) -> tuple[Alert, bool, list[Page]]:
-        sql = CreateAlertSql.of(new, now=now, escalate_at=escalate_at, note=note, first_step=first_step)
-        async with self._transaction(sql.begin) as db:
+        sql = CreateAlertSql.of(new, now=now, escalate_at=escalate_at, note=note, first_step=first_step,
+                                owner=self.gateway_id)
+        async with self.transaction(sql.begin) as db:
             row = await db.fetchrow(CREATE_ALERT, *sql.args)
         if row["new_id"] is None:
             return _alert(row), False, []
@@ -394,7 +404,7 @@ class PgStore:
     async def change_status(
         self, alert_id: int, status: AlertStatus, *, now: float, by: str | None, note: str
     ) -> tuple[Alert, bool] | None:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             row = await db.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
             if row is None:
                 return None
@@ -417,10 +427,13 @@ class PgStore:
             await db.execute("UPDATE escalations SET next_due = NULL WHERE alert_id = $1", alert_id)
             await _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind=status, message=note,
                                           data={"by": by} if by else {})])
+            # Pushed on commit to every gateway: the others hang up their calls of this alert.
+            await db.execute("SELECT pg_notify('gateway', $1)",
+                             json.dumps({"closed": alert_id, "by": self.gateway_id}))
             return alert, True
 
     async def set_priority(self, alert_id: int, priority: str, *, now: float, note: str) -> Alert | None:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             row = await db.fetchrow(
                 f"UPDATE alerts SET priority = $1, updated_at = $2 WHERE id = $3 AND status <> 'resolved'"
                 f" AND priority <> $1 RETURNING {_ALERT_COLUMNS}",
@@ -436,14 +449,14 @@ class PgStore:
     # ----------------------------------------------------------- escalation
 
     async def begin_escalation(self, alert_id: int, *, priority: str, now: float, note: str) -> bool:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             status = await db.fetchval("SELECT status FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
             if status != "triggered":
                 return False
             started = await db.execute(
-                "UPDATE escalations SET next_due = $1 WHERE alert_id = $2 AND next_due IS NULL AND step = 0"
-                " AND repeat = 0 AND NOT EXISTS (SELECT FROM pages WHERE alert_id = $2)",
-                now, alert_id,
+                "UPDATE escalations SET next_due = $1, owner = $3 WHERE alert_id = $2 AND next_due IS NULL"
+                " AND step = 0 AND repeat = 0 AND NOT EXISTS (SELECT FROM pages WHERE alert_id = $2)",
+                now, alert_id, self.gateway_id,
             )
             if started != "UPDATE 1":
                 return False
@@ -459,15 +472,16 @@ class PgStore:
 
     async def next_due(self) -> float | None:
         due: float | None = await self._fetchval(
-            "SELECT MIN(next_due) FROM escalations WHERE next_due IS NOT NULL"
+            "SELECT MIN(next_due) FROM escalations WHERE next_due IS NOT NULL AND (owner = $1 OR owner IS NULL)",
+            self.gateway_id,
         )
         return due
 
     async def due_escalations(self, now: float) -> list[Escalation]:
         rows = await self._fetch(
-            "SELECT alert_id, step, repeat, next_due FROM escalations"
-            " WHERE next_due IS NOT NULL AND next_due <= $1 ORDER BY next_due, alert_id",
-            now,
+            "SELECT alert_id, step, repeat, next_due FROM escalations WHERE next_due IS NOT NULL"
+            " AND next_due <= $1 AND (owner = $2 OR owner IS NULL) ORDER BY next_due, alert_id",
+            now, self.gateway_id,
         )
         return [_escalation(r) for r in rows]
 
@@ -481,37 +495,54 @@ class PgStore:
         now: float,
         restart: bool = False,
     ) -> bool:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             if not await _matches(db, expect):
                 return False
+            # Whoever moves an escalation runs it from then on (an engineer's answer may reach any gateway).
             if restart:
-                await db.execute("UPDATE escalations SET step = 0, repeat = 0, next_due = $1 WHERE alert_id = $2",
-                                 next_due, alert_id)
+                await db.execute("UPDATE escalations SET step = 0, repeat = 0, next_due = $1, owner = $3"
+                                 " WHERE alert_id = $2", next_due, alert_id, self.gateway_id)
             else:
-                await db.execute("UPDATE escalations SET next_due = $1 WHERE alert_id = $2", next_due, alert_id)
+                await db.execute("UPDATE escalations SET next_due = $1, owner = $3 WHERE alert_id = $2",
+                                 next_due, alert_id, self.gateway_id)
             if note:
                 await _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note)])
             return True
 
     async def start_step(self, alert_id: int, *, expect: Escalation, plan: StepPlan, now: float) -> list[Page] | None:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             if not await _matches(db, expect):
                 return None
-            await db.execute("UPDATE escalations SET step = $1, repeat = $2, next_due = $3 WHERE alert_id = $4",
-                             plan.step + 1, plan.repeat, plan.next_due, alert_id)
-            pages = await _insert_pages(db, alert_id, plan.pages, plan.step, plan.repeat, now)
+            await db.execute("UPDATE escalations SET step = $1, repeat = $2, next_due = $3, owner = $5"
+                             " WHERE alert_id = $4", plan.step + 1, plan.repeat, plan.next_due, alert_id,
+                             self.gateway_id)
+            pages = await _insert_pages(db, alert_id, plan.pages, plan.step, plan.repeat, now, self.gateway_id)
             await _log(db, [replace(n, alert_id=alert_id) for n in plan.notes])
             return pages
 
     async def add_pages(
         self, alert_id: int, pages: list[NewPage], *, notes: list[TimelineEntry], now: float
     ) -> list[Page]:
-        async with self._transaction() as db:
-            created = await _insert_pages(db, alert_id, pages, None, None, now)
+        async with self.transaction() as db:
+            created = await _insert_pages(db, alert_id, pages, None, None, now, self.gateway_id)
             await _log(db, notes)
             return created
 
     # ---------------------------------------------------------------- pages
+
+    async def inherit(self, dead: str) -> tuple[list[Page], list[Page]]:
+        """Make a dead gateway's work this gateway's, in one transaction: its escalations, its unfinished
+        pages and the lines its calls hold. Returns its unsent pages and its calls in progress."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE escalations SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
+            rows = await db.fetch(f"UPDATE pages SET owner = $1 WHERE owner = $2 AND status <> 'done'"
+                                  f" RETURNING {_PAGE_COLUMNS}", self.gateway_id, dead)
+            await db.execute("UPDATE line_use SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
+            await db.execute("DELETE FROM line_demand WHERE owner = $1", dead)
+            await db.execute("DELETE FROM gateways WHERE id = $1", dead)
+        pages = sorted((_page(r) for r in rows), key=lambda p: p.id)
+        return ([p for p in pages if p.status == PageStatus.DUE],
+                [p for p in pages if p.status == PageStatus.SENT and p.channel == Channel.CALL])
 
     async def get_page(self, page_id: int) -> Page | None:
         row = await self._fetchrow(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id = $1", page_id)
@@ -533,17 +564,18 @@ class PgStore:
         columns = ", ".join(f"p.{c.strip()}" for c in _PAGE_COLUMNS.split(","))
         rows = await self._fetch(
             f"SELECT {columns} FROM pages p JOIN alerts a ON a.id = p.alert_id"
-            " WHERE p.status = 'due' AND a.status = 'triggered' ORDER BY p.id"
+            " WHERE p.status = 'due' AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL) ORDER BY p.id",
+            self.gateway_id,
         )
         return [_page(r) for r in rows]
 
     async def mark_page_sent(self, page_id: int, *, now: float) -> None:
-        await self._single(lambda db: db.execute(MARK_PAGE_SENT, now, page_id))  # idempotent
+        await self.single(lambda db: db.execute(MARK_PAGE_SENT, now, page_id))  # idempotent
 
     async def finish_page(
         self, page_id: int, *, outcome: str, detail: str, now: float, note: TimelineEntry | None
     ) -> Page | None:
-        async with self._transaction() as db:
+        async with self.transaction() as db:
             row = await db.fetchrow(
                 f"UPDATE pages SET status = 'done', outcome = $1, detail = $2, updated_at = $3"
                 f" WHERE id = $4 AND status <> 'done' RETURNING {_PAGE_COLUMNS}",
@@ -573,13 +605,13 @@ class PgStore:
     # ------------------------------------------------------------- timeline
 
     async def add_timeline(self, entry: TimelineEntry) -> None:
-        async with self._transaction() as db:  # not idempotent: a transaction, never run twice
+        async with self.transaction() as db:  # not idempotent: a transaction, never run twice
             await _log(db, [entry])
 
     # --------------------------------------------------------- call sessions
 
     async def save_call_session(self, call_id: str, data: dict[str, Any]) -> None:
-        await self._single(lambda db: db.execute(
+        await self.single(lambda db: db.execute(
             "INSERT INTO call_sessions (call_id, data, updated_at) VALUES ($1, $2, $3)"
             " ON CONFLICT (call_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
             _in(call_id), json.dumps(data), time.time()))
@@ -589,7 +621,7 @@ class PgStore:
         return None if text is None else dict(json.loads(text))
 
     async def delete_call_session(self, call_id: str) -> None:
-        await self._single(lambda db: db.execute("DELETE FROM call_sessions WHERE call_id = $1", _in(call_id)))
+        await self.single(lambda db: db.execute("DELETE FROM call_sessions WHERE call_id = $1", _in(call_id)))
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
         rows = await self._fetch(
@@ -609,8 +641,8 @@ async def _matches(db: _Db, expect: Escalation) -> bool:
 
 
 async def _insert_pages(db: _Db, alert_id: int, pages: Sequence[NewPage], step: int | None, repeat: int | None,
-                        now: float) -> list[Page]:
+                        now: float, owner: str) -> list[Page]:
     if not pages:
         return []
-    rows = await db.fetch(_INSERT_PAGES, alert_id, step, repeat, now, *_page_arrays(pages))
+    rows = await db.fetch(_INSERT_PAGES, alert_id, step, repeat, now, *_page_arrays(pages), owner)
     return _new_pages(sorted(r[0] for r in rows), alert_id, pages, step, repeat, now)

@@ -107,6 +107,7 @@ class ProviderManager:
             sms=bool(sms),
             max_concurrent_calls=sum(p.capabilities.max_concurrent_calls for p in voice) or 1,
             calls_per_second=max((p.capabilities.calls_per_second for p in voice), default=1.0),
+            calls_outlive_gateway=bool(voice) and all(p.capabilities.calls_outlive_gateway for p in voice),
         )
 
     async def close(self) -> None:

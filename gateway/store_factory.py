@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.cluster import Cluster, Solo
 from gateway.config import Config
 from gateway.store import Store
 
@@ -17,6 +18,18 @@ def make_store(config: Config) -> Store:
     from gateway.sqlite_store import SqliteStore
 
     return SqliteStore(config.store_path)
+
+
+def make_cluster(config: Config, store: Store) -> Cluster:
+    """How this gateway works with others on ``store`` (made by ``make_store(config)``): on PostgreSQL as
+    one of several, on SQLite alone."""
+    if config.store_url is not None:
+        from gateway.pg_cluster import PgCluster
+        from gateway.pg_store import PgStore
+
+        assert isinstance(store, PgStore)
+        return PgCluster(store)
+    return Solo()
 
 
 def describe(config: Config) -> str:

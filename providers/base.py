@@ -65,6 +65,9 @@ class Capabilities:
     inbound_sms: bool = False  # takes SMS (two-way replies)
     max_concurrent_calls: int = 10  # lines
     calls_per_second: float = 10.0  # the rate calls may start at
+    # A call goes on when the gateway that placed it dies (its state is in the store and the provider reaches
+    # any gateway: Twilio). False: the call ends with its gateway (a FastAGI socket, a sandbox phone).
+    calls_outlive_gateway: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

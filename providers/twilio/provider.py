@@ -147,6 +147,7 @@ class TwilioProvider:
             inbound_sms=True,
             max_concurrent_calls=config.max_concurrent_calls,
             calls_per_second=config.calls_per_second,
+            calls_outlive_gateway=True,
         )
         self.events: ProviderEvents | None = None
         self.sessions = CallSessions(provider="twilio", store=session_store)

@@ -1,0 +1,76 @@
+"""Several gateways on one database: what the services see of the others.
+
+Every gateway is a peer. On PostgreSQL (``gateway/pg_cluster.py``) each one owns the escalations and pages
+it runs, takes a line from a ledger all of them share before each dial, hears what the others push (an alert
+closed elsewhere, a line freed) and takes over the work of one that died. On SQLite there is one gateway:
+``Solo`` does nothing and the dispatcher's own counts are the whole truth.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Protocol
+
+from gateway.store import Page
+
+
+def new_gateway_id() -> str:
+    """A name for this gateway process, unique across restarts and machines (readable in logs)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Lines(Protocol):
+    """Provider capacity and pace shared by every gateway (a ledger of the calls holding a line)."""
+
+    async def take(self, call_id: str, priority: str, *, capacity: int, reserved: int, rate: float,
+                   high_waiting: int) -> float:
+        """Take a line for a call: 0 = taken; > 0 = the pace allows none yet, try after that many seconds;
+        < 0 = none free for this priority: wait until one is freed (``Peers.line_freed``)."""
+        ...
+
+    async def free(self, call_id: str) -> None:
+        """The call is over (whichever gateway placed it): its line is free (idempotent)."""
+        ...
+
+
+class Peers(Protocol):
+    """What a gateway does when the others tell it something (implemented by paging)."""
+
+    async def alert_closed_elsewhere(self, alert_id: int) -> None:
+        """Another gateway acknowledged or resolved the alert: stop this gateway's calls and texts of it."""
+        ...
+
+    async def line_freed(self, call_id: str, *, placed_here: bool) -> None:
+        """A line was freed somewhere; ``placed_here``: the call was placed by this gateway."""
+        ...
+
+    async def took_over(self, gateway_id: str, *, unsent: list[Page], live_calls: list[Page]) -> None:
+        """Another gateway died and its work is now this one's (already so in the database): its escalations
+        (the scheduler must look again), its ``unsent`` pages and its ``live_calls`` (placed, no outcome)."""
+        ...
+
+
+class Cluster(Protocol):
+    gateway_id: str
+    lines: Lines | None
+
+    async def start(self, peers: Peers) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Solo:
+    """One gateway on its own (SQLite): nobody to hear from, no shared ledger."""
+
+    lines: Lines | None = None
+
+    def __init__(self) -> None:
+        self.gateway_id = new_gateway_id()
+
+    async def start(self, peers: Peers) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
