@@ -43,6 +43,7 @@ from gateway.web.json_body import read_json
 from gateway.web.keys import (
     ALERTS,
     CLOCK,
+    CLUSTER,
     CONFIG,
     PAGING,
     PROVIDERS,
@@ -80,7 +81,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
     store = app[STORE]
     await store.open()
-    cluster = make_cluster(config, store)
+    cluster = app[CLUSTER] = make_cluster(config, store)
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
     # upward only through the callbacks handed to it here (bound late: each names a service built below).

@@ -56,6 +56,11 @@ class Cluster(Protocol):
     gateway_id: str
     lines: Lines | None
 
+    @property
+    def problem(self) -> str | None:
+        """Why this gateway is not a working member now (for /readyz), or None."""
+        ...
+
     async def start(self, peers: Peers) -> None: ...
 
     async def stop(self) -> None: ...
@@ -65,6 +70,7 @@ class Solo:
     """One gateway on its own (SQLite): nobody to hear from, no shared ledger."""
 
     lines: Lines | None = None
+    problem: str | None = None
 
     def __init__(self) -> None:
         self.gateway_id = new_gateway_id()

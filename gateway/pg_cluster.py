@@ -71,6 +71,12 @@ class PgCluster:
         self._task = asyncio.create_task(self._watch(), name="gateway membership")
         log.info("cluster: gateway %s joined (other gateways on this database share its work)", self.gateway_id)
 
+    @property
+    def problem(self) -> str | None:
+        if self._task is not None and self._conn is None:
+            return "lost its connection to the other gateways; they may be taking over its work"
+        return None
+
     async def stop(self) -> None:
         for task in (self._task, self._handler):
             if task is not None:

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from gateway.web.auth import Auth, auth
-from gateway.web.keys import PROVIDERS, SCHEDULER, STORE
+from gateway.web.keys import CLUSTER, PROVIDERS, SCHEDULER, STORE
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ async def readyz(request: web.Request) -> web.Response:
         log.warning("readiness: store not usable: %s", exc)
         checks["store"] = f"error: {exc}"
     checks["scheduler"] = "ok" if request.app[SCHEDULER].running else "stopped"
+    problem = request.app[CLUSTER].problem
+    checks["cluster"] = "ok" if problem is None else f"error: {problem}"
     checks.update(request.app[PROVIDERS].readiness())
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},

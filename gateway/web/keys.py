@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core.clock import Clock
 from gateway.alerts import AlertService
+from gateway.cluster import Cluster
 from gateway.config import Config
 from gateway.paging import Paging
 from gateway.provider_setup import Providers
@@ -21,3 +22,4 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 PAGING = web.AppKey("paging", Paging)
 SANDBOX = web.AppKey("sandbox", SandboxProvider)
 PROVIDERS = web.AppKey("providers", Providers)
+CLUSTER = web.AppKey("cluster", Cluster)

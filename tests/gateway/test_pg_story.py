@@ -13,7 +13,7 @@ from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import load_config
 from tests.postgres import PgDatabase
-from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, payload, write_config
+from tests.support import ALICE, BASE_CONFIG, BOB, Gateway, eventually, payload, write_config
 
 PASSWORD_ENV = "GATEWAY_TEST_DB_PASSWORD"
 
@@ -100,3 +100,27 @@ async def test_a_restarted_gateway_carries_on_from_postgres(
     await second.post(f"/api/v1/sandbox/phones/{BOB}/answer")
     await second.post(f"/api/v1/sandbox/phones/{BOB}/press", {"digits": "1"})
     await second.alert_where(alert_id, lambda a: a["status"] == "acknowledged")
+
+
+async def test_a_gateway_that_loses_its_membership_connection_says_so_and_joins_again(
+    aiohttp_client: Callable[..., Any], pg_config_path: Path, pg_database: PgDatabase,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = await _start(aiohttp_client, pg_config_path, FakeClock())
+    status, ready = await gateway.get("/readyz")
+    assert status == 200 and ready["checks"]["cluster"] == "ok", ready
+    # The server drops the connection that holds the gateway's membership lock (a restart, a network cut).
+    row = await _row(pg_database, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                  " WHERE application_name = 'oncall-gateway-membership') AS t")
+    assert row[0] == 1
+
+    async def joined_again() -> bool:
+        return "joined again" in caplog.text
+
+    await eventually(joined_again)
+    assert "lost the membership connection" in caplog.text
+    status, ready = await gateway.get("/readyz")
+    assert status == 200 and ready["checks"]["cluster"] == "ok", ready
+    member = await _row(pg_database, "SELECT count(*) FROM gateways g JOIN pg_locks l ON l.locktype = 'advisory'"
+                                     " AND l.objid = g.lock_key AND l.granted")
+    assert member[0] == 1  # registered and holding its lock again
