@@ -136,7 +136,10 @@ class Dispatcher:
             self._line_freed.set()
             self._changed.notify_all()
         if self._lines is not None:
-            await self._lines.free(call_id)
+            try:
+                await self._lines.free(call_id)
+            except Exception as exc:  # never into a provider's report; the line stays counted as taken
+                log.error("call %s: could not free its line in the shared ledger: %s", call_id, exc)
 
     async def line_freed(self, call_id: str, *, placed_here: bool) -> None:
         """Another gateway freed a line: when this one placed the call (its outcome reached the other

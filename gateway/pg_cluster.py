@@ -146,9 +146,12 @@ class PgCluster:
         for row in dead:
             gone, key = row["id"], row["lock_key"]
             try:
-                unsent, live = await self.store.inherit(gone)
+                inherited = await self.store.inherit(gone)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", GATEWAY_LOCKS, key)
+            if inherited is None:
+                continue  # another survivor was first
+            unsent, live = inherited
             log.warning("cluster: gateway %s is gone; this gateway took over its work: %d unsent page(s), "
                         "%d call(s) in progress", gone, len(unsent), len(live))
             await self._peers.took_over(gone, unsent=unsent, live_calls=live)

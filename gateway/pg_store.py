@@ -530,16 +530,18 @@ class PgStore:
 
     # ---------------------------------------------------------------- pages
 
-    async def inherit(self, dead: str) -> tuple[list[Page], list[Page]]:
+    async def inherit(self, dead: str) -> tuple[list[Page], list[Page]] | None:
         """Make a dead gateway's work this gateway's, in one transaction: its escalations, its unfinished
-        pages and the lines its calls hold. Returns its unsent pages and its calls in progress."""
+        pages and the lines its calls hold. Returns its unsent pages and its calls in progress, or None
+        when another gateway took it over first."""
         async with self.transaction() as db:
+            if await db.fetchval("DELETE FROM gateways WHERE id = $1 RETURNING true", dead) is None:
+                return None
             await db.execute("UPDATE escalations SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
             rows = await db.fetch(f"UPDATE pages SET owner = $1 WHERE owner = $2 AND status <> 'done'"
                                   f" RETURNING {_PAGE_COLUMNS}", self.gateway_id, dead)
             await db.execute("UPDATE line_use SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
             await db.execute("DELETE FROM line_demand WHERE owner = $1", dead)
-            await db.execute("DELETE FROM gateways WHERE id = $1", dead)
         pages = sorted((_page(r) for r in rows), key=lambda p: p.id)
         return ([p for p in pages if p.status == PageStatus.DUE],
                 [p for p in pages if p.status == PageStatus.SENT and p.channel == Channel.CALL])
