@@ -3,7 +3,8 @@
 Latency is measured from the scheduled start, so a slow server cannot hide
 queueing (no coordinated omission). Connections are kept alive and reused; a
 new one is opened when all are busy. Deliberately small: asyncio streams and
-pre-encoded requests, so the generator is not what gets measured.
+pre-encoded requests, so the generator is not what gets measured. Given several
+ports (several gateways), requests go to them in turn: request i to port i mod n.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Result:
     done: float  # when the whole answer was read
     status: int
     body: bytes
+    target: int = 0  # which of the generator's ports it went to
 
     @property
     def latency_s(self) -> float:
@@ -64,15 +66,17 @@ def encode(method: str, path: str, body: bytes, headers: dict[str, str]) -> byte
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-class LoadGenerator:
-    def __init__(self, host: str, port: int, *, max_connections: int = 512) -> None:
+class _Pool:
+    """Kept-alive connections to one port."""
+
+    def __init__(self, host: str, port: int, max_connections: int) -> None:
         self.host, self.port = host, port
         self.max_connections = max_connections
         self._idle: list[_Conn] = []
         self._open = 0
         self._freed = asyncio.Event()
 
-    async def _take(self) -> _Conn:
+    async def take(self) -> _Conn:
         while True:
             if self._idle:
                 return self._idle.pop()
@@ -87,22 +91,36 @@ class LoadGenerator:
             self._freed.clear()
             await self._freed.wait()
 
-    def _give(self, conn: _Conn | None) -> None:
+    def give(self, conn: _Conn | None) -> None:
         if conn is None:
             self._open -= 1
         else:
             self._idle.append(conn)
         self._freed.set()
 
-    async def one(self, raw: bytes) -> tuple[int, bytes]:
-        conn = await self._take()
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.writer.close()
+        self._idle.clear()
+
+
+class LoadGenerator:
+    def __init__(self, host: str, *ports: int, max_connections: int = 512) -> None:
+        if not ports:
+            raise ValueError("at least one port")
+        self._pools = [_Pool(host, port, max_connections) for port in ports]
+
+    async def one(self, raw: bytes, target: int = 0) -> tuple[int, bytes]:
+        """One request to the ``target``-th port; its status and body."""
+        pool = self._pools[target % len(self._pools)]
+        conn = await pool.take()
         try:
             status, body = await conn.send(raw)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             conn.writer.close()
-            self._give(None)
+            pool.give(None)
             raise
-        self._give(conn)
+        pool.give(conn)
         return status, body
 
     async def run(self, *, rate: float, duration_s: float, request: Callable[[int], bytes]) -> Run:
@@ -113,12 +131,14 @@ class LoadGenerator:
         tasks = []
 
         async def fire(index: int, due: float) -> None:
+            target = index % len(self._pools)
             try:
-                status, body = await self.one(request(index))
+                status, body = await self.one(request(index), target)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 run.errors += 1
                 return
-            run.results.append(Result(index=index, scheduled=due, done=time.monotonic(), status=status, body=body))
+            run.results.append(Result(index=index, scheduled=due, done=time.monotonic(), status=status, body=body,
+                                      target=target))
 
         for index in range(total):
             due = start + index / rate
@@ -130,9 +150,8 @@ class LoadGenerator:
         return run
 
     async def close(self) -> None:
-        for conn in self._idle:
-            conn.writer.close()
-        self._idle.clear()
+        for pool in self._pools:
+            pool.close()
 
 
 def percentile(values: list[float], p: float) -> float:

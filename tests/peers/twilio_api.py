@@ -6,6 +6,16 @@ way Twilio does (JSON resources, ``201`` on create, errors as
 first). Every request is recorded; faults can be injected to exercise
 retries, and requests can be left hanging (the connection accepted, no answer
 ever) to exercise timeouts, with or without the call being placed first.
+
+With ``end_calls_after_s`` the API also plays the network's part of each call
+it creates, as Twilio documents it: it POSTs the call's ``StatusCallback`` for
+the events the create subscribed to (``StatusCallbackEvent``: ``initiated``,
+``ringing``, ``answered`` as ``in-progress``), fetches the call's ``Url`` when
+the callee answers, and ends the call after that time with a final status
+callback (``no-answer``, or ``completed`` with ``CallDuration``), always sent.
+Callbacks are form-encoded, signed with ``X-Twilio-Signature`` and carry
+``CallbackSource=call-progress-events``, ``SequenceNumber`` (from 0) and
+``Timestamp`` (RFC 2822). Twilio does not retry them, and neither does this.
 """
 
 from __future__ import annotations
@@ -14,10 +24,14 @@ import asyncio
 import base64
 import re
 import secrets
+import time
 from dataclasses import dataclass
-from email.utils import formatdate
+from datetime import UTC, datetime
+from email.utils import format_datetime, formatdate
 from typing import Any, Literal
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 
@@ -26,6 +40,8 @@ DEFAULT_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _FINAL = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
+API_VERSION = "2010-04-01"
+EndAs = Literal["no-answer", "completed"]
 
 
 def new_sid(prefix: str) -> str:
@@ -82,6 +98,15 @@ class FakeTwilioApi:
     (message) create that reached the API, answered or not; ``hung`` counts the requests left without an answer.
     ``account_type`` ("Trial" or "Full") and ``account_status`` ("active",
     "suspended", "closed") shape the account resource.
+
+    ``end_calls_after_s`` (None: calls stay as they are until updated) makes the
+    API play each created call's progress and end it that many seconds after its
+    create, as ``end_calls_as`` says: ``no-answer`` (it rang out) or
+    ``completed`` (answered at once: its ``Url`` is fetched, then the callee
+    hangs up); ``end_after_s_to`` gives some numbers their own time. A call ended
+    by an update (``Status=canceled``/``completed``) gets its final callback then.
+    ``callbacks`` records (url, params, HTTP status or 0 when unreachable) of each
+    request the API made to the application.
     """
 
     def __init__(
@@ -92,6 +117,9 @@ class FakeTwilioApi:
         path_prefix: str = "",
         account_type: Literal["Trial", "Full"] = "Full",
         account_status: str = "active",
+        end_calls_after_s: float | None = None,
+        end_calls_as: EndAs = "no-answer",
+        end_after_s_to: dict[str, float] | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -115,6 +143,13 @@ class FakeTwilioApi:
         self._released = asyncio.Event()  # set on close: hung requests end
         self._runner: web.AppRunner | None = None
         self._port = 0
+        self.end_calls_after_s = end_calls_after_s
+        self.end_calls_as: EndAs = end_calls_as
+        self.end_after_s_to = dict(end_after_s_to or {})
+        self.callbacks: list[tuple[str, dict[str, str], int]] = []
+        self._client: aiohttp.ClientSession | None = None
+        self._playing: dict[str, asyncio.Event] = {}  # call sid -> set when an update ends the call
+        self._players: set[asyncio.Task[None]] = set()
 
     @property
     def base_url(self) -> str:
@@ -140,6 +175,12 @@ class FakeTwilioApi:
 
     async def close(self) -> None:
         self._released.set()
+        for task in list(self._players):
+            task.cancel()
+        await asyncio.gather(*self._players, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -250,6 +291,8 @@ class FakeTwilioApi:
         self.call_sids.append(sid)
         self._call_records[sid] = self._record(sid, to=to, from_=from_, direction="outbound-api")
         self.call_status[sid] = "queued"
+        if self.end_calls_after_s is not None:
+            self._play(sid, form)
         if hang is not None:
             return await self._hang()  # placed; the answer is lost
         return web.json_response(self._call_json(sid), status=201)
@@ -322,6 +365,8 @@ class FakeTwilioApi:
             self.call_status[sid] = "completed"
         elif status not in (None, "canceled", "completed"):
             raise ApiError(400, 21218, f"Invalid value for Status: {status}")
+        if self.call_status[sid] in _FINAL and sid in self._playing:
+            self._playing[sid].set()  # the final status callback goes now
         return web.json_response(self._call_json(sid))
 
     async def _create_message(self, request: web.Request) -> web.Response:
@@ -362,6 +407,105 @@ class FakeTwilioApi:
         if hang is not None:
             return await self._hang()  # sent; the answer is lost
         return web.json_response(record, status=201)
+
+    # ------------------------------------------------------- the network's part of a call
+
+    def _play(self, sid: str, form: MultiDict[str]) -> None:
+        self._playing[sid] = asyncio.Event()
+        task = asyncio.create_task(self._progress(sid, form), name=f"twilio call {sid}")
+        self._players.add(task)
+        task.add_done_callback(self._players.discard)
+
+    async def _progress(self, sid: str, form: MultiDict[str]) -> None:
+        """Initiated, ringing, (answered), then the end: the callbacks Twilio sends for a created call."""
+        created = time.monotonic()
+        assert self.end_calls_after_s is not None
+        end_after = self.end_after_s_to.get(form.get("To", ""), self.end_calls_after_s)
+        events = {e for value in form.getall("StatusCallbackEvent", []) for e in value.split()}
+        url, method = form.get("StatusCallback"), form.get("StatusCallbackMethod", "POST").upper()
+        record = self._call_records[sid]
+        sequence = 0
+
+        async def status_callback(status: str, **extra: str) -> None:
+            nonlocal sequence
+            if url is None:
+                return
+            params = {**self._call_params(sid, status), "CallbackSource": "call-progress-events",
+                      "SequenceNumber": str(sequence), "Timestamp": format_datetime(datetime.now(UTC)), **extra}
+            sequence += 1
+            await self._request(url, method, params)
+
+        ended = self._playing[sid]
+        try:
+            if "initiated" in events:
+                await status_callback("initiated")
+            if self.call_status[sid] not in _FINAL:
+                self.call_status[sid] = "ringing"
+                if "ringing" in events:
+                    await status_callback("ringing")
+            answered = None
+            if self.end_calls_as == "completed" and self.call_status[sid] not in _FINAL:
+                self.call_status[sid] = "in-progress"
+                answered = time.monotonic()
+                record["start_time"] = formatdate(usegmt=True)
+                if "Url" in form:  # the TwiML is fetched; the callee hangs up before it is followed
+                    await self._request(form["Url"], form.get("Method", "POST").upper(),
+                                        self._call_params(sid, "in-progress"))
+                if "answered" in events:
+                    await status_callback("in-progress")
+            try:
+                await asyncio.wait_for(ended.wait(), max(0.0, created + end_after - time.monotonic()))
+            except TimeoutError:
+                pass
+            status = self.call_status[sid]
+            if status not in _FINAL:
+                status = "completed" if answered is not None else "no-answer"
+            self.call_status[sid] = status
+            record["end_time"] = formatdate(usegmt=True)
+            if status == "completed":
+                duration = str(round(time.monotonic() - answered)) if answered is not None else "0"
+                record["duration"] = duration
+                await status_callback(status, CallDuration=duration)
+            else:
+                record["duration"] = "0"
+                await status_callback(status)
+        finally:
+            self._playing.pop(sid, None)
+
+    def _call_params(self, sid: str, status: str) -> dict[str, str]:
+        """What Twilio sends about a call in every voice request: the call's own parameters."""
+        record = self._call_records[sid]
+        return {"CallSid": sid, "AccountSid": self.account_sid, "From": record["from"], "To": record["to"],
+                "Caller": record["from"], "Called": record["to"], "Direction": record["direction"],
+                "ApiVersion": API_VERSION, "CallStatus": status}
+
+    async def _request(self, url: str, method: str, params: dict[str, str]) -> None:
+        """One request to the application, signed as Twilio signs it (GET: the parameters in the query)."""
+        from tests.peers.twilio_driver import twilio_signature  # (it imports this module)
+
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if method == "GET":
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            headers["X-Twilio-Signature"] = twilio_signature(self.auth_token, url, {})
+            body = b""
+        else:
+            headers["X-Twilio-Signature"] = twilio_signature(self.auth_token, url, params)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(params).encode()
+        status = await self._send(method, url, headers, body)
+        self.callbacks.append((url, params, status))
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> int:
+        """Send one request to the application: its HTTP status, 0 when unreachable (Twilio logs that in its
+        debugger and moves on)."""
+        if self._client is None:
+            self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        try:
+            async with self._client.request(method, url, data=body or None, headers=headers) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, OSError):
+            return 0
 
     def _record(self, sid: str, *, to: str, from_: str, direction: str) -> dict[str, Any]:
         now = formatdate(usegmt=True)
