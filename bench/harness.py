@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,10 +28,64 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
+    """One ``gateway serve`` process: :meth:`start` it (again after a kill), :meth:`stop` it."""
+
+    def __init__(self, config: str, workdir: Path, port: int, *, name: str = "gateway",
+                 env: dict[str, str] | None = None) -> None:
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(config)
+        self.log_path = workdir / f"{name}.log"
+        self.env = env or {}
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def proc(self) -> asyncio.subprocess.Process:
+        if self._proc is None:
+            raise RuntimeError("the gateway is not started")
+        return self._proc
+
+    async def start(self) -> None:
+        """Start the process and wait until it answers /healthz.
+
+        ``BENCH_GATEWAY_ROOT`` (a checkout of another commit, say) runs that gateway instead of this one, so a
+        change can be measured before and after with the same benchmarks and peers.
+        """
+        with self.log_path.open("ab") as log:
+            self._proc = proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "serve", str(self.config_path), "--port", str(self.port),
+                "--log-level", "WARNING", cwd=os.environ.get("BENCH_GATEWAY_ROOT", ROOT), stdout=log,
+                stderr=asyncio.subprocess.STDOUT, env={**os.environ, **self.env},
+            )
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                try:
+                    async with http.get(f"{self.url}/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                if proc.returncode is not None:
+                    raise RuntimeError(f"the gateway exited; see {self.log_path}")
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"the gateway did not come up; see {self.log_path}")
+
+    async def kill(self) -> float:
+        """SIGKILL; returns time.monotonic() when the process is gone (reaped)."""
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        return time.monotonic()
+
+    async def stop(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -40,43 +95,15 @@ class Gateway:
 
 
 @asynccontextmanager
-async def gateway(config: str, workdir: Path, port: int) -> AsyncIterator[Gateway]:
-    """Start the gateway with ``config`` (YAML) and wait until it answers /healthz.
-
-    ``BENCH_GATEWAY_ROOT`` (a checkout of another commit, say) runs that gateway instead of this one, so a
-    change can be measured before and after with the same benchmarks and peers.
-    """
-    path = workdir / "gateway.yaml"
-    path.write_text(config)
-    log = (workdir / "gateway.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", str(path), "--port", str(port), "--log-level", "WARNING",
-        cwd=os.environ.get("BENCH_GATEWAY_ROOT", ROOT), stdout=log, stderr=asyncio.subprocess.STDOUT,
-    )
-    gw = Gateway(proc, port)
+async def gateway(config: str, workdir: Path, port: int, *, name: str = "gateway",
+                  env: dict[str, str] | None = None) -> AsyncIterator[Gateway]:
+    """A started gateway with ``config`` (YAML), stopped afterwards; ``name`` names its files in ``workdir``."""
+    gw = Gateway(config, workdir, port, name=name, env=env)
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{gw.url}/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                if proc.returncode is not None:
-                    raise RuntimeError(f"the gateway exited; see {workdir / 'gateway.log'}")
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("the gateway did not come up")
+        await gw.start()
         yield gw
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-        log.close()
+        await gw.stop()
 
 
 class Peer:
@@ -109,9 +136,10 @@ class Peer:
 
 
 @asynccontextmanager
-async def peer(kind: str) -> AsyncIterator[Peer]:
+async def peer(kind: str, *options: str) -> AsyncIterator[Peer]:
+    """The peer process; ``options`` as ``python -m bench.peer`` takes them (``--end-after-ms 100``)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.peer", kind, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "bench.peer", kind, *options, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
