@@ -67,9 +67,13 @@ class Gateway:
                 except aiohttp.ClientConnectionError:
                     pass
                 if proc.returncode is not None:
-                    raise RuntimeError(f"the gateway exited; see {self.log_path}")
+                    raise RuntimeError(f"the gateway exited; its log ends:\n{self._log_tail()}")
                 await asyncio.sleep(0.05)
-        raise RuntimeError(f"the gateway did not come up; see {self.log_path}")
+        raise RuntimeError(f"the gateway did not come up; its log ends:\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 20) -> str:
+        """The end of the log (the benchmark's folder is deleted afterwards)."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     async def kill(self) -> float:
         """SIGKILL; returns time.monotonic() when the process is gone (reaped)."""
