@@ -101,10 +101,10 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     app[ALERTS], app[SCHEDULER], app[PAGING] = alert_service, scheduler, paging
     replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates)
     await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by,
-                         wanted=paging.page_wanted)
+                         wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
-    await cluster.start(PeerEvents(paging, scheduler, providers.voice))
+    await cluster.start(PeerEvents(paging, scheduler, providers.manager, hotline))
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))

@@ -25,9 +25,18 @@ class Lines(Protocol):
     """Provider capacity and pace shared by every gateway (a ledger of the calls holding a line)."""
 
     async def take(self, call_id: str, priority: str, *, capacity: int, reserved: int, rate: float,
-                   high_waiting: int) -> float:
-        """Take a line for a call: 0 = taken; > 0 = the pace allows none yet, try after that many seconds;
-        < 0 = none free for this priority: wait until one is freed (``Peers.line_freed``)."""
+                   high_waiting: int, hold_s: float) -> float:
+        """Take a line for a call, for at most ``hold_s`` unless freed or kept: 0 = taken; > 0 = the pace
+        allows none yet, try after that many seconds; < 0 = none free for this priority: wait until one is
+        freed (``Peers.line_freed``)."""
+        ...
+
+    async def carry(self, call_id: str, provider: str, *, capacity: int) -> bool:
+        """Whether ``provider`` (with ``capacity`` lines of its own) may carry the call, which holds a line."""
+        ...
+
+    async def keep(self, call_id: str, hold_s: float) -> None:
+        """The call keeps its line for ``hold_s`` more (an engineer's leg bridged to a caller)."""
         ...
 
     async def free(self, call_id: str) -> None:
@@ -46,9 +55,19 @@ class Peers(Protocol):
         """A line was freed somewhere; ``placed_here``: the call was placed by this gateway."""
         ...
 
-    async def took_over(self, gateway_id: str, *, unsent: list[Page], live_calls: list[Page]) -> None:
-        """Another gateway died and its work is now this one's (already so in the database): its escalations
-        (the scheduler must look again), its ``unsent`` pages and its ``live_calls`` (placed, no outcome)."""
+    async def took_over(self, gateway_id: str, *, alerts: list[int], unsent: list[Page],
+                        live_calls: list[Page]) -> None:
+        """Another gateway died and its work is now this one's (already so in the database): the escalations
+        of ``alerts`` (the scheduler must look again), its ``unsent`` pages and its ``live_calls`` (placed,
+        no outcome)."""
+        ...
+
+    async def resend_unsent(self) -> None:
+        """Send this gateway's unsent pages again (after a takeover that failed half-way)."""
+        ...
+
+    async def rejoined(self) -> None:
+        """This gateway was cut off from the others for a while (pushes may be lost): catch up."""
         ...
 
 

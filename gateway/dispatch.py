@@ -26,6 +26,8 @@ from providers.base import CallRequest, ProviderError, VoiceProvider
 log = logging.getLogger(__name__)
 
 PRIORITIES = (Priority.HIGH, Priority.LOW)  # the order queues are served in
+#: how long an engineer's leg bridged to a hotline caller may keep its line in the shared ledger
+BRIDGED_HOLD_S = 4 * 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,9 +103,11 @@ class Dispatcher:
         self._dialling: Counter[str] = Counter()
         self.per_number = max(1, self.capacity // 4)
         self._gate = SendGate()
-        # The shared ledger (several gateways), and a wake-up for when it said no line is free.
+        # The shared ledger (several gateways). When it refuses a call, nothing is dialled until a line is
+        # freed anywhere, a high call arrives, or the wait it asked for is over (at most 1 s, so this
+        # gateway's demand for a line stays fresh there).
         self._lines = lines
-        self._line_freed = asyncio.Event()
+        self._blocked_until = 0.0  # event loop time
 
     # ----------------------------------------------------------- lifecycle
 
@@ -125,7 +129,11 @@ class Dispatcher:
     async def submit(self, request: CallRequest) -> None:
         priority = Priority(request.priority) if request.priority in PRIORITIES else Priority.LOW
         async with self._changed:
+            if self.holds(request.call_id):
+                return  # already queued or in progress here (a page sent again after a takeover)
             self._queues[priority].append((self._now(), request))
+            if priority == Priority.HIGH:
+                self._blocked_until = 0.0  # a low call waiting for the shared ledger yields to it at once
             self._changed.notify_all()
 
     async def finished(self, call_id: str) -> None:
@@ -133,7 +141,7 @@ class Dispatcher:
         self.keep(call_id)
         async with self._changed:
             self._in_flight.discard(call_id)
-            self._line_freed.set()
+            self._blocked_until = 0.0
             self._changed.notify_all()
         if self._lines is not None:
             try:
@@ -149,8 +157,12 @@ class Dispatcher:
         async with self._changed:
             if placed_here:
                 self._in_flight.discard(call_id)
-            self._line_freed.set()
+            self._blocked_until = 0.0
             self._changed.notify_all()
+
+    def calls_here(self) -> list[str]:
+        """The calls queued or in progress here."""
+        return [*self._in_flight, *(request.call_id for queue in self._queues.values() for _, request in queue)]
 
     def holds(self, call_id: str) -> bool:
         """The call is queued or in progress here (this gateway placed it and it has not ended)."""
@@ -158,10 +170,20 @@ class Dispatcher:
             request.call_id == call_id for queue in self._queues.values() for _, request in queue)
 
     def keep(self, call_id: str) -> None:
-        """The call reported its outcome but holds its line (an accepted, bridged leg): no deadline any more."""
+        """The call reported its outcome: no deadline for it any more."""
         deadline = self._deadlines.pop(call_id, None)
         if deadline is not None:
             deadline.cancel()
+
+    async def bridged(self, call_id: str) -> None:
+        """The call reported its outcome but holds its line (an accepted leg, bridged to a caller) until
+        it is hung up (``finished``)."""
+        self.keep(call_id)
+        if self._lines is not None:
+            try:
+                await self._lines.keep(call_id, BRIDGED_HOLD_S)
+            except Exception as exc:
+                log.error("call %s: could not keep its line in the shared ledger: %s", call_id, exc)
 
     def _outcome_lost(self, request: CallRequest) -> None:
         self._deadlines.pop(request.call_id, None)
@@ -259,6 +281,8 @@ class Dispatcher:
                         request.call_id, waited, self.low_wait_warning_s)
 
     def _ready(self) -> bool:
+        if self._blocked_until and asyncio.get_running_loop().time() < self._blocked_until:
+            return False
         free = self.capacity - len(self._in_flight)
         return bool((free > 0 and self._eligible(Priority.HIGH))
                     or (free > self._held_back_for_high() and self._eligible(Priority.LOW)))
@@ -278,45 +302,56 @@ class Dispatcher:
                 priority, queued_at, request = picked
                 self._in_flight.add(request.call_id)
                 self._dialling[request.to] += 1
-            if not await self._take_line(priority, queued_at, request):
-                continue
-            if priority == Priority.LOW:
-                self._note_low_wait(queued_at, request)
             self._pace.take()
-            task = asyncio.create_task(self._place(request), name=f"place {request.call_id}")
+            task = asyncio.create_task(self._place(request, priority, queued_at), name=f"place {request.call_id}")
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
 
     async def _take_line(self, priority: Priority, queued_at: float, request: CallRequest) -> bool:
-        """Take a line in the ledger shared with other gateways; when there is none (or the shared pace
-        says not yet), put the call back first in its queue and wait: for a line to be freed anywhere (a
-        push), for the pace, and at most 1 s (so this gateway's demand for a line stays fresh)."""
+        """Take a line in the ledger shared with other gateways (several takes run at once, one per call
+        being placed). When there is none, or the shared pace says not yet, the call goes back first in
+        its queue and dialling pauses (see ``_blocked_until``)."""
         if self._lines is None:
             return True
-        self._line_freed.clear()
         try:
             wait = await self._lines.take(
                 request.call_id, priority, capacity=self.capacity, reserved=self.reserved_for_high,
-                rate=self._pace.rate, high_waiting=len(self._queues[Priority.HIGH]))
-        except Exception as exc:  # the database is away: dial anyway rather than page nobody
+                rate=self._pace.rate, high_waiting=len(self._queues[Priority.HIGH]),
+                hold_s=request.ring_timeout_s + self.outcome_grace_s)
+        except Exception as exc:  # the database is away or slow: dial anyway rather than page nobody
             log.error("call %s: could not take a line in the shared ledger (%s); dialling without it",
-                      request.call_id, exc)
+                      request.call_id, exc or type(exc).__name__)
             return True
         if wait == 0:
             return True
+        pause = wait if wait > 0 else 1.0
         async with self._changed:
             self._in_flight.discard(request.call_id)
             self._dialling[request.to] -= 1
             if self._dialling[request.to] <= 0:
                 del self._dialling[request.to]
             self._queues[priority].appendleft((queued_at, request))
-        try:
-            await asyncio.wait_for(self._line_freed.wait(), timeout=wait if wait > 0 else 1.0)
-        except TimeoutError:
-            pass
+            loop = asyncio.get_running_loop()
+            self._blocked_until = max(self._blocked_until, loop.time() + pause)
+            loop.call_later(pause, self._unblock)
         return False
 
-    async def _place(self, request: CallRequest) -> None:
+    def _unblock(self) -> None:
+        if self._blocked_until and asyncio.get_running_loop().time() >= self._blocked_until:
+            self._blocked_until = 0.0
+            task = asyncio.ensure_future(self._poke())
+            self._placing.add(task)
+            task.add_done_callback(self._placing.discard)
+
+    async def _poke(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _place(self, request: CallRequest, priority: Priority, queued_at: float) -> None:
+        if not await self._take_line(priority, queued_at, request):
+            return
+        if priority == Priority.LOW:
+            self._note_low_wait(queued_at, request)
         self._gate.begin(request.call_id)
         try:
             try:

@@ -169,6 +169,18 @@ class HotlineService:
             how = f"caller hung up after {waited} s"
         await self.alerts.resolve(alert.id, by="hotline", how=how)
 
+    async def caller_lost_with_gateway(self, alert_id: int, gateway_id: str) -> None:
+        """A hotline caller's call ran on a gateway that died (a provider whose calls end with it): the caller
+        is gone from here (the dialplan may have sent them to another gateway, as a new call)."""
+        alert = await self.store.get_alert(alert_id)
+        if alert is None or alert.source != SOURCE or not alert.is_open:
+            return
+        for page in await self.store.pages_for(alert.id):
+            if page.outcome == "accepted":
+                await self.paging.hang_up(call_id_for(page))
+        await self.alerts.resolve(alert.id, by="hotline", how=f"the caller's gateway {gateway_id} stopped; "
+                                  "the caller's call ended with it")
+
     # --------------------------------------------------------- the engineers
 
     async def accepted(self, alert: Alert, page: Page) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from core.clock import Clock
-from core.enums import Channel, PageStatus
+from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway.cluster import Lines
 from gateway.config import Config
@@ -215,10 +215,22 @@ class Paging:
             call_id = call_id_for(page)
             if page.channel == Channel.SMS:
                 await self._sms_gate.withdraw(call_id)
+            elif page.outcome == CallOutcome.ACCEPTED:
+                continue  # an engineer's leg bridged to the hotline caller: the hotline ends it
             elif self.dispatcher.holds(call_id) and not await self.dispatcher.withdraw(call_id):
                 log.info("call %s to %s: alert %d was closed on another gateway; hanging up", call_id,
                          mask(page.number), alert_id)
                 await self.hang_up(call_id)
+
+    async def recheck_local(self) -> None:
+        """After a time cut off from the other gateways (their pushes lost): hang up this gateway's calls
+        whose alert was closed meanwhile."""
+        for call_id in self.dispatcher.calls_here():
+            page_id = page_id_from(call_id)
+            page = await self.store.get_page(page_id) if page_id is not None else None
+            alert = await self.store.get_alert(page.alert_id) if page is not None else None
+            if page is not None and alert is not None and alert.status != AlertStatus.TRIGGERED:
+                await self.release_local(alert.id)
 
     async def lost_with_gateway(self, page: Page, gateway_id: str) -> None:
         """A call in progress whose gateway died, on a provider where calls end with their gateway: it is
@@ -252,7 +264,7 @@ class Paging:
         if event.outcome == CallOutcome.ACCEPTED:
             # An accepted screening call stays up, bridged to the caller: it keeps its line until the
             # hotline call is over (the hotline hangs it up then).
-            self.dispatcher.keep(event.call_id)
+            await self.dispatcher.bridged(event.call_id)
         else:
             await self.dispatcher.finished(event.call_id)
         page_id = page_id_from(event.call_id)
@@ -260,9 +272,17 @@ class Paging:
         if page is None:
             log.warning("outcome %s for unknown call %s ignored", event.outcome, event.call_id)
             return
-        page = await self.finish(page, event.outcome, event.detail)
-        if page is None:
+        finished = await self.finish(page, event.outcome, event.detail)
+        if finished is None:
+            if event.outcome == CallOutcome.ACKNOWLEDGED:
+                # A person pressed 1 on a call already counted as over: a replayed callback (the alert is
+                # acknowledged already: no change), or a call whose gateway was taken for dead while it
+                # rang on. An acknowledgement is an acknowledgement.
+                alert = await self.store.get_alert(page.alert_id)
+                if alert is not None and alert.status == AlertStatus.TRIGGERED:
+                    await self.kinds.of(alert).answered(alert, page, event.outcome, self._who(page))
             return  # already finished (a replayed callback, or canceled)
+        page = finished
         if event.outcome in (CallOutcome.ACKNOWLEDGED, CallOutcome.ACCEPTED):
             alert = await self.store.get_alert(page.alert_id)
             if alert is not None:

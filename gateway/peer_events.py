@@ -4,33 +4,51 @@ from __future__ import annotations
 
 import logging
 
+from gateway.hotline import HotlineService
 from gateway.paging import Paging
+from gateway.provider_manager import ProviderManager
 from gateway.scheduler import Scheduler
 from gateway.store import Page
-from providers.base import VoiceProvider
 
 log = logging.getLogger(__name__)
 
 
 class PeerEvents:
-    def __init__(self, paging: Paging, scheduler: Scheduler, voice: VoiceProvider) -> None:
+    def __init__(self, paging: Paging, scheduler: Scheduler, providers: ProviderManager,
+                 hotline: HotlineService) -> None:
         self.paging = paging
         self.scheduler = scheduler
-        self.voice = voice
+        self.providers = providers
+        self.hotline = hotline
 
     async def alert_closed_elsewhere(self, alert_id: int) -> None:
         await self.paging.release_local(alert_id)
 
     async def line_freed(self, call_id: str, *, placed_here: bool) -> None:
+        if placed_here:  # its outcome reached another gateway: the call is over here too
+            self.providers.ended_elsewhere(call_id)
         await self.paging.dispatcher.line_freed(call_id, placed_here=placed_here)
 
-    async def took_over(self, gateway_id: str, *, unsent: list[Page], live_calls: list[Page]) -> None:
+    async def took_over(self, gateway_id: str, *, alerts: list[int], unsent: list[Page],
+                        live_calls: list[Page]) -> None:
         self.scheduler.due_at(0.0)  # its escalations are ours now: look at what is due
-        await self.paging.send_again(unsent)
-        if self.voice.capabilities.calls_outlive_gateway:
+        if self.providers.capabilities.calls_outlive_gateway:
+            await self.paging.send_again(unsent)
             if live_calls:
                 log.info("%d call(s) placed by gateway %s go on; their outcomes reach this gateway",
                          len(live_calls), gateway_id)
             return
+        # Its callers' calls ended with it (their dialplan goes on without them): nobody is screened for them.
+        for alert_id in alerts:
+            await self.hotline.caller_lost_with_gateway(alert_id, gateway_id)
+        await self.paging.send_again(unsent)
         for page in live_calls:
             await self.paging.lost_with_gateway(page, gateway_id)
+
+    async def resend_unsent(self) -> None:
+        self.scheduler.due_at(0.0)
+        await self.paging.send_again(await self.paging.store.unsent_pages())
+
+    async def rejoined(self) -> None:
+        self.scheduler.due_at(0.0)
+        await self.paging.recheck_local()

@@ -3,10 +3,12 @@
 - **Membership.** Each gateway registers in ``gateways`` and holds a session-level advisory lock on a
   connection of its own, outside the pool. A gateway killed with ``kill -9`` loses that connection at once
   (a machine lost without a word: after TCP keepalives, about 8 s), and PostgreSQL releases the lock.
-  Every gateway tries, every ``check_interval_s``, to take the locks of the others: whoever gets one
-  takes over that gateway's work in one transaction (``PgStore.inherit``), so exactly one survivor does.
-  A lock, unlike a heartbeat lease, never expires because a live gateway was slow (a busy event loop, a
-  pause): only a dead connection frees it.
+  Every gateway looks, every ``check_interval_s``, for locks of the others that nobody holds; one free
+  for ``grace_s`` in a row (longer than a live gateway needs to notice a dropped connection and join
+  again) is taken, and its gateway's work taken over in one transaction (``PgStore.inherit``), so
+  exactly one survivor does. A lock, unlike a heartbeat lease, never expires because a live gateway was
+  slow (a busy event loop, a pause): only a dead connection frees it. A gateway whose work was taken
+  while it was away dials nothing it had queued: a page is dialled only by its owner (``call_wanted``).
 - **Pushes.** The same connection LISTENs on channel ``gateway``: an alert closed on another gateway
   (``PgStore.change_status`` notifies in its transaction, so the push leaves exactly when the change is
   committed) and lines freed (``gateway_free_line`` in migration 003).
@@ -31,38 +33,68 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "gateway"
 GATEWAY_LOCKS = 1735355244  # the advisory lock namespace of gateway membership (migration 003)
-_RECONNECT_S = 1.0
+# The other gateways whose membership lock is held by nobody (two-key advisory locks show the first key
+# as classid, the second as objid, and objsubid 2).
+_FREE_LOCKS = """
+SELECT g.id, g.lock_key FROM gateways g
+WHERE g.id <> $1 AND NOT EXISTS (
+    SELECT FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = $2::bigint::oid AND l.objid = g.lock_key::bigint::oid)
+"""
 
 
 class PgLines:
-    """The line ledger shared by every gateway on the database."""
+    """The line ledger shared by every gateway on the database (each call bounded: a hung database must
+    not stall dialling; the caller decides what a timeout means)."""
 
-    def __init__(self, store: PgStore) -> None:
+    def __init__(self, store: PgStore, *, timeout_s: float = 2.0) -> None:
         self._store = store
+        self._timeout_s = timeout_s
+
+    async def _value(self, query: str, *args: object) -> Any:
+        return await asyncio.wait_for(self._store.single(lambda db: db.fetchval(query, *args)), self._timeout_s)
 
     async def take(self, call_id: str, priority: str, *, capacity: int, reserved: int, rate: float,
-                   high_waiting: int) -> float:
-        wait = await self._store.single(lambda db: db.fetchval(
-            "SELECT gateway_take_line($1, $2, $3, $4, $5, $6, $7)",
-            call_id, priority, self._store.gateway_id, capacity, reserved, rate, high_waiting))
-        return float(wait)
+                   high_waiting: int, hold_s: float) -> float:
+        return float(await self._value("SELECT gateway_take_line($1, $2, $3, $4, $5, $6, $7, $8)", call_id,
+                                       priority, self._store.gateway_id, capacity, reserved, rate, high_waiting,
+                                       hold_s))
+
+    async def carry(self, call_id: str, provider: str, *, capacity: int) -> bool:
+        return bool(await self._value("SELECT gateway_carry_line($1, $2, $3)", call_id, provider, capacity))
+
+    async def keep(self, call_id: str, hold_s: float) -> None:
+        await self._value("SELECT gateway_keep_line($1, $2)", call_id, hold_s)
 
     async def free(self, call_id: str) -> None:
-        await self._store.single(lambda db: db.execute(
-            "SELECT gateway_free_line($1, $2)", call_id, self._store.gateway_id))
+        await self._value("SELECT gateway_free_line($1, $2)", call_id, self._store.gateway_id)
 
 
 class PgCluster:
-    def __init__(self, store: PgStore, *, check_interval_s: float = 0.25) -> None:
+    def __init__(self, store: PgStore, *, check_interval_s: float = 0.25, grace_s: float = 0.75) -> None:
         self.store = store
         self.gateway_id = store.gateway_id
         self.lines: Lines | None = PgLines(store)
         self.check_interval_s = check_interval_s
+        # A gateway's lock must stay free this long before a survivor takes its work: longer than a live
+        # gateway needs to notice a dropped connection and join again (one check plus a reconnect).
+        self.grace_s = grace_s
         self._peers: Peers | None = None
         self._conn: Any = None  # asyncpg.Connection, outside the pool
+        self._joined = False
+        self._free_since: dict[tuple[str, int], float] = {}  # (gateway, lock key) -> when first seen free
         self._task: asyncio.Task[None] | None = None
         self._pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._handler: asyncio.Task[None] | None = None
+        self._resend_unsent = False
+
+    @property
+    def problem(self) -> str | None:
+        if self._task is not None and self._conn is None:
+            return "lost its connection to the other gateways; they may be taking over its work"
+        return None
 
     async def start(self, peers: Peers) -> None:
         self._peers = peers
@@ -70,12 +102,6 @@ class PgCluster:
         self._handler = asyncio.create_task(self._handle_pushes(), name="gateway pushes")
         self._task = asyncio.create_task(self._watch(), name="gateway membership")
         log.info("cluster: gateway %s joined (other gateways on this database share its work)", self.gateway_id)
-
-    @property
-    def problem(self) -> str | None:
-        if self._task is not None and self._conn is None:
-            return "lost its connection to the other gateways; they may be taking over its work"
-        return None
 
     async def stop(self) -> None:
         for task in (self._task, self._handler):
@@ -87,23 +113,36 @@ class PgCluster:
 
     # ------------------------------------------------------------ membership
 
-    async def _join(self) -> None:
+    async def _join(self) -> bool:
+        """Register (again) and hold the lock; True when, while away, another gateway took this one's work.
+
+        Each join takes a fresh lock key, in the same row: a survivor that saw the old key free deletes the
+        row only with that key (``PgStore.inherit``), so either it took the work first (the row is gone and
+        is made anew) or this gateway came back first (the survivor finds nothing to take).
+        """
         conn = await self.store.connect_alone(
             application_name="oncall-gateway-membership",
             # A machine lost without closing the connection is noticed in about 5 + 3 x 1 s.
             tcp_keepalives_idle="5", tcp_keepalives_interval="1", tcp_keepalives_count="3",
         )
         try:
-            key = await conn.fetchval(
-                "INSERT INTO gateways (id, host, pid, started_at) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (id) DO UPDATE SET pid = excluded.pid RETURNING lock_key",
-                self.gateway_id, socket.gethostname(), os.getpid(), time.time())
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", GATEWAY_LOCKS, key)
+            async with conn.transaction():
+                key = await conn.fetchval(
+                    "UPDATE gateways SET lock_key = nextval(pg_get_serial_sequence('gateways', 'lock_key')),"
+                    " pid = $2 WHERE id = $1 RETURNING lock_key", self.gateway_id, os.getpid())
+                taken_over = key is None and self._joined
+                if key is None:
+                    key = await conn.fetchval(
+                        "INSERT INTO gateways (id, host, pid, started_at) VALUES ($1, $2, $3, $4) RETURNING lock_key",
+                        self.gateway_id, socket.gethostname(), os.getpid(), time.time())
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", GATEWAY_LOCKS, key):
+                raise RuntimeError(f"the membership lock {key} of a fresh key is held by someone else")
             await conn.add_listener(CHANNEL, self._heard)
         except BaseException:
-            await conn.close()
+            conn.terminate()
             raise
-        self._conn = conn
+        self._conn, self._joined = conn, True
+        return taken_over
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -115,46 +154,73 @@ class PgCluster:
 
     async def _watch(self) -> None:
         while True:
+            await asyncio.sleep(self.check_interval_s)
             try:
-                await self._take_over_the_dead()
+                free = await self._free_locks()
             except asyncio.CancelledError:
                 raise
-            except LOST as exc:
-                log.error("cluster: lost the membership connection (%s); other gateways may take over this "
-                          "gateway's work meanwhile; reconnecting", exc)
-                await self._drop_connection()
-                while self._conn is None:
-                    await asyncio.sleep(_RECONNECT_S)
-                    try:
-                        await self._join()
-                        log.warning("cluster: gateway %s joined again", self.gateway_id)
-                    except (*LOST, OSError) as again:
-                        log.error("cluster: could not join again: %s", again)
-            except Exception:
-                log.exception("cluster: error while checking the other gateways; trying again")
-            await asyncio.sleep(self.check_interval_s)
-
-    async def _take_over_the_dead(self) -> None:
-        conn = self._conn
-        if conn is None or self._peers is None:
-            return
-        # MATERIALIZED: the filter on our own id runs first, so we never take our own (re-entrant) lock.
-        dead = await conn.fetch(
-            "WITH others AS MATERIALIZED (SELECT id, lock_key FROM gateways WHERE id <> $1)"
-            " SELECT id, lock_key FROM others WHERE pg_try_advisory_lock($2, lock_key)",
-            self.gateway_id, GATEWAY_LOCKS)
-        for row in dead:
-            gone, key = row["id"], row["lock_key"]
+            except (*LOST, TimeoutError) as exc:
+                await self._join_again(exc)
+                continue
             try:
-                inherited = await self.store.inherit(gone)
+                await self._take_over_the_dead(free)
+                if self._resend_unsent and self._peers is not None:
+                    self._resend_unsent = False
+                    await self._peers.resend_unsent()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._resend_unsent = True
+                log.exception("cluster: error while taking over another gateway's work; trying again")
+
+    async def _free_locks(self) -> set[tuple[str, int]]:
+        """The other gateways whose membership lock nobody holds now (read, not taken)."""
+        if self._conn is None or self._conn.is_closed():
+            raise ConnectionError("the membership connection is closed")
+        rows = await asyncio.wait_for(self._conn.fetch(_FREE_LOCKS, self.gateway_id, GATEWAY_LOCKS), timeout=5)
+        return {(row["id"], row["lock_key"]) for row in rows}
+
+    async def _join_again(self, error: BaseException) -> None:
+        log.error("cluster: lost the membership connection (%s); joining again (if that takes longer than "
+                  "%.2f s, other gateways take over this gateway's work)", str(error) or type(error).__name__,
+                  self.grace_s)
+        await self._drop_connection()
+        while self._conn is None:
+            try:
+                taken_over = await self._join()
+            except (*LOST, TimeoutError, RuntimeError) as again:
+                log.error("cluster: could not join again: %s", again)
+                await asyncio.sleep(0.2)
+                continue
+            if taken_over:
+                log.error("cluster: gateway %s joined again, but another gateway took over its work meanwhile; "
+                          "its calls still ringing stay up, nothing queued here is dialled", self.gateway_id)
+            else:
+                log.warning("cluster: gateway %s joined again in time; it keeps its work", self.gateway_id)
+            if self._peers is not None:
+                await self._peers.rejoined()
+
+    async def _take_over_the_dead(self, free: set[tuple[str, int]]) -> None:
+        now = asyncio.get_running_loop().time()
+        self._free_since = {member: self._free_since.get(member, now) for member in free}
+        for (gone, key), since in sorted(self._free_since.items(), key=lambda item: item[1]):
+            if now - since < self.grace_s or self._conn is None or self._peers is None:
+                continue
+            conn = self._conn
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", GATEWAY_LOCKS, key):
+                continue  # another survivor is taking it over
+            try:
+                inherited = await self.store.inherit(gone, key)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", GATEWAY_LOCKS, key)
+            self._free_since.pop((gone, key), None)
             if inherited is None:
-                continue  # another survivor was first
-            unsent, live = inherited
-            log.warning("cluster: gateway %s is gone; this gateway took over its work: %d unsent page(s), "
-                        "%d call(s) in progress", gone, len(unsent), len(live))
-            await self._peers.took_over(gone, unsent=unsent, live_calls=live)
+                continue  # another survivor was first, or it came back in time
+            log.warning("cluster: gateway %s is gone; this gateway took over its work: %d escalation(s), "
+                        "%d unsent page(s), %d call(s) in progress", gone, len(inherited.alerts),
+                        len(inherited.unsent), len(inherited.live_calls))
+            await self._peers.took_over(gone, alerts=inherited.alerts, unsent=inherited.unsent,
+                                        live_calls=inherited.live_calls)
 
     # ---------------------------------------------------------------- pushes
 

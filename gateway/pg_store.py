@@ -114,6 +114,15 @@ MARK_PAGE_SENT = "UPDATE pages SET status = 'sent', updated_at = $1 WHERE id = $
 
 
 @dataclass(frozen=True, kw_only=True)
+class Inheritance:
+    """What a survivor took over from a dead gateway (``PgStore.inherit``)."""
+
+    alerts: list[int]  # the alerts whose escalation it ran
+    unsent: list[Page]  # pages written, not sent
+    live_calls: list[Page]  # calls placed, no outcome yet
+
+
+@dataclass(frozen=True, kw_only=True)
 class CreateAlertSql:
     """How ``create_alert`` runs (shared with bench/pg_driver.py): ``begin``, then CREATE_ALERT with ``args``.
 
@@ -530,31 +539,41 @@ class PgStore:
 
     # ---------------------------------------------------------------- pages
 
-    async def inherit(self, dead: str) -> tuple[list[Page], list[Page]] | None:
+    async def inherit(self, dead: str, lock_key: int) -> Inheritance | None:
         """Make a dead gateway's work this gateway's, in one transaction: its escalations, its unfinished
-        pages and the lines its calls hold. Returns its unsent pages and its calls in progress, or None
-        when another gateway took it over first."""
+        pages and the lines its calls hold. None when another gateway took it over first or it joined
+        again (with a new ``lock_key``)."""
         async with self.transaction() as db:
-            if await db.fetchval("DELETE FROM gateways WHERE id = $1 RETURNING true", dead) is None:
+            gone = await db.fetchval("DELETE FROM gateways WHERE id = $1 AND lock_key = $2 RETURNING true",
+                                     dead, lock_key)
+            if gone is None:
                 return None
-            await db.execute("UPDATE escalations SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
+            alerts = await db.fetch("UPDATE escalations SET owner = $1 WHERE owner = $2 RETURNING alert_id",
+                                    self.gateway_id, dead)
             rows = await db.fetch(f"UPDATE pages SET owner = $1 WHERE owner = $2 AND status <> 'done'"
                                   f" RETURNING {_PAGE_COLUMNS}", self.gateway_id, dead)
+            # Its lines: those of calls over (it died before freeing them) are free; the rest are ours.
+            await db.execute("DELETE FROM line_use l USING pages p WHERE l.owner = $1 AND p.status = 'done'"
+                             " AND p.outcome <> 'accepted' AND l.call_id = 'page-' || p.id", dead)
             await db.execute("UPDATE line_use SET owner = $1 WHERE owner = $2", self.gateway_id, dead)
             await db.execute("DELETE FROM line_demand WHERE owner = $1", dead)
         pages = sorted((_page(r) for r in rows), key=lambda p: p.id)
-        return ([p for p in pages if p.status == PageStatus.DUE],
-                [p for p in pages if p.status == PageStatus.SENT and p.channel == Channel.CALL])
+        return Inheritance(alerts=sorted(r[0] for r in alerts),
+                           unsent=[p for p in pages if p.status == PageStatus.DUE],
+                           live_calls=[p for p in pages if p.status == PageStatus.SENT and p.channel == Channel.CALL])
 
     async def get_page(self, page_id: int) -> Page | None:
         row = await self._fetchrow(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE id = $1", page_id)
         return _page(row) if row else None
 
     async def call_wanted(self, page_id: int) -> bool:
+        # Only the page's owner dials it: a gateway whose work was taken over while it was cut off from
+        # the database drops what it still had queued (the new owner sends it).
         wanted = await self._fetchval(
             "SELECT EXISTS (SELECT FROM pages p JOIN alerts a ON a.id = p.alert_id"
-            " WHERE p.id = $1 AND p.status <> 'done' AND a.status = 'triggered')",
-            page_id,
+            " WHERE p.id = $1 AND p.status <> 'done' AND a.status = 'triggered'"
+            " AND (p.owner = $2 OR p.owner IS NULL))",
+            page_id, self.gateway_id,
         )
         return bool(wanted)
 
@@ -563,13 +582,14 @@ class PgStore:
         return [_page(r) for r in rows]
 
     async def unsent_pages(self) -> list[Page]:
-        columns = ", ".join(f"p.{c.strip()}" for c in _PAGE_COLUMNS.split(","))
+        """This gateway's unsent pages, and those of nobody (written before migration 003), claimed."""
         rows = await self._fetch(
-            f"SELECT {columns} FROM pages p JOIN alerts a ON a.id = p.alert_id"
-            " WHERE p.status = 'due' AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL) ORDER BY p.id",
+            f"UPDATE pages p SET owner = $1 FROM alerts a WHERE a.id = p.alert_id AND p.status = 'due'"
+            f" AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL)"
+            f" RETURNING {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))}",
             self.gateway_id,
         )
-        return [_page(r) for r in rows]
+        return sorted((_page(r) for r in rows), key=lambda page: page.id)
 
     async def mark_page_sent(self, page_id: int, *, now: float) -> None:
         await self.single(lambda db: db.execute(MARK_PAGE_SENT, now, page_id))  # idempotent

@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from core.phone import mask
+from gateway.cluster import Lines
 from ivr_flows.model import Event, Flow
 from providers.base import (
     CallerFinished,
@@ -71,6 +72,13 @@ class _Attempt:
 _MAX_TRACKED = 20_000
 
 
+@runtime_checkable
+class ForgetsCalls(Protocol):
+    """A provider that keeps calls in memory which other gateways may finish (its calls outlive a gateway)."""
+
+    def forget(self, call_id: str) -> None: ...
+
+
 class ProviderManager:
     """Implements VoiceProvider and SmsProvider (and the ProviderEvents each provider reports to)."""
 
@@ -101,6 +109,8 @@ class ProviderManager:
         self.carried_by: CarriedBy | None = None
         #: whether a page is still wanted (its alert open): checked before a failover sends it again
         self.wanted: Callable[[str], Awaitable[bool]] | None = None
+        #: the line ledger shared with other gateways (PostgreSQL): each provider's own trunk holds across them
+        self.lines: Lines | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.capabilities = Capabilities(
             voice=bool(voice),
@@ -187,7 +197,8 @@ class ProviderManager:
         while attempt.remaining:
             name = attempt.remaining.pop(0)
             provider = self._voice[name]
-            if len(self._lines[name]) >= provider.capabilities.max_concurrent_calls:
+            if len(self._lines[name]) >= provider.capabilities.max_concurrent_calls or not await self._carries(
+                    request.call_id, name):
                 full = True
                 continue  # its lines are full: never more calls than its trunk carries
             if not self._trying(name):
@@ -215,6 +226,28 @@ class ProviderManager:
         if full and not attempt.errors:
             raise ProviderError("every provider's lines are in use", permanent=False)
         raise ProviderError("; ".join(attempt.errors) or "no voice provider", permanent=False)
+
+    async def _carries(self, call_id: str, name: str) -> bool:
+        """With several voice providers and gateways: whether ``name``'s trunk has a line for the call across
+        all gateways (with one provider, the dispatcher's line from the shared ledger is that trunk's)."""
+        if self.lines is None or len(self.voice_order) < 2:
+            return True
+        try:
+            return await self.lines.carry(call_id, name, capacity=self._voice[name].capabilities.max_concurrent_calls)
+        except Exception as exc:  # the database is away: rather page than not
+            log.error("call %s: could not check %s's lines in the shared ledger (%s); placing it", call_id, name,
+                      exc)
+            return True
+
+    def ended_elsewhere(self, call_id: str) -> None:
+        """Another gateway heard how a call placed here ended: forget it (its line here, the provider's copy)."""
+        attempt = self._calls.pop(call_id, None)
+        if attempt is None or not attempt.carrier:
+            return
+        self._lines[attempt.carrier].discard(call_id)
+        provider = self._voice[attempt.carrier]
+        if isinstance(provider, ForgetsCalls):
+            provider.forget(call_id)
 
     def _spawn_cancel(self, provider: str, call_id: str) -> None:
         async def cancel() -> None:

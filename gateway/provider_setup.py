@@ -15,6 +15,7 @@ from typing import Protocol
 from aiohttp import web
 
 from core.clock import Clock
+from gateway.cluster import Lines
 from gateway.config import Config
 from gateway.provider_manager import CarriedBy, ProviderManager
 from providers.asterisk import AsteriskProvider
@@ -59,13 +60,15 @@ class Providers:
         return self.manager if self.manager.sms_order else None
 
     async def open(self, events: ProviderEvents, *, carried_by: CarriedBy | None = None,
-                   wanted: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                   wanted: Callable[[str], Awaitable[bool]] | None = None, lines: Lines | None = None) -> None:
         """Open every provider, reporting to the manager, which reports to ``events``. ``carried_by`` hears
         which provider carried a page after a failover (for the alert's timeline); ``wanted`` says whether
-        a page may still go out (checked before a failover sends it again)."""
+        a page may still go out (checked before a failover sends it again); ``lines`` is the line ledger
+        shared with other gateways, if any."""
         self.manager.events = events
         self.manager.carried_by = carried_by
         self.manager.wanted = wanted
+        self.manager.lines = lines
         for plugin in self.plugins:
             await plugin.open(self.manager.events_for(plugin.name))
 
@@ -110,7 +113,8 @@ def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
             config.asterisk, clock=clock, default_region=config.default_region,
             hotlines={hotline.name: hotline.number for hotline in config.hotlines})
     if "twilio" in names and config.twilio is not None:
-        twilio = TwilioProvider(config.twilio, public_url=config.public_url, session_store=sessions)
+        twilio = TwilioProvider(config.twilio, public_url=config.public_url, session_store=sessions,
+                                shared_sessions=config.store_url is not None)
         plugins["twilio"] = twilio
         webhook_routes += twilio.routes(voice="twilio" in config.voice_order)
     voice: list[VoiceProvider] = [plugins[n] for n in config.voice_order if n in plugins]

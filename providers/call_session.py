@@ -68,6 +68,11 @@ class CallSession:
             "reported": self.reported, "waiting": self.waiting, "extra": dict(self.extra),
         }
 
+    def take_from(self, newer: CallSession) -> None:
+        """Become ``newer`` (the same call as stored by another gateway), keeping this object."""
+        for name in ("flow", "state", "flow_outcome", "outcome", "recording_url", "reported", "waiting", "extra"):
+            setattr(self, name, getattr(newer, name))
+
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> CallSession:
         flow, state = codec.load(data["flow"])
@@ -91,8 +96,11 @@ class Advance:
 class CallSessions:
     """Every live call of one provider: its flow, its state, and what has been reported."""
 
-    def __init__(self, *, provider: str, store: SessionStore | None = None) -> None:
+    def __init__(self, *, provider: str, store: SessionStore | None = None, shared: bool = False) -> None:
         self.provider = provider
+        # Shared: other gateways on the same store serve this provider's calls too (its webhooks reach any
+        # of them), so a live session is read again from the store before each use.
+        self.shared = shared and store is not None
         self.events: ProviderEvents | None = None
         self._store = store
         self._live: dict[str, CallSession] = {}
@@ -129,6 +137,8 @@ class CallSessions:
         Webhooks of one call that race after a restart share one load, so they share one session.
         """
         session = self._live.get(call_id)
+        if session is not None and self.shared and call_id not in self._ended:
+            return await self._refresh(session)
         if session is not None or self._store is None or call_id in self._ended:
             return session
         loading = self._loading.get(call_id)
@@ -152,6 +162,31 @@ class CallSessions:
         log.info("%s call %s carried on from the store (placed before a restart)", self.provider, call_id)
         self._saved[call_id] = data
         return self._live.setdefault(call_id, session)
+
+    def ended_elsewhere(self, call_id: str) -> None:
+        """The call ended at another gateway: never serve it from memory again."""
+        session = self._live.pop(call_id, None)
+        if session is not None:
+            session.ended = True
+        self._saved.pop(call_id, None)
+        self._ended[call_id] = None
+        while len(self._ended) > 10_000:
+            self._ended.pop(next(iter(self._ended)))
+
+    async def _refresh(self, session: CallSession) -> CallSession | None:
+        """The session as stored now: another gateway may have moved it on, or ended it."""
+        assert self._store is not None
+        try:
+            data = await self._store.load_call_session(session.call_id)
+            if data is None:  # ended elsewhere (its row is gone)
+                self.ended_elsewhere(session.call_id)
+                return None
+            if data != self._saved.get(session.call_id):
+                session.take_from(CallSession.from_data(data))
+                self._saved[session.call_id] = data
+        except Exception:  # never raise into a webhook: go on with what this process knows
+            log.exception("%s call %s: its stored session cannot be read", self.provider, session.call_id)
+        return session
 
     async def save(self, session: CallSession) -> None:
         """Store the session now (after the provider changed its ``extra``, say)."""

@@ -19,12 +19,16 @@ CREATE TABLE gateways (
     started_at double precision NOT NULL
 );
 
--- Provider capacity shared by every gateway: one row per call holding a line.
+-- Provider capacity shared by every gateway: one row per call holding a line, with the provider carrying
+-- it once known. A row expires (a lease: the call's ring time plus a grace, longer for a bridged call), so
+-- a free that never came (a lost callback, a database restart) cannot shrink the trunk for good.
 CREATE TABLE line_use (
     call_id  text PRIMARY KEY,
     priority text NOT NULL,
     owner    text NOT NULL,
-    since    double precision NOT NULL
+    provider text,
+    since    double precision NOT NULL,
+    expires  double precision NOT NULL
 );
 -- What each gateway waits for: high-priority calls that found no line (low calls elsewhere yield to them),
 -- and whether it waits for a line to be freed (a free is then pushed). Stale after 2 s: a waiting gateway
@@ -47,7 +51,8 @@ INSERT INTO line_pace (id, tokens, at) VALUES (1, 0, 0);
 -- -1 = no line free for this priority now (wait for a free). One statement, one round trip per dial.
 -- Low priority leaves `reserved` lines, plus one per high-priority call waiting at another gateway.
 CREATE FUNCTION gateway_take_line(p_call text, p_priority text, p_owner text, p_capacity integer,
-                                  p_reserved integer, p_rate double precision, p_high_waiting integer)
+                                  p_reserved integer, p_rate double precision, p_high_waiting integer,
+                                  p_hold_s double precision)
 RETURNS double precision LANGUAGE plpgsql AS $$
 DECLARE
     t_now  double precision := extract(epoch FROM clock_timestamp());
@@ -57,7 +62,9 @@ DECLARE
     t_burst double precision := greatest(1.0, p_rate);
 BEGIN
     PERFORM pg_advisory_xact_lock(1735355244, 0);
+    DELETE FROM line_use WHERE expires <= t_now;
     IF EXISTS (SELECT FROM line_use WHERE call_id = p_call) THEN
+        UPDATE line_use SET owner = p_owner, expires = t_now + p_hold_s WHERE call_id = p_call;
         RETURN 0;
     END IF;
     SELECT count(*) INTO t_used FROM line_use;
@@ -75,7 +82,8 @@ BEGIN
         RETURN (1 - t_tokens) / p_rate;
     END IF;
     UPDATE line_pace SET tokens = t_tokens - 1, at = t_now WHERE id = 1;
-    INSERT INTO line_use (call_id, priority, owner, since) VALUES (p_call, p_priority, p_owner, t_now);
+    INSERT INTO line_use (call_id, priority, owner, since, expires)
+        VALUES (p_call, p_priority, p_owner, t_now, t_now + p_hold_s);
     UPDATE line_demand SET high_waiting = p_high_waiting, blocked = false, updated = t_now
         WHERE owner = p_owner AND (high_waiting <> p_high_waiting OR blocked);
     RETURN 0;
@@ -92,3 +100,22 @@ BEGIN
         PERFORM pg_notify('gateway', json_build_object('line_freed', p_call, 'owner', t_owner)::text);
     END IF;
 END $$;
+
+-- The provider that carries a call, when its own lines allow (with several voice providers, each trunk's
+-- capacity holds across gateways too): true when the call may go on that provider.
+CREATE FUNCTION gateway_carry_line(p_call text, p_provider text, p_capacity integer)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1735355244, 0);
+    IF (SELECT count(*) FROM line_use WHERE provider = p_provider AND call_id <> p_call
+            AND expires > extract(epoch FROM clock_timestamp())) >= p_capacity THEN
+        RETURN false;
+    END IF;
+    UPDATE line_use SET provider = p_provider WHERE call_id = p_call;
+    RETURN true;
+END $$;
+
+-- A call keeps its line longer (an engineer's leg bridged to a hotline caller).
+CREATE FUNCTION gateway_keep_line(p_call text, p_hold_s double precision) RETURNS void LANGUAGE sql AS $$
+    UPDATE line_use SET expires = extract(epoch FROM clock_timestamp()) + p_hold_s WHERE call_id = p_call;
+$$;

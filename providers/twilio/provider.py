@@ -135,6 +135,7 @@ class TwilioProvider:
         account_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         session_store: SessionStore | None = None,
+        shared_sessions: bool = False,
     ) -> None:
         """``request_timeout_s`` bounds each REST request; ``wall_clock`` is compared with Twilio's times;
         ``session_store`` keeps each live call's session (the gateway's store), so calls outlive a restart."""
@@ -150,7 +151,8 @@ class TwilioProvider:
             calls_outlive_gateway=True,
         )
         self.events: ProviderEvents | None = None
-        self.sessions = CallSessions(provider="twilio", store=session_store)
+        # Shared: several gateways on one store serve these calls' webhooks (behind one public_url).
+        self.sessions = CallSessions(provider="twilio", store=session_store, shared=shared_sessions)
         self._retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._request_timeout_s = request_timeout_s
@@ -333,6 +335,11 @@ class TwilioProvider:
                  and (body is None or p.body == body)]
         fresh.sort(key=lambda p: p.created or since)
         return fresh[0].sid if fresh else None
+
+    def forget(self, call_id: str) -> None:
+        """Another gateway served this call to its end: drop this process's copy."""
+        self._calls.pop(call_id, None)
+        self.sessions.ended_elsewhere(call_id)
 
     async def cancel_call(self, call_id: str) -> None:
         """Hang it up; its final status then reports it canceled (unless it had its result already)."""
@@ -676,11 +683,15 @@ class TwilioProvider:
     async def _find(self, call_id: str) -> TwilioCall | None:
         """The live call ``call_id``: served by this process, or (after a restart) from the store."""
         call = self._calls.get(call_id)
-        if call is not None or call_id in self._finished:  # (finished: its session may be ending now)
-            return call
-        session = await self.sessions.find(call_id)
+        if call_id in self._finished or (call is not None and not self.sessions.shared):
+            return call  # (finished: its session may be ending now)
+        session = await self.sessions.find(call_id)  # shared: as another gateway may have left it
         if session is None or session.ended:
+            if call is not None:
+                self._calls.pop(call_id, None)  # it ended at another gateway
             return None
+        if call is not None and call.session is session:
+            return call
         # Two webhooks may have loaded it at once: the first one kept is the call for both.
         return self._calls.setdefault(call_id, TwilioCall(session=session))
 

@@ -44,7 +44,9 @@ from providers.base import ProviderError
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
-DEFAULT_STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+# What the gateway acts on: the call picked up (hang-ups then end it as answered) and its final status.
+# initiated and ringing would each cost a signed webhook per call and change nothing.
+DEFAULT_STATUS_CALLBACK_EVENTS = ("answered", "completed")
 DEFAULT_REQUEST_TIMEOUT_S = 5.0
 LOOKUP_PAGE_SIZE = 50  # the newest calls (messages) to one number that a lookup reads
 

@@ -55,8 +55,10 @@ async def rig(end_as: EndAs, end_after_s: float = 0.05) -> AsyncIterator[tuple[F
 
 
 async def create(rest: TwilioRest, app: App) -> str:
+    # Every progress event subscribed (the gateway itself asks only for answered and completed).
     return await rest.create_call(to=TO, from_=FROM, url=app.url("/answer"), status_callback=app.url("/status"),
-                                  timeout_s=25, machine_detection=False)
+                                  timeout_s=25, machine_detection=False,
+                                  status_callback_events=("initiated", "ringing", "answered", "completed"))
 
 
 async def test_an_unanswered_call_reports_its_progress_then_no_answer() -> None:

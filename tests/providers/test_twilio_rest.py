@@ -99,7 +99,7 @@ async def test_create_call_sends_twilio_the_fields_it_needs(
     assert form["Method"] == "POST"
     assert form["StatusCallback"] == STATUS_URL
     assert form["StatusCallbackMethod"] == "POST"
-    assert form.getall("StatusCallbackEvent") == ["initiated", "ringing", "answered", "completed"]
+    assert form.getall("StatusCallbackEvent") == ["answered", "completed"]
     assert form["MachineDetection"] == "Enable"
     assert form["Timeout"] == "25"
 
