@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from tests.peers.twilio_driver import twilio_signature
 from tests.postgres import PgDatabase
 from tests.processes import Gateway, Peer
-from tests.support import TOKEN, eventually
+from tests.support import AUTH, TOKEN, eventually
 
 PRIMARY, SECONDARY = "+15550000001", "+15550000002"
 PASSWORD_ENV = "GATEWAY_TEST_PG_PASSWORD"
@@ -256,3 +258,102 @@ async def _first_page(gateway: Gateway, alert_id: int | None) -> int:
     assert alert_id is not None
     page_id: int = (await gateway.get(f"/api/v1/alerts/{alert_id}"))["pages"][0]["id"]
     return page_id
+
+
+async def _webhook(gateway: Gateway, http: aiohttp.ClientSession, dial: dict[str, Any], what: str,
+                   params: dict[str, str]) -> str:
+    """A Twilio webhook for a call, signed for the gateway it reaches (as a load balancer would pass it on)."""
+    path = f"/twilio/voice/{dial['call_id']}/{what}"
+    params = {"CallSid": dial["sid"], **params}
+    signature = twilio_signature(DEFAULT_AUTH_TOKEN, f"{gateway.base}{path}", list(params.items()))
+    async with http.post(f"{gateway.base}{path}", data=params, headers={"X-Twilio-Signature": signature}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.text()
+
+
+async def test_a_calls_webhooks_may_reach_any_gateway(
+    tmp_path: Path, pg_database: PgDatabase, peer: Peer, http: aiohttp.ClientSession, gateways: list[Gateway],
+) -> None:
+    config = _config(pg_database, twilio(peer, 10), step_s=600)
+    a = _make(gateways, http, tmp_path / "a", config, pg_database)
+    b = _make(gateways, http, tmp_path / "b", config, pg_database)
+    await asyncio.gather(a.start(), b.start())
+    alert_id = await a.post_alert("split")
+    await eventually(lambda: _async(len(peer.dials) == 1))
+    dial = peer.dials[0]
+    assert _port_of(dial) == a.port
+    # The engineer answers (the webhook reaches B), then presses 1 (it reaches A, which placed the call).
+    assert "<Gather" in await _webhook(b, http, dial, "answer", {"CallStatus": "in-progress"})
+    await _webhook(a, http, dial, "gather", {"CallStatus": "in-progress", "Digits": "1"})
+    alert = await b.get(f"/api/v1/alerts/{alert_id}")
+    assert alert["status"] == "acknowledged", alert
+    assert alert["pages"][0]["outcome"] == "acknowledged"
+
+
+async def test_an_outcome_heard_by_another_gateway_frees_the_line_of_the_one_that_placed_the_call(
+    tmp_path: Path, pg_database: PgDatabase, peer: Peer, http: aiohttp.ClientSession, gateways: list[Gateway],
+) -> None:
+    config = _config(pg_database, twilio(peer, 2), step_s=600)
+    a = _make(gateways, http, tmp_path / "a", config, pg_database)
+    b = _make(gateways, http, tmp_path / "b", config, pg_database)
+    await asyncio.gather(a.start(), b.start())
+    alerts = [await a.post_alert(f"busy-{i}") for i in range(2)]
+    await eventually(lambda: _async(len(peer.dials) == 2))
+    # Both step-1 calls (placed by A) end busy, their callbacks handed to B by the load balancer; B moves the
+    # escalations on and places step 2; those calls end busy too, their callbacks handed to A.
+    for dial in list(peer.dials):
+        await _webhook(b, http, dial, "status", {"CallStatus": "busy"})
+    await eventually(lambda: _async(len(peer.dials) == 4))
+    assert [_port_of(d) for d in peer.dials] == [a.port, a.port, b.port, b.port]
+    for dial in peer.dials[2:]:
+        await _webhook(a, http, dial, "status", {"CallStatus": "busy"})
+
+    async def all_over() -> bool:
+        pages = [page for alert_id in alerts for page in (await b.get(f"/api/v1/alerts/{alert_id}"))["pages"]]
+        return len(pages) == 4 and all(page["outcome"] == "busy" for page in pages)
+
+    await eventually(all_over)
+    # Each gateway has its lines back (the trunk carries two calls): new alerts are dialled on both.
+    after = [await a.post_alert("after-a"), await b.post_alert("after-b")]
+    await eventually(lambda: _async(len(peer.dials) == 6))
+    assert {d["call_id"] for d in peer.dials[4:]} == {f"page-{await _first_page(a, i)}" for i in after}
+
+
+async def test_a_gateway_cut_off_from_the_others_for_a_moment_keeps_its_calls(
+    tmp_path: Path, pg_database: PgDatabase, http: aiohttp.ClientSession, gateways: list[Gateway],
+) -> None:
+    config = _config(pg_database, SANDBOX, step_s=120)
+    a = _make(gateways, http, tmp_path / "a", config, pg_database)
+    b = _make(gateways, http, tmp_path / "b", config, pg_database)
+    await asyncio.gather(a.start(), b.start())
+    alert_id = await a.post_alert("blip")
+
+    async def a_rings() -> bool:
+        call = (await _phone(a, PRIMARY))["call"]
+        return call is not None and call["state"] == "ringing"
+
+    await eventually(a_rings)
+    # The database drops A's membership connection (a network blip); A lives on and joins again.
+    conn = await asyncpg.connect(pg_database.url, password=pg_database.password)
+    try:
+        assert a.proc is not None
+        holder = await conn.fetchval(
+            "SELECT l.pid FROM pg_locks l JOIN gateways g ON l.objid = g.lock_key::bigint::oid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND g.pid = $1", a.proc.pid)
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", holder)
+    finally:
+        await conn.close()
+    await eventually(lambda: _async("joined again in time" in a.log.read_text()))
+    await asyncio.sleep(2)  # long past the grace: B would have taken A's work and paged step 2 by now
+    assert (await _phone(b, SECONDARY))["call"] is None
+    pages = (await a.get(f"/api/v1/alerts/{alert_id}"))["pages"]
+    assert [(p["step"], p["outcome"]) for p in pages] == [(1, None)]
+    # The primary, still ringing on A, answers and presses 1: acknowledged.
+    for action, body in (("answer", {}), ("press", {"digits": "1"})):
+        async with http.post(f"{a.base}/api/v1/sandbox/phones/{PRIMARY}/{action}", headers=AUTH, json=body) as r:
+            assert r.status == 200, await r.text()
+
+    async def acknowledged() -> bool:
+        return bool((await b.get(f"/api/v1/alerts/{alert_id}"))["status"] == "acknowledged")
+
+    await eventually(acknowledged)
