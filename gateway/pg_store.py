@@ -110,7 +110,14 @@ FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[]) WITH
     AS t (alert_id, at, kind, message, data, n)
 ORDER BY t.n
 """
-MARK_PAGE_SENT = "UPDATE pages SET status = 'sent', updated_at = $1 WHERE id = $2 AND status = 'due'"
+# Writes whose loss in a crash of the database server costs no page and no acknowledgement commit without
+# waiting for the disk (synchronous_commit off for their own transaction only: a server crash may forget the
+# last few hundred milliseconds of them; a crash of the gateway loses nothing). A "sent" mark lost makes the
+# page be sent again (as a gateway crash between dialling and marking does). Everything an alert, a step, an
+# outcome or a live call needs stays durable.
+_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+MARK_PAGE_SENT = (f"UPDATE pages SET status = 'sent', updated_at = $1 FROM {_ASYNC_COMMIT}"
+                  " WHERE id = $2 AND status = 'due'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -643,7 +650,9 @@ class PgStore:
         return None if text is None else dict(json.loads(text))
 
     async def delete_call_session(self, call_id: str) -> None:
-        await self.single(lambda db: db.execute("DELETE FROM call_sessions WHERE call_id = $1", _in(call_id)))
+        # Not waited for on disk: a delete lost in a server crash leaves the row of a call that is over.
+        await self.single(lambda db: db.execute(
+            f"DELETE FROM call_sessions USING {_ASYNC_COMMIT} WHERE call_id = $1", _in(call_id)))
 
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
         rows = await self._fetch(

@@ -61,6 +61,9 @@ DECLARE
     t_tokens double precision;
     t_burst double precision := greatest(1.0, p_rate);
 BEGIN
+    -- The ledger is soft state (leases): its commits need not wait for the disk (a server crash may forget
+    -- the last moments of it; leases and frees set it right).
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(1735355244, 0);
     DELETE FROM line_use WHERE expires <= t_now;
     IF EXISTS (SELECT FROM line_use WHERE call_id = p_call) THEN
@@ -94,6 +97,7 @@ CREATE FUNCTION gateway_free_line(p_call text, p_by text) RETURNS void LANGUAGE 
 DECLARE
     t_owner text;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     DELETE FROM line_use WHERE call_id = p_call RETURNING owner INTO t_owner;
     IF t_owner IS NOT NULL AND (t_owner <> p_by OR EXISTS (
             SELECT FROM line_demand WHERE blocked AND updated > extract(epoch FROM clock_timestamp()) - 2)) THEN
@@ -106,6 +110,7 @@ END $$;
 CREATE FUNCTION gateway_carry_line(p_call text, p_provider text, p_capacity integer)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     PERFORM pg_advisory_xact_lock(1735355244, 0);
     IF (SELECT count(*) FROM line_use WHERE provider = p_provider AND call_id <> p_call
             AND expires > extract(epoch FROM clock_timestamp())) >= p_capacity THEN
@@ -116,6 +121,8 @@ BEGIN
 END $$;
 
 -- A call keeps its line longer (an engineer's leg bridged to a hotline caller).
-CREATE FUNCTION gateway_keep_line(p_call text, p_hold_s double precision) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION gateway_keep_line(p_call text, p_hold_s double precision) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE line_use SET expires = extract(epoch FROM clock_timestamp()) + p_hold_s WHERE call_id = p_call;
-$$;
+END $$;
