@@ -104,6 +104,7 @@ class Route:
 class ApiToken:
     name: str
     token: str
+    role: str = "admin"  # "viewer" | "responder" | "admin" (gateway.web.auth.Role)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -839,15 +840,16 @@ class _Reader:
         tokens: list[ApiToken] = []
         names: list[tuple[str, str]] = []
         for path, item in self.items(raw, "api_tokens", required=True):
-            section = self.mapping(item, path, ("name", "token", "token_env"))
+            section = self.mapping(item, path, ("name", "token", "token_env", "role"))
             if not isinstance(item, dict):
                 continue
             name = self.value(section, "name", path, _as_text)
             token = self.secret(section, "token", path, required=True)
+            role = self.value(section, "role", path, _as_choice("viewer", "responder", "admin"), "admin")
             if name is not None:
                 names.append((f"{path}.name", name))
             if name is not None and token is not None:
-                tokens.append(ApiToken(name=name, token=token))
+                tokens.append(ApiToken(name=name, token=token, role=role))
         self.duplicates(names, "token name")
         return tuple(tokens)
 

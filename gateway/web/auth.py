@@ -6,6 +6,12 @@ handler can forget it and no unauthenticated request reaches a body parser (the 
 PagerDuty's ``/v2/enqueue``, whose routing key lives inside the JSON body: there the body is read under
 the size limit and parsed by the one bounded parser, and the key is checked before anything else).
 Secrets are compared in constant time, over every candidate, without an early exit.
+
+Each API token carries a role (viewer < responder < admin). A route needs the role it declares with
+``@auth(kind, role=Role.ADMIN)``; a route that declares none needs ``viewer`` to read (GET, HEAD) and
+``responder`` for anything else (acknowledge, trigger, call, ingest from monitoring). A token whose role is
+too low gets 403 ``{"error": "forbidden"}`` naming the role needed. A PagerDuty routing key (not a token)
+counts as ``responder``: it can only send events.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import ApiToken, Config
 from gateway.web.errors import ApiError, pagerduty_error
 from gateway.web.json_body import parsed_body
 from gateway.web.keys import CONFIG
@@ -38,20 +44,61 @@ class Auth(enum.Enum):
     NONE = "none"  # health, readiness, the API description
 
 
+class Role(enum.Enum):
+    """What a token may do; each role may do everything the roles below it may."""
+
+    VIEWER = "viewer"  # read
+    RESPONDER = "responder"  # acknowledge, resolve, escalate, trigger alerts and calls, overrides, sandbox phones
+    ADMIN = "admin"  # calendar feeds and anything administrative
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.RESPONDER: 1, Role.ADMIN: 2}
 _DECLARED = "__gateway_auth__"
+_DECLARED_ROLE = "__gateway_role__"
+_READING = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: the name of the API token that authenticated the request (absent for routing-key and public routes)
 TOKEN_NAME = web.RequestKey("gateway_token_name", str)
+#: the role the request was authenticated with (absent for public and provider routes)
+ROLE = web.RequestKey("gateway_role", Role)
 
 
-def auth(kind: Auth) -> Callable[[H], H]:
-    """Declare how the decorated handler is authenticated (put it below ``@routes.get(...)``)."""
+def auth(kind: Auth, *, role: Role | None = None) -> Callable[[H], H]:
+    """Declare how the decorated handler is authenticated and, optionally, the role it needs
+    (put it below ``@routes.get(...)``)."""
 
     def declare(handler: H) -> H:
         setattr(handler, _DECLARED, kind)
+        if role is not None:
+            setattr(handler, _DECLARED_ROLE, role)
         return handler
 
     return declare
+
+
+def needs(role: Role) -> Callable[[H], H]:
+    """Declare only the role the decorated handler needs (authenticated by an API token)."""
+
+    def declare(handler: H) -> H:
+        setattr(handler, _DECLARED_ROLE, role)
+        return handler
+
+    return declare
+
+
+def declared_role(handler: Callable[..., Any], method: str) -> Role:
+    """The role a route needs: its declared one, else viewer to read and responder to change anything."""
+    role = getattr(handler, _DECLARED_ROLE, None)
+    if isinstance(role, Role):
+        return role
+    return Role.VIEWER if method.upper() in _READING else Role.RESPONDER
 
 
 def declared(handler: Callable[..., Any]) -> Auth:
@@ -76,20 +123,41 @@ def caller(request: web.Request) -> str:
     return request[TOKEN_NAME]
 
 
+def role_of(request: web.Request) -> Role | None:
+    """The role the request was authenticated with (None on public and provider routes)."""
+    return request.get(ROLE)
+
+
 def _digest(secret: str) -> bytes:
     # Any str (a header decoded with surrogateescape, JSON with a lone surrogate) encodes with surrogatepass;
     # hashing first makes every comparison the same length, so not even the length leaks.
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
-def token_name(config: Config, presented: str) -> str | None:
-    """The name of the API token ``presented`` matches (constant-time, every token compared), or None."""
+def token_for(config: Config, presented: str) -> ApiToken | None:
+    """The API token ``presented`` matches (constant-time, every token compared), or None."""
     digest = _digest(presented)
     found = None
     for token in config.api_tokens:
         if hmac.compare_digest(_digest(token.token), digest) and found is None:
-            found = token.name
+            found = token
     return found
+
+
+def token_name(config: Config, presented: str) -> str | None:
+    """The name of the API token ``presented`` matches (constant-time, every token compared), or None."""
+    token = token_for(config, presented)
+    return token.name if token is not None else None
+
+
+def token_role(token: ApiToken) -> Role:
+    return Role(token.role)
+
+
+def forbidden(needed: Role, held: Role) -> ApiError:
+    """403 naming the role the route needs."""
+    return ApiError(403, "forbidden", f"this needs the {needed.value!r} role; the token has {held.value!r}",
+                    {"role_needed": needed.value, "role": held.value})
 
 
 def routing_key_known(config: Config, presented: str) -> bool:
@@ -125,12 +193,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not presented and kind is Auth.TOKEN_OR_QUERY:
         # The access log writes paths without their query, so a token in the URL is not logged.
         presented = request.query.get("token", "")
-    name = token_name(config, presented) if presented else None
-    if name is not None:
-        request[TOKEN_NAME] = name
+    token = token_for(config, presented) if presented else None
+    needed = declared_role(match.handler, request.method)
+    if token is not None:
+        held = token_role(token)
+        if not held.allows(needed):
+            raise forbidden(needed, held)
+        request[TOKEN_NAME], request[ROLE] = token.name, held
         return await handler(request)
     if kind is Auth.TOKEN_OR_ROUTING_KEY:
-        refusal = await _routing_key_refusal(request, config)
+        refusal = await _routing_key_refusal(request, config, needed)
+        if refusal is None:
+            request[ROLE] = Role.RESPONDER
         return refusal if refusal is not None else await handler(request)
     if not presented:
         raise ApiError(401, "unauthorized", "missing API token: send 'Authorization: Bearer <token>'",
@@ -138,17 +212,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     raise ApiError(401, "unauthorized", "invalid API token", headers=_CHALLENGE)
 
 
-async def _routing_key_refusal(request: web.Request, config: Config) -> web.Response | None:
-    """None when the body's ``routing_key`` is an API token or a route's key; else PagerDuty's answer."""
+async def _routing_key_refusal(request: web.Request, config: Config, needed: Role) -> web.Response | None:
+    """None when the body's ``routing_key`` is an API token or a route's key; else PagerDuty's answer.
+
+    A token must hold the ``needed`` role; a route's key counts as responder."""
     try:
         body = await parsed_body(request)
     except ApiError as exc:
         return pagerduty_error(400, "Event object is invalid", [exc.message])
     key = body.get("routing_key") if isinstance(body, dict) else None
     if isinstance(key, str) and key:
-        is_token = token_name(config, key) is not None
+        token = token_for(config, key)
         is_route_key = routing_key_known(config, key)
-        if is_token or is_route_key:
+        if token is not None and not token_role(token).allows(needed) and not is_route_key:
+            held = token_role(token)
+            return pagerduty_error(403, f"this needs the {needed.value!r} role; the token has {held.value!r}",
+                                   ["the routing_key's token may not send events"], error="forbidden")
+        if token is not None or is_route_key:
             return None
     return pagerduty_error(401, "missing or unknown routing_key or API token",
                            ["routing_key is not known to this gateway"], error="unauthorized")
