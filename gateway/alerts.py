@@ -24,6 +24,7 @@ from gateway.routing import matches, select_route
 from gateway.scheduler import Scheduler
 from gateway.signals import AlertSignal
 from gateway.store import Alert, NewAlert, NewPage, Page, Store, TimelineEntry
+from gateway.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class AlertService:
     def __init__(self, *, config: Config, store: Store, clock: Clock, scheduler: Scheduler, paging: Paging,
                  kinds: PageKinds) -> None:
         self.config = config
+        self.telemetry: Telemetry = paging.telemetry  # the app's metrics
         self.store = store
         self.clock = clock
         self.scheduler = scheduler
@@ -133,6 +135,7 @@ class AlertService:
             log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
             return IngestResult(signal=signal, alert=alert, created=False, dedup_key=public_key)
         failpoints.reached("alert-committed")
+        self.telemetry.alert_created(source=alert.source, route=alert.route)
         # Fast path: step 1 was written with the alert; dial now, the scheduler takes the rest.
         log.info("alert %d triggered from %s (team %s, %s priority): %s",
                  alert.id, signal.source, alert.team, alert.priority, alert.summary)
@@ -155,6 +158,8 @@ class AlertService:
             raise AlertNotFound(alert_id)
         alert, changed = result
         if changed:
+            self.telemetry.alert_changed(status=status.value, source=alert.source, priority=alert.priority.value,
+                                         created_at=alert.created_at, now=self.clock.now())
             log.info("alert %d %s: %s", alert.id, status, how)
             await self.paging.cancel_pages(alert.id)
         return alert, changed
@@ -241,6 +246,7 @@ class AlertService:
             escalate_at=None,
             note=f"direct {channel} requested by API token {requested_by}",
         )
+        self.telemetry.alert_created(source=alert.source, route=alert.route)
         pages = [NewPage(engineer=eng, number=number, channel=Channel(channel)) for eng, number in targets]
         notes = [TimelineEntry(alert_id=alert.id, at=now, kind="page",
                                message=f"direct {channel} to {', '.join(mask(n) for _, n in targets)}")]

@@ -50,6 +50,7 @@ from gateway.web.keys import (
     SANDBOX,
     SCHEDULER,
     STORE,
+    TELEMETRY,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[STORE] = make_store(config)
     providers = build_providers(config, app[CLOCK], read_json=read_json, sessions=app[STORE])
     app[PROVIDERS] = providers
+    metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes]
     if providers.sandbox is not None:
@@ -91,7 +93,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         alert_id, by=by, how=how)))
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines)
+                    lines=cluster.lines, telemetry=app[TELEMETRY])
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)

@@ -41,6 +41,12 @@ def hotline_key(call_id: str) -> str:
     return f"hotline:{call_id}"
 
 
+def _waited_for(outcome: FlowOutcome) -> str:
+    """How a hotline caller's wait ended, for ``gateway_hotline_wait_seconds`` (a bounded label)."""
+    return {FlowOutcome.CONNECTED: "connected", FlowOutcome.VOICEMAIL: "voicemail",
+            FlowOutcome.NO_ANSWER: "missed"}.get(outcome, "hung_up")
+
+
 class ScreeningKind:
     """The pages of a hotline call: "call from ..., press 1 to accept", by call only (a caller waits)."""
 
@@ -85,6 +91,7 @@ class HotlineService:
         self.paging = paging
         self.templates = templates
         self.voice = voice
+        self.telemetry = paging.telemetry  # the app's metrics
         self._due_at = due_at
         self._by_number = {h.number: h for h in config.hotlines}
         self._by_name = {h.name: h for h in config.hotlines}
@@ -98,7 +105,7 @@ class HotlineService:
             log.warning("call %s to %s: not a hotline number; ending it", call.call_id, mask(call.dialled))
             return None
         now = self.clock.now()
-        alert, _, _ = await self.store.create_alert(
+        alert, created, _ = await self.store.create_alert(
             NewAlert(
                 dedup_key=hotline_key(call.call_id),
                 priority=Priority(hotline.priority),
@@ -114,6 +121,8 @@ class HotlineService:
             escalate_at=None,  # engineers are tried once the caller waits on hold
             note=f"call from {mask(call.caller) if call.caller else 'a withheld number'} on hotline {hotline.name}",
         )
+        if created:
+            self.telemetry.alert_created(source=alert.source, route=alert.route)
         log.info("hotline %s: call %s from %s (alert %d)", hotline.name, call.call_id,
                  mask(call.caller) if call.caller else "withheld number", alert.id)
         greeting = self.templates.render_string(hotline.greeting, hotline=hotline.name, team=hotline.team)
@@ -137,12 +146,15 @@ class HotlineService:
             note=f"caller waiting in the {event.priority}-priority queue; trying engineers",
         )
         if started:
+            self.telemetry.caller_waiting(event.call_id, hotline=str(alert.details.get("hotline", "")),
+                                          arrived_at=alert.created_at)
             log.info("hotline call %s (alert %d) waiting, %s priority", event.call_id, alert.id, event.priority)
             self._due_at(now)
 
     async def caller_finished(self, event: CallerFinished) -> None:
         alert = await self.store.find_open_alert(hotline_key(event.call_id))
         if alert is None:
+            self.telemetry.caller_done(event.call_id, outcome=_waited_for(event.outcome), now=self.clock.now())
             log.info("hotline call %s ended (%s)", event.call_id, event.outcome.value)
             return
         pages = await self.store.pages_for(alert.id)
@@ -167,6 +179,9 @@ class HotlineService:
             how = f"nobody accepted; the caller hung up or was told so after {waited} s, without a voicemail"
         else:
             how = f"caller hung up after {waited} s"
+        self.telemetry.caller_done(event.call_id, now=alert.acknowledged_at or self.clock.now(),
+                                   outcome="missed" if missed and event.outcome not in (
+                                       FlowOutcome.VOICEMAIL, FlowOutcome.CONNECTED) else _waited_for(event.outcome))
         await self.alerts.resolve(alert.id, by="hotline", how=how)
 
     async def caller_lost_with_gateway(self, alert_id: int, gateway_id: str) -> None:
@@ -198,6 +213,7 @@ class HotlineService:
             await self.paging.hang_up(call_id_for(page))
             return
         caller_call = str(alert.details.get("call_id", ""))
+        self.telemetry.caller_done(caller_call, outcome="connected", now=self.clock.now())
         log.info("hotline alert %d: connecting the caller to %s", alert.id, name)
         await self.voice.notify(caller_call, EngineerConnected(engineer_name=name, call_id=call_id_for(page)))
 

@@ -22,6 +22,7 @@ from gateway.dispatch import Dispatcher
 from gateway.page_kinds import PageKinds
 from gateway.send_gate import SendGate
 from gateway.store import Alert, Page, Store, TimelineEntry
+from gateway.telemetry import Telemetry
 from gateway.templates import Templates
 from providers.base import (
     CallOutcome,
@@ -80,8 +81,10 @@ class Paging:
         kinds: PageKinds,
         on_step_failed: Callable[[Page], Awaitable[None]],
         lines: Lines | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry()
         self.store = store
         self.clock = clock
         self.voice = voice
@@ -139,6 +142,7 @@ class Paging:
         engineer = self.config.engineers.get(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
         if page.channel == Channel.CALL:
+            self.telemetry.dial_requested(call_id_for(page), alert_id=alert.id, alert_created_at=alert.created_at)
             await self.dispatcher.submit(CallRequest(
                 call_id=call_id_for(page),
                 to=page.number,
@@ -300,6 +304,8 @@ class Paging:
                              message=text, data={"page": page.id, "channel": page.channel, "outcome": outcome.value})
         finished = await self.store.finish_page(page.id, outcome=outcome.value, detail=detail,
                                                 now=self.clock.now(), note=note)
+        if finished is not None:
+            self.telemetry.page_finished(call_id_for(page), channel=page.channel, outcome=outcome.value)
         if finished is not None and log_it:
             log.info("alert %d: %s", page.alert_id, text)
         return finished
@@ -314,6 +320,7 @@ class Paging:
         return page_id is not None and await self.store.call_wanted(page_id)
 
     async def _call_placed(self, call_id: str) -> None:
+        self.telemetry.dialled(call_id, now=self.clock.now())
         page_id = page_id_from(call_id)
         if page_id is not None:
             await self.store.mark_page_sent(page_id, now=self.clock.now())

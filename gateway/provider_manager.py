@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from core.phone import mask
 from gateway.cluster import Lines
+from gateway.telemetry import Telemetry
 from ivr_flows.model import Event, Flow
 from providers.base import (
     CallerFinished,
@@ -111,6 +112,7 @@ class ProviderManager:
         self.wanted: Callable[[str], Awaitable[bool]] | None = None
         #: the line ledger shared with other gateways (PostgreSQL): each provider's own trunk holds across them
         self.lines: Lines | None = None
+        self.telemetry = Telemetry()  # the app's (gateway/web/metrics.py sets it)
         self._tasks: set[asyncio.Task[None]] = set()
         self.capabilities = Capabilities(
             voice=bool(voice),
@@ -132,6 +134,7 @@ class ProviderManager:
         health = self.health[provider]
         health.failures += 1
         health.last_error = error
+        self.telemetry.provider_failed(provider)
         health.probing = False
         if health.failures >= self.down_after:
             health.backoff_s = min(self.max_backoff_s, health.backoff_s * 2 or self.first_backoff_s)
@@ -220,6 +223,7 @@ class ProviderManager:
                 continue
             if self.is_down(name):
                 self._succeeded(name)  # the probe went through: back in use (failures count again from here)
+            self.telemetry.carried(request.call_id, name)
             await self._note(request.call_id, name, attempt.errors)
             return
         self._calls.pop(request.call_id, None)
@@ -302,6 +306,7 @@ class ProviderManager:
                             exc, "; trying the next provider" if attempt.remaining else "")
                 continue
             self._succeeded(name)
+            self.telemetry.carried(request.sms_id, name)
             await self._note(request.sms_id, name, attempt.errors)
             return
         self._texts.pop(request.sms_id, None)

@@ -12,6 +12,7 @@ from gateway.paging import Paging
 from gateway.provider_setup import Providers
 from gateway.scheduler import Scheduler
 from gateway.store import Store
+from gateway.telemetry import Telemetry
 from providers.sandbox import SandboxProvider
 
 CONFIG = web.AppKey("config", Config)
@@ -23,3 +24,4 @@ PAGING = web.AppKey("paging", Paging)
 SANDBOX = web.AppKey("sandbox", SandboxProvider)
 PROVIDERS = web.AppKey("providers", Providers)
 CLUSTER = web.AppKey("cluster", Cluster)
+TELEMETRY = web.AppKey("telemetry", Telemetry)

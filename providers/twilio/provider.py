@@ -182,6 +182,10 @@ class TwilioProvider:
         """The webhooks; ``voice=False`` when Twilio only carries SMS (voice on Asterisk)."""
         return self._webhooks.routes(voice=voice)
 
+    def on_signature_refused(self, count: Callable[[str], None]) -> None:
+        """``count(reason)`` for each webhook refused ("missing", "mismatch" or "unreadable"): a metric."""
+        self._webhooks.on_refused = count
+
     async def open(self, events: ProviderEvents) -> None:
         """Open the REST client and start the credential check; never waits for Twilio."""
         if self._rest is None:

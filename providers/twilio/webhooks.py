@@ -74,6 +74,8 @@ class TwilioWebhooks:
         self._monotonic = monotonic
         self._refusals_logged_at: float | None = None
         self._refusals_unlogged = 0
+        #: told the reason of each refusal ("missing", "mismatch", "unreadable"): the gateway counts them
+        self.on_refused: Callable[[str], None] | None = None
 
     def routes(self, *, voice: bool = True) -> list[web.RouteDef]:
         """All webhooks, or (``voice=False``, when another provider carries voice) only the SMS ones."""
@@ -123,17 +125,23 @@ class TwilioWebhooks:
             posted = await request.post()
         except Exception:
             log.warning("twilio webhook %s refused: unreadable body", request.path)
+            self._refused("unreadable")
             return None
         params = MultiDict((name, value if isinstance(value, str) else "") for name, value in posted.items())
         url = public_request_url(self.public_url, request.raw_path)
         signature = request.headers.get(SIGNATURE_HEADER)
         if not check_signature(auth_token=self._auth_token, public_url=url, params=params, signature=signature):
             self._log_refusal(request, url, missing=signature is None)
+            self._refused("missing" if signature is None else "mismatch")
             return None
         form: dict[str, str] = {}
         for name, value in params.items():
             form.setdefault(name, value)
         return form
+
+    def _refused(self, reason: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(reason)
 
     def _log_refusal(self, request: web.Request, checked_url: str, *, missing: bool) -> None:
         """One WARNING per interval: what was checked, against what, and how many more were refused."""

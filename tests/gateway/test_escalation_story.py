@@ -204,9 +204,9 @@ async def test_metrics_in_prometheus_format(gateway: Gateway) -> None:
     async with gateway.client.get("/metrics", headers={"Authorization": "Bearer test-token"}) as resp:
         assert resp.status == 200 and resp.content_type == "text/plain"
         text = await resp.text()
-    assert 'gateway_queue_depth{priority="high"} 0' in text
-    assert 'gateway_lines_in_use{provider="sandbox"} 1' in text
-    assert 'gateway_lines{provider="sandbox",kind="capacity"} 10' in text
-    assert "gateway_low_waited_too_long_total 0" in text
+    assert 'gateway_queue_depth{priority="high"} 0.0' in text
+    assert 'gateway_lines_in_use{provider="sandbox"} 1.0' in text
+    assert 'gateway_lines{kind="capacity",provider="sandbox"} 10.0' in text
+    assert "gateway_low_waited_too_long_total 0.0" in text
     async with gateway.client.get("/metrics") as resp:
         assert resp.status == 401

@@ -125,8 +125,8 @@ async def test_a_provider_that_keeps_failing_is_marked_down_on_readyz(rig: Rig) 
     status, _ = await rig.gateway.get("/api/v1/queues")
     async with rig.gateway.client.get("/metrics", headers={"Authorization": "Bearer test-token"}) as resp:
         metrics = await resp.text()
-    assert 'gateway_provider_up{provider="asterisk"} 0' in metrics
-    assert 'gateway_provider_up{provider="twilio"} 1' in metrics
+    assert 'gateway_provider_up{provider="asterisk"} 0.0' in metrics
+    assert 'gateway_provider_up{provider="twilio"} 1.0' in metrics
 
 
 async def _inbox(rig: Rig, number: str) -> list[dict[str, Any]] | None:
