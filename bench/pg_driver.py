@@ -85,15 +85,9 @@ async def _psycopg(url: str, password: str | None, pool_size: int) -> tuple[HotP
         sql = CreateAlertSql.of(new, now=1_000_000.0, escalate_at=None, note="triggered", first_step=plan,
                                 owner="bench")
         async with pool.connection() as db:
-            await db.execute(sql.begin.encode())  # bytes: a statement without parameters (the simple protocol)
-            try:
-                cursor = psycopg.AsyncRawCursor(db)
-                await cursor.execute(CREATE_ALERT, sql.args)
-                row = await cursor.fetchone()
-                await db.execute(b"COMMIT")
-            except BaseException:
-                await db.execute(b"ROLLBACK")
-                raise
+            cursor = psycopg.AsyncRawCursor(db)
+            await cursor.execute(CREATE_ALERT, sql.args)
+            row = await cursor.fetchone()
         assert row is not None and row[-2] is not None
         async with pool.connection() as db:
             await psycopg.AsyncRawCursor(db).execute(MARK_PAGE_SENT, (1_000_001.0, row[-1][0]))

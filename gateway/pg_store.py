@@ -67,35 +67,9 @@ _ALERT_COLUMNS = (
 _PAGE_COLUMNS = "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
 _STATUS_ORDER = {AlertStatus.TRIGGERED: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
-# The hot path in one statement: find the open alert with this key or insert the new one with its
-# escalation, the first step's pages and the notes. One row comes back: the open alert's columns (all
-# NULL when there was none), the new alert's id, and the new pages' ids in the order given.
-CREATE_ALERT = f"""
-WITH existing AS (
-    SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = $1 AND status <> 'resolved'
-), alert AS (
-    INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels, team, policy, route,
-                        created_at, updated_at)
-    SELECT $1, 'triggered', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10 WHERE NOT EXISTS (SELECT FROM existing)
-    RETURNING id
-), escalation AS (
-    INSERT INTO escalations (alert_id, step, repeat, next_due, owner) SELECT id, $11, $12, $13, $23 FROM alert
-), page AS (
-    INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, owner)
-    SELECT alert.id, $14, $15, p.engineer, p.number, p.channel, 'due', $10, $10, $23
-    FROM alert, unnest($16::text[], $17::text[], $18::text[]) WITH ORDINALITY AS p (engineer, number, channel, n)
-    ORDER BY p.n
-    RETURNING id
-), note AS (
-    INSERT INTO timeline (alert_id, at, kind, message, data)
-    SELECT alert.id, t.at, t.kind, t.message, t.data
-    FROM alert, unnest($19::float8[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY
-        AS t (at, kind, message, data, n)
-    ORDER BY t.n
-)
-SELECT existing.*, (SELECT id FROM alert) AS new_id, ARRAY(SELECT id FROM page ORDER BY id) AS page_ids
-FROM (SELECT) AS one LEFT JOIN existing ON true
-"""
+# Alert intake in one round trip: migration 003's gateway_create_alert (the dedup key's lock, then the
+# alert with its escalation, first pages and notes, or the open alert with that key).
+CREATE_ALERT = "SELECT * FROM gateway_create_alert(" + ", ".join(f"${n}" for n in range(1, 25)) + ")"
 _INSERT_PAGES = """
 INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, owner)
 SELECT $1, $2, $3, p.engineer, p.number, p.channel, 'due', $4, $4, $8
@@ -131,13 +105,9 @@ class Inheritance:
 
 @dataclass(frozen=True, kw_only=True)
 class CreateAlertSql:
-    """How ``create_alert`` runs (shared with bench/pg_driver.py): ``begin``, then CREATE_ALERT with ``args``.
+    """How ``create_alert`` runs (shared with bench/pg_driver.py): CREATE_ALERT with ``args``, one statement
+    in a transaction of its own (the dedup key's lock is its first argument)."""
 
-    The dedup key's advisory lock is taken with BEGIN (one round trip); CREATE_ALERT, a later statement,
-    then sees every alert committed before the lock was granted.
-    """
-
-    begin: str
     args: tuple[object, ...]
     pages: Sequence[NewPage]
     page_step: int | None
@@ -154,14 +124,13 @@ class CreateAlertSql:
         notes = [TimelineEntry(alert_id=0, at=now, kind="triggered", message=note),
                  *(first_step.notes if first_step is not None else [])]
         args = (
-            _in(new.dedup_key), new.priority, _in(new.source), _in(new.summary), json.dumps(new.details),
-            json.dumps(new.labels), _in(new.team), _in(new.policy), _in(new.route), now,
+            _dedup_lock(new.dedup_key), _in(new.dedup_key), new.priority, _in(new.source), _in(new.summary),
+            json.dumps(new.details), json.dumps(new.labels), _in(new.team), _in(new.policy), _in(new.route), now,
             step, repeat, next_due, page_step, repeat, *_page_arrays(pages),
             [n.at for n in notes], [_in(n.kind) for n in notes], [_in(n.message) for n in notes],
             [json.dumps(n.data) for n in notes], owner,
         )
-        begin = f"BEGIN; SELECT pg_advisory_xact_lock({_LOCKS:d}, {_dedup_lock(new.dedup_key):d})"
-        return cls(begin=begin, args=args, pages=pages, page_step=page_step, repeat=repeat)
+        return cls(args=args, pages=pages, page_step=page_step, repeat=repeat)
 
 
 class _Db(Protocol):
@@ -385,8 +354,18 @@ class PgStore:
     ) -> tuple[Alert, bool, list[Page]]:
         sql = CreateAlertSql.of(new, now=now, escalate_at=escalate_at, note=note, first_step=first_step,
                                 owner=self.gateway_id)
-        async with self.transaction(sql.begin) as db:
-            row = await db.fetchrow(CREATE_ALERT, *sql.args)
+        pool = self._live_pool()
+        try:
+            row = await pool.fetchrow(CREATE_ALERT, *sql.args)
+        except LOST:
+            # The server dropped the connection (a restart, a failover): the statement may have committed or
+            # not. Run it again: the dedup key makes that safe, and an open alert that this very request
+            # created (same key, same creation time and summary) is returned as created, with its pages.
+            await pool.expire_connections()
+            row = await pool.fetchrow(CREATE_ALERT, *sql.args)
+            if row["new_id"] is None and row["created_at"] == now and _out(row["summary"]) == new.summary:
+                alert = _alert(row)
+                return alert, True, [p for p in await self.pages_for(alert.id) if p.status == PageStatus.DUE]
         if row["new_id"] is None:
             return _alert(row), False, []
         alert = Alert(

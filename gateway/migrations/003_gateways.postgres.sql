@@ -126,3 +126,42 @@ BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE line_use SET expires = extract(epoch FROM clock_timestamp()) + p_hold_s WHERE call_id = p_call;
 END $$;
+
+-- The hot path of alert intake in one round trip (several gateways share the database's connections and
+-- CPU): take the dedup key's lock, then (a later statement, so it sees every alert committed before the
+-- lock was granted) find the open alert with this key or insert the new one with its escalation, the first
+-- step's pages and the notes. $1 is the lock's second key (PgStore's hash of the dedup key); the rest are
+-- the alert's fields. One row: the open alert's columns (all NULL when there was none), the new alert's id,
+-- and the new pages' ids in the order given.
+CREATE FUNCTION gateway_create_alert(integer, text, text, text, text, text, text, text, text, text, double precision, integer, integer, double precision, integer, integer, text[], text[], text[], double precision[], text[], text[], text[], text)
+RETURNS TABLE (id bigint, dedup_key text, status text, priority text, source text, summary text, details text,
+               labels text, team text, policy text, route text, created_at double precision,
+               updated_at double precision, acknowledged_by text, acknowledged_at double precision,
+               resolved_at double precision, new_id bigint, page_ids bigint[])
+LANGUAGE sql AS $$
+SELECT pg_advisory_xact_lock(1734440037, $1);
+WITH existing AS (
+    SELECT id, dedup_key, status, priority, source, summary, details, labels, team, policy, route, created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at FROM alerts WHERE dedup_key = $2 AND status <> 'resolved'
+), alert AS (
+    INSERT INTO alerts (dedup_key, status, priority, source, summary, details, labels, team, policy, route,
+                        created_at, updated_at)
+    SELECT $2, 'triggered', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 WHERE NOT EXISTS (SELECT FROM existing)
+    RETURNING id
+), escalation AS (
+    INSERT INTO escalations (alert_id, step, repeat, next_due, owner) SELECT id, $12, $13, $14, $24 FROM alert
+), page AS (
+    INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, owner)
+    SELECT alert.id, $15, $16, p.engineer, p.number, p.channel, 'due', $11, $11, $24
+    FROM alert, unnest($17::text[], $18::text[], $19::text[]) WITH ORDINALITY AS p (engineer, number, channel, n)
+    ORDER BY p.n
+    RETURNING id
+), note AS (
+    INSERT INTO timeline (alert_id, at, kind, message, data)
+    SELECT alert.id, t.at, t.kind, t.message, t.data
+    FROM alert, unnest($20::float8[], $21::text[], $22::text[], $23::text[]) WITH ORDINALITY
+        AS t (at, kind, message, data, n)
+    ORDER BY t.n
+)
+SELECT existing.*, (SELECT id FROM alert) AS new_id, ARRAY(SELECT id FROM page ORDER BY id) AS page_ids
+FROM (SELECT) AS one LEFT JOIN existing ON true
+$$;
