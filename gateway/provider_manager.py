@@ -382,6 +382,8 @@ class ProviderManager:
                 event = SmsStatusChanged(sms_id=event.sms_id, status=SmsStatus.FAILED, detail=str(exc))
         if attempt is not None and event.status in (SmsStatus.DELIVERED, SmsStatus.FAILED):
             self._texts.pop(event.sms_id, None)
+        if event.status == SmsStatus.DELIVERED:  # the page's outcome (the store records only a failure)
+            self.telemetry.page_finished(event.sms_id, channel="sms", outcome="delivered")
         if self.events is not None:
             await self.events.sms_status(event)
 

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import load_config
+from gateway.telemetry import Telemetry
+from tests.gateway.test_provider_manager import _call, _rig
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.peers.twilio_driver import TwilioDriver
 from tests.support import ALICE, AUTH, BASE_CONFIG, Gateway, eventually, write_config
@@ -173,6 +175,12 @@ async def test_promtool_accepts_metrics_after_alerts_pages_an_ack_and_a_hotline_
     assert promtool, "promtool is missing: install Debian's prometheus package (./scripts/test does)"
     await acknowledged_alert(gateway)
     await gateway.post("/api/v1/sms", {"to": ALICE, "message": "a text page"})
+
+    async def delivered() -> float:
+        return value(await scrape(gateway), "gateway_pages_total", channel="sms", provider="sandbox",
+                     outcome="delivered")
+
+    assert await eventually(delivered) == 1
     await connected_hotline_call(gateway)
     text = await scrape(gateway)
     assert value(text, "gateway_hotline_wait_seconds_count", outcome="connected") == 1
@@ -269,3 +277,16 @@ async def test_the_readme_alerting_rules_pass_promtool(gateway: Gateway, tmp_pat
     assert result.returncode == 0, (result.stdout, result.stderr)
     missing = set(re.findall(r"\bgateway_[a-z0-9_]+", rules[0])) - exported_names(await scrape(gateway))
     assert not missing, f"the README's rules use metrics /metrics does not export: {sorted(missing)}"
+
+
+async def test_a_failover_counts_the_error_on_the_first_provider_and_the_page_on_the_second() -> None:
+    manager, (asterisk, _twilio), _gateway, _carried, _clock = _rig("asterisk", "twilio")
+    telemetry = manager.telemetry = Telemetry()
+    asterisk.refuse = True
+    await manager.place_call(_call("page-1"))
+    telemetry.page_finished("page-1", channel="call", outcome="acknowledged")
+    text = telemetry.exposition().decode()
+    assert value(text, "gateway_provider_errors_total", provider="asterisk") == 1
+    assert value(text, "gateway_provider_errors_total", provider="twilio") == 0
+    assert value(text, "gateway_pages_total", channel="call", provider="twilio", outcome="acknowledged") == 1
+    assert value(text, "gateway_pages_total", channel="call", provider="asterisk", outcome="acknowledged") == 0
