@@ -16,6 +16,7 @@ from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
 from gateway.peer_events import PeerEvents
@@ -34,6 +35,7 @@ from gateway.web import (
     metrics,
     oncall,
     openapi,
+    overrides,
     queues,
 )
 from gateway.web.auth import auth_middleware, checked_by_provider
@@ -69,7 +71,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[PROVIDERS] = providers
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
-              metrics.routes, openapi.routes]
+              metrics.routes, openapi.routes, overrides.routes]
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
     routes = [checked_by_provider(route) for route in providers.webhook_routes] + providers.api_routes
@@ -84,6 +86,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.open()
     cluster = app[CLUSTER] = make_cluster(config, store)
+    schedule = app[overrides.SCHEDULE] = Schedule(config, store)  # the teams with run-time overrides
+    await schedule.load()
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
     # upward only through the callbacks handed to it here (bound late: each names a service built below).
@@ -94,7 +98,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
                     lines=cluster.lines, telemetry=app[TELEMETRY])
-    scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds)
+    scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
+                          teams=schedule.team)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
@@ -106,7 +111,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
-    await cluster.start(PeerEvents(paging, scheduler, providers.manager, hotline))
+    await cluster.start(PeerEvents(paging, scheduler, providers.manager, hotline, schedule))
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))

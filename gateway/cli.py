@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, load_config
 from gateway.oncall import who_is_on_call
+from gateway.overrides import merged, read_stored_overrides
+from gateway.store import StoredOverride
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -53,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         "oncall",
         help="show who is on call",
         description="Show each team's primary and secondary engineer (numbers masked) "
-        "and until when that holds.",
+        "and until when that holds, with the overrides of the config and those added at run time "
+        "(read from the config's store when it exists; --config-only skips it).",
     )
     oncall.add_argument("config", metavar="CONFIG", help="path of the YAML config file")
     oncall.add_argument("--team", help="only this team")
@@ -63,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the moment to ask about, e.g. 2026-03-01T10:00+01:00 "
         "(default: now; without an offset it is read in defaults.time_zone)",
     )
+    oncall.add_argument("--config-only", action="store_true",
+                        help="ignore the overrides added at run time (do not read the store)")
     oncall.set_defaults(handler=_oncall)
     return parser
 
@@ -201,6 +206,16 @@ def _person(engineer: Engineer | None) -> str:
     return f"{engineer.name}{phone}"
 
 
+def _stored_overrides(config: Config) -> list[StoredOverride]:
+    """The overrides added at run time; none (with a warning) when the store cannot be read."""
+    try:
+        return read_stored_overrides(config)
+    except Exception as exc:  # any driver or file error: the YAML's answer is still worth showing
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"gateway oncall: warning: overrides added at run time not read ({reason})", file=sys.stderr)
+        return []
+
+
 def _oncall(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -223,9 +238,10 @@ def _oncall(args: argparse.Namespace) -> int:
     if not team_ids:
         print("no teams configured")
         return 0
+    stored = [] if args.config_only else _stored_overrides(config)
     rows = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL")]
     for team_id in team_ids:
-        team = config.teams[team_id]
+        team = merged(config.teams[team_id], stored)
         answer = who_is_on_call(team, at)
         zone = ZoneInfo(team.rotation.time_zone if team.rotation else config.time_zone)
         until = answer.until.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if answer.until else "-"

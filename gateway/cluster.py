@@ -70,6 +70,10 @@ class Peers(Protocol):
         """This gateway was cut off from the others for a while (pushes may be lost): catch up."""
         ...
 
+    async def overrides_changed(self, team: str) -> None:
+        """An override of ``team`` was added or removed (here or on another gateway): read them again."""
+        ...
+
 
 class Cluster(Protocol):
     gateway_id: str

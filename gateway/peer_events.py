@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.hotline import HotlineService
+from gateway.overrides import Schedule
 from gateway.paging import Paging
 from gateway.provider_manager import ProviderManager
 from gateway.scheduler import Scheduler
@@ -15,7 +16,8 @@ log = logging.getLogger(__name__)
 
 class PeerEvents:
     def __init__(self, paging: Paging, scheduler: Scheduler, providers: ProviderManager,
-                 hotline: HotlineService) -> None:
+                 hotline: HotlineService, schedule: Schedule | None = None) -> None:
+        self.schedule = schedule
         self.paging = paging
         self.scheduler = scheduler
         self.providers = providers
@@ -52,3 +54,9 @@ class PeerEvents:
     async def rejoined(self) -> None:
         self.scheduler.due_at(0.0)
         await self.paging.recheck_local()
+        if self.schedule is not None:  # an override change pushed meanwhile may be lost
+            await self.schedule.load()
+
+    async def overrides_changed(self, team: str) -> None:
+        if self.schedule is not None:
+            await self.schedule.reload(team)

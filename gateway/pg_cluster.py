@@ -244,6 +244,8 @@ class PgCluster:
                 elif "line_freed" in message:
                     await self._peers.line_freed(str(message["line_freed"]),
                                                  placed_here=message.get("owner") == self.gateway_id)
+                elif "overrides" in message:
+                    await self._peers.overrides_changed(str(message["overrides"]))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -40,11 +40,14 @@ from gateway.cluster import new_gateway_id
 from gateway.migrations import scripts
 from gateway.store import (
     Alert,
+    CalendarFeed,
     Escalation,
     NewAlert,
+    NewOverride,
     NewPage,
     Page,
     StepPlan,
+    StoredOverride,
     TimelineEntry,
 )
 
@@ -639,6 +642,84 @@ class PgStore:
         )
         return [TimelineEntry(alert_id=r[0], at=r[1], kind=_out(r[2]), message=_out(r[3]), data=json.loads(r[4]))
                 for r in rows]
+
+    # ------------------------------------------------------------ overrides
+
+    async def add_override(self, new: NewOverride, *, now: float) -> StoredOverride:
+        async with self.transaction() as db:
+            override_id = await db.fetchval(
+                "INSERT INTO overrides (team, role, engineer, start_at, end_at, created_by, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                _in(new.team), new.role, _in(new.engineer), new.start, new.end, _in(new.created_by), now)
+            await _push_overrides(db, new.team)
+            return StoredOverride(**vars(new), id=override_id, created_at=now)
+
+    async def list_overrides(self, team: str | None = None) -> list[StoredOverride]:
+        if team is None:
+            rows = await self._fetch(
+                f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE deleted_at IS NULL ORDER BY id")
+        else:
+            rows = await self._fetch(
+                f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE deleted_at IS NULL AND team = $1 ORDER BY id",
+                _in(team))
+        return [override_from_row(r) for r in rows]
+
+    async def delete_override(self, override_id: int, *, team: str, by: str, now: float) -> StoredOverride | None:
+        async with self.transaction() as db:
+            row = await db.fetchrow(
+                f"UPDATE overrides SET deleted_at = $1, deleted_by = $2 WHERE id = $3 AND team = $4"
+                f" AND deleted_at IS NULL RETURNING {OVERRIDE_COLUMNS}", now, _in(by), override_id, _in(team))
+            if row is None:
+                return None
+            await _push_overrides(db, team)
+            return override_from_row(row)
+
+    # ------------------------------------------------------- calendar feeds
+
+    async def add_calendar_feed(self, *, team: str | None, engineer: str | None, secret_sha256: str,
+                                created_by: str, now: float) -> CalendarFeed:
+        feed_id = await self.single(lambda db: db.fetchval(
+            "INSERT INTO calendar_feeds (team, engineer, secret_sha256, created_by, created_at)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            _in_opt(team), _in_opt(engineer), secret_sha256, _in(created_by), now))
+        return CalendarFeed(id=feed_id, team=team, engineer=engineer, created_by=created_by, created_at=now)
+
+    async def list_calendar_feeds(self) -> list[CalendarFeed]:
+        rows = await self._fetch(f"SELECT {_FEED_COLUMNS} FROM calendar_feeds WHERE revoked_at IS NULL ORDER BY id")
+        return [_feed(r) for r in rows]
+
+    async def find_calendar_feed(self, secret_sha256: str) -> CalendarFeed | None:
+        row = await self._fetchrow(
+            f"SELECT {_FEED_COLUMNS} FROM calendar_feeds WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+            secret_sha256)
+        return _feed(row) if row is not None else None
+
+    async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
+        row = await self.single(lambda db: db.fetchrow(
+            f"UPDATE calendar_feeds SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL"
+            f" RETURNING {_FEED_COLUMNS}", now, _in(by), feed_id))
+        return _feed(row) if row is not None else None
+
+
+OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"
+_FEED_COLUMNS = "id, team, engineer, created_by, created_at, revoked_at, revoked_by"
+
+
+def override_from_row(row: Sequence[Any]) -> StoredOverride:
+    return StoredOverride(
+        id=row[0], team=_out(row[1]), role=row[2], engineer=_out(row[3]), start=row[4], end=row[5],
+        created_by=_out(row[6]), created_at=row[7], deleted_at=row[8], deleted_by=_out_opt(row[9]),
+    )  # fmt: skip
+
+
+def _feed(row: Sequence[Any]) -> CalendarFeed:
+    return CalendarFeed(id=row[0], team=_out_opt(row[1]), engineer=_out_opt(row[2]), created_by=_out(row[3]),
+                        created_at=row[4], revoked_at=row[5], revoked_by=_out_opt(row[6]))
+
+
+async def _push_overrides(db: _Db, team: str) -> None:
+    """Pushed on commit to every gateway: each reloads this team's overrides."""
+    await db.execute("SELECT pg_notify('gateway', $1)", json.dumps({"overrides": team}))
 
 
 async def _matches(db: _Db, expect: Escalation) -> bool:

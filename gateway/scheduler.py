@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from core.clock import Clock, to_datetime
 from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
-from gateway.config import Config, Engineer, Policy
+from gateway.config import Config, Engineer, Policy, Team
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
 from gateway.paging import NEGATIVE
@@ -40,8 +41,11 @@ class PageSender(Protocol):
 
 
 class Scheduler:
-    def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds) -> None:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds,
+                 teams: Callable[[str], Team | None] | None = None) -> None:
         self.config = config
+        # A team as it stands now (gateway.overrides.Schedule.team: with the overrides added at run time)
+        self.teams = teams if teams is not None else config.teams.get
         self.store = store
         self.clock = clock
         self.paging = paging
@@ -98,7 +102,7 @@ class Scheduler:
         engineers = self.config.engineers
         if target == "engineer":
             return [engineers[engineer]] if engineer in engineers else []
-        team = self.config.teams.get(team_id)
+        team = self.teams(team_id)
         if team is None:
             return []
         if target == "team":

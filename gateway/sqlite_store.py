@@ -30,11 +30,14 @@ from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.migrations import scripts
 from gateway.store import (
     Alert,
+    CalendarFeed,
     Escalation,
     NewAlert,
+    NewOverride,
     NewPage,
     Page,
     StepPlan,
+    StoredOverride,
     TimelineEntry,
 )
 
@@ -78,6 +81,22 @@ def _page(row: tuple[Any, ...]) -> Page:
 
 def _escalation(row: tuple[Any, ...]) -> Escalation:
     return Escalation(alert_id=row[0], step=row[1], repeat=row[2], next_due=row[3])
+
+
+OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"
+_FEED_COLUMNS = "id, team, engineer, created_by, created_at, revoked_at, revoked_by"
+
+
+def override_from_row(row: tuple[Any, ...]) -> StoredOverride:
+    return StoredOverride(
+        id=row[0], team=row[1], role=row[2], engineer=row[3], start=row[4], end=row[5], created_by=row[6],
+        created_at=row[7], deleted_at=row[8], deleted_by=row[9],
+    )  # fmt: skip
+
+
+def _feed(row: tuple[Any, ...]) -> CalendarFeed:
+    return CalendarFeed(id=row[0], team=row[1], engineer=row[2], created_by=row[3], created_at=row[4],
+                        revoked_at=row[5], revoked_by=row[6])
 
 
 # ------------------------------------------------------------------ the thread
@@ -480,6 +499,67 @@ class SqliteStore:
 
 
 # ------------------------------------------------ SQL, run on the store's thread
+
+    # ------------------------------------------------------------ overrides
+
+    async def add_override(self, new: NewOverride, *, now: float) -> StoredOverride:
+        def add(db: Db) -> StoredOverride:
+            cursor = db.execute(
+                "INSERT INTO overrides (team, role, engineer, start_at, end_at, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (new.team, new.role, new.engineer, new.start, new.end, new.created_by, now))
+            assert cursor.lastrowid is not None
+            return StoredOverride(**vars(new), id=cursor.lastrowid, created_at=now)
+
+        return await self._write(add)
+
+    async def list_overrides(self, team: str | None = None) -> list[StoredOverride]:
+        where = "deleted_at IS NULL" + (" AND team = ?" if team is not None else "")
+        args = (team,) if team is not None else ()
+        return await self._read(lambda db: [override_from_row(r) for r in db.execute(
+            f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE {where} ORDER BY id", args)])
+
+    async def delete_override(self, override_id: int, *, team: str, by: str, now: float) -> StoredOverride | None:
+        def delete(db: Db) -> StoredOverride | None:
+            row = db.execute(
+                f"UPDATE overrides SET deleted_at = ?, deleted_by = ? WHERE id = ? AND team = ?"
+                f" AND deleted_at IS NULL RETURNING {OVERRIDE_COLUMNS}", (now, by, override_id, team)).fetchone()
+            return override_from_row(row) if row else None
+
+        return await self._write(delete)
+
+    # ------------------------------------------------------- calendar feeds
+
+    async def add_calendar_feed(self, *, team: str | None, engineer: str | None, secret_sha256: str,
+                                created_by: str, now: float) -> CalendarFeed:
+        def add(db: Db) -> CalendarFeed:
+            cursor = db.execute(
+                "INSERT INTO calendar_feeds (team, engineer, secret_sha256, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", (team, engineer, secret_sha256, created_by, now))
+            assert cursor.lastrowid is not None
+            return CalendarFeed(id=cursor.lastrowid, team=team, engineer=engineer, created_by=created_by,
+                                created_at=now)
+
+        return await self._write(add)
+
+    async def list_calendar_feeds(self) -> list[CalendarFeed]:
+        return await self._read(lambda db: [_feed(r) for r in db.execute(
+            f"SELECT {_FEED_COLUMNS} FROM calendar_feeds WHERE revoked_at IS NULL ORDER BY id")])
+
+    async def find_calendar_feed(self, secret_sha256: str) -> CalendarFeed | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {_FEED_COLUMNS} FROM calendar_feeds WHERE secret_sha256 = ? AND revoked_at IS NULL",
+            (secret_sha256,)).fetchone())
+        return _feed(row) if row else None
+
+    async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
+        def revoke(db: Db) -> CalendarFeed | None:
+            row = db.execute(
+                f"UPDATE calendar_feeds SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL"
+                f" RETURNING {_FEED_COLUMNS}", (now, by, feed_id)).fetchone()
+            return _feed(row) if row else None
+
+        return await self._write(revoke)
 
 
 def _setup(db: Db) -> None:

@@ -104,6 +104,39 @@ class StepPlan:
     notes: list[TimelineEntry] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewOverride:
+    """An override added at run time: ``engineer`` takes ``role`` of ``team`` from ``start`` to ``end``."""
+
+    team: str
+    role: str  # "primary" | "secondary"
+    engineer: str
+    start: float  # epoch seconds
+    end: float  # exclusive
+    created_by: str  # the API token's name or the signed-in user
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredOverride(NewOverride):
+    id: int
+    created_at: float
+    deleted_at: float | None = None
+    deleted_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalendarFeed:
+    """A calendar subscription: one team's or one engineer's shifts, behind a secret kept only as a hash."""
+
+    id: int
+    team: str | None
+    engineer: str | None
+    created_by: str
+    created_at: float
+    revoked_at: float | None = None
+    revoked_by: str | None = None
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -219,3 +252,32 @@ class Store(Protocol):
     async def load_call_session(self, call_id: str) -> dict[str, Any] | None: ...
 
     async def delete_call_session(self, call_id: str) -> None: ...
+
+    # Overrides added at run time (gateway/overrides.py merges them into the config's teams).
+    async def add_override(self, new: NewOverride, *, now: float) -> StoredOverride:
+        """Insert it (and, on PostgreSQL, push {"overrides": team} to every gateway in the same transaction)."""
+        ...
+
+    async def list_overrides(self, team: str | None = None) -> list[StoredOverride]:
+        """Overrides not deleted, oldest first (creation order: the latest wins)."""
+        ...
+
+    async def delete_override(self, override_id: int, *, team: str, by: str, now: float) -> StoredOverride | None:
+        """Mark it deleted (pushed like ``add_override``); None when ``team`` has no such live override."""
+        ...
+
+    # Calendar feeds: the secret itself is never stored, only its SHA-256 (hex).
+    async def add_calendar_feed(self, *, team: str | None, engineer: str | None, secret_sha256: str,
+                                created_by: str, now: float) -> CalendarFeed: ...
+
+    async def list_calendar_feeds(self) -> list[CalendarFeed]:
+        """Feeds not revoked, oldest first."""
+        ...
+
+    async def find_calendar_feed(self, secret_sha256: str) -> CalendarFeed | None:
+        """The live feed with this secret hash, or None (unknown or revoked)."""
+        ...
+
+    async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
+        """Revoke a live feed; None when there is no such live feed."""
+        ...

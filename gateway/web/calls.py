@@ -13,6 +13,7 @@ from gateway.web.auth import caller
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
 from gateway.web.keys import ALERTS, CLOCK, CONFIG
+from gateway.web.overrides import SCHEDULE
 from gateway.web.serialize import alert_json, page_json
 
 routes = web.RouteTableDef()
@@ -55,7 +56,8 @@ def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None,
         return [(engineer.id if engineer else None, number)]
     if not isinstance(team, str) or team not in config.teams:
         raise invalid("team", f"unknown team {team!r}", team=team)
-    oncall = who_is_on_call(config.teams[team], to_datetime(request.app[CLOCK].now()))
+    oncall = who_is_on_call(request.app[SCHEDULE].team(team) or config.teams[team],
+                            to_datetime(request.app[CLOCK].now()))
     if oncall.primary is None:
         raise ApiError(409, "nobody_on_call", f"nobody is on call for team {team}")
     engineer = config.engineers[oncall.primary]

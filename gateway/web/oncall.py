@@ -13,6 +13,7 @@ from gateway.config import Config
 from gateway.oncall import who_is_on_call
 from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG
+from gateway.web.overrides import SCHEDULE
 
 routes = web.RouteTableDef()
 
@@ -44,7 +45,7 @@ async def get_oncall(request: web.Request) -> web.Response:
     if wanted is not None and wanted not in config.teams:
         raise invalid("team", f"unknown team {wanted!r}", team=wanted)
     teams = []
-    for team in config.teams.values():
+    for team in request.app[SCHEDULE].teams():  # with the overrides added at run time
         if wanted is not None and team.id != wanted:
             continue
         oncall = who_is_on_call(team, at)

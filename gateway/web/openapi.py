@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.web.auth import Auth, auth, declared
+from gateway.web.auth import Auth, Role, auth, declared, declared_role
 from gateway.web.fallback import is_catch_all
 from gateway.web.json_body import MAX_DEPTH
 from gateway.web.params import MAX_ID
@@ -181,6 +181,40 @@ SCHEMAS: dict[str, Schema] = {
                 },
             }},
         },
+    },
+    "NewOverride": {
+        "type": "object",
+        "required": ["engineer", "start", "end"],
+        "properties": {
+            "role": {"enum": ["primary", "secondary"], "default": "primary"},
+            "engineer": {"type": "string", "description": "an engineer id, a member of the team"},
+            "start": {**_TIME, "description": "ISO 8601 with a UTC offset"},
+            "end": {**_TIME, "description": "after start, at most 90 days later, not in the past"},
+        },
+    },
+    "Override": {
+        "type": "object",
+        "required": ["source", "role", "engineer", "start", "end"],
+        "properties": {
+            "source": {"enum": ["config", "api"], "description": "from the YAML, or added at run time"},
+            "id": {"type": "integer", "description": "run-time overrides only"},
+            "role": {"enum": ["primary", "secondary"]},
+            "engineer": {"type": "object", "required": ["id", "name"],
+                         "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
+            "start": _TIME,
+            "end": _TIME,
+            "created_by": {"type": "string", "description": "the API token's name or the signed-in user"},
+            "created_at": _TIME,
+            "deleted_by": _nullable("string"),
+            "deleted_at": _nullable("string", format="date-time"),
+        },
+    },
+    "OverrideList": {
+        "type": "object", "required": ["team", "overrides"],
+        "properties": {"team": {"type": "string"},
+                       "overrides": {"type": "array", "items": _ref("Override"),
+                                     "description": "the YAML's first, then run-time ones oldest first; "
+                                                    "the latest listed wins where they overlap"}},
     },
     "Queues": {
         "type": "object",
@@ -380,12 +414,13 @@ RESPONSES: dict[str, Schema] = {
     "Conflict": _json(_ERROR, "the resource's state does not allow it"),
     "TooLarge": _json(_ERROR, "body_too_large: over server.max_body_bytes"),
     "Invalid": _json(_ERROR, "invalid_field (details.field names it), no_route, ..."),
+    "Forbidden": _json(_ERROR, "forbidden: the token's role is too low (details.role_needed names the role)"),
 }
 
 
 def _use(*names: str) -> dict[str, Schema]:
-    codes = {"BadJson": "400", "Unauthorized": "401", "NotFound": "404", "Conflict": "409", "TooLarge": "413",
-             "Invalid": "422"}
+    codes = {"BadJson": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404", "Conflict": "409",
+             "TooLarge": "413", "Invalid": "422"}
     return {codes[name]: {"$ref": f"#/components/responses/{name}"} for name in names}
 
 
@@ -398,6 +433,10 @@ def _body(name: str, *, required: bool = True) -> Schema:
 
 _ALERT_ID: Schema = {"name": "alert_id", "in": "path", "required": True,
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+_TEAM: Schema = {"name": "team", "in": "path", "required": True, "schema": {"type": "string"},
+                 "description": "a team id of the config"}
+_OVERRIDE_ID: Schema = {"name": "override_id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
 _NUMBER: Schema = {"name": "number", "in": "path", "required": True,
                    "schema": {"type": "string"}, "description": "the phone's number, E.164 (+15550000001)"}
 
@@ -512,6 +551,26 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                        {"name": "at", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
         "responses": {"200": _json(_ref("OnCall"), "on call"), **_use("Unauthorized", "Invalid")},
     },
+    ("GET", "/api/v1/teams/{team}/overrides"): {
+        "summary": "A team's overrides: the YAML's (source config) and those added at run time (source api)",
+        "tags": ["oncall"],
+        "parameters": [_TEAM],
+        "responses": {"200": _json(_ref("OverrideList"), "overrides"), **_use("Unauthorized", "NotFound")},
+    },
+    ("POST", "/api/v1/teams/{team}/overrides"): {
+        "summary": "Add an override; it takes effect at once (responder)",
+        "tags": ["oncall"],
+        "parameters": [_TEAM],
+        "requestBody": _body("NewOverride"),
+        "responses": {"201": _json(_ref("Override"), "added"), **_use(*_BODY_ERRORS, "NotFound")},
+    },
+    ("DELETE", "/api/v1/teams/{team}/overrides/{override_id}"): {
+        "summary": "Remove an override added at run time (responder)",
+        "tags": ["oncall"],
+        "parameters": [_TEAM, _OVERRIDE_ID],
+        "responses": {"200": _json(_ref("Override"), "removed (deleted_by, deleted_at set)"),
+                      **_use("Unauthorized", "NotFound")},
+    },
     ("GET", "/api/v1/queues"): {
         "summary": "Calls waiting per priority, and lines in use", "tags": ["operations"],
         "responses": {"200": _json(_ref("Queues"), "queues"), **_use("Unauthorized")},
@@ -566,10 +625,25 @@ def _with_path_parameters(operation: Schema, path: str) -> Schema:
     return {**operation, "parameters": [*operation.get("parameters", []), *extra]} if extra else operation
 
 
-def operation_for(method: str, path: str, kind: Auth) -> Schema:
+_ROLE_KINDS = (Auth.TOKEN, Auth.TOKEN_OR_QUERY, Auth.TOKEN_OR_ROUTING_KEY)
+
+
+def _with_role(operation: Schema, role: Role) -> Schema:
+    """A token route: the role it needs (``x-role``), and 403 when the token's is lower."""
+    responses = operation.get("responses", {})
+    if role is not Role.VIEWER and "403" not in responses:
+        forbidden = (_json(_ref("PagerDutyError"), "the token's role is too low") if "400" in responses
+                     and "PagerDutyError" in str(responses["400"]) else {"$ref": "#/components/responses/Forbidden"})
+        responses = {**responses, "403": forbidden}
+    return {**operation, "x-role": role.value, "responses": responses}
+
+
+def operation_for(method: str, path: str, kind: Auth, role: Role | None = None) -> Schema:
     found = OPERATIONS.get((method, path))
     if found is None:
         found = _twilio_operation(path) if kind is Auth.PROVIDER else _undocumented(path)
+    if kind in _ROLE_KINDS and role is not None:
+        found = _with_role(found, role)
     return _with_path_parameters(found, path)
 
 
@@ -581,8 +655,8 @@ def document(app: web.Application) -> Schema:
         if route.method == "HEAD" or route.resource is None or is_catch_all(route):
             continue
         path = route.resource.canonical
-        paths.setdefault(path, {})[route.method.lower()] = operation_for(route.method, path,
-                                                                         declared(route.handler))
+        paths.setdefault(path, {})[route.method.lower()] = operation_for(
+            route.method, path, declared(route.handler), declared_role(route.handler, route.method))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -590,7 +664,8 @@ def document(app: web.Application) -> Schema:
             "version": "1",
             "description": "Alerts in over HTTP; calls and SMS out to the engineers on call. Errors are JSON "
                            '{"error", "message", "details"} with a 4xx; every endpoint but health and this '
-                           "document needs an API token as a bearer token.",
+                           "document needs an API token as a bearer token. Each operation's x-role is the "
+                           "token role it needs (viewer < responder < admin); a lower one gets 403.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

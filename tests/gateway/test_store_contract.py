@@ -15,7 +15,7 @@ import pytest
 
 from gateway.pg_store import PgStore
 from gateway.sqlite_store import SqliteStore
-from gateway.store import Escalation, NewAlert, NewPage, StepPlan, Store, TimelineEntry
+from gateway.store import Escalation, NewAlert, NewOverride, NewPage, StepPlan, Store, TimelineEntry
 from tests.postgres import Postgres, create_database, drop_database
 
 
@@ -441,3 +441,47 @@ async def test_a_call_session_is_saved_replaced_read_by_another_store_and_delete
     finally:
         await other.close()
     assert await store.load_call_session("page-1") is None
+
+
+def _override(team: str = "sre", engineer: str = "bob", start: float = 100.0) -> NewOverride:
+    return NewOverride(team=team, role="primary", engineer=engineer, start=start, end=start + 3600,
+                       created_by="tests")
+
+
+async def test_overrides_are_added_listed_in_creation_order_and_deleted_once(engine: Engine, store: Store) -> None:
+    first = await store.add_override(_override(), now=10.0)
+    second = await store.add_override(_override(engineer="carol", start=50.0), now=11.0)
+    other = await store.add_override(_override(team="dba", engineer="dave"), now=12.0)
+    assert first.id < second.id < other.id
+    assert (first.team, first.role, first.engineer, first.start, first.end, first.created_by, first.created_at) == (
+        "sre", "primary", "bob", 100.0, 3700.0, "tests", 10.0)
+    assert [o.id for o in await store.list_overrides("sre")] == [first.id, second.id]  # creation order
+    assert [o.id for o in await store.list_overrides()] == [first.id, second.id, other.id]
+    assert await store.delete_override(first.id, team="dba", by="ops", now=20.0) is None  # another team's id
+    deleted = await store.delete_override(first.id, team="sre", by="ops", now=20.0)
+    assert deleted is not None and (deleted.deleted_at, deleted.deleted_by) == (20.0, "ops")
+    assert await store.delete_override(first.id, team="sre", by="ops", now=21.0) is None  # once
+    assert await store.delete_override(999, team="sre", by="ops", now=21.0) is None
+    reopened = engine.make()
+    await reopened.open()
+    try:
+        assert await reopened.list_overrides("sre") == [second]
+    finally:
+        await reopened.close()
+
+
+async def test_calendar_feeds_are_found_by_their_secret_hash_until_revoked(store: Store) -> None:
+    team_feed = await store.add_calendar_feed(team="sre", engineer=None, secret_sha256="a" * 64,
+                                              created_by="tests", now=5.0)
+    person_feed = await store.add_calendar_feed(team=None, engineer="alice", secret_sha256="b" * 64,
+                                                created_by="tests", now=6.0)
+    assert (team_feed.team, team_feed.engineer, person_feed.team, person_feed.engineer) == (
+        "sre", None, None, "alice")
+    assert await store.find_calendar_feed("a" * 64) == team_feed
+    assert await store.find_calendar_feed("c" * 64) is None
+    assert await store.list_calendar_feeds() == [team_feed, person_feed]
+    revoked = await store.revoke_calendar_feed(team_feed.id, by="boss", now=7.0)
+    assert revoked is not None and (revoked.revoked_at, revoked.revoked_by) == (7.0, "boss")
+    assert await store.revoke_calendar_feed(team_feed.id, by="boss", now=8.0) is None
+    assert await store.find_calendar_feed("a" * 64) is None
+    assert await store.list_calendar_feeds() == [person_feed]

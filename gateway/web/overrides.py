@@ -1,0 +1,124 @@
+"""/api/v1/teams/{team}/overrides: the team's overrides (YAML and run time); add and remove run-time ones.
+
+An override added here takes effect at once (no restart): for /api/v1/oncall, the escalations' next steps,
+the hotline, calls to a team, calendar feeds and ``gateway oncall``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from core.clock import iso
+from gateway.config import Config, Override
+from gateway.overrides import Schedule
+from gateway.store import NewOverride, StoredOverride
+from gateway.web.auth import TOKEN_NAME, Auth, Role, auth
+from gateway.web.errors import ApiError, invalid
+from gateway.web.json_body import read_json
+from gateway.web.keys import CLOCK, CONFIG
+from gateway.web.params import path_id
+
+routes = web.RouteTableDef()
+
+#: the teams with every override in force (gateway.overrides.Schedule), set by the composition root
+SCHEDULE = web.AppKey("schedule", Schedule)
+
+MAX_LENGTH = timedelta(days=90)
+_ROLES = ("primary", "secondary")
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _team(request: web.Request) -> str:
+    team = request.match_info["team"]
+    if team not in request.app[CONFIG].teams:
+        raise ApiError(404, "not_found", f"no team {team!r}", {"team": team})
+    return team
+
+
+def _engineer(config: Config, engineer_id: str) -> dict[str, Any]:
+    engineer = config.engineers.get(engineer_id)
+    return {"id": engineer_id, "name": engineer.name if engineer else engineer_id}
+
+
+def config_override_json(config: Config, item: Override) -> dict[str, Any]:
+    return {"source": "config", "role": item.role, "engineer": _engineer(config, item.engineer),
+            "start": iso(item.start.timestamp()), "end": iso(item.end.timestamp())}
+
+
+def stored_override_json(config: Config, item: StoredOverride) -> dict[str, Any]:
+    return {"source": "api", "id": item.id, "role": item.role, "engineer": _engineer(config, item.engineer),
+            "start": iso(item.start), "end": iso(item.end), "created_by": item.created_by,
+            "created_at": iso(item.created_at)}
+
+
+def moment(value: Any, field: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, or 422 naming ``field``."""
+    example = "e.g. 2026-12-24T09:00:00+01:00"
+    if not isinstance(value, str):
+        raise invalid(field, f"must be an ISO 8601 time with a UTC offset, {example}")
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(field, f"must be an ISO 8601 time with a UTC offset, {example}") from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise invalid(field, f"must carry a UTC offset, {example}")
+    if not _EARLIEST <= at <= _LATEST:
+        raise invalid(field, "must be between 1970 and 9000")
+    return at
+
+
+@routes.get("/api/v1/teams/{team}/overrides")
+@auth(Auth.TOKEN, role=Role.VIEWER)
+async def list_overrides(request: web.Request) -> web.Response:
+    config, team_id = request.app[CONFIG], _team(request)
+    schedule = request.app[SCHEDULE]
+    items = [config_override_json(config, item) for item in config.teams[team_id].overrides]
+    items += [stored_override_json(config, item) for item in schedule.stored(team_id)]
+    return web.json_response({"team": team_id, "overrides": items})
+
+
+@routes.post("/api/v1/teams/{team}/overrides")
+@auth(Auth.TOKEN, role=Role.RESPONDER)
+async def add_override(request: web.Request) -> web.Response:
+    config, team_id = request.app[CONFIG], _team(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object with role, engineer, start and end")
+    role = body.get("role", "primary")
+    if role not in _ROLES:
+        raise invalid("role", "must be 'primary' or 'secondary'")
+    engineer = body.get("engineer")
+    if not isinstance(engineer, str) or engineer not in config.teams[team_id].members:
+        members = ", ".join(config.teams[team_id].members)
+        raise invalid("engineer", f"must be a member of team {team_id} ({members})", engineer=engineer)
+    start, end = moment(body.get("start"), "start"), moment(body.get("end"), "end")
+    if end <= start:
+        raise invalid("end", "must be after start")
+    if end - start > MAX_LENGTH:
+        raise invalid("end", f"an override lasts at most {MAX_LENGTH.days} days")
+    now = request.app[CLOCK].now()
+    if end.timestamp() <= now:
+        raise invalid("end", "is in the past: the override would never apply")
+    new = NewOverride(team=team_id, role=str(role), engineer=engineer, start=start.timestamp(),
+                      end=end.timestamp(), created_by=request.get(TOKEN_NAME, "api"))
+    added = await request.app[SCHEDULE].add(new, now=now)
+    return web.json_response(stored_override_json(config, added), status=201)
+
+
+@routes.delete("/api/v1/teams/{team}/overrides/{override_id}")
+@auth(Auth.TOKEN, role=Role.RESPONDER)
+async def delete_override(request: web.Request) -> web.Response:
+    team_id = _team(request)
+    override_id = path_id(request, "override_id", "override")
+    deleted = await request.app[SCHEDULE].delete(override_id, team=team_id, by=request.get(TOKEN_NAME, "api"),
+                                                 now=request.app[CLOCK].now())
+    if deleted is None:
+        raise ApiError(404, "not_found", f"team {team_id} has no override {override_id} added at run time",
+                       {"team": team_id, "id": override_id})
+    return web.json_response({**stored_override_json(request.app[CONFIG], deleted),
+                              "deleted_by": deleted.deleted_by,
+                              "deleted_at": iso(deleted.deleted_at) if deleted.deleted_at else None})

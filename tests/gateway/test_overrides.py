@@ -1,0 +1,153 @@
+"""Overrides added at run time: the API, at once in /api/v1/oncall, the escalations and ``gateway oncall``,
+and on every gateway sharing one PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import FakeClock
+from gateway.app import create_app
+from gateway.config import load_config
+from tests.postgres import PgDatabase
+from tests.support import AUTH, BASE_CONFIG, TOKEN, Gateway, eventually, write_config
+
+# The clock starts at 2026-01-07T12:00Z: in team sre's first week alice is primary, bob secondary.
+CONFIG = BASE_CONFIG.replace(
+    f"    token: {TOKEN}\n",
+    f"    token: {TOKEN}\n  - {{name: watcher, token: viewer-token, role: viewer}}\n",
+).replace(
+    '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n',
+    '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n'
+    '    overrides:\n'
+    '      - {start: "2026-01-20T00:00Z", end: "2026-01-21T00:00Z", engineer: bob, role: primary}\n',
+)
+SWAP = {"role": "primary", "engineer": "bob", "start": "2026-01-07T10:00:00Z", "end": "2026-01-08T10:00:00+00:00"}
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Gateway]:
+    clock = FakeClock()
+    client = await aiohttp_client(create_app(load_config(write_config(tmp_path, CONFIG)), clock=clock))
+    yield Gateway(client, clock)
+
+
+async def _primary(gateway: Gateway) -> str:
+    status, body = await gateway.get("/api/v1/oncall?team=sre")
+    assert status == 200, body
+    return str(body["teams"][0]["primary"]["id"])
+
+
+async def test_an_override_added_and_removed_takes_effect_at_once(gateway: Gateway) -> None:
+    assert await _primary(gateway) == "alice"
+    status, added = await gateway.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201, added
+    assert (added["source"], added["created_by"], added["engineer"]["id"]) == ("api", "tests", "bob")
+    assert await _primary(gateway) == "bob"
+    status, body = await gateway.get("/api/v1/oncall?team=sre")
+    assert body["teams"][0]["secondary"]["id"] == "alice"  # swapped
+    assert body["teams"][0]["until"] == "2026-01-08T10:00:00Z"
+    status, listed = await gateway.get("/api/v1/teams/sre/overrides", headers={"Authorization": "Bearer viewer-token"})
+    assert status == 200
+    assert [(o["source"], o.get("id"), o["engineer"]["id"]) for o in listed["overrides"]] == [
+        ("config", None, "bob"), ("api", added["id"], "bob")]
+    async with gateway.client.delete(f"/api/v1/teams/sre/overrides/{added['id']}", headers=AUTH) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["deleted_by"] == "tests"
+    assert await _primary(gateway) == "alice"
+    async with gateway.client.delete(f"/api/v1/teams/sre/overrides/{added['id']}", headers=AUTH) as resp:
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+async def test_the_next_escalation_step_pages_whoever_an_override_put_on_call(gateway: Gateway) -> None:
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", {**SWAP, "engineer": "bob"})
+    assert status == 201
+    status, created = await gateway.post("/api/v1/alerts", {"summary": "disk", "team": "sre"})
+    assert status == 202, created
+
+    async def paged() -> list[str]:
+        return [p["engineer"] for p in (await gateway.alert(created["id"]))["pages"]]
+
+    assert (await eventually(paged))[0] == "bob"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"engineer": "carol"}, "engineer"),  # not a member of sre
+    ({"engineer": 7}, "engineer"),
+    ({"role": "tertiary"}, "role"),
+    ({"start": "2026-01-07T10:00:00"}, "start"),  # no offset
+    ({"start": "tomorrow"}, "start"),
+    ({"end": "2026-01-07T09:00:00Z"}, "end"),  # before start
+    ({"end": "2026-05-01T00:00:00Z"}, "end"),  # longer than 90 days
+    ({"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}, "end"),  # over already
+])
+async def test_a_bad_override_is_refused_naming_the_field(gateway: Gateway, change: dict[str, Any],
+                                                          field: str) -> None:
+    status, body = await gateway.post("/api/v1/teams/sre/overrides", {**SWAP, **change})
+    assert status == 422 and body["details"]["field"] == field, body
+    status, listed = await gateway.get("/api/v1/teams/sre/overrides")
+    assert [o["source"] for o in listed["overrides"]] == ["config"]
+
+
+async def test_unknown_team_is_404_and_a_viewer_may_not_add(gateway: Gateway) -> None:
+    status, body = await gateway.post("/api/v1/teams/nope/overrides", SWAP)
+    assert status == 404, body
+    status, body = await gateway.post("/api/v1/teams/sre/overrides", SWAP,
+                                      headers={"Authorization": "Bearer viewer-token"})
+    assert status == 403 and body["details"]["role_needed"] == "responder", body
+
+
+def _cli_oncall(config: Path, *extra: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "gateway", "oncall", str(config), "--team", "sre", *extra],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_gateway_oncall_reads_the_stores_overrides_and_works_without_a_store(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201
+    at = "2026-01-07T12:00:00+00:00"
+    assert "sre   Bob" in _cli_oncall(config, "--at", at)
+    assert "sre   Alice" in _cli_oncall(config, "--at", at, "--config-only")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    alone = write_config(elsewhere, CONFIG)  # its store (elsewhere/gateway.db) does not exist
+    assert "sre   Alice" in _cli_oncall(alone, "--at", at)
+    assert not (elsewhere / "gateway.db").exists()  # and is not created
+
+
+async def test_an_override_added_on_one_gateway_reaches_another_on_the_same_postgresql(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_PG_PASSWORD", pg_database.password or "")
+    text = CONFIG.replace("store:\n  path: gateway.db\n",
+                          f'store: {{url: "{pg_database.url}", password_env: GATEWAY_TEST_PG_PASSWORD}}\n')
+    config = load_config(write_config(tmp_path, text))
+    one = Gateway(await aiohttp_client(create_app(config, clock=FakeClock())), FakeClock())
+    two = Gateway(await aiohttp_client(create_app(config, clock=FakeClock())), FakeClock())
+    assert await _primary(two) == "alice"
+    status, added = await one.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201, added
+
+    async def primary_on_two() -> bool:
+        return await _primary(two) == "bob"
+
+    await eventually(primary_on_two)
+    assert "sre   Bob" in _cli_oncall(tmp_path / "gateway.yaml", "--at", "2026-01-07T12:00:00+00:00")
+    async with one.client.delete(f"/api/v1/teams/sre/overrides/{added['id']}", headers=AUTH) as resp:
+        assert resp.status == 200
+
+    async def back_on_two() -> bool:
+        return await _primary(two) == "alice"
+
+    await eventually(back_on_two)
+    assert "sre   Alice" in _cli_oncall(tmp_path / "gateway.yaml", "--at", "2026-01-07T12:00:00+00:00")
