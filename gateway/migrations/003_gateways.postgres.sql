@@ -138,8 +138,11 @@ RETURNS TABLE (id bigint, dedup_key text, status text, priority text, source tex
                labels text, team text, policy text, route text, created_at double precision,
                updated_at double precision, acknowledged_by text, acknowledged_at double precision,
                resolved_at double precision, new_id bigint, page_ids bigint[])
-LANGUAGE sql AS $$
-SELECT pg_advisory_xact_lock(1734440037, $1);
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+PERFORM pg_advisory_xact_lock(1734440037, $1);
+RETURN QUERY
 WITH existing AS (
     SELECT id, dedup_key, status, priority, source, summary, details, labels, team, policy, route, created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at FROM alerts WHERE dedup_key = $2 AND status <> 'resolved'
 ), alert AS (
@@ -163,5 +166,5 @@ WITH existing AS (
     ORDER BY t.n
 )
 SELECT existing.*, (SELECT id FROM alert) AS new_id, ARRAY(SELECT id FROM page ORDER BY id) AS page_ids
-FROM (SELECT) AS one LEFT JOIN existing ON true
-$$;
+FROM (SELECT) AS one LEFT JOIN existing ON true;
+END $$;
