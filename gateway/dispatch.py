@@ -93,6 +93,7 @@ class Dispatcher:
         self._on_placed = on_placed
         self._on_failed = on_failed
         self._queues: dict[str, deque[tuple[float, CallRequest]]] = {p: deque() for p in PRIORITIES}
+        self._queued: set[str] = set()  # the call ids in the queues (``holds`` is asked for every submit)
         self._in_flight: set[str] = set()
         self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
@@ -132,6 +133,7 @@ class Dispatcher:
             if self.holds(request.call_id):
                 return  # already queued or in progress here (a page sent again after a takeover)
             self._queues[priority].append((self._now(), request))
+            self._queued.add(request.call_id)
             if priority == Priority.HIGH:
                 self._blocked_until = 0.0  # a low call waiting for the shared ledger yields to it at once
             self._changed.notify_all()
@@ -162,12 +164,11 @@ class Dispatcher:
 
     def calls_here(self) -> list[str]:
         """The calls queued or in progress here."""
-        return [*self._in_flight, *(request.call_id for queue in self._queues.values() for _, request in queue)]
+        return [*self._in_flight, *self._queued]
 
     def holds(self, call_id: str) -> bool:
         """The call is queued or in progress here (this gateway placed it and it has not ended)."""
-        return call_id in self._in_flight or any(
-            request.call_id == call_id for queue in self._queues.values() for _, request in queue)
+        return call_id in self._in_flight or call_id in self._queued
 
     def keep(self, call_id: str) -> None:
         """The call reported its outcome: no deadline for it any more."""
@@ -217,6 +218,7 @@ class Dispatcher:
                 for item in queue:
                     if item[1].call_id == call_id:
                         queue.remove(item)
+                        self._queued.discard(call_id)
                         return True
         await self._gate.withdraw(call_id)
         return False
@@ -267,9 +269,11 @@ class Dispatcher:
         free = self.capacity - len(self._in_flight)
         if free > 0 and (item := self._eligible(Priority.HIGH)) is not None:
             self._queues[Priority.HIGH].remove(item)
+            self._queued.discard(item[1].call_id)
             return Priority.HIGH, *item
         if free > self._held_back_for_high() and (item := self._eligible(Priority.LOW)) is not None:
             self._queues[Priority.LOW].remove(item)
+            self._queued.discard(item[1].call_id)
             return Priority.LOW, *item
         return None
 
@@ -331,6 +335,7 @@ class Dispatcher:
             if self._dialling[request.to] <= 0:
                 del self._dialling[request.to]
             self._queues[priority].appendleft((queued_at, request))
+            self._queued.add(request.call_id)
             loop = asyncio.get_running_loop()
             self._blocked_until = max(self._blocked_until, loop.time() + pause)
             loop.call_later(pause, self._unblock)
@@ -412,4 +417,5 @@ class Dispatcher:
         async with self._changed:
             self._queues[Priority(request.priority) if request.priority in PRIORITIES else Priority.LOW].appendleft(
                 (self._now(), request))
+            self._queued.add(request.call_id)
             self._changed.notify_all()
