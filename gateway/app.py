@@ -29,6 +29,7 @@ from gateway.store_factory import make_cluster, make_store
 from gateway.templates import Templates
 from gateway.web import (
     alerts,
+    calendar,
     calls,
     health,
     integrations,
@@ -71,7 +72,8 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[PROVIDERS] = providers
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
-              metrics.routes, openapi.routes, overrides.routes]
+              metrics.routes, openapi.routes, overrides.routes,
+              calendar.routes]
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
     routes = [checked_by_provider(route) for route in providers.webhook_routes] + providers.api_routes

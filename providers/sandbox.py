@@ -138,6 +138,8 @@ class SandboxProvider:
         self.scripts = dict(scripts or {})
         self.phones: dict[str, SimPhone] = {}
         self.events: ProviderEvents | None = None
+        #: told the number of a phone whose state changed (the gateway's console listens); must not raise
+        self.on_change: Callable[[str], None] | None = None
         # Not stored: the simulated phones live in this process, so their calls end with it.
         self.sessions = CallSessions(provider="sandbox")
         self._calls: dict[str, SimCall] = {}
@@ -188,6 +190,7 @@ class SandboxProvider:
         self.phone(request.to).messages.append(
             SimSms(direction="in", peer=sender, text=request.body, at=self.clock.now())
         )
+        self._changed(request.to)
         if self.events is not None:
             self._spawn(self.events.sms_status(SmsStatusChanged(sms_id=request.sms_id, status=SmsStatus.DELIVERED)))
 
@@ -222,6 +225,7 @@ class SandboxProvider:
         call = self._ringing(number)
         call.state = "in_progress"
         call.answered_at = self.clock.now()
+        self._changed(number)
         self._cancel_timers(call)
         await self._feed(call, Answered())
         return call
@@ -265,6 +269,7 @@ class SandboxProvider:
         answer = await self.events.sms_received(InboundSms(sender=number, to=self.caller_id, text=text))
         if answer.text:
             phone.messages.append(SimSms(direction="in", peer=self.caller_id, text=answer.text, at=self.clock.now()))
+        self._changed(number)
         return answer.text
 
     # ---------------------------------------------------------- flow runner
@@ -278,6 +283,7 @@ class SandboxProvider:
                        answered_at=None if outbound else now)  # the gateway answers a caller at once
         self.phone(number).calls.append(call)
         self._calls[call_id] = call
+        self._changed(number)
         await self._render(call, started.actions)
         return call
 
@@ -335,6 +341,11 @@ class SandboxProvider:
     def _hear(self, call: SimCall, text: str) -> None:
         call.hearing.append(text)
         call.transcript.append(text)
+        self._changed(call.number)
+
+    def _changed(self, number: str) -> None:
+        if self.on_change is not None:
+            self.on_change(number)
 
     async def _end(self, call: SimCall, outcome: CallOutcome, detail: str, *, report: bool = True) -> None:
         """The call is over: ``outcome`` is its result when the flow reached none (rang out, rejected).
@@ -348,6 +359,7 @@ class SandboxProvider:
         call.gathering = None
         call.recording = None
         call.ended_at = self.clock.now()
+        self._changed(call.number)
         await self.sessions.end(call.session, outcome, detail, report=report)
         log.info("sandbox call %s ended: %s", call.call_id, _result(call) or outcome.value)
         other = self._calls.get(call.bridged_to or "")

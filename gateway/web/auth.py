@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.config import ApiToken, Config
+from gateway.store import CalendarFeed
 from gateway.web.errors import ApiError, pagerduty_error
 from gateway.web.json_body import parsed_body
-from gateway.web.keys import CONFIG
+from gateway.web.keys import CONFIG, STORE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
@@ -38,6 +39,7 @@ class Auth(enum.Enum):
     """How a route is authenticated."""
 
     TOKEN = "bearer token"
+    CALENDAR_FEED = "calendar feed secret"  # GET /calendar/{secret}.ics: the URL's secret alone (revocable)
     TOKEN_OR_QUERY = "bearer token or ?token="  # Splunk's webhook action can set only a URL
     TOKEN_OR_ROUTING_KEY = "bearer token or routing_key"  # PagerDuty Events API v2
     PROVIDER = "provider signature"  # e.g. X-Twilio-Signature, checked by the provider's own routes
@@ -68,6 +70,8 @@ _READING = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_NAME = web.RequestKey("gateway_token_name", str)
 #: the role the request was authenticated with (absent for public and provider routes)
 ROLE = web.RequestKey("gateway_role", Role)
+#: the calendar feed whose secret URL authenticated the request (Auth.CALENDAR_FEED routes)
+FEED = web.RequestKey("gateway_calendar_feed", CalendarFeed)
 
 
 def auth(kind: Auth, *, role: Role | None = None) -> Callable[[H], H]:
@@ -189,6 +193,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if kind in (Auth.NONE, Auth.PROVIDER):
         return await handler(request)
     config = request.app[CONFIG]
+    if kind is Auth.CALENDAR_FEED:
+        request[FEED] = await _calendar_feed(request)
+        return await handler(request)
     presented = bearer(request)
     if not presented and kind is Auth.TOKEN_OR_QUERY:
         # The access log writes paths without their query, so a token in the URL is not logged.
@@ -210,6 +217,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise ApiError(401, "unauthorized", "missing API token: send 'Authorization: Bearer <token>'",
                        headers=_CHALLENGE)
     raise ApiError(401, "unauthorized", "invalid API token", headers=_CHALLENGE)
+
+
+def secret_sha256(secret: str) -> str:
+    """What the store keeps of a calendar feed's secret."""
+    return _digest(secret).hex()
+
+
+async def _calendar_feed(request: web.Request) -> CalendarFeed:
+    """The live feed the path's secret names, or 404 (unknown and revoked look the same).
+
+    The store is searched by the secret's SHA-256, never by the secret, so the lookup's timing says nothing
+    about the secret (the hash of a guess tells nothing of a stored hash's preimage)."""
+    secret = request.match_info.get("secret", "")
+    digest = secret_sha256(secret)
+    feed = await request.app[STORE].find_calendar_feed(digest) if secret else None
+    if feed is None:
+        raise ApiError(404, "not_found", "no such calendar feed (unknown or revoked)")
+    return feed
 
 
 async def _routing_key_refusal(request: web.Request, config: Config, needed: Role) -> web.Response | None:

@@ -216,6 +216,31 @@ SCHEMAS: dict[str, Schema] = {
                                      "description": "the YAML's first, then run-time ones oldest first; "
                                                     "the latest listed wins where they overlap"}},
     },
+    "NewCalendarFeed": {
+        "type": "object",
+        "description": "exactly one of team and engineer",
+        "oneOf": [{"required": ["team"]}, {"required": ["engineer"]}],
+        "properties": {"team": {"type": "string"}, "engineer": {"type": "string"}},
+    },
+    "CalendarFeed": {
+        "type": "object",
+        "required": ["id", "team", "engineer", "created_by", "created_at", "revoked_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "team": _nullable("string"),
+            "engineer": _nullable("string"),
+            "created_by": {"type": "string"},
+            "created_at": _TIME,
+            "revoked_at": _nullable("string", format="date-time"),
+            "revoked_by": _nullable("string"),
+            "url": {"type": "string", "description": "only when created: the secret URL, shown once"},
+            "message": {"type": "string"},
+        },
+    },
+    "CalendarFeedList": {
+        "type": "object", "required": ["feeds"],
+        "properties": {"feeds": {"type": "array", "items": _ref("CalendarFeed")}},
+    },
     "Queues": {
         "type": "object",
         "required": ["queues", "providers", "low_wait_warning_s", "low_waited_too_long_total"],
@@ -570,6 +595,34 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "parameters": [_TEAM, _OVERRIDE_ID],
         "responses": {"200": _json(_ref("Override"), "removed (deleted_by, deleted_at set)"),
                       **_use("Unauthorized", "NotFound")},
+    },
+    ("GET", "/api/v1/calendar-feeds"): {
+        "summary": "Calendar feeds not revoked, without their secrets (admin)", "tags": ["calendar"],
+        "responses": {"200": _json(_ref("CalendarFeedList"), "feeds"), **_use("Unauthorized")},
+    },
+    ("POST", "/api/v1/calendar-feeds"): {
+        "summary": "Create a team's or an engineer's calendar feed; its secret URL is shown only now (admin)",
+        "tags": ["calendar"],
+        "requestBody": _body("NewCalendarFeed"),
+        "responses": {"201": _json(_ref("CalendarFeed"), "created, with url"), **_use(*_BODY_ERRORS)},
+    },
+    ("DELETE", "/api/v1/calendar-feeds/{feed_id}"): {
+        "summary": "Revoke a calendar feed: its URL answers 404 from now on (admin)", "tags": ["calendar"],
+        "parameters": [{"name": "feed_id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
+        "responses": {"200": _json(_ref("CalendarFeed"), "revoked"), **_use("Unauthorized", "NotFound")},
+    },
+    ("GET", "/calendar/{secret}.ics"): {
+        "summary": "On-call shifts as iCalendar (RFC 5545): a week back, twelve weeks ahead",
+        "description": "Authenticated by the secret in the URL alone (calendar apps send no headers); "
+                       "unknown or revoked is 404.",
+        "tags": ["calendar"],
+        "security": _PUBLIC,
+        "parameters": [{"name": "secret", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"}}],
+        "responses": {"200": {"description": "the feed",
+                              "content": {"text/calendar": {"schema": {"type": "string"}}}},
+                      **_use("NotFound")},
     },
     ("GET", "/api/v1/queues"): {
         "summary": "Calls waiting per priority, and lines in use", "tags": ["operations"],

@@ -74,7 +74,8 @@ class LiveGateway:
 
 def routes_of(app: web.Application) -> set[tuple[str, str]]:
     return {(r.method, r.resource.canonical) for r in app.router.routes()
-            if r.method != "HEAD" and r.resource is not None and not is_catch_all(r)}
+            if r.method != "HEAD" and r.resource is not None and not is_catch_all(r)
+            and not r.resource.canonical.startswith("/console")}  # HTML pages, not the JSON API
 
 
 def operations_of(document: dict[str, Any]) -> set[tuple[str, str]]:

@@ -1,0 +1,100 @@
+"""The in-process event hub the console's browsers listen to (server-sent events).
+
+Services do not know about it: the store they write through is wrapped (:func:`watched`) so that every
+committed change to an alert, its pages or its timeline is published as ``("alert", {"id": ...})``; the
+sandbox reports its phones through a callback. An event says only *what* changed; a page that hears it
+fetches its fresh part from the server, so a missed event costs nothing but a moment (on reconnect a page
+fetches again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+Event = tuple[str, dict[str, Any]]
+_QUEUE = 256  # a browser that falls this far behind gets a "resync" and fetches its page again
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Event]] = set()
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self._queues.discard(queue)
+
+    @property
+    def listeners(self) -> int:
+        return len(self._queues)
+
+    def publish(self, topic: str, **data: Any) -> None:
+        """Never blocks and never raises into the service that changed something."""
+        for queue in list(self._queues):
+            try:
+                queue.put_nowait((topic, data))
+            except asyncio.QueueFull:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(("resync", {}))
+
+
+# Store methods that change an alert, and how to find the alert's id in their arguments and result.
+_BY_ARGUMENT = ("change_status", "set_priority", "begin_escalation", "reschedule", "start_step", "add_pages")
+
+
+class _Watched:
+    """A store whose alert-changing writes are published after they return (that is, once committed)."""
+
+    def __init__(self, store: Store, hub: EventHub) -> None:
+        self._store = store
+        self._hub = hub
+
+    def __getattr__(self, name: str) -> Any:
+        inner = getattr(self._store, name)
+        if name in _BY_ARGUMENT:
+            async def by_argument(alert_id: int, *args: Any, **kwargs: Any) -> Any:
+                result = await inner(alert_id, *args, **kwargs)
+                self._hub.publish("alert", id=alert_id)
+                return result
+            return by_argument
+        if name == "create_alert":
+            async def created(*args: Any, **kwargs: Any) -> Any:
+                result = await inner(*args, **kwargs)
+                self._hub.publish("alert", id=result[0].id)
+                return result
+            return created
+        if name == "add_timeline":
+            async def noted(entry: Any) -> None:
+                await inner(entry)
+                self._hub.publish("alert", id=entry.alert_id)
+            return noted
+        if name in ("finish_page", "mark_page_sent"):
+            async def paged(page_id: int, *args: Any, **kwargs: Any) -> Any:
+                result = await inner(page_id, *args, **kwargs)
+                page = result if result is not None else await self._store.get_page(page_id)
+                if page is not None:
+                    self._hub.publish("alert", id=page.alert_id)
+                return result
+            return paged
+        return inner
+
+
+def watched(store: Store, hub: EventHub) -> Store:
+    """``store`` with every alert change published on ``hub``."""
+    return cast(Store, _Watched(store, hub))
+
+
+def phone_listener(hub: EventHub) -> Callable[[str], None]:
+    """The sandbox's callback: a simulated phone changed."""
+    return lambda number: hub.publish("phone", number=number)

@@ -1,0 +1,393 @@
+"""The console's pages and forms, under /console (see the package's templates and static files).
+
+Every page but sign-in and the static files is ``Auth.SESSION``: the auth middleware runs the console's
+gate (session cookie, CSRF on POST, role) before the handler. Forms post and redirect back (they work
+without the script); ``console.js`` swaps a page's live part when the event stream says it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from core.enums import AlertStatus
+from core.errors import DomainError
+from core.phone import InvalidNumber, mask, normalize
+from gateway.console import sessions
+from gateway.console.hub import EventHub
+from gateway.console.picture import picture
+from gateway.console.render import page, refusal
+from gateway.hotline import SOURCE as HOTLINE
+from gateway.oncall import who_is_on_call
+from gateway.store import Alert, NewOverride
+from gateway.store_factory import describe as describe_store
+from gateway.web.auth import Auth, Role, auth, token_for
+from gateway.web.keys import ALERTS, CLOCK, CLUSTER, CONFIG, PAGING, PROVIDERS, SANDBOX, STORE
+from gateway.web.overrides import MAX_LENGTH, SCHEDULE
+from providers.sandbox import PhoneError, describe
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+HUB = web.AppKey("console_hub", EventHub)
+STATIC = Path(__file__).parent / "static"
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_STATUSES = ("triggered", "acknowledged", "resolved")
+_PRIORITIES = ("high", "low")
+_HEARTBEAT_S = 15.0
+
+
+def _partial(request: web.Request) -> bool:
+    return request.headers.get("X-Console-Partial") == "1"
+
+
+# ------------------------------------------------------------------ sign-in
+
+
+@routes.get("/console/static/{name}")
+@auth(Auth.NONE)
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or path.suffix not in _STATIC_TYPES or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.Response(body=path.read_bytes(), content_type=_STATIC_TYPES[path.suffix],
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+def _next(raw: str) -> str:
+    """Where to go after signing in: only a console path (no open redirect)."""
+    return raw if raw.startswith("/console") and not raw.startswith("//") else "/console/alerts"
+
+
+@routes.get("/console/sign-in")
+@auth(Auth.NONE)
+async def sign_in_form(request: web.Request) -> web.Response:
+    return page(request, "sign_in.html", next=_next(request.query.get("next", "")), error=None)
+
+
+@routes.post("/console/sign-in")
+@auth(Auth.NONE)
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    form = await request.post()
+    presented, wanted = form.get("token"), form.get("next")
+    target = _next(wanted if isinstance(wanted, str) else "")
+    token = token_for(config, presented) if isinstance(presented, str) and presented else None
+    if token is None:
+        return page(request, "sign_in.html", http_status=401, next=target, error="That is not an API token of this "
+                    "gateway.")
+    value, _ = sessions.issue(config, token, now=request.app[CLOCK].now())
+    response = web.HTTPSeeOther(target)
+    sessions.set_cookie(response, config, value)
+    log.info("console: signed in with token %s", token.name)
+    raise response
+
+
+@routes.post("/console/sign-out")
+@auth(Auth.SESSION, role=Role.VIEWER)
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther(sessions.SIGN_IN)
+    sessions.clear_cookie(response, request.app[CONFIG])
+    raise response
+
+
+@routes.get("/console")
+@auth(Auth.SESSION)
+async def home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/console/alerts")
+
+
+# ------------------------------------------------------------ live updates
+
+
+@routes.get("/console/events")
+@auth(Auth.SESSION)
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``alert`` (an id), ``phone`` (a number), ``resync``; a comment every 15 s."""
+    hub = request.app[HUB]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    queue = hub.subscribe()
+    try:
+        await response.write(b"retry: 1000\n: connected\n\n")
+        while True:
+            try:
+                topic, data = await asyncio.wait_for(queue.get(), _HEARTBEAT_S)
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            await response.write(f"event: {topic}\ndata: {json.dumps(data)}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(queue)
+    return response
+
+
+# ------------------------------------------------------------------- alerts
+
+
+@routes.get("/console/alerts")
+@auth(Auth.SESSION)
+async def alerts_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    status = request.query.get("status", "")
+    team = request.query.get("team", "")
+    priority = request.query.get("priority", "")
+    status = status if status in _STATUSES else ""
+    team = team if team in config.teams else ""
+    priority = priority if priority in _PRIORITIES else ""
+    found = await request.app[STORE].list_alerts(status=status or None, limit=500)
+    shown = [a for a in found if (not team or a.team == team) and (not priority or a.priority == priority)][:200]
+    query = urlencode({k: v for k, v in (("status", status), ("team", team), ("priority", priority)) if v})
+    context: dict[str, Any] = dict(alerts=shown, status=status, team=team, priority=priority,
+                                   teams=sorted(config.teams), statuses=_STATUSES, priorities=_PRIORITIES,
+                                   live_src="/console/alerts" + (f"?{query}" if query else ""))
+    return page(request, "alerts_live.html" if _partial(request) else "alerts.html", **context)
+
+
+async def _alert_or_404(request: web.Request) -> Alert:
+    raw = request.match_info["alert_id"]
+    alert = await request.app[STORE].get_alert(int(raw)) if raw.isdigit() and len(raw) < 12 else None
+    if alert is None:
+        raise web.HTTPNotFound()
+    return alert
+
+
+@routes.get(r"/console/alerts/{alert_id}")
+@auth(Auth.SESSION)
+async def alert_page(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    alert = await _alert_or_404(request)
+    context: dict[str, Any] = dict(alert=alert, escalation=await store.get_escalation(alert.id),
+                   pages=await store.pages_for(alert.id), timeline=await store.timeline(alert.id),
+                   mask=mask, message=request.query.get("message", "")[:200])
+    return page(request, "alert_live.html" if _partial(request) else "alert.html", **context)
+
+
+_ACTIONS = ("acknowledge", "resolve", "escalate", "raise-priority")
+
+
+@routes.post(r"/console/alerts/{alert_id}/{action}")
+@auth(Auth.SESSION, role=Role.RESPONDER)
+async def alert_action(request: web.Request) -> web.StreamResponse:
+    alert = await _alert_or_404(request)
+    action = request.match_info["action"]
+    if action not in _ACTIONS:
+        raise web.HTTPNotFound()
+    by = f"{request[sessions.SESSION].token.name} (console)"
+    service = request.app[ALERTS]
+    message = ""
+    try:
+        if action == "raise-priority":
+            await service.raise_priority(alert.id, by=by)
+        else:
+            await service.command(alert.id, action, by=request[sessions.SESSION].token.name, via="console")
+    except DomainError as exc:
+        message = exc.message
+    suffix = f"?{urlencode({'message': message})}" if message else ""
+    raise web.HTTPSeeOther(f"/console/alerts/{alert.id}{suffix}")
+
+
+# ------------------------------------------------------------------ on call
+
+
+@routes.get("/console/oncall")
+@auth(Auth.SESSION)
+async def oncall_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    now = request.app[CLOCK].now()
+    teams = await _teams(request)
+    at = datetime.fromtimestamp(now, tz=UTC)
+    rows = []
+    for team in teams.values():
+        answer = who_is_on_call(team, at)
+        rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
+                         until=answer.until.timestamp() if answer.until else None))
+    context: dict[str, Any] = dict(rows=rows, engineers=config.engineers,
+                                   message=request.query.get("message", "")[:200],
+                   overrides=await _stored_overrides(request))
+    return page(request, "oncall_live.html" if _partial(request) else "oncall.html", **context)
+
+
+async def _teams(request: web.Request) -> dict[str, Any]:
+    """The teams with every override, the config's and those added at run time."""
+    return {team.id: team for team in request.app[SCHEDULE].teams()}
+
+
+async def _stored_overrides(request: web.Request) -> list[Any]:
+    schedule = request.app[SCHEDULE]
+    return [o for team in request.app[CONFIG].teams for o in schedule.stored(team)]
+
+
+def _utc(raw: object) -> float | None:
+    """A ``datetime-local`` field read as UTC."""
+    try:
+        moment = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@routes.post("/console/oncall/{team}/overrides")
+@auth(Auth.SESSION, role=Role.RESPONDER)
+async def add_override(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    team = request.match_info["team"]
+    if team not in config.teams:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    engineer, role = str(form.get("engineer", "")), str(form.get("role", ""))
+    start, end = _utc(form.get("start", "")), _utc(form.get("end", ""))
+    problem = ""
+    if engineer not in config.teams[team].members:
+        problem = f"Choose a member of team {team}."
+    elif role not in ("primary", "secondary"):
+        problem = "The role is primary or secondary."
+    elif start is None or end is None or not start < end:
+        problem = "Give a start and a later end."
+    elif end - start > MAX_LENGTH.total_seconds():
+        problem = f"An override lasts at most {MAX_LENGTH.days} days."
+    elif end <= request.app[CLOCK].now():
+        problem = "That end is in the past: the override would never apply."
+    if problem or start is None or end is None:
+        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': problem})}")
+    by = f"{request[sessions.SESSION].token.name} (console)"
+    await request.app[SCHEDULE].add(NewOverride(team=team, role=role, engineer=engineer, start=start, end=end,
+                                                created_by=by), now=request.app[CLOCK].now())
+    request.app[HUB].publish("oncall", team=team)
+    raise web.HTTPSeeOther(f"/console/oncall#team-{team}")
+
+
+# ------------------------------------------------------------------ hotline
+
+
+@routes.get("/console/hotline")
+@auth(Auth.SESSION)
+async def hotline_page(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    calls = [a for a in await store.list_alerts(limit=500) if a.source == HOTLINE][:100]
+    waiting = [a for a in calls if a.status == AlertStatus.TRIGGERED]
+    pages = {a.id: await store.pages_for(a.id) for a in calls}
+    voicemails = {}
+    for alert in calls:
+        for entry in await store.timeline(alert.id):
+            if "voicemail (" in entry.message:
+                voicemails[alert.id] = entry.message
+    context: dict[str, Any] = dict(waiting=waiting, calls=calls, pages=pages, voicemails=voicemails, mask=mask,
+                   hotlines=request.app[CONFIG].hotlines)
+    return page(request, "hotline_live.html" if _partial(request) else "hotline.html", **context)
+
+
+# ------------------------------------------------------------------- system
+
+
+@routes.get("/console/system")
+@auth(Auth.SESSION)
+async def system_page(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    store = request.app[STORE]
+    dispatcher = request.app[PAGING].dispatcher
+    try:
+        await store.ping()
+        store_state = "ok"
+    except Exception as exc:
+        store_state = f"error: {exc}"
+    problem = request.app[CLUSTER].problem
+    gateways: list[dict[str, Any]] = []
+    if config.store_url is not None:
+        from gateway.pg_store import PgStore
+
+        if isinstance(store, PgStore):
+            rows = await store._fetch("SELECT id, host, pid, started_at FROM gateways ORDER BY started_at")
+            gateways = [dict(row) for row in rows]
+    try:
+        version = importlib.metadata.version("oncall-telephony-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    context: dict[str, Any] = dict(
+        queues=dispatcher.stats(), in_flight=dispatcher.in_flight, capacity=dispatcher.capacity,
+        reserved=dispatcher.reserved_for_high, provider=dispatcher.provider.name,
+        checks=request.app[PROVIDERS].readiness(), store_kind="PostgreSQL" if config.store_url else "SQLite",
+        store_where=describe_store(config), store_state=store_state, cluster=problem or "ok", version=version,
+        gateways=gateways, listeners=request.app[HUB].listeners,
+    )
+    return page(request, "system_live.html" if _partial(request) else "system.html", **context)
+
+
+# ---------------------------------------------------------- sandbox phones
+
+
+def _phones(request: web.Request) -> list[dict[str, Any]]:
+    config, sandbox = request.app[CONFIG], request.app[SANDBOX]
+    owners = {phone: eng.name for eng in config.engineers.values() for phone in eng.phones}
+    numbers = list(owners)
+    numbers += [n for n in sandbox.phones if n not in owners]
+    shown = []
+    for number in numbers:
+        phone = sandbox.phones.get(number)
+        state = describe(phone) if phone is not None else {"number": number, "call": None, "calls": 0, "sms": []}
+        shown.append({**state, "owner": owners.get(number, ""), "quoted": quote(number, safe="")})
+    return shown
+
+
+@routes.get("/console/phones")
+@auth(Auth.SESSION)
+async def phones_page(request: web.Request) -> web.Response:
+    if SANDBOX not in request.app:
+        raise web.HTTPNotFound()
+    context: dict[str, Any] = dict(phones=_phones(request), hotlines=request.app[CONFIG].hotlines,
+                   message=request.query.get("message", "")[:200])
+    return page(request, "phones_live.html" if _partial(request) else "phones.html", **context)
+
+
+_PHONE_ACTIONS = ("answer", "press", "reject", "hangup", "reply", "dial")
+
+
+@routes.post("/console/phones/{number}/{action}")
+@auth(Auth.SESSION, role=Role.RESPONDER)
+async def phone_action(request: web.Request) -> web.StreamResponse:
+    if SANDBOX not in request.app:
+        raise web.HTTPNotFound()
+    sandbox, config = request.app[SANDBOX], request.app[CONFIG]
+    action = request.match_info["action"]
+    if action not in _PHONE_ACTIONS:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    message = ""
+    try:
+        number = normalize(request.match_info["number"], config.default_region)
+        if action == "answer":
+            await sandbox.answer(number)
+        elif action == "reject":
+            await sandbox.reject(number)
+        elif action == "hangup":
+            await sandbox.hangup(number)
+        elif action == "press":
+            digits = str(form.get("digits", ""))
+            if not digits or len(digits) > 20 or any(c not in "0123456789*#" for c in digits):
+                return refusal(request, 422, "Keys: 1 to 20 of 0-9, * and #.")
+            await sandbox.press(number, digits)
+        elif action == "reply":
+            text = str(form.get("text", "")).strip()
+            if not text or len(text) > 1600:
+                return refusal(request, 422, "An SMS of 1 to 1600 characters.")
+            answer = await sandbox.reply(number, text)
+            message = f"the gateway answered: {answer}" if answer else ""
+        else:
+            await sandbox.dial(number, normalize(str(form.get("to", "")), config.default_region))
+    except InvalidNumber as exc:
+        message = f"not a phone number ({exc.reason})"
+    except PhoneError as exc:
+        message = str(exc)
+    suffix = f"?{urlencode({'message': message})}" if message else ""
+    raise web.HTTPSeeOther(f"/console/phones{suffix}")

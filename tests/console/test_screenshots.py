@@ -1,0 +1,62 @@
+"""Screenshots of every console page at phone and desktop widths (docs/screenshots/, shown in the README),
+and the alerts page's weight and time to first render in the headless browser (printed; nothing asserted
+about time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from playwright.async_api import expect
+
+from tests.console.conftest import HOTLINE, Console
+from tests.console.test_console import WAIT_MS, api, trigger
+
+SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
+PAGES = ("alerts", "alert", "oncall", "hotline", "system", "phones")
+
+
+async def test_screenshots_of_each_page_and_the_alerts_page_weight(console: Console) -> None:
+    first = await trigger(console, "checkout 5xx above 2% for 5 min")
+    await trigger(console, "replication lag on db-7", team="dba")
+    acked = await trigger(console, "disk 91% full on logs-2")
+    await api(console, "POST", f"/api/v1/alerts/{acked}/acknowledge", {})
+    status, body = await api(console, "POST", "/api/v1/teams/sre/overrides",
+                             {"engineer": "bob", "role": "primary", "start": "2026-01-09T09:00:00Z",
+                              "end": "2026-01-10T21:00:00Z"})
+    assert status == 201, body
+    await api(console, "POST", "/api/v1/sandbox/phones/+15550009999/dial", {"to": HOTLINE})
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for label, (width, height) in SIZES.items():
+        page = await console.signed_in(width=width, height=height)
+        for name in PAGES:
+            path = f"/console/alerts/{first}" if name == "alert" else f"/console/{name}"
+            await page.goto(console.url(path))
+            await expect(page.locator("body[data-live=on]")).to_have_count(1, timeout=WAIT_MS)
+            await page.screenshot(path=str(SHOTS / f"{name}-{label}.png"))
+        await page.context.close()
+    sign_in = await console.page(width=390, height=844)
+    await sign_in.goto(console.url("/console/sign-in"))
+    await sign_in.screenshot(path=str(SHOTS / "sign-in-phone.png"))
+    for name in PAGES:
+        for label in SIZES:
+            assert (SHOTS / f"{name}-{label}.png").stat().st_size > 5_000
+
+    signed_in = await console.signed_in()
+    # A fresh browser context holding only the session cookie: nothing cached, every byte counted.
+    fresh = await console.browser.new_context(storage_state=await signed_in.context.storage_state())
+    page = await fresh.new_page()
+    await page.goto(console.url("/console/alerts"))
+    timing = json.loads(await page.evaluate("""async () => JSON.stringify({
+        first_contentful_paint_ms: await new Promise(resolve => new PerformanceObserver(list => resolve(
+            list.getEntries().find(e => e.name === 'first-contentful-paint').startTime))
+            .observe({type: 'paint', buffered: true})),
+        transferred: performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+            .filter(e => !e.name.includes('/console/events'))
+            .reduce((sum, e) => sum + e.transferSize, 0),
+        dom_content_loaded_ms: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd})"""))
+    assert timing["transferred"] > 0
+    print(f"\nalerts page (3 alerts): {timing['transferred']} bytes transferred (HTML, CSS, script; the event "
+          f"stream left out), first contentful paint {timing['first_contentful_paint_ms']:.0f} ms, "
+          f"DOMContentLoaded {timing['dom_content_loaded_ms']:.0f} ms")

@@ -1,0 +1,193 @@
+"""Calendar feeds: admin-only management, a secret URL that can be revoked, and an iCalendar body that a real
+calendar library parses and whose events say what ``gateway oncall --at`` says, overrides included."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+
+from core.clock import FakeClock
+from gateway.app import create_app
+from gateway.config import load_config
+from tests.support import AUTH, BASE_CONFIG, TOKEN, Gateway, write_config
+
+# The clock starts at 2026-01-07T12:00Z (a Wednesday). sre: weekly from Monday 2026-01-05 09:00 UTC,
+# alice then bob then carol; a YAML override puts carol on as primary for a day; dba has one member, always on.
+CONFIG = BASE_CONFIG.replace(
+    f"    token: {TOKEN}\n",
+    f"    token: {TOKEN}\n  - {{name: pager, token: responder-token, role: responder}}\n",
+).replace(
+    "    members: [alice, bob]\n"
+    '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n',
+    "    members: [alice, bob, carol]\n"
+    '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n'
+    "    overrides:\n"
+    '      - {start: "2026-01-20T00:00Z", end: "2026-01-21T00:00Z", engineer: carol, role: primary}\n',
+)
+START = datetime(2026, 1, 7, 12, tzinfo=UTC)
+STORE_OVERRIDE = {"role": "secondary", "engineer": "alice", "start": "2026-01-08T06:00:00Z",
+                  "end": "2026-01-09T18:00:00Z"}
+NAMES = {"Alice": "alice", "Bob": "bob", "Carol": "carol"}
+WEEK_START = datetime(2026, 1, 12, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Gateway]:
+    clock = FakeClock()
+    client = await aiohttp_client(create_app(load_config(write_config(tmp_path, CONFIG)), clock=clock))
+    yield Gateway(client, clock)
+
+
+async def _feed(gateway: Gateway, body: dict[str, str]) -> dict[str, Any]:
+    status, feed = await gateway.post("/api/v1/calendar-feeds", body)
+    assert status == 201, feed
+    assert isinstance(feed, dict)
+    assert feed["url"].startswith("http://127.0.0.1:8080/calendar/") and feed["url"].endswith(".ics")
+    return feed
+
+
+async def _fetch(gateway: Gateway, url: str) -> tuple[int, str, bytes]:
+    path = url.removeprefix("http://127.0.0.1:8080")
+    async with gateway.client.get(path) as resp:  # no token: the secret alone
+        return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+
+
+async def _events(gateway: Gateway, url: str) -> list[icalendar.Event]:
+    status, kind, body = await _fetch(gateway, url)
+    assert status == 200 and kind.startswith("text/calendar"), (status, kind, body[:200])
+    calendar = icalendar.Calendar.from_ical(body)
+    assert calendar["VERSION"] == "2.0" and calendar["PRODID"]
+    return [event for event in calendar.walk("VEVENT") if isinstance(event, icalendar.Event)]
+
+
+def _on_call(events: list[icalendar.Event], at: datetime) -> dict[tuple[str, str], str]:
+    """(team, role) -> engineer id, from the events that cover ``at``."""
+    found: dict[tuple[str, str], str] = {}
+    for event in events:
+        if event.decoded("dtstart") <= at < event.decoded("dtend"):
+            match = re.fullmatch(r"(Primary|Secondary) on call: (\w+) \((\w+)\)", str(event["summary"]))
+            assert match, event["summary"]
+            key = (match[3], match[1].lower())
+            assert key not in found, f"two {key} events at {at}"
+            found[key] = NAMES[match[2]]
+    return found
+
+
+def _cli(config: Path, at: datetime) -> dict[tuple[str, str], str]:
+    result = subprocess.run([sys.executable, "-m", "gateway", "oncall", str(config), "--at", at.isoformat()],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    found: dict[tuple[str, str], str] = {}
+    for line in result.stdout.splitlines()[1:]:
+        team, primary, secondary, *_ = re.split(r"\s{2,}", line)
+        for role, cell in (("primary", primary), ("secondary", secondary)):
+            if cell != "-":
+                found[(team, role)] = NAMES[cell.split(" (")[0]]
+    return found
+
+
+async def test_only_an_admin_manages_feeds_and_the_list_holds_no_secret(gateway: Gateway) -> None:
+    responder = {"Authorization": "Bearer responder-token"}
+    status, body = await gateway.post("/api/v1/calendar-feeds", {"team": "sre"}, headers=responder)
+    assert status == 403 and body["details"]["role_needed"] == "admin", body
+    status, body = await gateway.get("/api/v1/calendar-feeds", headers=responder)
+    assert status == 403, body
+    feed = await _feed(gateway, {"team": "sre"})
+    secret = feed["url"].rsplit("/", 1)[1].removesuffix(".ics")
+    status, listed = await gateway.get("/api/v1/calendar-feeds")
+    assert status == 200 and [f["id"] for f in listed["feeds"]] == [feed["id"]]
+    assert secret not in str(listed) and "url" not in listed["feeds"][0]
+    for bad in ({}, {"team": "sre", "engineer": "bob"}, {"team": "nope"}, {"engineer": "nobody"}, {"team": 3}):
+        status, body = await gateway.post("/api/v1/calendar-feeds", bad)
+        assert status == 422, (bad, body)
+
+
+async def test_a_revoked_or_unknown_secret_is_404_and_a_feed_needs_no_token(gateway: Gateway) -> None:
+    feed = await _feed(gateway, {"engineer": "bob"})
+    assert (await _fetch(gateway, feed["url"]))[0] == 200
+    assert (await _fetch(gateway, feed["url"].replace("/calendar/", "/calendar/x")))[0] == 404
+    assert (await _fetch(gateway, "/calendar/../api.ics"))[0] == 404
+    async with gateway.client.delete(f"/api/v1/calendar-feeds/{feed['id']}",
+                                     headers={"Authorization": "Bearer responder-token"}) as resp:
+        assert resp.status == 403
+    async with gateway.client.delete(f"/api/v1/calendar-feeds/{feed['id']}", headers=AUTH) as resp:
+        assert resp.status == 200 and (await resp.json())["revoked_by"] == "tests"
+    status, _, body = await _fetch(gateway, feed["url"])
+    assert status == 404 and b"not_found" in body
+    async with gateway.client.delete(f"/api/v1/calendar-feeds/{feed['id']}", headers=AUTH) as resp:
+        assert resp.status == 404
+
+
+async def test_the_feed_says_what_gateway_oncall_says_with_overrides_in_yaml_and_in_the_store(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    status, added = await gateway.post("/api/v1/teams/sre/overrides", STORE_OVERRIDE)
+    assert status == 201, added
+    team_events = await _events(gateway, (await _feed(gateway, {"team": "sre"}))["url"])
+    carol_events = await _events(gateway, (await _feed(gateway, {"engineer": "carol"}))["url"])
+    everyone = {engineer: await _events(gateway, (await _feed(gateway, {"engineer": engineer}))["url"])
+                for engineer in ("alice", "bob")}
+    dba_events = await _events(gateway, (await _feed(gateway, {"team": "dba"}))["url"])
+
+    handoffs = [datetime(2026, 1, 5, 9, tzinfo=UTC) + timedelta(weeks=week) for week in range(-1, 12)]
+    samples = [START, datetime(2026, 1, 8, 5, 59, tzinfo=UTC), datetime(2026, 1, 8, 6, tzinfo=UTC),
+               datetime(2026, 1, 9, 17, 59, tzinfo=UTC), datetime(2026, 1, 9, 18, tzinfo=UTC),
+               datetime(2026, 1, 20, 12, tzinfo=UTC), datetime(2026, 1, 21, 0, tzinfo=UTC),
+               *(moment + delta for moment in handoffs[1:12:3] for delta in (-timedelta(minutes=1), timedelta(0))),
+               START - timedelta(days=6), START + timedelta(weeks=11, days=6)]
+    config = tmp_path / "gateway.yaml"
+    for at in samples:
+        expected = _cli(config, at)
+        assert {k: v for k, v in _on_call(team_events, at).items()} == {
+            k: v for k, v in expected.items() if k[0] == "sre"}, at
+        assert _on_call(dba_events, at) == {("dba", "primary"): "carol"}, at
+        mine = {**_on_call(carol_events, at), **_on_call(everyone["alice"], at), **_on_call(everyone["bob"], at)}
+        assert mine == {k: v for k, v in expected.items() if k[0] == "sre"} | {("dba", "primary"): "carol"}, at
+    assert _on_call(team_events, datetime(2026, 1, 8, 12, tzinfo=UTC)) == {
+        ("sre", "primary"): "bob", ("sre", "secondary"): "alice"}  # the store's override, swapped in
+
+
+async def test_an_override_splits_a_shift_and_uids_stay_stable(gateway: Gateway) -> None:
+    url = (await _feed(gateway, {"team": "sre"}))["url"]
+    before = await _events(gateway, url)
+    # Week of 2026-01-12 09:00: bob primary. A store override puts carol on for a day in the middle.
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", {
+        "role": "primary", "engineer": "carol", "start": "2026-01-14T09:00:00Z", "end": "2026-01-15T09:00:00Z"})
+    assert status == 201
+    await gateway.clock.advance(3600)
+    after = await _events(gateway, url)
+
+    def primaries(events: list[icalendar.Event]) -> list[tuple[datetime, datetime, str, str]]:
+        return sorted((e.decoded("dtstart"), e.decoded("dtend"), str(e["summary"]), str(e["uid"]))
+                      for e in events if str(e["summary"]).startswith("Primary")
+                      and WEEK_START <= e.decoded("dtstart") < WEEK_START + timedelta(days=7))
+
+    week = primaries(before)
+    assert [(s, e, summary) for s, e, summary, _ in week] == [
+        (datetime(2026, 1, 12, 9, tzinfo=UTC), datetime(2026, 1, 19, 9, tzinfo=UTC), "Primary on call: Bob (sre)")]
+    split = primaries(after)
+    assert [(s, e, summary) for s, e, summary, _ in split] == [
+        (datetime(2026, 1, 12, 9, tzinfo=UTC), datetime(2026, 1, 14, 9, tzinfo=UTC), "Primary on call: Bob (sre)"),
+        (datetime(2026, 1, 14, 9, tzinfo=UTC), datetime(2026, 1, 15, 9, tzinfo=UTC), "Primary on call: Carol (sre)"),
+        (datetime(2026, 1, 15, 9, tzinfo=UTC), datetime(2026, 1, 19, 9, tzinfo=UTC), "Primary on call: Bob (sre)"),
+    ]
+    assert split[0][3] == week[0][3]  # the shift's first part keeps its UID: calendar apps update it in place
+    assert len({uid for *_, uid in split}) == 3
+    # Unchanged events keep their UIDs from one fetch to the next; DTSTAMP is the (injected) clock's now.
+    unchanged = {str(e["uid"]) for e in before} & {str(e["uid"]) for e in after}
+    assert len(unchanged) >= len(before) - 2
+    assert all(e.decoded("dtstamp") == START + timedelta(hours=1) for e in after)
+    # The window: a week back and twelve weeks ahead, nothing entirely outside it.
+    now = START + timedelta(hours=1)
+    assert all(e.decoded("dtend") > now - timedelta(weeks=1) and e.decoded("dtstart") < now + timedelta(weeks=12)
+               for e in after)
+    assert min(e.decoded("dtstart") for e in after) <= now - timedelta(weeks=1)
+    assert max(e.decoded("dtend") for e in after) >= now + timedelta(weeks=12)
