@@ -14,6 +14,8 @@ from core.clock import Clock, SystemClock
 from core.phone import mask_numbers_in
 from gateway.alerts import AlertService
 from gateway.config import Config
+from gateway.console import views as console
+from gateway.console.hub import EventHub, phone_listener, watched
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.overrides import Schedule
@@ -74,8 +76,11 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
               calendar.routes]
+    app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
+    tables.append(console.routes)
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
+        providers.sandbox.on_change = phone_listener(app[console.HUB])
     routes = [checked_by_provider(route) for route in providers.webhook_routes] + providers.api_routes
     routes += [route for table in tables for route in table if isinstance(route, web.RouteDef)]
     app.router.add_routes([hardened(route) for route in routes] + [catch_all()])
@@ -90,6 +95,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     cluster = app[CLUSTER] = make_cluster(config, store)
     schedule = app[overrides.SCHEDULE] = Schedule(config, store)  # the teams with run-time overrides
     await schedule.load()
+    store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
     # upward only through the callbacks handed to it here (bound late: each names a service built below).

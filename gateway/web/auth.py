@@ -44,6 +44,7 @@ class Auth(enum.Enum):
     TOKEN_OR_ROUTING_KEY = "bearer token or routing_key"  # PagerDuty Events API v2
     PROVIDER = "provider signature"  # e.g. X-Twilio-Signature, checked by the provider's own routes
     NONE = "none"  # health, readiness, the API description
+    SESSION = "console session cookie"  # the console's pages (gateway/console/gate.py)
 
 
 class Role(enum.Enum):
@@ -192,6 +193,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     kind = declared(match.handler)
     if kind in (Auth.NONE, Auth.PROVIDER):
         return await handler(request)
+    if kind is Auth.SESSION:
+        from gateway.console.gate import session_gate  # it imports this module
+
+        return await session_gate(request, handler, declared_role(match.handler, request.method))
     config = request.app[CONFIG]
     if kind is Auth.CALENDAR_FEED:
         request[FEED] = await _calendar_feed(request)

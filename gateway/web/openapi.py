@@ -707,6 +707,8 @@ def document(app: web.Application) -> Schema:
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None or is_catch_all(route):
             continue
+        if route.resource.canonical.startswith("/console"):  # the console's HTML pages
+            continue
         path = route.resource.canonical
         paths.setdefault(path, {})[route.method.lower()] = operation_for(
             route.method, path, declared(route.handler), declared_role(route.handler, route.method))

@@ -16,7 +16,7 @@ from gateway.web.auth import Auth, declared, routing_key_known, token_name
 from gateway.web.fallback import is_catch_all
 from tests.support import BASE_CONFIG, Gateway, write_config
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/console/sign-in", "/console/static/{name}"}
 DEEP = b"[" * 100_000
 
 
@@ -40,6 +40,14 @@ async def test_every_route_but_health_needs_a_token_before_its_body_is_read(gate
             continue
         if path in PUBLIC or is_catch_all(route):
             assert declared(route.handler) is Auth.NONE
+            continue
+        if path.startswith("/console"):  # the console's pages: a session cookie, else the sign-in page
+            assert declared(route.handler) is Auth.SESSION, path
+            for headers in ({}, {"Authorization": "Bearer test-token"}, {"Cookie": "gateway_console=forged.x"}):
+                async with gateway.client.request(route.method, _concrete(path), data=DEEP, headers=headers,
+                                                  allow_redirects=False) as resp:
+                    assert resp.status == 303 and resp.headers["Location"].startswith("/console/sign-in"), path
+            checked += 1
             continue
         assert declared(route.handler) in (Auth.TOKEN, Auth.TOKEN_OR_QUERY, Auth.TOKEN_OR_ROUTING_KEY), path
         for headers in ({}, {"Authorization": "Bearer wrong"}):
