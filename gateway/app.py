@@ -15,7 +15,7 @@ from core.phone import mask_numbers_in
 from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.console import views as console
-from gateway.console.hub import EventHub, phone_listener, watched
+from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.overrides import Schedule
@@ -119,7 +119,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
-    await cluster.start(PeerEvents(paging, scheduler, providers.manager, hotline, schedule))
+    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule), app[console.HUB]))
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))

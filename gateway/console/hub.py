@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from gateway.cluster import Peers
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -98,3 +99,26 @@ def watched(store: Store, hub: EventHub) -> Store:
 def phone_listener(hub: EventHub) -> Callable[[str], None]:
     """The sandbox's callback: a simulated phone changed."""
     return lambda number: hub.publish("phone", number=number)
+
+
+class _Relayed:
+    """Peers (gateway/cluster.py) that also tell this gateway's browsers what other gateways changed."""
+
+    def __init__(self, peers: Peers, hub: EventHub) -> None:
+        self._peers = peers
+        self._hub = hub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._peers, name)
+
+    async def alert_closed_elsewhere(self, alert_id: int) -> None:
+        await self._peers.alert_closed_elsewhere(alert_id)
+        self._hub.publish("alert", id=alert_id)
+
+
+def relayed(peers: Peers, hub: EventHub) -> Peers:
+    """``peers`` whose 'an alert was acknowledged or resolved on another gateway' also reaches the console.
+
+    Other changes made on another gateway (a new alert, a page's outcome) reach a browser when its event
+    stream reconnects or the next change here makes it fetch its page again."""
+    return cast(Peers, _Relayed(peers, hub))

@@ -1,0 +1,69 @@
+"""The console's event hub: what the services commit, and what other gateways push, reaches the browsers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from core.enums import AlertStatus, Priority
+from gateway.console.hub import EventHub, relayed, watched
+from gateway.sqlite_store import SqliteStore
+from gateway.store import NewAlert
+
+
+def drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
+
+
+async def test_alert_changes_written_through_the_store_are_published(tmp_path: Path) -> None:
+    hub = EventHub()
+    queue = hub.subscribe()
+    raw = SqliteStore(tmp_path / "gateway.db")
+    await raw.open()
+    try:
+        store = watched(raw, hub)
+        new = NewAlert(dedup_key="k", priority=Priority.LOW, source="api", summary="s", team="sre",
+                       policy="default", route="r")
+        alert, created, _ = await store.create_alert(new, now=1.0, escalate_at=None, note="triggered")
+        assert created and drain(queue) == [("alert", {"id": alert.id})]
+        await store.set_priority(alert.id, Priority.HIGH, now=2.0, note="raised")
+        await store.change_status(alert.id, AlertStatus.ACKNOWLEDGED, now=3.0, by="x", note="ack")
+        assert drain(queue) == [("alert", {"id": alert.id})] * 2
+        assert (await store.get_alert(alert.id)) is not None and drain(queue) == []  # reads publish nothing
+    finally:
+        await raw.close()
+
+
+async def test_a_browser_far_behind_is_told_to_fetch_again() -> None:
+    hub = EventHub()
+    queue = hub.subscribe()
+    for n in range(1000):
+        hub.publish("alert", id=n)
+    assert ("resync", {}) in drain(queue)
+    hub.unsubscribe(queue)
+    hub.publish("alert", id=1)
+    assert queue.empty() and hub.listeners == 0
+
+
+async def test_an_alert_closed_on_another_gateway_is_published() -> None:
+    class Peers:
+        def __init__(self) -> None:
+            self.closed: list[int] = []
+
+        async def alert_closed_elsewhere(self, alert_id: int) -> None:
+            self.closed.append(alert_id)
+
+        async def rejoined(self) -> None:
+            self.closed.append(-1)
+
+    hub = EventHub()
+    queue = hub.subscribe()
+    peers = Peers()
+    relay = relayed(peers, hub)  # type: ignore[arg-type]
+    await relay.alert_closed_elsewhere(7)
+    await relay.rejoined()
+    assert peers.closed == [7, -1] and drain(queue) == [("alert", {"id": 7})]
