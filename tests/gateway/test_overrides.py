@@ -15,7 +15,7 @@ from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import load_config
 from tests.postgres import PgDatabase
-from tests.support import AUTH, BASE_CONFIG, TOKEN, Gateway, eventually, write_config
+from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, TOKEN, Gateway, eventually, write_config
 
 # The clock starts at 2026-01-07T12:00Z: in team sre's first week alice is primary, bob secondary.
 CONFIG = BASE_CONFIG.replace(
@@ -151,3 +151,18 @@ async def test_an_override_added_on_one_gateway_reaches_another_on_the_same_post
 
     await eventually(back_on_two)
     assert "sre   Alice" in _cli_oncall(tmp_path / "gateway.yaml", "--at", "2026-01-07T12:00:00+00:00")
+
+
+async def test_the_hotline_screens_whoever_an_override_put_on_call(aiohttp_client: Callable[..., Any],
+                                                                   tmp_path: Path) -> None:
+    from tests.gateway.test_hotline_story import HOTLINE_CONFIG, _dial
+
+    clock = FakeClock()
+    hotline = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, HOTLINE_CONFIG)),
+                                                      clock=clock)), clock)
+    status, _ = await hotline.post("/api/v1/teams/sre/overrides", SWAP)  # bob primary, alice secondary
+    assert status == 201
+    await _dial(hotline, "1")
+    bob = await hotline.ringing(BOB)
+    assert bob["call"]["state"] == "ringing"
+    assert (await hotline.phone(ALICE))["call"] is None  # the rotation's primary is not called first
