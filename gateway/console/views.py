@@ -353,6 +353,26 @@ async def phones_page(request: web.Request) -> web.Response:
 _PHONE_ACTIONS = ("answer", "press", "reject", "hangup", "reply", "dial")
 
 
+@routes.post("/console/dial")
+@auth(Auth.SESSION, role=Role.RESPONDER)
+async def dial(request: web.Request) -> web.StreamResponse:
+    """The dial pad: any number (a caller's phone) calls another (a hotline)."""
+    if SANDBOX not in request.app:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    region = request.app[CONFIG].default_region
+    message = ""
+    try:
+        caller = normalize(str(form.get("from", "")), region)
+        await request.app[SANDBOX].dial(caller, normalize(str(form.get("to", "")), region))
+    except InvalidNumber as exc:
+        message = f"not a phone number ({exc.reason})"
+    except PhoneError as exc:
+        message = str(exc)
+    suffix = f"?{urlencode({'message': message})}" if message else ""
+    raise web.HTTPSeeOther(f"/console/phones{suffix}")
+
+
 @routes.post("/console/phones/{number}/{action}")
 @auth(Auth.SESSION, role=Role.RESPONDER)
 async def phone_action(request: web.Request) -> web.StreamResponse:

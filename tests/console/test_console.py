@@ -156,14 +156,22 @@ async def test_the_sandbox_story_by_clicking_phones(console: Console) -> None:
     await expect(page.locator("#pages")).to_contain_text(re.compile("acknowledged"), timeout=WAIT_MS)
 
 
-async def test_a_caller_dials_the_hotline_from_a_phone_card(console: Console) -> None:
+async def test_a_caller_dials_the_hotline_from_the_dial_pad_and_the_primary_takes_it(console: Console) -> None:
     page = await console.signed_in()
     await page.goto(console.url("/console/phones"))
-    bob = page.locator("article[data-number='+15550000002']")
-    await bob.locator("summary").click()
-    await bob.locator("input[name=to]").fill(HOTLINE)
-    await bob.locator("button:has-text('Call')").click()
-    await expect(page.locator("article[data-number='+15550000002'] .hearing")).to_contain_text(
-        "hotline", timeout=WAIT_MS)
+    await page.fill("#dialpad input[name=from]", "+15557770001")
+    await page.select_option("#dialpad select[name=to]", HOTLINE)
+    await page.click("#dialpad button:has-text('Call')")
+    caller = page.locator("article[data-number='+15557770001']")
+    await expect(caller.locator(".hearing")).to_contain_text("music on hold", timeout=WAIT_MS)
     await page.goto(console.url("/console/hotline"))
-    await expect(page.locator("#hotline-history")).to_contain_text("ops", timeout=WAIT_MS)
+    await expect(page.locator("#waiting")).to_contain_text("+1555***0001", timeout=WAIT_MS)
+    await page.goto(console.url("/console/phones"))
+    alice = page.locator(f"article[data-number='{ALICE}']")
+    await expect(alice).to_have_attribute("data-state", "ringing", timeout=WAIT_MS)
+    await alice.locator("button:has-text('Answer')").click()
+    await alice.locator("button:has-text('Press 1')").click()
+    await expect(caller.locator(".hearing")).to_contain_text(f"connected to {ALICE}", timeout=WAIT_MS)
+    await page.goto(console.url("/console/hotline"))
+    await expect(page.locator("#waiting")).to_contain_text("Nobody is waiting", timeout=WAIT_MS)
+    await expect(page.locator("#hotline-history")).to_contain_text("alice (accepted)", timeout=WAIT_MS)
