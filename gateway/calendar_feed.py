@@ -27,6 +27,7 @@ PAST = timedelta(weeks=1)
 AHEAD = timedelta(weeks=12)
 MARGIN = timedelta(weeks=8)  # looked at beyond the window on each side, so stretches keep their real edges
 ROLES = ("primary", "secondary")
+MAX_STEPS = 20_000  # answers looked up per team and fetch: a rotation of one-minute shifts is cut short, not slow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +56,9 @@ def stretches(team: Team, start: datetime, end: datetime) -> list[Stretch]:
                                  open_start=held[1] == start, open_end=open_end))
         current[role] = None
 
-    while at < end:
+    steps = 0
+    while at < end and steps < MAX_STEPS:
+        steps += 1
         answer = who_is_on_call(team, at)
         for role, who in (("primary", answer.primary), ("secondary", answer.secondary)):
             held = current[role]
@@ -66,7 +69,7 @@ def stretches(team: Team, start: datetime, end: datetime) -> list[Stretch]:
                 current[role] = (who, at)
         at = min(answer.until, end) if answer.until is not None else end
     for role in ROLES:
-        close(role, end, open_end=True)
+        close(role, min(at, end), open_end=True)
     return sorted(found, key=lambda s: (s.start, ROLES.index(s.role)))
 
 

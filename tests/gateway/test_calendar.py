@@ -191,3 +191,15 @@ async def test_an_override_splits_a_shift_and_uids_stay_stable(gateway: Gateway)
                for e in after)
     assert min(e.decoded("dtstart") for e in after) <= now - timedelta(weeks=1)
     assert max(e.decoded("dtend") for e in after) >= now + timedelta(weeks=12)
+
+
+def test_a_rotation_of_very_short_shifts_is_cut_short_not_slow() -> None:
+    from gateway.calendar_feed import MAX_STEPS, stretches
+    from gateway.config import Rotation, Team
+
+    rotation = Rotation(kind="custom", shift=timedelta(seconds=1), start=START.date(), handoff=START.time(),
+                        time_zone="UTC")
+    team = Team(id="t", members=("a", "b"), rotation=rotation)
+    found = stretches(team, START, START + timedelta(weeks=4))
+    assert len(found) == 2 * MAX_STEPS
+    assert found[-1].open_end and found[-1].end == START + timedelta(seconds=MAX_STEPS)
