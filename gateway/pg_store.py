@@ -217,12 +217,14 @@ def _dedup_lock(dedup_key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _note_arrays(entries: Sequence[TimelineEntry]) -> tuple[list[int], list[float], list[str], list[str], list[str]]:
+    return ([e.alert_id for e in entries], [e.at for e in entries], [_in(e.kind) for e in entries],
+            [_in(e.message) for e in entries], [json.dumps(e.data) for e in entries])
+
+
 async def _log(db: _Db, entries: Sequence[TimelineEntry]) -> None:
     if entries:
-        await db.execute(
-            _INSERT_NOTES, [e.alert_id for e in entries], [e.at for e in entries], [_in(e.kind) for e in entries],
-            [_in(e.message) for e in entries], [json.dumps(e.data) for e in entries],
-        )
+        await db.execute(_INSERT_NOTES, *_note_arrays(entries))
 
 
 async def _rollback(db: _Db) -> None:
@@ -586,17 +588,19 @@ class PgStore:
     async def finish_page(
         self, page_id: int, *, outcome: str, detail: str, now: float, note: TimelineEntry | None
     ) -> Page | None:
-        async with self.transaction() as db:
-            row = await db.fetchrow(
-                f"UPDATE pages SET status = 'done', outcome = $1, detail = $2, updated_at = $3"
-                f" WHERE id = $4 AND status <> 'done' RETURNING {_PAGE_COLUMNS}",
-                _in(outcome), _in(detail), now, page_id,
-            )
-            if row is None:
-                return None
-            if note is not None:
-                await _log(db, [note])
-            return _page(row)
+        # One statement (every call's outcome comes here): the page, and its note only when the page changed.
+        entries = [note] if note is not None else []
+        row = await self._live_pool().fetchrow(
+            f"WITH page AS (UPDATE pages SET status = 'done', outcome = $1, detail = $2, updated_at = $3"
+            f" WHERE id = $4 AND status <> 'done' RETURNING {_PAGE_COLUMNS}),"
+            f" note AS (INSERT INTO timeline (alert_id, at, kind, message, data)"
+            f" SELECT t.alert_id, t.at, t.kind, t.message, t.data FROM page,"
+            f" unnest($5::bigint[], $6::float8[], $7::text[], $8::text[], $9::text[]) AS t (alert_id, at, kind,"
+            f" message, data))"
+            f" SELECT {_PAGE_COLUMNS} FROM page",
+            _in(outcome), _in(detail), now, page_id, *_note_arrays(entries),
+        )
+        return _page(row) if row is not None else None
 
     async def latest_alert_paged_to(self, engineer: str, *, statuses: tuple[str, ...]) -> Alert | None:
         columns = ", ".join(f"a.{c.strip()}" for c in _ALERT_COLUMNS.split(","))
@@ -616,8 +620,8 @@ class PgStore:
     # ------------------------------------------------------------- timeline
 
     async def add_timeline(self, entry: TimelineEntry) -> None:
-        async with self.transaction() as db:  # not idempotent: a transaction, never run twice
-            await _log(db, [entry])
+        # One statement, never run twice (not idempotent).
+        await self._live_pool().execute(_INSERT_NOTES, *_note_arrays([entry]))
 
     # --------------------------------------------------------- call sessions
 
