@@ -93,6 +93,26 @@ ORDER BY t.n
 # page be sent again (as a gateway crash between dialling and marking does). Everything an alert, a step, an
 # outcome or a live call needs stays durable.
 _ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+# reschedule in one statement: the alert locked and still triggered, the escalation still as expected; then
+# next_due (back to step 1, round 1, with $7) and the owner, which is whoever moves an escalation (an
+# engineer's answer may reach any gateway: that one runs the escalation from then on); and the note.
+_RESCHEDULE = """
+WITH alert AS (
+    SELECT id FROM alerts WHERE id = $1 AND status = 'triggered' FOR UPDATE
+), moved AS (
+    UPDATE escalations e SET next_due = $5, owner = $6,
+        step = CASE WHEN $7 THEN 0 ELSE e.step END, repeat = CASE WHEN $7 THEN 0 ELSE e.repeat END
+    FROM alert
+    WHERE e.alert_id = alert.id AND e.step = $2 AND e.repeat = $3 AND e.next_due IS NOT DISTINCT FROM $4
+    RETURNING e.alert_id
+), note AS (
+    INSERT INTO timeline (alert_id, at, kind, message, data)
+    SELECT t.alert_id, t.at, t.kind, t.message, t.data
+    FROM moved, unnest($8::bigint[], $9::float8[], $10::text[], $11::text[], $12::text[])
+        AS t (alert_id, at, kind, message, data)
+)
+SELECT count(*) FROM moved
+"""
 MARK_PAGE_SENT = (f"UPDATE pages SET status = 'sent', updated_at = $1 FROM {_ASYNC_COMMIT}"
                   " WHERE id = $2 AND status = 'due'")
 
@@ -495,19 +515,13 @@ class PgStore:
         now: float,
         restart: bool = False,
     ) -> bool:
-        async with self.transaction() as db:
-            if not await _matches(db, expect):
-                return False
-            # Whoever moves an escalation runs it from then on (an engineer's answer may reach any gateway).
-            if restart:
-                await db.execute("UPDATE escalations SET step = 0, repeat = 0, next_due = $1, owner = $3"
-                                 " WHERE alert_id = $2", next_due, alert_id, self.gateway_id)
-            else:
-                await db.execute("UPDATE escalations SET next_due = $1, owner = $3 WHERE alert_id = $2",
-                                 next_due, alert_id, self.gateway_id)
-            if note:
-                await _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note)])
-            return True
+        # One statement (every unanswered step comes here). The alert's row is locked first, as in
+        # _matches: a concurrent acknowledgement commits before this reads it, or waits for this.
+        notes = [TimelineEntry(alert_id=alert_id, at=now, kind="escalation", message=note)] if note else []
+        moved = await self._live_pool().fetchval(
+            _RESCHEDULE, alert_id, expect.step, expect.repeat, expect.next_due, next_due, self.gateway_id, restart,
+            *_note_arrays(notes))
+        return bool(moved)
 
     async def start_step(self, alert_id: int, *, expect: Escalation, plan: StepPlan, now: float) -> list[Page] | None:
         async with self.transaction() as db:
