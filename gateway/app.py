@@ -77,6 +77,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
               metrics.routes, openapi.routes, overrides.routes,
               calendar.routes]
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
+    app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox

@@ -26,6 +26,7 @@ _QUEUE = 256  # a browser that falls this far behind gets a "resync" and fetches
 class EventHub:
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[Event]] = set()
+        self.closed = False
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE)
@@ -49,6 +50,14 @@ class EventHub:
                     queue.get_nowait()
                 queue.put_nowait(("resync", {}))
 
+    def close(self) -> None:
+        """The gateway is stopping: every stream ends now (an open one would hold the shutdown up)."""
+        self.closed = True
+        for queue in list(self._queues):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(("close", {}))
+
 
 # Store methods that change an alert, and how to find the alert's id in their arguments and result.
 _BY_ARGUMENT = ("change_status", "set_priority", "begin_escalation", "reschedule", "start_step", "add_pages")
@@ -62,6 +71,12 @@ class _Watched:
         self._hub = hub
 
     def __getattr__(self, name: str) -> Any:
+        found = self._wrap(name)
+        if callable(found):
+            setattr(self, name, found)  # looked up once: the next call finds it without __getattr__
+        return found
+
+    def _wrap(self, name: str) -> Any:
         inner = getattr(self._store, name)
         if name in _BY_ARGUMENT:
             async def by_argument(alert_id: int, *args: Any, **kwargs: Any) -> Any:
@@ -80,12 +95,11 @@ class _Watched:
                 await inner(entry)
                 self._hub.publish("alert", id=entry.alert_id)
             return noted
-        if name in ("finish_page", "mark_page_sent"):
+        if name == "finish_page":
             async def paged(page_id: int, *args: Any, **kwargs: Any) -> Any:
                 result = await inner(page_id, *args, **kwargs)
-                page = result if result is not None else await self._store.get_page(page_id)
-                if page is not None:
-                    self._hub.publish("alert", id=page.alert_id)
+                if result is not None:  # None: it was finished already
+                    self._hub.publish("alert", id=result.alert_id)
                 return result
             return paged
         return inner

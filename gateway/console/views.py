@@ -117,6 +117,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     queue = hub.subscribe()
+    if hub.closed:
+        hub.unsubscribe(queue)
+        return response
     try:
         await response.write(b"retry: 1000\n: connected\n\n")
         while True:
@@ -125,12 +128,19 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": ping\n\n")
                 continue
+            if topic == "close":
+                break
             await response.write(f"event: {topic}\ndata: {json.dumps(data)}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         hub.unsubscribe(queue)
     return response
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown``: end the event streams, which would otherwise hold the shutdown up."""
+    app[HUB].close()
 
 
 # ------------------------------------------------------------------- alerts

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestClient
+
+from core.clock import FakeClock
 from core.enums import AlertStatus, Priority
+from gateway.app import create_app
+from gateway.config import load_config
 from gateway.console.hub import EventHub, relayed, watched
+from gateway.console.views import close_streams
 from gateway.sqlite_store import SqliteStore
 from gateway.store import NewAlert
+from tests.support import TOKEN, write_config
 
 
 def drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -67,3 +75,19 @@ async def test_an_alert_closed_on_another_gateway_is_published() -> None:
     await relay.alert_closed_elsewhere(7)
     await relay.rejoined()
     assert peers.closed == [7, -1] and drain(queue) == [("alert", {"id": 7})]
+
+
+async def test_the_event_streams_end_when_the_gateway_stops(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> None:
+    # An open stream would otherwise hold the gateway's shutdown up (aiohttp waits for running handlers).
+    app = create_app(load_config(write_config(tmp_path)), clock=FakeClock())
+    client = await aiohttp_client(app)
+    signed = await client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert signed.status == 303
+    async with client.get("/console/events") as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        assert (await stream.content.readuntil(b"\n\n")).startswith(b"retry:")
+        await close_streams(app)
+        rest = await asyncio.wait_for(stream.content.read(), 30)  # EOF: the handler returned
+        assert b"event:" not in rest
