@@ -329,7 +329,7 @@ async def system_page(request: web.Request) -> web.Response:
         reserved=dispatcher.reserved_for_high, provider=dispatcher.provider.name,
         checks=request.app[PROVIDERS].readiness(), store_kind="PostgreSQL" if config.store_url else "SQLite",
         store_where=describe_store(config), store_state=store_state, cluster=problem or "ok", version=version,
-        gateways=gateways, listeners=request.app[HUB].listeners,
+        gateways=gateways,
     )
     return page(request, "system_live.html" if _partial(request) else "system.html", **context)
 
