@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -77,6 +77,10 @@ async def sign_in_form(request: web.Request) -> web.Response:
 @auth(Auth.NONE)
 async def sign_in(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc not in (request.host, urlsplit(config.public_url).netloc):
+        # Another site's form signing this browser in to a session of its choosing (login CSRF).
+        return refusal(request, 403, "Sign in from this gateway's own sign-in page.")
     form = await request.post()
     presented, wanted = form.get("token"), form.get("next")
     target = _next(wanted if isinstance(wanted, str) else "")

@@ -39,6 +39,9 @@ async def test_unauthenticated_pages_go_to_sign_in_and_the_api_stays_token_only(
     await page.fill("input[name=token]", "not-a-token")
     await page.click("button[type=submit]")
     await expect(page.locator(".error")).to_contain_text("not an API token", timeout=WAIT_MS)
+    elsewhere = await page.request.post(console.url("/console/sign-in"), form={"token": "test-token"},
+                                        headers={"Origin": "https://evil.example"}, max_redirects=0)
+    assert elsewhere.status == 403 and "set-cookie" not in elsewhere.headers
     page = await console.signed_in()
     cookies = await page.context.cookies()
     (cookie,) = [c for c in cookies if c["name"] == "gateway_console"]
