@@ -28,9 +28,24 @@ def as_override(stored: StoredOverride) -> Override:
                     role=stored.role, engineer=stored.engineer)
 
 
-def merged(team: Team, stored: Sequence[StoredOverride]) -> Team:
-    """``team`` with the store's overrides after its own (creation order: the latest wins)."""
-    ours = [as_override(item) for item in sorted(stored, key=lambda item: item.id) if item.team == team.id]
+def merged(team: Team, stored: Sequence[StoredOverride], *, warned: set[int] | None = None) -> Team:
+    """``team`` with the store's overrides after its own (creation order: the latest wins).
+
+    An override naming an engineer who is no longer a member of the team (removed from the YAML since) is
+    left out, with a warning (once per override when ``warned`` remembers them): nobody could page them.
+    """
+    ours = []
+    for item in sorted(stored, key=lambda item: item.id):
+        if item.team != team.id:
+            continue
+        if item.engineer not in team.members:
+            if warned is None or item.id not in warned:
+                log.warning("override %d of team %s ignored: %s is not a member of the team (any more)",
+                            item.id, team.id, item.engineer)
+                if warned is not None:
+                    warned.add(item.id)
+            continue
+        ours.append(as_override(item))
     return replace(team, overrides=team.overrides + tuple(ours)) if ours else team
 
 
@@ -43,6 +58,7 @@ class Schedule:
         self._stored: dict[str, list[StoredOverride]] = {}
         self._teams: dict[str, Team] = dict(config.teams)
         self._lock = asyncio.Lock()  # one reload at a time: a slow read cannot overwrite a newer one
+        self._warned: set[int] = set()  # overrides of former members, warned about once
 
     async def load(self) -> None:
         """Read every team's overrides (at start, and after being cut off from the other gateways)."""
@@ -60,7 +76,7 @@ class Schedule:
 
     def _set(self, team_id: str, stored: list[StoredOverride]) -> None:
         self._stored[team_id] = stored
-        self._teams[team_id] = merged(self.config.teams[team_id], stored)
+        self._teams[team_id] = merged(self.config.teams[team_id], stored, warned=self._warned)
 
     def team(self, team_id: str) -> Team | None:
         """The team with every override in force, or None when the config has no such team."""

@@ -58,9 +58,9 @@ def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None,
         raise invalid("team", f"unknown team {team!r}", team=team)
     oncall = who_is_on_call(request.app[SCHEDULE].team(team) or config.teams[team],
                             to_datetime(request.app[CLOCK].now()))
-    if oncall.primary is None:
+    engineer = config.engineers.get(oncall.primary) if oncall.primary is not None else None
+    if engineer is None:  # nobody, or (not expected: the schedule drops them) an engineer the config lacks
         raise ApiError(409, "nobody_on_call", f"nobody is on call for team {team}")
-    engineer = config.engineers[oncall.primary]
     return [(engineer.id, engineer.phones[0])]
 
 

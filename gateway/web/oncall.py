@@ -24,7 +24,9 @@ _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 def _person(config: Config, engineer_id: str | None) -> dict[str, Any] | None:
     if engineer_id is None:
         return None
-    engineer = config.engineers[engineer_id]
+    engineer = config.engineers.get(engineer_id)
+    if engineer is None:  # not expected (the schedule drops overrides of former members): named, not a 500
+        return {"id": engineer_id, "name": engineer_id, "phone": None}
     return {"id": engineer.id, "name": engineer.name, "phone": mask(engineer.phones[0])}
 
 

@@ -3,6 +3,7 @@ and on every gateway sharing one PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -166,3 +167,42 @@ async def test_the_hotline_screens_whoever_an_override_put_on_call(aiohttp_clien
     bob = await hotline.ringing(BOB)
     assert bob["call"]["state"] == "ringing"
     assert (await hotline.phone(ALICE))["call"] is None  # the rotation's primary is not called first
+
+
+# bob leaves: gone from the engineers and from team sre (and from the YAML's own override)
+WITHOUT_BOB = (CONFIG.replace('  bob: {name: Bob, phones: ["+15550000002"]}\n', "")
+               .replace("members: [alice, bob]", "members: [alice]")
+               .replace('      - {start: "2026-01-20T00:00Z", end: "2026-01-21T00:00Z", engineer: bob, '
+                        'role: primary}\n', "").replace("    overrides:\n", ""))
+
+
+async def test_a_stored_override_of_a_former_member_is_ignored_with_a_warning(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert "bob" not in WITHOUT_BOB
+    client = await aiohttp_client(create_app(load_config(write_config(tmp_path, CONFIG)), clock=FakeClock()))
+    status, added = await Gateway(client, FakeClock()).post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201, added
+    await client.close()
+
+    clock = FakeClock()
+    with caplog.at_level(logging.WARNING, logger="gateway.overrides"):
+        after = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, WITHOUT_BOB)),
+                                                        clock=clock)), clock)
+        assert await _primary(after) == "alice"  # was a 500 (bob is no engineer any more)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"override {added['id']} " in m and "bob" in m for m in warnings), warnings
+    status, listed = await after.get("/api/v1/teams/sre/overrides")
+    assert [o["engineer"]["id"] for o in listed["overrides"]] == ["bob"]  # still listed: it can be removed
+
+    status, call = await after.post("/api/v1/calls", {"team": "sre", "message": "db down"})
+    assert status == 202, call  # was a 500
+    assert [p["engineer"] for p in call["pages"]] == ["alice"]
+
+    status, created = await after.post("/api/v1/alerts", {"summary": "disk", "team": "sre"})
+    assert status == 202, created
+
+    async def paged() -> list[str]:
+        return [p["engineer"] for p in (await after.alert(created["id"]))["pages"]]
+
+    assert await eventually(paged) == ["alice"]  # the step was skipped: nobody paged
