@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -121,12 +122,16 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await paging.start()
     await scheduler.start()
     await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule), app[console.HUB]))
+    await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
+    refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
     try:
         yield
     finally:
+        refresh.cancel()
+        await asyncio.gather(refresh, return_exceptions=True)
         await scheduler.stop()
         await paging.stop()
         await cluster.stop()

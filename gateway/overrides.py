@@ -22,6 +22,8 @@ from gateway.store import NewOverride, Store, StoredOverride
 
 log = logging.getLogger(__name__)
 
+REFRESH_S = 60.0  # every team's overrides are read again this often, whatever the pushes said
+
 
 def as_override(stored: StoredOverride) -> Override:
     return Override(start=datetime.fromtimestamp(stored.start, UTC), end=datetime.fromtimestamp(stored.end, UTC),
@@ -73,6 +75,20 @@ class Schedule:
             return
         async with self._lock:
             self._set(team_id, await self.store.list_overrides(team_id))
+
+    async def keep_fresh(self) -> None:
+        """Read every team's overrides again every ``REFRESH_S`` (one query): a safety net for a change pushed
+        by another gateway and lost (the push is the fast path); runs until cancelled."""
+        while True:
+            every_s = REFRESH_S
+            await asyncio.sleep(every_s)
+            try:
+                await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: the next round tries again
+                log.warning("overrides: could not read them again (%s); trying again in %.0f s",
+                            str(exc) or type(exc).__name__, every_s)
 
     def _set(self, team_id: str, stored: list[StoredOverride]) -> None:
         self._stored[team_id] = stored

@@ -249,4 +249,17 @@ class PgCluster:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("cluster: error while handling a push from another gateway: %.200r", message)
+                log.exception("cluster: error while handling a push from another gateway: %.200r; catching up",
+                              message)
+                await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """What a push said may be lost: look again as after a rejoin (the overrides read again, and more)."""
+        if self._peers is None:
+            return
+        try:
+            await self._peers.rejoined()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cluster: catching up failed too (the overrides are read again within a minute)")

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 
+import gateway.overrides as overrides_module
 from core.clock import FakeClock
 from gateway.app import create_app
-from gateway.config import load_config
+from gateway.config import Config, load_config
+from gateway.overrides import Schedule
+from gateway.pg_store import PgStore
+from gateway.store import NewOverride
 from tests.postgres import PgDatabase
 from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, TOKEN, Gateway, eventually, write_config
 
@@ -206,3 +210,81 @@ async def test_a_stored_override_of_a_former_member_is_ignored_with_a_warning(
         return [p["engineer"] for p in (await after.alert(created["id"]))["pages"]]
 
     assert await eventually(paged) == ["alice"]  # the step was skipped: nobody paged
+
+
+def _on_postgresql(tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("GATEWAY_TEST_PG_PASSWORD", pg_database.password or "")
+    text = CONFIG.replace("store:\n  path: gateway.db\n",
+                          f'store: {{url: "{pg_database.url}", password_env: GATEWAY_TEST_PG_PASSWORD}}\n')
+    return load_config(write_config(tmp_path, text))
+
+
+BOB_TODAY = NewOverride(team="sre", role="primary", engineer="bob", start=1767780000.0, end=1767866400.0,
+                        created_by="other")  # 2026-01-07T10:00Z to 2026-01-08T10:00Z
+
+
+async def test_an_override_committed_while_a_gateway_starts_is_seen_by_it(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another gateway adds an override after this one first read them and before it listens for pushes."""
+    config = _on_postgresql(tmp_path, pg_database, monkeypatch)
+    other = PgStore(pg_database.url, password=pg_database.password)
+    await other.open()
+    real_load, loads = Schedule.load, []
+
+    async def load_then_another_gateway_adds(self: Schedule) -> None:
+        await real_load(self)
+        loads.append(1)
+        if len(loads) == 1:
+            await other.add_override(BOB_TODAY, now=1767787200.0)
+
+    monkeypatch.setattr(Schedule, "load", load_then_another_gateway_adds)
+    clock = FakeClock()
+    try:
+        gateway = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+        assert await _primary(gateway) == "bob"  # was alice until sre changed again
+    finally:
+        await other.close()
+
+
+async def test_a_push_whose_handling_fails_makes_the_gateway_read_every_team_again(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _on_postgresql(tmp_path, pg_database, monkeypatch)
+
+    async def failing_reload(self: Schedule, team_id: str) -> None:
+        raise RuntimeError("reload failed")
+
+    monkeypatch.setattr(Schedule, "reload", failing_reload)
+    await _another_gateway_adds_and_this_one_sees(aiohttp_client, config, pg_database)
+
+
+async def test_a_lost_push_is_made_up_for_by_reading_the_overrides_again_now_and_then(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _on_postgresql(tmp_path, pg_database, monkeypatch)
+
+    async def lost(self: Schedule, team_id: str) -> None:
+        pass  # as if the push never arrived
+
+    monkeypatch.setattr(Schedule, "reload", lost)
+    monkeypatch.setattr(overrides_module, "REFRESH_S", 0.05)  # every 60 s in production
+    await _another_gateway_adds_and_this_one_sees(aiohttp_client, config, pg_database)
+
+
+async def _another_gateway_adds_and_this_one_sees(aiohttp_client: Callable[..., Any], config: Config,
+                                                  pg_database: PgDatabase) -> None:
+    other = PgStore(pg_database.url, password=pg_database.password)
+    await other.open()
+    clock = FakeClock()
+    try:
+        gateway = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+        assert await _primary(gateway) == "alice"
+        await other.add_override(BOB_TODAY, now=1767787200.0)
+
+        async def bob_primary() -> bool:
+            return await _primary(gateway) == "bob"
+
+        await eventually(bob_primary)
+    finally:
+        await other.close()
