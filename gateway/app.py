@@ -12,7 +12,6 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from core.clock import Clock, SystemClock
-from core.phone import mask_numbers_in
 from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.console import views as console
@@ -58,6 +57,7 @@ from gateway.web.keys import (
     STORE,
     TELEMETRY,
 )
+from gateway.web.log_paths import loggable
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,10 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
 
 
 class MaskingAccessLogger(AbstractAccessLogger):
-    """Access log lines with phone numbers in paths masked."""
+    """Access log lines with phone numbers in paths masked and calendar feed secrets redacted."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        path = mask_numbers_in(request.path)
+        path = loggable(request.path)
         self.logger.info('%s "%s %s" %d %.1fms', request.remote, request.method, path, response.status, time * 1000)
 
     @property

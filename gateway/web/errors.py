@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import DomainError
-from core.phone import mask_numbers_in
 from gateway.web.keys import CONFIG
+from gateway.web.log_paths import loggable
 
 log = logging.getLogger(__name__)
 
@@ -77,5 +77,5 @@ async def error_middleware(
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, mask_numbers_in(request.path))
+        log.exception("unhandled error in %s %s", request.method, loggable(request.path))
         return error_response(500, "internal_error", "internal error; see the gateway log")

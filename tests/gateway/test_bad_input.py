@@ -330,6 +330,25 @@ def test_access_log_masks_phone_numbers(caplog: pytest.LogCaptureFixture) -> Non
     assert caplog.text.count("***0101") == 3
 
 
+SECRET = "Jq3Zr0bQm1Vw8Kf2Lx9Tn4Hs7Pd5Cy6Ua0Ge3Ri1Ok8"
+
+
+async def test_neither_log_writes_a_calendar_feeds_secret(caplog: pytest.LogCaptureFixture) -> None:
+    """A feed is authenticated by the secret in its URL alone: the access log and the 500 line redact it."""
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    access = MaskingAccessLogger(logging.getLogger("tests.access"), "")
+    with caplog.at_level(logging.INFO):
+        for path in (f"/calendar/{SECRET}.ics", f"/calendar/{SECRET}", f"/calendar/{SECRET}.ics/more"):
+            access.log(make_mocked_request("GET", path), web.Response(status=200), 0.001)
+        response = await error_middleware(make_mocked_request("GET", f"/calendar/{SECRET}.ics"), broken)
+    assert response.status == 500
+    assert SECRET not in caplog.text and SECRET[:8] not in caplog.text, caplog.text
+    assert caplog.text.count("GET /calendar/<redacted>.ics") == 3  # two access lines and the 500 line
+    assert "GET /calendar/<redacted>/more" not in caplog.text and "/calendar/<redacted>.ics/more" in caplog.text
+
+
 @pytest.mark.parametrize("path", ["/api/v1/alerts", "/nope", "/api/v1/alerts/1", "/healthz"])
 async def test_a_non_utf8_expect_header_is_417_not_500(gateway: Gateway, path: str) -> None:
     # aiohttp answers Expect before any middleware, and its own answer echoes the header: 500 on \xff.
