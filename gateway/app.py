@@ -95,7 +95,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.open()
     cluster = app[CLUSTER] = make_cluster(config, store)
-    schedule = app[overrides.SCHEDULE] = Schedule(config, store)  # the teams with run-time overrides
+    schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock)  # the teams with run-time overrides
     await schedule.load()
     store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
     templates = Templates(config.templates_dir)

@@ -3,31 +3,40 @@
 What a feed holds: every stretch of one person in one role (primary or secondary) of a team that overlaps
 the window from one week before now to twelve weeks after, overrides included (an override splits a shift
 in three: before, the override, after). Each stretch is one VEVENT with its whole extent, even where it
-reaches outside the window, as far as the span looked at (eight weeks more on each side); a stretch longer
-than that is cut at its edge.
+reaches outside the window: its end as far as the span looked at (eight weeks more on each side), cut
+there; its start as far back as it goes (below).
 
 UIDs are stable across fetches: made from the team, role, engineer and start, so a calendar app updates an
-event in place when only its end moves (an override added later shortens it), and a start cut at the edge
-of the span counts as "open" rather than as a moving time.
+event in place when only its end moves (an override added later shortens it). A stretch that began before
+the span is looked for further back, so it keeps its real start (and UID) as the window slides; one that
+began before the rotation's first handoff (or 2000) starts "open" in its UID, a fixed point as well.
+(An override added at run time is forgotten nine weeks after it ended, ``gateway.overrides``: a stretch it
+bounded then begins earlier, once.)
+
+Cost: only the overrides overlapping a stretch of time can change the answers in it, so the span is
+looked at in chunks of ``CHUNK`` override edges, each with those overrides alone: about n x CHUNK
+comparisons for n overrides rather than n squared.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import icalendar
 
 from gateway.config import Config, Team
-from gateway.oncall import who_is_on_call
+from gateway.oncall import handoff_at, who_is_on_call
 
 PAST = timedelta(weeks=1)
 AHEAD = timedelta(weeks=12)
 MARGIN = timedelta(weeks=8)  # looked at beyond the window on each side, so stretches keep their real edges
 ROLES = ("primary", "secondary")
 MAX_STEPS = 20_000  # answers looked up per team and fetch: a rotation of one-minute shifts is cut short, not slow
+CHUNK = 64  # override edges per chunk of the span (see the cost, above)
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # a stretch's real start is not looked for before this
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,18 +65,23 @@ def stretches(team: Team, start: datetime, end: datetime) -> list[Stretch]:
                                  open_start=held[1] == start, open_end=open_end))
         current[role] = None
 
+    edges = sorted({moment for item in team.overrides for moment in (item.start, item.end) if start < moment < end})
     steps = 0
-    while at < end and steps < MAX_STEPS:
-        steps += 1
-        answer = who_is_on_call(team, at)
-        for role, who in (("primary", answer.primary), ("secondary", answer.secondary)):
-            held = current[role]
-            if held is not None and held[0] == who:
-                continue
-            close(role, at, open_end=False)
-            if who is not None:
-                current[role] = (who, at)
-        at = min(answer.until, end) if answer.until is not None else end
+    for cut in [*edges[CHUNK::CHUNK], end]:
+        # The answers before ``cut`` depend only on the overrides overlapping [at, cut), and their next
+        # change is the same, cut there (the same answer on both sides of a cut keeps one stretch).
+        part = replace(team, overrides=tuple(item for item in team.overrides if item.start < cut and item.end > at))
+        while at < cut and steps < MAX_STEPS:
+            steps += 1
+            answer = who_is_on_call(part, at)
+            for role, who in (("primary", answer.primary), ("secondary", answer.secondary)):
+                held = current[role]
+                if held is not None and held[0] == who:
+                    continue
+                close(role, at, open_end=False)
+                if who is not None:
+                    current[role] = (who, at)
+            at = min(answer.until, cut) if answer.until is not None else cut
     for role in ROLES:
         close(role, min(at, end), open_end=True)
     return sorted(found, key=lambda s: (s.start, ROLES.index(s.role)))
@@ -85,8 +99,23 @@ def feed_stretches(teams: Iterable[Team], now: datetime, *, engineer: str | None
     for team in teams:
         for item in stretches(team, first - MARGIN, last + MARGIN):
             if item.end > first and item.start < last and (engineer is None or item.engineer == engineer):
-                chosen.append(item)
+                chosen.append(_with_real_start(team, item) if item.open_start else item)
     return sorted(chosen, key=lambda s: (s.start, s.team, ROLES.index(s.role)))
+
+
+def _with_real_start(team: Team, item: Stretch) -> Stretch:
+    """``item`` (cut at the span's edge) from when it really began, looked for back to a fixed floor."""
+    floor = LONG_AGO if team.rotation is None else max(LONG_AGO, handoff_at(team.rotation, 0))
+    if floor >= item.start:
+        return item
+    earlier = [s for s in stretches(team, floor, item.start) if s.role == item.role]
+    if not earlier or earlier[-1].end != item.start:  # too many changes to look through: left open
+        return item
+    if earlier[-1].engineer != item.engineer:  # it did begin right at the edge
+        return replace(item, open_start=False)
+    if earlier[-1].open_start:  # on since before the floor
+        return replace(item, start=floor)
+    return replace(item, start=earlier[-1].start, open_start=False)
 
 
 def uid(item: Stretch, domain: str) -> str:
@@ -107,7 +136,9 @@ def ics(config: Config, items: Sequence[Stretch], *, name: str, now: datetime, d
     calendar.add("prodid", "-//oncall-gateway//on-call shifts//EN")
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
+    # No METHOD: a subscribed feed is a calendar, not an iTIP message (RFC 5546). METHOD:PUBLISH would call
+    # for an ORGANIZER in every event, and Outlook treats a file with METHOD as an invitation to act on;
+    # Google, Apple and Outlook subscribe to feeds without it alike (RFC 5545 makes it optional).
     calendar.add("x-wr-calname", name)
     calendar.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", "PT1H")

@@ -17,12 +17,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from core.clock import Clock, SystemClock
+from gateway import calendar_feed
 from gateway.config import Config, Override, Team
 from gateway.store import NewOverride, Store, StoredOverride
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 60.0  # every team's overrides are read again this often, whatever the pushes said
+FORGOTTEN_AFTER = calendar_feed.PAST + calendar_feed.MARGIN  # the calendar feeds' look-back: older ends unused
 
 
 def as_override(stored: StoredOverride) -> Override:
@@ -54,9 +57,10 @@ def merged(team: Team, stored: Sequence[StoredOverride], *, warned: set[int] | N
 class Schedule:
     """The teams as they stand now: the config's, with the store's overrides merged in."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock | None = None) -> None:
         self.config = config
         self.store = store
+        self.clock = clock or SystemClock()
         self._stored: dict[str, list[StoredOverride]] = {}
         self._teams: dict[str, Team] = dict(config.teams)
         self._lock = asyncio.Lock()  # one reload at a time: a slow read cannot overwrite a newer one
@@ -92,7 +96,12 @@ class Schedule:
 
     def _set(self, team_id: str, stored: list[StoredOverride]) -> None:
         self._stored[team_id] = stored
-        self._teams[team_id] = merged(self.config.teams[team_id], stored, warned=self._warned)
+        # Overrides long over are left out: every answer and calendar fetch would pay for them (the teams are
+        # built again at every reload, at least every REFRESH_S). An answer for a moment that long ago
+        # (/api/v1/oncall?at=) no longer shows them.
+        recent = self.clock.now() - FORGOTTEN_AFTER.total_seconds()
+        self._teams[team_id] = merged(self.config.teams[team_id], [item for item in stored if item.end > recent],
+                                      warned=self._warned)
 
     def team(self, team_id: str) -> Team | None:
         """The team with every override in force, or None when the config has no such team."""

@@ -587,7 +587,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "tags": ["oncall"],
         "parameters": [_TEAM],
         "requestBody": _body("NewOverride"),
-        "responses": {"201": _json(_ref("Override"), "added"), **_use(*_BODY_ERRORS, "NotFound")},
+        "responses": {"201": _json(_ref("Override"), "added"),
+                      **_use(*_BODY_ERRORS, "NotFound", "Conflict")},  # 409: too_many_overrides
     },
     ("DELETE", "/api/v1/teams/{team}/overrides/{override_id}"): {
         "summary": "Remove an override added at run time (responder)",

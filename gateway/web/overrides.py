@@ -27,6 +27,7 @@ routes = web.RouteTableDef()
 SCHEDULE = web.AppKey("schedule", Schedule)
 
 MAX_LENGTH = timedelta(days=90)
+MAX_LIVE = 500  # overrides per team not ended yet: each one costs every on-call answer and calendar fetch a bit
 _ROLES = ("primary", "secondary")
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -103,6 +104,10 @@ async def add_override(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     if end.timestamp() <= now:
         raise invalid("end", "is in the past: the override would never apply")
+    live = sum(1 for item in request.app[SCHEDULE].stored(team_id) if item.end > now)
+    if live >= MAX_LIVE:
+        raise ApiError(409, "too_many_overrides", f"team {team_id} has {live} overrides not ended yet, the most "
+                       f"allowed: remove some first", {"team": team_id, "limit": MAX_LIVE})
     new = NewOverride(team=team_id, role=str(role), engineer=engineer, start=start.timestamp(),
                       end=end.timestamp(), created_by=request.get(TOKEN_NAME, "api"))
     added = await request.app[SCHEDULE].add(new, now=now)

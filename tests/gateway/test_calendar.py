@@ -3,9 +3,11 @@ calendar library parses and whose events say what ``gateway oncall --at`` says, 
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -203,3 +205,70 @@ def test_a_rotation_of_very_short_shifts_is_cut_short_not_slow() -> None:
     found = stretches(team, START, START + timedelta(weeks=4))
     assert len(found) == 2 * MAX_STEPS
     assert found[-1].open_end and found[-1].end == START + timedelta(seconds=MAX_STEPS)
+
+
+def test_many_overrides_are_looked_at_in_chunks_with_the_same_answers() -> None:
+    """Stretches are computed chunk by chunk (each with the overrides overlapping it): the same answers as
+    ``who_is_on_call`` on the whole team, overlapping and long overrides included."""
+    from gateway.calendar_feed import CHUNK, feed_stretches
+    from gateway.config import Override, Rotation, Team
+    from gateway.oncall import who_is_on_call
+
+    rng = random.Random(3)
+    rotation = Rotation(kind="daily", shift=timedelta(days=1), start=START.date(), handoff=START.time(),
+                        time_zone="Europe/Berlin")
+    overrides = tuple(Override(start=START + timedelta(minutes=rng.randrange(-20_000, 130_000)),
+                               end=START + timedelta(minutes=rng.randrange(130_000, 140_000)) if i % 50 == 0
+                               else START + timedelta(minutes=rng.randrange(-20_000, 130_000) + 90_000),
+                               role=rng.choice(("primary", "secondary")), engineer=rng.choice("abc"))
+                      for i in range(CHUNK * 8))
+    overrides = tuple(o if o.start < o.end else Override(start=o.end, end=o.start, role=o.role, engineer=o.engineer)
+                      for o in overrides)
+    team = Team(id="t", members=("a", "b", "c"), rotation=rotation, overrides=overrides)
+    items = feed_stretches([team], START)
+    edges = sorted({m for o in overrides for m in (o.start, o.end) if START - timedelta(weeks=1) <= m})
+    moments = [START - timedelta(weeks=1) + timedelta(weeks=13) * rng.random() for _ in range(1000)]
+    moments += [m for m in edges if m < START + timedelta(weeks=12)]  # the edges themselves, chunk cuts among them
+    for at in moments:
+        answer = who_is_on_call(team, at)
+        held = {s.role: s.engineer for s in items if s.start <= at < s.end}
+        expected = {role: who for role, who in (("primary", answer.primary), ("secondary", answer.secondary))}
+        assert held == expected, at
+
+
+def test_a_long_stretch_keeps_its_start_and_uid_as_the_window_slides() -> None:
+    from gateway.calendar_feed import feed_stretches, uid
+    from gateway.config import Override, Team
+
+    team = Team(id="dba", members=("carol",), rotation=None, overrides=(
+        Override(start=datetime(2026, 1, 10, tzinfo=UTC), end=datetime(2026, 1, 11, tzinfo=UTC), role="primary",
+                 engineer="dave"),))
+    early = [s for s in feed_stretches([team], datetime(2026, 1, 12, tzinfo=UTC)) if s.engineer == "carol"]
+    later = [s for s in feed_stretches([team], datetime(2026, 3, 20, tzinfo=UTC)) if s.engineer == "carol"]
+    since = [s for s in early if s.start == datetime(2026, 1, 11, tzinfo=UTC)]
+    assert len(since) == 1
+    assert [(s.start, uid(s, "x")) for s in later] == [(since[0].start, uid(since[0], "x"))]  # was "open" later
+    much_later = feed_stretches([team], datetime(2027, 3, 20, tzinfo=UTC))
+    assert [uid(s, "x") for s in much_later] == [uid(since[0], "x")]
+    # Before the override: on since before anything is looked at, an "open" start that stays so.
+    before = [s for s in early if s.start < datetime(2026, 1, 10, tzinfo=UTC)]
+    assert len(before) == 1 and before[0].open_start
+    assert uid(before[0], "x") == uid(feed_stretches([team], datetime(2026, 1, 2, tzinfo=UTC))[0], "x")
+
+
+async def test_the_feed_is_built_off_the_event_loop_and_is_no_itip_message(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.web.calendar as calendar_web
+
+    threads: list[int] = []
+    real = calendar_web.feed_stretches
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calendar_web, "feed_stretches", recorded)
+    status, _, body = await _fetch(gateway, (await _feed(gateway, {"team": "sre"}))["url"])
+    assert status == 200 and threads and threads[0] != threading.get_ident()  # paging goes on meanwhile
+    assert b"METHOD:" not in body  # a subscribed calendar, not an invitation (RFC 5546) to act on

@@ -7,12 +7,14 @@ import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import gateway.overrides as overrides_module
+import gateway.web.overrides as overrides_web
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import Config, load_config
@@ -288,3 +290,32 @@ async def _another_gateway_adds_and_this_one_sees(aiohttp_client: Callable[..., 
         await eventually(bob_primary)
     finally:
         await other.close()
+
+
+async def test_a_team_has_at_most_so_many_overrides_not_ended_yet(gateway: Gateway,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(overrides_web, "MAX_LIVE", 2)
+    soon = {**SWAP, "start": "2026-01-07T12:00:00Z", "end": "2026-01-07T13:00:00Z"}
+    for body in (soon, SWAP):
+        status, _ = await gateway.post("/api/v1/teams/sre/overrides", body)
+        assert status == 201
+    status, refused = await gateway.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 409 and refused["error"] == "too_many_overrides", refused
+    assert refused["details"] == {"team": "sre", "limit": 2}
+    status, _ = await gateway.post("/api/v1/teams/dba/overrides", {**SWAP, "engineer": "carol"})
+    assert status == 201  # per team
+    await gateway.clock.advance(3600)  # the first one ended: it no longer counts
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201
+
+
+async def test_an_override_long_over_is_left_out_of_the_schedule(gateway: Gateway) -> None:
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", SWAP)
+    assert status == 201
+    during = "/api/v1/oncall?team=sre&at=2026-01-07T12:00:00Z"
+    assert (await gateway.get(during))[1]["teams"][0]["primary"]["id"] == "bob"
+    await gateway.clock.advance(timedelta(weeks=9, days=2).total_seconds())  # it ended nine weeks and a day ago
+    status, _ = await gateway.post("/api/v1/teams/sre/overrides", {
+        **SWAP, "start": "2026-03-20T00:00:00Z", "end": "2026-03-21T00:00:00Z"})
+    assert status == 201  # a change: the team is built again (and every REFRESH_S anyway)
+    assert (await gateway.get(during))[1]["teams"][0]["primary"]["id"] == "alice"
