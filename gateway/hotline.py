@@ -146,10 +146,19 @@ class HotlineService:
             note=f"caller waiting in the {event.priority}-priority queue; trying engineers",
         )
         if started:
-            self.telemetry.caller_waiting(event.call_id, hotline=str(alert.details.get("hotline", "")),
-                                          arrived_at=alert.created_at)
+            hotline = str(alert.details.get("hotline", ""))
+            self.telemetry.caller_waiting(event.call_id, hotline=hotline, alert_id=alert.id,
+                                          arrived_at=alert.created_at, gone_by=now + self._longest_wait_s(hotline))
             log.info("hotline call %s (alert %d) waiting, %s priority", event.call_id, alert.id, event.priority)
             self._due_at(now)
+
+    def _longest_wait_s(self, hotline_name: str) -> float:
+        """Longer than any caller of the hotline can wait: its policy run to the end (every step, every
+        repeat), twice over, and an hour more (queues, a voicemail)."""
+        hotline = self._by_name.get(hotline_name)
+        policy = self.config.policies.get(hotline.policy) if hotline is not None else None
+        steps = sum(step.timeout_s + step.ring_s for step in policy.steps) * (policy.repeat + 1) if policy else 0
+        return 2.0 * steps + 3600.0
 
     async def caller_finished(self, event: CallerFinished) -> None:
         alert = await self.store.find_open_alert(hotline_key(event.call_id))

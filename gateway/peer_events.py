@@ -24,6 +24,7 @@ class PeerEvents:
         self.hotline = hotline
 
     async def alert_closed_elsewhere(self, alert_id: int) -> None:
+        self.paging.telemetry.hotline_alert_closed_elsewhere(alert_id)  # a caller waiting here is not any more
         await self.paging.release_local(alert_id)
 
     async def line_freed(self, call_id: str, *, placed_here: bool) -> None:

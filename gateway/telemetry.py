@@ -89,7 +89,7 @@ class Telemetry:
         self._carrier: dict[str, str] = {}  # call or SMS id -> the provider that took it
         self._first_dial: dict[str, tuple[int, float]] = {}  # call id -> (alert id, alert created at)
         self._dialled: dict[int, None] = {}  # alerts whose first call was placed (ordered: oldest forgotten)
-        self._waiting: dict[str, tuple[str, float]] = {}  # hotline call id -> (hotline, arrived at)
+        self._waiting: dict[str, _Waiting] = {}  # hotline call id -> its caller
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -147,9 +147,12 @@ class Telemetry:
         for name in names:
             self.hotline_callers_waiting.labels(hotline=name).set(0)
 
-    def caller_waiting(self, call_id: str, *, hotline: str, arrived_at: float) -> None:
+    def caller_waiting(self, call_id: str, *, hotline: str, alert_id: int, arrived_at: float,
+                       gone_by: float) -> None:
+        """A caller waits; ``gone_by``: when they cannot be waiting any more (counted so until then at most)."""
         if call_id not in self._waiting and len(self._waiting) < _MAX_PENDING:
-            self._waiting[call_id] = (hotline, arrived_at)
+            self._waiting[call_id] = _Waiting(hotline=hotline, alert_id=alert_id, arrived_at=arrived_at,
+                                              gone_by=gone_by)
             self.hotline_callers_waiting.labels(hotline=hotline).inc()
 
     def caller_done(self, call_id: str, *, outcome: str, now: float) -> None:
@@ -157,9 +160,32 @@ class Telemetry:
         waiting = self._waiting.pop(call_id, None)
         if waiting is None:
             return
-        hotline, arrived_at = waiting
-        self.hotline_callers_waiting.labels(hotline=hotline).dec()
-        self.hotline_wait.labels(outcome=outcome).observe(max(0.0, now - arrived_at))
+        self.hotline_callers_waiting.labels(hotline=waiting.hotline).dec()
+        self.hotline_wait.labels(outcome=outcome).observe(max(0.0, now - waiting.arrived_at))
+
+    def hotline_alert_closed_elsewhere(self, alert_id: int) -> None:
+        """Another gateway closed the caller's alert (their call's end, or an engineer's accept, reached it):
+        not waiting here any more. Their wait is not timed here: how it ended is known where it ended."""
+        for call_id, waiting in list(self._waiting.items()):
+            if waiting.alert_id == alert_id:
+                del self._waiting[call_id]
+                self.hotline_callers_waiting.labels(hotline=waiting.hotline).dec()
+
+    def forget_callers_gone(self, now: float) -> None:
+        """A safety net (at each scrape): callers past the longest possible wait are not waiting any more,
+        whatever was missed about them."""
+        for call_id, waiting in list(self._waiting.items()):
+            if waiting.gone_by <= now:
+                del self._waiting[call_id]
+                self.hotline_callers_waiting.labels(hotline=waiting.hotline).dec()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Waiting:
+    hotline: str
+    alert_id: int
+    arrived_at: float
+    gone_by: float
 
 
 def _bounded_set(memory: dict[K, V], key: K, value: V) -> None:

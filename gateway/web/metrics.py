@@ -9,7 +9,7 @@ from gateway.config import Config
 from gateway.dispatch import QueueStats
 from gateway.provider_setup import Providers
 from gateway.telemetry import LinesStat, LiveState, ProviderStat, Telemetry
-from gateway.web.keys import PAGING, TELEMETRY
+from gateway.web.keys import CLOCK, PAGING, TELEMETRY
 from providers.twilio import TwilioProvider
 
 routes = web.RouteTableDef()
@@ -47,5 +47,7 @@ def install(app: web.Application, config: Config, providers: Providers) -> Telem
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[TELEMETRY].exposition(), headers={
+    telemetry = request.app[TELEMETRY]
+    telemetry.forget_callers_gone(request.app[CLOCK].now())
+    return web.Response(body=telemetry.exposition(), headers={
         "Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

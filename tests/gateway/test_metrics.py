@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import load_config
+from gateway.peer_events import PeerEvents
 from gateway.telemetry import Telemetry
 from tests.gateway.test_provider_manager import _call, _rig
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
@@ -290,3 +291,41 @@ async def test_a_failover_counts_the_error_on_the_first_provider_and_the_page_on
     assert value(text, "gateway_provider_errors_total", provider="twilio") == 0
     assert value(text, "gateway_pages_total", channel="call", provider="twilio", outcome="acknowledged") == 1
     assert value(text, "gateway_pages_total", channel="call", provider="asterisk", outcome="acknowledged") == 0
+
+
+async def test_a_waiting_caller_is_not_counted_past_the_longest_possible_wait(gateway: Gateway) -> None:
+    """Whatever was missed about the caller (their call's end reached another gateway, say), the gauge drops
+    once they cannot be waiting any more: the hotline's policy run to the end twice over, and an hour."""
+    await dial_hotline(gateway)
+    assert value(await scrape(gateway), "gateway_hotline_callers_waiting", hotline="ops") == 1
+    await gateway.clock.advance(3600)  # the policy (one step: 20 s, ringing 20 s) ran out long ago
+    assert value(await scrape(gateway), "gateway_hotline_callers_waiting", hotline="ops") == 1
+    await gateway.clock.advance(2 * 40 + 1)
+    text = await scrape(gateway)
+    assert value(text, "gateway_hotline_callers_waiting", hotline="ops") == 0
+    assert value(text, "gateway_hotline_wait_seconds_count", outcome="hung_up") == 0  # not timed: unknown
+
+
+async def test_a_caller_whose_alert_another_gateway_closed_is_not_waiting_here() -> None:
+    """The 'closed' push from another gateway (the caller's hang-up or an engineer's accept reached it)."""
+    telemetry = Telemetry()
+    telemetry.hotlines(["ops"])
+    telemetry.caller_waiting("call-1", hotline="ops", alert_id=7, arrived_at=0.0, gone_by=1e9)
+    telemetry.caller_waiting("call-2", hotline="ops", alert_id=8, arrived_at=0.0, gone_by=1e9)
+    released: list[int] = []
+
+    class Paging:
+        def __init__(self) -> None:
+            self.telemetry = telemetry
+
+        async def release_local(self, alert_id: int) -> None:
+            released.append(alert_id)
+
+    peers = PeerEvents(Paging(), None, None, None)  # type: ignore[arg-type]
+    await peers.alert_closed_elsewhere(7)
+    await peers.alert_closed_elsewhere(99)  # not a hotline caller's
+    text = telemetry.exposition().decode()
+    assert released == [7, 99]
+    assert value(text, "gateway_hotline_callers_waiting", hotline="ops") == 1  # call-2 still waits
+    telemetry.caller_done("call-1", outcome="hung_up", now=5.0)  # its end heard here later: counted once
+    assert value(telemetry.exposition().decode(), "gateway_hotline_wait_seconds_count", outcome="hung_up") == 0
