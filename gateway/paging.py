@@ -120,7 +120,7 @@ class Paging:
         for page in pages:
             alert = await self.store.get_alert(page.alert_id)
             if alert is not None:
-                await self.send(page, alert, ring_s=self._ring_s(alert, page))
+                await self.send(page, alert, ring_s=self._ring_s(alert, page), resent=True)
 
     async def stop(self) -> None:
         tasks = list(self._background)
@@ -128,6 +128,18 @@ class Paging:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.dispatcher.stop()
+
+    def _first_calls(self, alert: Alert, page: Page) -> bool:
+        """Whether ``page`` is among the alert's first calls: of the policy's first step that calls, in its
+        first run (or outside any policy). Only those are timed from the alert
+        (``gateway_alert_to_first_dial_seconds``): the memory of alerts dialled already is lost with a
+        restart, and a later step's call after a restart or a takeover would be timed again."""
+        if page.step is None:
+            return True
+        policy = self.config.policies.get(alert.policy)
+        first = next((index for index, step in enumerate(policy.steps) if Channel.CALL in self.kinds.of(alert)
+                      .channels(step)), None) if policy is not None else None
+        return page.step == first and not page.repeat
 
     def _ring_s(self, alert: Alert, page: Page) -> int:
         policy = self.config.policies.get(alert.policy)
@@ -137,12 +149,16 @@ class Paging:
 
     # ---------------------------------------------------------------- send
 
-    async def send(self, page: Page, alert: Alert, *, ring_s: int = DEFAULT_RING_S) -> None:
-        """Send one written page: a call through the priority queues, or an SMS in the background."""
+    async def send(self, page: Page, alert: Alert, *, ring_s: int = DEFAULT_RING_S, resent: bool = False) -> None:
+        """Send one written page: a call through the priority queues, or an SMS in the background.
+
+        ``resent``: written earlier and sent again (after a restart or a takeover)."""
         engineer = self.config.engineers.get(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
         if page.channel == Channel.CALL:
-            self.telemetry.dial_requested(call_id_for(page), alert_id=alert.id, alert_created_at=alert.created_at)
+            if not resent and self._first_calls(alert, page):
+                self.telemetry.dial_requested(call_id_for(page), alert_id=alert.id,
+                                              alert_created_at=alert.created_at)
             await self.dispatcher.submit(CallRequest(
                 call_id=call_id_for(page),
                 to=page.number,

@@ -22,7 +22,7 @@ from gateway.telemetry import Telemetry
 from tests.gateway.test_provider_manager import _call, _rig
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.peers.twilio_driver import TwilioDriver
-from tests.support import ALICE, AUTH, BASE_CONFIG, Gateway, eventually, write_config
+from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, Gateway, eventually, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "examples" / "grafana" / "oncall-gateway.json"
@@ -329,3 +329,22 @@ async def test_a_caller_whose_alert_another_gateway_closed_is_not_waiting_here()
     assert value(text, "gateway_hotline_callers_waiting", hotline="ops") == 1  # call-2 still waits
     telemetry.caller_done("call-1", outcome="hung_up", now=5.0)  # its end heard here later: counted once
     assert value(telemetry.exposition().decode(), "gateway_hotline_wait_seconds_count", outcome="hung_up") == 0
+
+
+async def test_a_later_steps_call_after_a_restart_is_not_timed_as_the_alerts_first(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    config = load_config(write_config(tmp_path, HOTLINE_CONFIG))
+    clock = FakeClock()
+    before = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+    status, body = await before.post("/api/v1/alerts", {"summary": "disk full", "labels": {"team": "sre"}})
+    assert status == 202, body
+    await before.ringing(ALICE)
+    assert value(await scrape(before), "gateway_alert_to_first_dial_seconds_count") == 1
+    await before.client.close()  # a restart: the memory of alerts dialled already is gone
+
+    clock = FakeClock()
+    after = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+    await clock.advance(21)  # the first step (20 s) is over: the second calls bob
+    await after.ringing(BOB)
+    assert value(await scrape(after), "gateway_alert_to_first_dial_seconds_count") == 0  # was 1: timed again
