@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from core.phone import mask
 from gateway.cluster import Lines
@@ -71,6 +71,7 @@ class _Attempt:
 
 #: calls and SMS remembered at most (a provider that never reports an outcome must not grow memory)
 _MAX_TRACKED = 20_000
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -106,6 +107,7 @@ class ProviderManager:
         self._calls: dict[str, _Attempt] = {}
         self._lines: dict[str, set[str]] = {name: set() for name in self._voice}
         self._texts: dict[str, _Attempt] = {}
+        self._delivered: dict[str, None] = {}  # SMS counted delivered (a provider may say so twice); bounded
         self.events: ProviderEvents | None = None
         self.carried_by: CarriedBy | None = None
         #: whether a page is still wanted (its alert open): checked before a failover sends it again
@@ -382,14 +384,15 @@ class ProviderManager:
                 event = SmsStatusChanged(sms_id=event.sms_id, status=SmsStatus.FAILED, detail=str(exc))
         if attempt is not None and event.status in (SmsStatus.DELIVERED, SmsStatus.FAILED):
             self._texts.pop(event.sms_id, None)
-        if event.status == SmsStatus.DELIVERED:  # the page's outcome (the store records only a failure)
-            self.telemetry.page_finished(event.sms_id, channel="sms", outcome="delivered")
+        if event.status == SmsStatus.DELIVERED and event.sms_id not in self._delivered:
+            _remember(self._delivered, event.sms_id, None)  # once: a repeated callback is not a second page
+            self.telemetry.page_finished(event.sms_id, channel="sms", outcome="delivered")  # the page's outcome
         if self.events is not None:
             await self.events.sms_status(event)
 
 
-def _remember(memory: dict[str, _Attempt], key: str, attempt: _Attempt) -> None:
-    memory[key] = attempt
+def _remember(memory: dict[str, T], key: str, value: T) -> None:
+    memory[key] = value
     while len(memory) > _MAX_TRACKED:
         memory.pop(next(iter(memory)))
 

@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.peer_events import PeerEvents
 from gateway.telemetry import Telemetry
+from providers.base import SmsRequest, SmsStatus, SmsStatusChanged
 from tests.gateway.test_provider_manager import _call, _rig
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
 from tests.peers.twilio_driver import TwilioDriver
@@ -348,3 +349,13 @@ async def test_a_later_steps_call_after_a_restart_is_not_timed_as_the_alerts_fir
     await clock.advance(21)  # the first step (20 s) is over: the second calls bob
     await after.ringing(BOB)
     assert value(await scrape(after), "gateway_alert_to_first_dial_seconds_count") == 0  # was 1: timed again
+
+
+async def test_a_delivery_reported_twice_counts_one_page() -> None:
+    manager, (twilio,), _gateway, _carried, _clock = _rig("twilio")
+    telemetry = manager.telemetry = Telemetry()
+    await manager.send_sms(SmsRequest(sms_id="page-1", to="+15550000001", body="hi"))
+    for _ in range(2):  # a provider's status callback, retried
+        await twilio.events.sms_status(SmsStatusChanged(sms_id="page-1", status=SmsStatus.DELIVERED))
+    text = telemetry.exposition().decode()
+    assert value(text, "gateway_pages_total", channel="sms", provider="twilio", outcome="delivered") == 1
