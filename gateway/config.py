@@ -839,6 +839,7 @@ class _Reader:
             return ()
         tokens: list[ApiToken] = []
         names: list[tuple[str, str]] = []
+        secrets: dict[str, str] = {}  # token -> the path of the first entry with it
         for path, item in self.items(raw, "api_tokens", required=True):
             section = self.mapping(item, path, ("name", "token", "token_env", "role"))
             if not isinstance(item, dict):
@@ -848,6 +849,13 @@ class _Reader:
             role = self.value(section, "role", path, _as_choice("viewer", "responder", "admin"), "admin")
             if name is not None:
                 names.append((f"{path}.name", name))
+            # A request with a shared secret would carry whichever entry's name and role: refused, naming the
+            # paths, never the secret.
+            if token is not None and token in secrets:
+                key = "token" if "token" in section else "token_env"
+                self.problem(f"{path}.{key}", f"the same secret as {secrets[token]}: each entry needs its own")
+            elif token is not None:
+                secrets[token] = path
             if name is not None and token is not None:
                 tokens.append(ApiToken(name=name, token=token, role=role))
         self.duplicates(names, "token name")

@@ -415,6 +415,18 @@ def test_api_tokens_required(tmp_path: Path) -> None:
     ]
 
 
+def test_two_api_tokens_with_the_same_secret_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_GATEWAY_TOKEN", "shared-secret")
+    path = write(tmp_path, "api_tokens:\n  - {name: a, token: shared-secret}\n  - {name: b, token: other}\n"
+                 "  - {name: c, token: shared-secret, role: viewer}\n  - {name: d, token_env: TEST_GATEWAY_TOKEN}\n")
+    problems = problems_of(path)
+    assert problems == [
+        f"{path}: api_tokens[2].token: the same secret as api_tokens[0]: each entry needs its own",
+        f"{path}: api_tokens[3].token_env: the same secret as api_tokens[0]: each entry needs its own",
+    ]
+    assert not any("shared-secret" in problem for problem in problems)
+
+
 def test_api_token_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_GATEWAY_TOKEN", "  s3cret  ")
     path = write(tmp_path, "api_tokens: [{name: env, token_env: TEST_GATEWAY_TOKEN}]\n")
