@@ -209,6 +209,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     needed = declared_role(match.handler, request.method)
     if token is not None:
         held = token_role(token)
+        if not held.allows(needed) and kind is Auth.TOKEN_OR_ROUTING_KEY:  # PagerDuty's senders read its shape
+            return _pagerduty_forbidden(needed, held)
         if not held.allows(needed):
             raise forbidden(needed, held)
         request[TOKEN_NAME], request[ROLE] = token.name, held
@@ -255,10 +257,13 @@ async def _routing_key_refusal(request: web.Request, config: Config, needed: Rol
         token = token_for(config, key)
         is_route_key = routing_key_known(config, key)
         if token is not None and not token_role(token).allows(needed) and not is_route_key:
-            held = token_role(token)
-            return pagerduty_error(403, f"this needs the {needed.value!r} role; the token has {held.value!r}",
-                                   ["the routing_key's token may not send events"], error="forbidden")
+            return _pagerduty_forbidden(needed, token_role(token))
         if token is not None or is_route_key:
             return None
     return pagerduty_error(401, "missing or unknown routing_key or API token",
                            ["routing_key is not known to this gateway"], error="unauthorized")
+
+
+def _pagerduty_forbidden(needed: Role, held: Role) -> web.Response:
+    return pagerduty_error(403, f"this needs the {needed.value!r} role; the token has {held.value!r}",
+                           ["the token may not send events"], error="forbidden")
