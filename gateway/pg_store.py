@@ -275,7 +275,11 @@ class PgStore:
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
             self.url, password=self._password, min_size=1, max_size=self._pool_size, reset=_no_reset,
-            timeout=10, server_settings={"application_name": "oncall-gateway"},
+            timeout=10,
+            # A gateway machine lost mid-transaction must not hold its row locks for hours: the server drops a
+            # silent connection after about 5 + 3 x 1 s of TCP keepalives.
+            server_settings={"application_name": "oncall-gateway", "tcp_keepalives_idle": "5",
+                             "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3"},
         )
         try:
             for migration in scripts("postgres"):
