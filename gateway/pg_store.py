@@ -416,12 +416,15 @@ class PgStore:
         return _alert(row) if row else None
 
     async def list_alerts(
-        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
+        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None,
+        source: str | None = None, team: str | None = None, priority: str | None = None,
     ) -> list[Alert]:
         rows = await self._fetch(
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ($1::text IS NULL OR status = $1)"
-            " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-            status, before_id, limit,
+            " AND ($2::bigint IS NULL OR id < $2) AND ($4::text IS NULL OR source = $4)"
+            " AND ($5::text IS NULL OR team = $5) AND ($6::text IS NULL OR priority = $6)"
+            " ORDER BY id DESC LIMIT $3",
+            status, before_id, limit, source, team, priority,
         )
         return [_alert(r) for r in rows]
 

@@ -265,13 +265,15 @@ class SqliteStore:
         return await self._read(find)
 
     async def list_alerts(
-        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
+        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None,
+        source: str | None = None, team: str | None = None, priority: str | None = None,
     ) -> list[Alert]:
         where: list[str] = []
         args: list[str | int] = []
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
+        for column, value in (("status", status), ("source", source), ("team", team), ("priority", priority)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
         if before_id is not None:
             where.append("id < ?")
             args.append(before_id)

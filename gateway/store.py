@@ -163,8 +163,11 @@ class Store(Protocol):
     async def find_open_alert(self, dedup_key: str) -> Alert | None: ...
 
     async def list_alerts(
-        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None
-    ) -> list[Alert]: ...
+        self, *, status: str | None = None, limit: int = 100, before_id: int | None = None,
+        source: str | None = None, team: str | None = None, priority: str | None = None,
+    ) -> list[Alert]:
+        """Newest first; each filter given narrows the query (in the database, before ``limit``)."""
+        ...
 
     async def change_status(
         self, alert_id: int, status: AlertStatus, *, now: float, by: str | None, note: str

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from aiohttp import web
+
 from gateway.cluster import Peers
 from gateway.store import Store
 
@@ -21,12 +23,34 @@ log = logging.getLogger(__name__)
 
 Event = tuple[str, dict[str, Any]]
 _QUEUE = 256  # a browser that falls this far behind gets a "resync" and fetches its page again
+# Streams held open at once. Each costs a connection: a browser has 6 per host over HTTP/1.1, so a few tabs
+# of one session must not hold them all (the page closes its stream while hidden), nor clients the gateway.
+MAX_PER_SESSION = 4
+MAX_STREAMS = 200
 
 
 class EventHub:
+    """Every open event stream's queue; ``publish`` puts an event on each."""
+
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[Event]] = set()
+        self._owners: dict[str, int] = {}
         self.closed = False
+
+    def open_stream(self, owner: str) -> asyncio.Queue[Event] | None:
+        """A queue for one browser's stream, or None when ``owner`` (a session) or everyone holds too many."""
+        if self._owners.get(owner, 0) >= MAX_PER_SESSION or sum(self._owners.values()) >= MAX_STREAMS:
+            return None
+        self._owners[owner] = self._owners.get(owner, 0) + 1
+        return self.subscribe()
+
+    def close_stream(self, owner: str, queue: asyncio.Queue[Event]) -> None:
+        self.unsubscribe(queue)
+        left = self._owners.get(owner, 0) - 1
+        if left > 0:
+            self._owners[owner] = left
+        else:
+            self._owners.pop(owner, None)
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE)
@@ -136,3 +160,7 @@ def relayed(peers: Peers, hub: EventHub) -> Peers:
     Other changes made on another gateway (a new alert, a page's outcome) reach a browser when its event
     stream reconnects or the next change here makes it fetch its page again."""
     return cast(Peers, _Relayed(peers, hub))
+
+
+#: the console's hub, on the app (absent when the console is not mounted)
+HUB = web.AppKey("console_hub", EventHub)

@@ -22,21 +22,21 @@ from core.enums import AlertStatus
 from core.errors import DomainError
 from core.phone import InvalidNumber, mask, normalize
 from gateway.console import sessions
-from gateway.console.hub import EventHub
+from gateway.console.hub import HUB as HUB  # the app's key, re-exported for the composition root
 from gateway.console.picture import picture
 from gateway.console.render import page, refusal
 from gateway.hotline import SOURCE as HOTLINE
 from gateway.oncall import who_is_on_call
-from gateway.store import Alert, NewOverride
+from gateway.store import Alert
 from gateway.store_factory import describe as describe_store
 from gateway.web.auth import Auth, Role, auth, token_for
+from gateway.web.errors import ApiError
 from gateway.web.keys import ALERTS, CLOCK, CLUSTER, CONFIG, PAGING, PROVIDERS, SANDBOX, STORE
-from gateway.web.overrides import MAX_LENGTH, SCHEDULE
+from gateway.web.overrides import SCHEDULE, check_new
 from providers.sandbox import PhoneError, describe
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-HUB = web.AppKey("console_hub", EventHub)
 STATIC = Path(__file__).parent / "static"
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _STATUSES = ("triggered", "acknowledged", "resolved")
@@ -115,30 +115,38 @@ async def home(request: web.Request) -> web.StreamResponse:
 @routes.get("/console/events")
 @auth(Auth.SESSION)
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``alert`` (an id), ``phone`` (a number), ``resync``; a comment every 15 s."""
+    """Server-sent events: ``alert`` (an id), ``phone`` (a number), ``resync``; a comment every 15 s.
+
+    At most ``MAX_PER_SESSION`` streams per session and ``MAX_STREAMS`` in all (503 beyond); a stream ends
+    once its session has expired (checked at every event and heartbeat)."""
     hub = request.app[HUB]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    queue = hub.subscribe()
-    if hub.closed:
-        hub.unsubscribe(queue)
-        return response
+    session = request[sessions.SESSION]
+    clock = request.app[CLOCK]
+    queue = hub.open_stream(session.csrf)
+    if queue is None:
+        raise web.HTTPServiceUnavailable(text="too many live-update streams open", headers={"Retry-After": "30"})
     try:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        if hub.closed:
+            return response
         await response.write(b"retry: 1000\n: connected\n\n")
         while True:
             try:
                 topic, data = await asyncio.wait_for(queue.get(), _HEARTBEAT_S)
             except TimeoutError:
-                await response.write(b": ping\n\n")
-                continue
-            if topic == "close":
+                topic, data = "", {}
+            if topic == "close" or clock.now() >= session.expires:
                 break
-            await response.write(f"event: {topic}\ndata: {json.dumps(data)}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
+            if topic:
+                await response.write(f"event: {topic}\ndata: {json.dumps(data)}\n\n".encode())
+            else:
+                await response.write(b": ping\n\n")
+    except ConnectionResetError:
         pass
     finally:
-        hub.unsubscribe(queue)
+        hub.close_stream(session.csrf, queue)
     return response
 
 
@@ -160,8 +168,8 @@ async def alerts_page(request: web.Request) -> web.Response:
     status = status if status in _STATUSES else ""
     team = team if team in config.teams else ""
     priority = priority if priority in _PRIORITIES else ""
-    found = await request.app[STORE].list_alerts(status=status or None, limit=500)
-    shown = [a for a in found if (not team or a.team == team) and (not priority or a.priority == priority)][:200]
+    shown = await request.app[STORE].list_alerts(status=status or None, team=team or None,
+                                                 priority=priority or None, limit=200)
     query = urlencode({k: v for k, v in (("status", status), ("team", team), ("priority", priority)) if v})
     context: dict[str, Any] = dict(alerts=shown, status=status, team=team, priority=priority,
                                    teams=sorted(config.teams), statuses=_STATUSES, priorities=_PRIORITIES,
@@ -243,41 +251,35 @@ async def _stored_overrides(request: web.Request) -> list[Any]:
     return [o for team in request.app[CONFIG].teams for o in schedule.stored(team)]
 
 
-def _utc(raw: object) -> float | None:
+def _utc(raw: object) -> datetime | None:
     """A ``datetime-local`` field read as UTC."""
     try:
         moment = datetime.fromisoformat(str(raw))
     except ValueError:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @routes.post("/console/oncall/{team}/overrides")
 @auth(Auth.SESSION, role=Role.RESPONDER)
 async def add_override(request: web.Request) -> web.StreamResponse:
+    """Checked by the API's own rules (gateway.web.overrides.check_new), its limit on live overrides too."""
     config = request.app[CONFIG]
     team = request.match_info["team"]
     if team not in config.teams:
         raise web.HTTPNotFound()
     form = await request.post()
-    engineer, role = str(form.get("engineer", "")), str(form.get("role", ""))
     start, end = _utc(form.get("start", "")), _utc(form.get("end", ""))
-    problem = ""
-    if engineer not in config.teams[team].members:
-        problem = f"Choose a member of team {team}."
-    elif role not in ("primary", "secondary"):
-        problem = "The role is primary or secondary."
-    elif start is None or end is None or not start < end:
-        problem = "Give a start and a later end."
-    elif end - start > MAX_LENGTH.total_seconds():
-        problem = f"An override lasts at most {MAX_LENGTH.days} days."
-    elif end <= request.app[CLOCK].now():
-        problem = "That end is in the past: the override would never apply."
-    if problem or start is None or end is None:
-        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': problem})}")
-    by = f"{request[sessions.SESSION].token.name} (console)"
-    await request.app[SCHEDULE].add(NewOverride(team=team, role=role, engineer=engineer, start=start, end=end,
-                                                created_by=by), now=request.app[CLOCK].now())
+    if start is None or end is None:
+        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': 'Give a start and a later end.'})}")
+    now = request.app[CLOCK].now()
+    try:
+        new = check_new(config, request.app[SCHEDULE], team, role=form.get("role"), engineer=form.get("engineer"),
+                        start=start, end=end, now=now,
+                        created_by=f"{request[sessions.SESSION].token.name} (console)")
+    except ApiError as exc:
+        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': exc.message})}") from None
+    await request.app[SCHEDULE].add(new, now=now)
     request.app[HUB].publish("oncall", team=team)
     raise web.HTTPSeeOther(f"/console/oncall#team-{team}")
 
@@ -289,8 +291,8 @@ async def add_override(request: web.Request) -> web.StreamResponse:
 @auth(Auth.SESSION)
 async def hotline_page(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    calls = [a for a in await store.list_alerts(limit=500) if a.source == HOTLINE][:100]
-    waiting = [a for a in calls if a.status == AlertStatus.TRIGGERED]
+    calls = await store.list_alerts(source=HOTLINE, limit=100)
+    waiting = await store.list_alerts(source=HOTLINE, status=AlertStatus.TRIGGERED, limit=100)
     pages = {a.id: await store.pages_for(a.id) for a in calls}
     voicemails = {}
     for alert in calls:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from core.clock import iso
 from gateway.config import Config, Override
+from gateway.console.hub import HUB
 from gateway.overrides import Schedule
 from gateway.store import NewOverride, StoredOverride
 from gateway.web.auth import TOKEN_NAME, Auth, Role, auth
@@ -72,6 +73,38 @@ def moment(value: Any, field: str) -> datetime:
     return at
 
 
+def check_new(config: Config, schedule: Schedule, team_id: str, *, role: object, engineer: object,
+              start: datetime, end: datetime, now: float, created_by: str) -> NewOverride:
+    """The override to add, or ApiError: the rules the API and the console share (422, 409 over the limit)."""
+    if role not in _ROLES:
+        raise invalid("role", "must be 'primary' or 'secondary'")
+    if not isinstance(engineer, str) or engineer not in config.teams[team_id].members:
+        members = ", ".join(config.teams[team_id].members)
+        raise invalid("engineer", f"must be a member of team {team_id} ({members})", engineer=engineer)
+    for field, at in (("start", start), ("end", end)):
+        if at.tzinfo is None or not _EARLIEST <= at <= _LATEST:
+            raise invalid(field, "must be between 1970 and 9000")
+    if end <= start:
+        raise invalid("end", "must be after start")
+    if end - start > MAX_LENGTH:
+        raise invalid("end", f"an override lasts at most {MAX_LENGTH.days} days")
+    if end.timestamp() <= now:
+        raise invalid("end", "is in the past: the override would never apply")
+    live = sum(1 for item in schedule.stored(team_id) if item.end > now)
+    if live >= MAX_LIVE:
+        raise ApiError(409, "too_many_overrides", f"team {team_id} has {live} overrides not ended yet, the most "
+                       f"allowed: remove some first", {"team": team_id, "limit": MAX_LIVE})
+    return NewOverride(team=team_id, role=str(role), engineer=engineer, start=start.timestamp(),
+                       end=end.timestamp(), created_by=created_by)
+
+
+def _announce(request: web.Request, team_id: str) -> None:
+    """Tell the console's open pages (if the console runs) that the team's on-call changed."""
+    hub = request.app.get(HUB)
+    if hub is not None:
+        hub.publish("oncall", team=team_id)
+
+
 @routes.get("/api/v1/teams/{team}/overrides")
 @auth(Auth.TOKEN, role=Role.VIEWER)
 async def list_overrides(request: web.Request) -> web.Response:
@@ -89,28 +122,12 @@ async def add_override(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object with role, engineer, start and end")
-    role = body.get("role", "primary")
-    if role not in _ROLES:
-        raise invalid("role", "must be 'primary' or 'secondary'")
-    engineer = body.get("engineer")
-    if not isinstance(engineer, str) or engineer not in config.teams[team_id].members:
-        members = ", ".join(config.teams[team_id].members)
-        raise invalid("engineer", f"must be a member of team {team_id} ({members})", engineer=engineer)
-    start, end = moment(body.get("start"), "start"), moment(body.get("end"), "end")
-    if end <= start:
-        raise invalid("end", "must be after start")
-    if end - start > MAX_LENGTH:
-        raise invalid("end", f"an override lasts at most {MAX_LENGTH.days} days")
     now = request.app[CLOCK].now()
-    if end.timestamp() <= now:
-        raise invalid("end", "is in the past: the override would never apply")
-    live = sum(1 for item in request.app[SCHEDULE].stored(team_id) if item.end > now)
-    if live >= MAX_LIVE:
-        raise ApiError(409, "too_many_overrides", f"team {team_id} has {live} overrides not ended yet, the most "
-                       f"allowed: remove some first", {"team": team_id, "limit": MAX_LIVE})
-    new = NewOverride(team=team_id, role=str(role), engineer=engineer, start=start.timestamp(),
-                      end=end.timestamp(), created_by=request.get(TOKEN_NAME, "api"))
+    new = check_new(config, request.app[SCHEDULE], team_id, role=body.get("role", "primary"),
+                    engineer=body.get("engineer"), start=moment(body.get("start"), "start"),
+                    end=moment(body.get("end"), "end"), now=now, created_by=request.get(TOKEN_NAME, "api"))
     added = await request.app[SCHEDULE].add(new, now=now)
+    _announce(request, team_id)
     return web.json_response(stored_override_json(config, added), status=201)
 
 
@@ -121,6 +138,8 @@ async def delete_override(request: web.Request) -> web.Response:
     override_id = path_id(request, "override_id", "override")
     deleted = await request.app[SCHEDULE].delete(override_id, team=team_id, by=request.get(TOKEN_NAME, "api"),
                                                  now=request.app[CLOCK].now())
+    if deleted is not None:
+        _announce(request, team_id)
     if deleted is None:
         raise ApiError(404, "not_found", f"team {team_id} has no override {override_id} added at run time",
                        {"team": team_id, "id": override_id})

@@ -165,6 +165,19 @@ async def test_list_alerts_newest_first_by_status_and_before_an_id(store: Store)
     assert await store.list_alerts(status="acknowledged") == []
 
 
+async def test_list_alerts_filters_by_source_team_and_priority_before_the_limit(store: Store) -> None:
+    await store.create_alert(_new("old", source="hotline", team="dba", priority="high"), now=1.0,
+                             escalate_at=None, note="t")
+    for n in range(5):
+        await store.create_alert(_new(f"n{n}"), now=2.0, escalate_at=None, note="t")
+    assert [a.id for a in await store.list_alerts(source="hotline", limit=2)] == [1]
+    assert [a.id for a in await store.list_alerts(team="dba", limit=2)] == [1]
+    assert [a.id for a in await store.list_alerts(priority="high", limit=2)] == [1]
+    assert [a.id for a in await store.list_alerts(team="sre", priority="low", limit=2)] == [6, 5]
+    assert await store.list_alerts(source="hotline", status="resolved") == []
+    assert await store.list_alerts(team="dba", priority="low") == []
+
+
 async def test_status_only_moves_forward_and_stops_the_escalation(store: Store) -> None:
     alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=5.0, note="t")
     result = await store.change_status(alert.id, "acknowledged", now=2.0, by="alice", note="acknowledged by Alice")

@@ -1,0 +1,145 @@
+"""The console over real HTTP with no browser: limits, client input and what a page may show."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from core.clock import FakeClock
+from core.enums import Priority
+from gateway.app import create_app
+from gateway.config import load_config
+from gateway.console import hub as hub_module
+from gateway.console.views import HUB
+from gateway.store import NewAlert
+from gateway.web import overrides as api_overrides
+from gateway.web.keys import STORE
+from tests.support import AUTH, TOKEN, write_config
+
+Client = Callable[..., Awaitable[TestClient]]
+
+
+async def signed_in(tmp_path: Path, aiohttp_client: Client) -> tuple[TestClient, Any, FakeClock]:
+    clock = FakeClock()
+    app = create_app(load_config(write_config(tmp_path)), clock=clock)
+    client = await aiohttp_client(app)
+    answer = await client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303
+    return client, app, clock
+
+
+async def csrf_of(client: TestClient) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', await (await client.get("/console/alerts")).text())
+    assert found
+    return found.group(1)
+
+
+async def test_event_streams_are_capped_per_session_and_overall(
+        tmp_path: Path, aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+    streams = []
+    for _ in range(hub_module.MAX_PER_SESSION):
+        stream = await client.get("/console/events")
+        assert stream.status == 200
+        await stream.content.readuntil(b"\n\n")
+        streams.append(stream)
+    refused = await client.get("/console/events")
+    assert refused.status == 503
+    streams.pop().close()  # one closed: its place is free again
+    await asyncio.wait_for(_until(lambda: app[HUB].listeners == hub_module.MAX_PER_SESSION - 1), 30)
+    again = await client.get("/console/events")
+    assert again.status == 200
+    streams.append(again)
+    # another session has its own allowance, but not beyond the overall cap
+    monkeypatch.setattr(hub_module, "MAX_STREAMS", hub_module.MAX_PER_SESSION + 1)
+    other = await aiohttp_client(client.server)
+    assert (await other.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)).status == 303
+    first = await other.get("/console/events")
+    assert first.status == 200
+    assert (await other.get("/console/events")).status == 503
+    for stream in [*streams, first]:
+        stream.close()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
+
+
+async def test_a_stream_ends_once_its_session_has_expired(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, clock = await signed_in(tmp_path, aiohttp_client)
+    stream = await client.get("/console/events")
+    await stream.content.readuntil(b"\n\n")
+    app[HUB].publish("phone", number="+15550000001")
+    assert b"+15550000001" in await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 30)
+    await clock.advance(13 * 3600)
+    app[HUB].publish("phone", number="+15550000002")
+    rest = await asyncio.wait_for(stream.content.read(), 30)  # the server ends the stream
+    assert b"+15550000002" not in rest
+    await asyncio.wait_for(_until(lambda: app[HUB].listeners == 0), 30)
+
+
+async def test_a_waiting_caller_and_a_team_filter_find_alerts_behind_500_newer_ones(
+        tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+    store = app[STORE]
+    await store.create_alert(NewAlert(dedup_key="h", priority=Priority.HIGH, source="hotline", summary="caller",
+                                      details={"caller": "+15557770001", "hotline": "ops"}, team="sre",
+                                      policy="default", route="r"), now=1.0, escalate_at=None, note="t")
+    await store.create_alert(NewAlert(dedup_key="d", priority=Priority.HIGH, source="api", summary="dba one",
+                                      team="dba", policy="default", route="r"), now=1.0, escalate_at=None, note="t")
+    for n in range(510):
+        await store.create_alert(NewAlert(dedup_key=f"k{n}", priority=Priority.LOW, source="api", summary=f"s{n}",
+                                          team="sre", policy="default", route="r"), now=2.0, escalate_at=None,
+                                 note="t")
+    hotline = await (await client.get("/console/hotline")).text()
+    assert "+1555***0001" in hotline and "Nobody is waiting" not in hotline
+    for query in ("team=dba", "priority=high&team=dba"):
+        filtered = await (await client.get(f"/console/alerts?{query}")).text()
+        assert "dba one" in filtered and "match these filters" not in filtered, query
+
+
+async def test_the_console_adds_overrides_by_the_apis_rules(tmp_path: Path, aiohttp_client: Client,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_overrides, "MAX_LIVE", 2)
+    client, _, _ = await signed_in(tmp_path, aiohttp_client)
+    token = await csrf_of(client)
+
+    async def add(start: str, end: str) -> str:
+        answer = await client.post("/console/oncall/sre/overrides", allow_redirects=False, data={
+            "csrf": token, "engineer": "bob", "role": "primary", "start": start, "end": end})
+        assert answer.status == 303
+        return answer.headers["Location"]
+
+    assert "message" in await add("9999-12-01T00:00", "9999-12-31T23:59")  # FakeClock: 2026-01-07 12:00 UTC
+    for n in range(2):
+        assert "message" not in await add(f"2026-01-1{n}T00:00", f"2026-01-1{n}T01:00")
+    assert "message" in await add("2026-01-15T00:00", "2026-01-15T01:00")
+    listed = await (await client.get("/api/v1/teams/sre/overrides", headers=AUTH)).json()
+    assert len([o for o in listed["overrides"] if o["source"] == "api"]) == 2
+
+
+async def test_overrides_changed_through_the_api_reach_the_console(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+    queue = app[HUB].subscribe()
+    added = await client.post("/api/v1/teams/sre/overrides", headers=AUTH, json={
+        "engineer": "bob", "role": "primary", "start": "2026-01-10T00:00:00Z", "end": "2026-01-10T01:00:00Z"})
+    assert added.status == 201
+    assert ("oncall", {"team": "sre"}) in drain(queue)
+    override_id = (await added.json())["id"]
+    deleted = await client.delete(f"/api/v1/teams/sre/overrides/{override_id}", headers=AUTH)
+    assert deleted.status == 200
+    assert ("oncall", {"team": "sre"}) in drain(queue)
+
+
+def drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
