@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.console import sessions
-from gateway.console.render import refusal
+from gateway.console.render import read_form, refusal
 from gateway.web.auth import ROLE, TOKEN_NAME, Role, token_role
 from gateway.web.keys import CLOCK, CONFIG
 
@@ -26,7 +26,9 @@ async def session_gate(request: web.Request, handler: Handler, needed: Role) -> 
         raise sessions.sign_in_redirect(request)
     held = token_role(session.token)
     if request.method == "POST":
-        form = await request.post()
+        form = await read_form(request)
+        if isinstance(form, web.Response):
+            return form
         presented = form.get("csrf")
         if not isinstance(presented, str) or not sessions.csrf_matches(session, presented):
             return refusal(request, 403, "This form was not sent by your console session (the CSRF check "

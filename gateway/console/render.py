@@ -9,6 +9,8 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 
 from core.clock import iso
 from gateway.console.sessions import SESSION
@@ -72,3 +74,11 @@ def page(request: web.Request, name: str, *, http_status: int = 200, **context: 
 
 def refusal(request: web.Request, status: int, message: str) -> web.Response:
     return page(request, "refused.html", http_status=status, message=message)
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | FileField] | web.Response:
+    """The POSTed form, or a 400 page when its body cannot be decoded (an unknown charset, invalid UTF-8)."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, LookupError, ValueError):
+        return refusal(request, 400, "This form's body could not be read (its character set or encoding).")

@@ -4,7 +4,8 @@ The cookie carries the token's name, an expiry, a per-session CSRF value and a f
 secret, signed with HMAC-SHA256. Signed rather than stored: every gateway on one PostgreSQL (and a restarted
 one) checks it with no database round trip and no table to expire, because they share the key. The key is
 ``GATEWAY_CONSOLE_SECRET`` from the environment, else derived from the configured API tokens (which every
-gateway of a deployment shares), so changing or removing a token ends the sessions it opened. The role is
+gateway of a deployment shares): then adding, changing or removing any token signs everyone out (with the
+environment's secret, changing or removing a token ends only the sessions it opened). The role is
 read from the config on every request, never from the cookie: lowering a token's role takes effect at once.
 What a signed cookie cannot do is be revoked alone: signing out clears it in the browser, and a copy taken
 before stays valid until it expires (``SESSION_S``).
@@ -52,8 +53,10 @@ def signing_key(config: Config) -> bytes:
     return hashlib.sha256(b"console-session-from-tokens\0" + material.encode("utf-8", "surrogatepass")).digest()
 
 
-def _fingerprint(token: ApiToken) -> str:
-    return hashlib.sha256(token.token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+def _fingerprint(config: Config, token: ApiToken) -> str:
+    """Which secret the session was opened with: keyed, so the cookie's reader learns nothing of the token."""
+    secret = token.token.encode("utf-8", "surrogatepass")
+    return hmac.new(signing_key(config), b"fingerprint\0" + secret, hashlib.sha256).hexdigest()[:32]
 
 
 def _b64(data: bytes) -> str:
@@ -67,7 +70,7 @@ def _unb64(text: str) -> bytes:
 def issue(config: Config, token: ApiToken, *, now: float) -> tuple[str, Session]:
     """A new session for ``token``: the cookie value and what it says."""
     session = Session(token=token, expires=now + SESSION_S, csrf=secrets.token_urlsafe(24))
-    body = json.dumps({"n": token.name, "e": session.expires, "c": session.csrf, "f": _fingerprint(token)},
+    body = json.dumps({"n": token.name, "e": session.expires, "c": session.csrf, "f": _fingerprint(config, token)},
                       separators=(",", ":")).encode()
     payload = _b64(body)
     signature = _b64(hmac.new(signing_key(config), payload.encode(), hashlib.sha256).digest())
@@ -88,7 +91,7 @@ def read(config: Config, value: str, *, now: float) -> Session | None:
     if expires <= now:
         return None
     for token in config.api_tokens:
-        if token.name == name and hmac.compare_digest(_fingerprint(token), fingerprint):
+        if token.name == name and hmac.compare_digest(_fingerprint(config, token), fingerprint):
             return Session(token=token, expires=expires, csrf=csrf)
     return None
 
@@ -99,12 +102,12 @@ def csrf_matches(session: Session, presented: str) -> bool:
 
 def set_cookie(response: web.StreamResponse, config: Config, value: str) -> None:
     response.set_cookie(COOKIE, value, max_age=SESSION_S, path="/console", httponly=True,
-                        secure=config.public_url.startswith("https://"), samesite="Strict")
+                        secure=config.public_url.startswith("https://"), samesite="Lax")
 
 
 def clear_cookie(response: web.StreamResponse, config: Config) -> None:
     response.del_cookie(COOKIE, path="/console", secure=config.public_url.startswith("https://"),
-                        samesite="Strict")
+                        samesite="Lax")
 
 
 def sign_in_redirect(request: web.Request) -> web.HTTPSeeOther:

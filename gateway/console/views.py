@@ -24,7 +24,7 @@ from core.phone import InvalidNumber, mask, normalize
 from gateway.console import sessions
 from gateway.console.hub import HUB as HUB  # the app's key, re-exported for the composition root
 from gateway.console.picture import picture
-from gateway.console.render import page, refusal
+from gateway.console.render import page, read_form, refusal
 from gateway.hotline import SOURCE as HOTLINE
 from gateway.oncall import who_is_on_call
 from gateway.store import Alert
@@ -81,7 +81,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if origin is not None and urlsplit(origin).netloc not in (request.host, urlsplit(config.public_url).netloc):
         # Another site's form signing this browser in to a session of its choosing (login CSRF).
         return refusal(request, 403, "Sign in from this gateway's own sign-in page.")
-    form = await request.post()
+    form = await read_form(request)
+    if isinstance(form, web.Response):
+        return form
     presented, wanted = form.get("token"), form.get("next")
     target = _next(wanted if isinstance(wanted, str) else "")
     token = token_for(config, presented) if isinstance(presented, str) and presented else None
@@ -179,7 +181,8 @@ async def alerts_page(request: web.Request) -> web.Response:
 
 async def _alert_or_404(request: web.Request) -> Alert:
     raw = request.match_info["alert_id"]
-    alert = await request.app[STORE].get_alert(int(raw)) if raw.isdigit() and len(raw) < 12 else None
+    wellformed = raw.isascii() and raw.isdigit() and len(raw) < 12  # '²'.isdigit() is True, int('²') fails
+    alert = await request.app[STORE].get_alert(int(raw)) if wellformed else None
     if alert is None:
         raise web.HTTPNotFound()
     return alert

@@ -143,3 +143,21 @@ def drain(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> list[tuple[str, d
     while not queue.empty():
         events.append(queue.get_nowait())
     return events
+
+
+async def test_odd_client_input_is_a_4xx_never_a_500(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, _, _ = await signed_in(tmp_path, aiohttp_client)
+    assert (await client.get("/console/alerts/%C2%B2")).status == 404  # '²'.isdigit() is True
+    token = await csrf_of(client)
+    posted = await client.post("/console/alerts/%C2%B2/acknowledge", data={"csrf": token}, allow_redirects=False)
+    assert posted.status == 404
+    for body, ctype in ((b"token=x", "application/x-www-form-urlencoded; charset=bogus"),
+                        (b"token=\xff\xfe", "application/x-www-form-urlencoded")):
+        answer = await client.post("/console/sign-in", data=body, headers={"Content-Type": ctype},
+                                   allow_redirects=False)
+        assert answer.status == 400, ctype
+    for body, ctype in ((f"csrf={token}".encode(), "application/x-www-form-urlencoded; charset=bogus"),
+                        (f"csrf={token}&x=\xff".encode("latin-1"), "application/x-www-form-urlencoded")):
+        answer = await client.post("/console/sign-out", data=body, headers={"Content-Type": ctype},
+                                   allow_redirects=False)
+        assert answer.status == 400, ctype

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,23 @@ def test_gateways_sharing_the_environment_secret_accept_each_others_cookies(
     value, _ = sessions.issue(config, config.api_tokens[0], now=NOW)
     same_tokens_elsewhere = dataclasses.replace(config, port=9999)
     assert sessions.read(same_tokens_elsewhere, value, now=NOW) is not None
+
+
+def test_the_tokens_fingerprint_is_keyed_not_a_bare_hash(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = config.api_tokens[0].token.encode()
+
+    def fingerprint() -> str:
+        value, _ = sessions.issue(config, config.api_tokens[0], now=NOW)
+        return str(json.loads(base64.urlsafe_b64decode(value.partition(".")[0] + "==="))["f"])
+
+    derived = fingerprint()
+    assert not hashlib.sha256(secret).hexdigest().startswith(derived[:16])
+    monkeypatch.setenv(sessions.SECRET_ENV, "one deployment")
+    assert fingerprint() != derived  # under another key, another fingerprint
+
+
+def test_with_the_key_derived_from_the_tokens_adding_any_token_signs_everyone_out(config: Config) -> None:
+    value, _ = sessions.issue(config, config.api_tokens[0], now=NOW)
+    extra = dataclasses.replace(config.api_tokens[0], name="new-one", token="another-secret")
+    added = dataclasses.replace(config, api_tokens=(*config.api_tokens, extra))
+    assert sessions.read(added, value, now=NOW) is None

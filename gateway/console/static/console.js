@@ -10,6 +10,7 @@
   var topics = (live.getAttribute("data-topics") || "").split(" ");
   var only = live.getAttribute("data-id");
   var GAP_MS = 1000;
+  var RETRY_MS = 30000;
   var timer = null;
   var busy = false;
   var again = false;
@@ -75,7 +76,17 @@
       connected = true;
       document.body.setAttribute("data-live", "on");
     });
-    stream.addEventListener("error", function () { document.body.setAttribute("data-live", "off"); });
+    stream.addEventListener("error", function () {
+      document.body.setAttribute("data-live", "off");
+      if (stream !== null && stream.readyState === EventSource.CLOSED) {
+        // Refused (503: too many streams) or no longer an event stream (the session ended: the fetch
+        // then finds the sign-in page and reloads). The browser gives up; try again later.
+        disconnect();
+        document.body.setAttribute("data-live", "off");
+        refresh();
+        setTimeout(function () { if (document.visibilityState !== "hidden") connect(); }, RETRY_MS);
+      }
+    });
     topics.forEach(function (topic) {
       if (!topic) return;
       stream.addEventListener(topic, function (event) {
