@@ -119,6 +119,14 @@ class _Watched:
                 await inner(entry)
                 self._hub.publish("alert", id=entry.alert_id)
             return noted
+        if name == "mark_page_sent":
+            async def sent(page_id: int, *args: Any, **kwargs: Any) -> None:
+                await inner(page_id, *args, **kwargs)
+                if self._hub.listeners:  # the page's alert costs a read: only when someone is watching
+                    found = await self._store.get_page(page_id)
+                    if found is not None:
+                        self._hub.publish("alert", id=found.alert_id)
+            return sent
         if name == "finish_page":
             async def paged(page_id: int, *args: Any, **kwargs: Any) -> Any:
                 result = await inner(page_id, *args, **kwargs)

@@ -44,6 +44,32 @@ _PRIORITIES = ("high", "low")
 _HEARTBEAT_S = 15.0
 
 
+#: What a form's redirect may show (``?message=<code>``): fixed texts, so a link cannot put its own words on a
+#: console page.
+MESSAGES = {
+    "not_found": "That alert is gone.",
+    "conflict": "The alert has moved on already (acknowledged or resolved): nothing changed.",
+    "refused": "That action was refused: reload the page to see the alert as it is now.",
+    "override_role": "The role is primary or secondary.",
+    "override_engineer": "Choose a member of the team.",
+    "override_start": "Give a start between 1970 and 9000.",
+    "override_end": "Give an end after the start, within 90 days of it, not in the past and before 9000.",
+    "override_limit": "The team has the most overrides not ended yet (500): remove some first.",
+    "bad_number": "That is not a phone number.",
+    "phone_state": "The phone cannot do that now (nothing rings, no call in progress, already on a call, or the "
+                   "sandbox is not connected).",
+    "sms_answered": "The gateway answered the SMS: its reply shows on the phone.",
+}
+
+
+def _message(request: web.Request) -> str:
+    return MESSAGES.get(request.query.get("message", ""), "")
+
+
+def _back(path: str, code: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{path}?{urlencode({'message': code})}" if code else path)
+
+
 def _partial(request: web.Request) -> bool:
     return request.headers.get("X-Console-Partial") == "1"
 
@@ -195,7 +221,7 @@ async def alert_page(request: web.Request) -> web.Response:
     alert = await _alert_or_404(request)
     context: dict[str, Any] = dict(alert=alert, escalation=await store.get_escalation(alert.id),
                    pages=await store.pages_for(alert.id), timeline=await store.timeline(alert.id),
-                   mask=mask, message=request.query.get("message", "")[:200])
+                   mask=mask, message=_message(request))
     return page(request, "alert_live.html" if _partial(request) else "alert.html", **context)
 
 
@@ -218,9 +244,8 @@ async def alert_action(request: web.Request) -> web.StreamResponse:
         else:
             await service.command(alert.id, action, by=request[sessions.SESSION].token.name, via="console")
     except DomainError as exc:
-        message = exc.message
-    suffix = f"?{urlencode({'message': message})}" if message else ""
-    raise web.HTTPSeeOther(f"/console/alerts/{alert.id}{suffix}")
+        message = exc.error if exc.error in MESSAGES else "refused"
+    raise _back(f"/console/alerts/{alert.id}", message)
 
 
 # ------------------------------------------------------------------ on call
@@ -239,7 +264,7 @@ async def oncall_page(request: web.Request) -> web.Response:
         rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
                          until=answer.until.timestamp() if answer.until else None))
     context: dict[str, Any] = dict(rows=rows, engineers=config.engineers,
-                                   message=request.query.get("message", "")[:200],
+                                   message=_message(request),
                    overrides=await _stored_overrides(request))
     return page(request, "oncall_live.html" if _partial(request) else "oncall.html", **context)
 
@@ -274,14 +299,16 @@ async def add_override(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     start, end = _utc(form.get("start", "")), _utc(form.get("end", ""))
     if start is None or end is None:
-        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': 'Give a start and a later end.'})}")
+        raise _back("/console/oncall", "override_end" if start else "override_start")
     now = request.app[CLOCK].now()
     try:
         new = check_new(config, request.app[SCHEDULE], team, role=form.get("role"), engineer=form.get("engineer"),
                         start=start, end=end, now=now,
                         created_by=f"{request[sessions.SESSION].token.name} (console)")
     except ApiError as exc:
-        raise web.HTTPSeeOther(f"/console/oncall?{urlencode({'message': exc.message})}") from None
+        field = str(exc.details.get("field", ""))
+        code = "override_limit" if exc.status == 409 else f"override_{field}"
+        raise _back("/console/oncall", code if code in MESSAGES else "refused") from None
     await request.app[SCHEDULE].add(new, now=now)
     request.app[HUB].publish("oncall", team=team)
     raise web.HTTPSeeOther(f"/console/oncall#team-{team}")
@@ -319,8 +346,9 @@ async def system_page(request: web.Request) -> web.Response:
     try:
         await store.ping()
         store_state = "ok"
-    except Exception as exc:
-        store_state = f"error: {exc}"
+    except Exception:
+        log.exception("console: the store did not answer a ping")  # the details for the logs, not the page
+        store_state = "store not reachable"
     problem = request.app[CLUSTER].problem
     gateways: list[dict[str, Any]] = []
     if config.store_url is not None:
@@ -365,7 +393,7 @@ async def phones_page(request: web.Request) -> web.Response:
     if SANDBOX not in request.app:
         raise web.HTTPNotFound()
     context: dict[str, Any] = dict(phones=_phones(request), hotlines=request.app[CONFIG].hotlines,
-                   message=request.query.get("message", "")[:200])
+                   message=_message(request))
     return page(request, "phones_live.html" if _partial(request) else "phones.html", **context)
 
 
@@ -384,12 +412,11 @@ async def dial(request: web.Request) -> web.StreamResponse:
     try:
         caller = normalize(str(form.get("from", "")), region)
         await request.app[SANDBOX].dial(caller, normalize(str(form.get("to", "")), region))
-    except InvalidNumber as exc:
-        message = f"not a phone number ({exc.reason})"
-    except PhoneError as exc:
-        message = str(exc)
-    suffix = f"?{urlencode({'message': message})}" if message else ""
-    raise web.HTTPSeeOther(f"/console/phones{suffix}")
+    except InvalidNumber:
+        message = "bad_number"
+    except PhoneError:
+        message = "phone_state"
+    raise _back("/console/phones", message)
 
 
 @routes.post("/console/phones/{number}/{action}")
@@ -421,12 +448,11 @@ async def phone_action(request: web.Request) -> web.StreamResponse:
             if not text or len(text) > 1600:
                 return refusal(request, 422, "An SMS of 1 to 1600 characters.")
             answer = await sandbox.reply(number, text)
-            message = f"the gateway answered: {answer}" if answer else ""
+            message = "sms_answered" if answer else ""
         else:
             await sandbox.dial(number, normalize(str(form.get("to", "")), config.default_region))
-    except InvalidNumber as exc:
-        message = f"not a phone number ({exc.reason})"
-    except PhoneError as exc:
-        message = str(exc)
-    suffix = f"?{urlencode({'message': message})}" if message else ""
-    raise web.HTTPSeeOther(f"/console/phones{suffix}")
+    except InvalidNumber:
+        message = "bad_number"
+    except PhoneError:
+        message = "phone_state"
+    raise _back("/console/phones", message)

@@ -16,7 +16,7 @@ from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.console import hub as hub_module
-from gateway.console.views import HUB
+from gateway.console.views import HUB, MESSAGES
 from gateway.store import NewAlert
 from gateway.web import overrides as api_overrides
 from gateway.web.keys import STORE
@@ -117,10 +117,10 @@ async def test_the_console_adds_overrides_by_the_apis_rules(tmp_path: Path, aioh
         assert answer.status == 303
         return answer.headers["Location"]
 
-    assert "message" in await add("9999-12-01T00:00", "9999-12-31T23:59")  # FakeClock: 2026-01-07 12:00 UTC
-    for n in range(2):
+    assert (await add("9999-12-01T00:00", "9999-12-31T23:59")).endswith("message=override_start")
+    for n in range(2):  # FakeClock: 2026-01-07 12:00 UTC
         assert "message" not in await add(f"2026-01-1{n}T00:00", f"2026-01-1{n}T01:00")
-    assert "message" in await add("2026-01-15T00:00", "2026-01-15T01:00")
+    assert (await add("2026-01-15T00:00", "2026-01-15T01:00")).endswith("message=override_limit")
     listed = await (await client.get("/api/v1/teams/sre/overrides", headers=AUTH)).json()
     assert len([o for o in listed["overrides"] if o["source"] == "api"]) == 2
 
@@ -161,3 +161,33 @@ async def test_odd_client_input_is_a_4xx_never_a_500(tmp_path: Path, aiohttp_cli
         answer = await client.post("/console/sign-out", data=body, headers={"Content-Type": ctype},
                                    allow_redirects=False)
         assert answer.status == 400, ctype
+
+
+async def test_a_page_shows_only_fixed_messages_never_the_links_text(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+    alert, _, _ = await app[STORE].create_alert(NewAlert(
+        dedup_key="x", priority=Priority.LOW, source="api", summary="s", team="sre", policy="default", route="r"),
+        now=1.0, escalate_at=None, note="t")
+    token = await csrf_of(client)
+    assert (await client.post(f"/console/alerts/{alert.id}/resolve", data={"csrf": token},
+                              allow_redirects=False)).status == 303
+    again = await client.post(f"/console/alerts/{alert.id}/acknowledge", data={"csrf": token},
+                              allow_redirects=False)
+    assert again.headers["Location"] == f"/console/alerts/{alert.id}?message=conflict"
+    shown = await (await client.get(again.headers["Location"])).text()
+    assert MESSAGES["conflict"] in shown
+    planted = await client.get(f"/console/alerts/{alert.id}?message=Session+expired:+sign+in+at+evil.example")
+    assert "evil.example" not in await planted.text()
+
+
+async def test_the_system_page_does_not_show_the_stores_error_text(tmp_path: Path, aiohttp_client: Client,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+
+    async def unreachable() -> None:
+        raise OSError("connect to postgres://gateway:hunter2@db.internal failed")
+
+    app[STORE].ping = unreachable
+    text = await (await client.get("/console/system")).text()
+    assert "store not reachable" in text and "hunter2" not in text
+    assert "hunter2" in caplog.text  # in the gateway's log instead

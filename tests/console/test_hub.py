@@ -16,7 +16,7 @@ from gateway.config import load_config
 from gateway.console.hub import EventHub, relayed, watched
 from gateway.console.views import close_streams
 from gateway.sqlite_store import SqliteStore
-from gateway.store import NewAlert
+from gateway.store import NewAlert, NewPage, StepPlan
 from tests.support import TOKEN, write_config
 
 
@@ -91,3 +91,21 @@ async def test_the_event_streams_end_when_the_gateway_stops(
         await close_streams(app)
         rest = await asyncio.wait_for(stream.content.read(), 30)  # EOF: the handler returned
         assert b"event:" not in rest
+
+
+async def test_a_page_marked_sent_is_published(tmp_path: Path) -> None:
+    hub = EventHub()
+    raw = SqliteStore(tmp_path / "gateway.db")
+    await raw.open()
+    try:
+        store = watched(raw, hub)
+        plan = StepPlan(step=0, repeat=0, next_due=21.0,
+                        pages=[NewPage(engineer="alice", number="+15550000001", channel="call")], notes=[])
+        new = NewAlert(dedup_key="k", priority=Priority.LOW, source="api", summary="s", team="sre",
+                       policy="default", route="r")
+        alert, _, pages = await store.create_alert(new, now=1.0, escalate_at=21.0, note="t", first_step=plan)
+        queue = hub.subscribe()
+        await store.mark_page_sent(pages[0].id, now=2.0)
+        assert drain(queue) == [("alert", {"id": alert.id})]
+    finally:
+        await raw.close()
