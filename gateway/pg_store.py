@@ -593,6 +593,12 @@ class PgStore:
         rows = await self._fetch(f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = $1 ORDER BY id", alert_id)
         return [_page(r) for r in rows]
 
+    async def pages_for_alerts(self, alert_ids: list[int]) -> list[Page]:
+        rows = await self._fetch(
+            f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = ANY($1::bigint[]) ORDER BY id", alert_ids
+        )
+        return [_page(r) for r in rows]
+
     async def unsent_pages(self) -> list[Page]:
         """This gateway's unsent pages, and those of nobody (written before migration 003), claimed."""
         rows = await self._fetch(
@@ -664,6 +670,14 @@ class PgStore:
     async def timeline(self, alert_id: int) -> list[TimelineEntry]:
         rows = await self._fetch(
             "SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id = $1 ORDER BY id", alert_id
+        )
+        return [TimelineEntry(alert_id=r[0], at=r[1], kind=_out(r[2]), message=_out(r[3]), data=json.loads(r[4]))
+                for r in rows]
+
+    async def timelines_for_alerts(self, alert_ids: list[int]) -> list[TimelineEntry]:
+        rows = await self._fetch(
+            "SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id = ANY($1::bigint[]) ORDER BY id",
+            alert_ids,
         )
         return [TimelineEntry(alert_id=r[0], at=r[1], kind=_out(r[2]), message=_out(r[3]), data=json.loads(r[4]))
                 for r in rows]

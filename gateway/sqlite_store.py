@@ -425,6 +425,12 @@ class SqliteStore:
             f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id = ? ORDER BY id", (alert_id,)
         )])
 
+    async def pages_for_alerts(self, alert_ids: list[int]) -> list[Page]:
+        marks = ",".join("?" * len(alert_ids))
+        return await self._read(lambda db: [_page(r) for r in db.execute(
+            f"SELECT {_PAGE_COLUMNS} FROM pages WHERE alert_id IN ({marks}) ORDER BY id", alert_ids
+        )]) if alert_ids else []
+
     async def unsent_pages(self) -> list[Page]:
         return await self._read(lambda db: [_page(r) for r in db.execute(
             f"SELECT {_prefixed(_PAGE_COLUMNS, 'p')} FROM pages p JOIN alerts a ON a.id = p.alert_id"
@@ -496,6 +502,18 @@ class SqliteStore:
             TimelineEntry(alert_id=r[0], at=r[1], kind=r[2], message=r[3], data=json.loads(r[4]))
             for r in db.execute(
                 "SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id = ? ORDER BY id", (alert_id,)
+            )
+        ])
+
+    async def timelines_for_alerts(self, alert_ids: list[int]) -> list[TimelineEntry]:
+        if not alert_ids:
+            return []
+        marks = ",".join("?" * len(alert_ids))
+        return await self._read(lambda db: [
+            TimelineEntry(alert_id=r[0], at=r[1], kind=r[2], message=r[3], data=json.loads(r[4]))
+            for r in db.execute(
+                f"SELECT alert_id, at, kind, message, data FROM timeline WHERE alert_id IN ({marks}) ORDER BY id",
+                alert_ids,
             )
         ])
 

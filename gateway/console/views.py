@@ -323,12 +323,12 @@ async def hotline_page(request: web.Request) -> web.Response:
     store = request.app[STORE]
     calls = await store.list_alerts(source=HOTLINE, limit=100)
     waiting = await store.list_alerts(source=HOTLINE, status=AlertStatus.TRIGGERED, limit=100)
-    pages = {a.id: await store.pages_for(a.id) for a in calls}
-    voicemails = {}
-    for alert in calls:
-        for entry in await store.timeline(alert.id):
-            if "voicemail (" in entry.message:
-                voicemails[alert.id] = entry.message
+    ids = [a.id for a in calls]
+    pages: dict[int, list[Any]] = {i: [] for i in ids}
+    for found in await store.pages_for_alerts(ids):  # one query for every call, not one per call
+        pages[found.alert_id].append(found)
+    voicemails = {entry.alert_id: entry.message for entry in await store.timelines_for_alerts(ids)
+                  if "voicemail (" in entry.message}  # oldest first: the latest voicemail wins
     context: dict[str, Any] = dict(waiting=waiting, calls=calls, pages=pages, voicemails=voicemails, mask=mask,
                    hotlines=request.app[CONFIG].hotlines)
     return page(request, "hotline_live.html" if _partial(request) else "hotline.html", **context)

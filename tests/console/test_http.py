@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.console import hub as hub_module
 from gateway.console.views import HUB, MESSAGES
-from gateway.store import NewAlert
+from gateway.store import NewAlert, NewPage, StepPlan, TimelineEntry
 from gateway.web import overrides as api_overrides
 from gateway.web.keys import STORE
 from tests.support import AUTH, TOKEN, write_config
@@ -191,3 +191,25 @@ async def test_the_system_page_does_not_show_the_stores_error_text(tmp_path: Pat
     text = await (await client.get("/console/system")).text()
     assert "store not reachable" in text and "hunter2" not in text
     assert "hunter2" in caplog.text  # in the gateway's log instead
+
+
+async def test_the_hotline_history_shows_each_calls_pages_and_voicemail(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, _ = await signed_in(tmp_path, aiohttp_client)
+    store = app[STORE]
+    calls = []
+    for n in range(3):
+        plan = StepPlan(step=0, repeat=0, next_due=99.0, notes=[],
+                        pages=[NewPage(engineer=("alice", "bob", "carol")[n], number=f"+1555000000{n + 1}",
+                                       channel="call")])
+        alert, _, _ = await store.create_alert(NewAlert(
+            dedup_key=f"h{n}", priority=Priority.HIGH, source="hotline", summary="caller", team="sre",
+            details={"caller": f"+1555777000{n}", "hotline": "ops"}, policy="hotline", route="r"),
+            now=1.0, escalate_at=99.0, note="t", first_step=plan)
+        calls.append(alert)
+    await store.add_timeline(TimelineEntry(alert_id=calls[1].id, at=2.0, kind="note",
+                                           message="voicemail (12 s) left by the caller"))
+    rows = re.findall(r"<tr><td>.*?</tr>", await (await client.get("/console/hotline")).text(), re.S)
+    assert len(rows) == 3  # newest first
+    assert "carol" in rows[0] and "voicemail" not in rows[0]
+    assert "bob" in rows[1] and "voicemail (12 s)" in rows[1]
+    assert "alice" in rows[2] and "bob" not in rows[2]

@@ -382,6 +382,20 @@ async def test_timeline_keeps_order_and_data_and_refuses_an_unknown_alert(store:
     assert (await store.timeline(alert.id))[-1].message == "still here"
 
 
+
+async def test_pages_and_timelines_of_many_alerts_in_one_call(store: Store) -> None:
+    one, _, _ = await store.create_alert(_new("one"), now=1.0, escalate_at=21.0, note="t1", first_step=_plan())
+    two, _, _ = await store.create_alert(_new("two"), now=2.0, escalate_at=21.0, note="t2",
+                                         first_step=_plan(engineers=("alice", "bob")))
+    three, _, _ = await store.create_alert(_new("three"), now=3.0, escalate_at=21.0, note="t3", first_step=_plan())
+    await store.add_timeline(TimelineEntry(alert_id=one.id, at=4.0, kind="note", message="later"))
+    pages = await store.pages_for_alerts([one.id, two.id])
+    assert [(p.alert_id, p.engineer) for p in pages] == [(one.id, "alice"), (two.id, "alice"), (two.id, "bob")]
+    assert [p.id for p in pages] == sorted(p.id for p in pages)
+    entries = await store.timelines_for_alerts([one.id, three.id])
+    assert [(e.alert_id, e.message) for e in entries] == [(one.id, "t1"), (three.id, "t3"), (one.id, "later")]
+    assert await store.pages_for_alerts([]) == [] and await store.timelines_for_alerts([999]) == []
+
 # ------------------------------------------------------------- any text
 
 
