@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -89,8 +89,12 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 def _next(raw: str) -> str:
-    """Where to go after signing in: only a console path (no open redirect)."""
-    return raw if raw.startswith("/console") and not raw.startswith("//") else "/console/alerts"
+    """Where to go after signing in: only a console page (no open redirect, no way out by ``..``)."""
+    path = unquote(raw.partition("?")[0].partition("#")[0])
+    inside = path == "/console" or path.startswith("/console/")
+    if not inside or ".." in path.split("/") or "\\" in raw or any(ord(c) < 0x20 or c == "\x7f" for c in raw):
+        return "/console/alerts"
+    return raw
 
 
 @routes.get("/console/sign-in")

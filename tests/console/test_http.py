@@ -213,3 +213,18 @@ async def test_the_hotline_history_shows_each_calls_pages_and_voicemail(tmp_path
     assert "carol" in rows[0] and "voicemail" not in rows[0]
     assert "bob" in rows[1] and "voicemail (12 s)" in rows[1]
     assert "alice" in rows[2] and "bob" not in rows[2]
+
+
+async def test_after_sign_in_only_a_console_page_is_a_destination(tmp_path: Path, aiohttp_client: Client) -> None:
+    client, _, _ = await signed_in(tmp_path, aiohttp_client)
+    for wanted, landing in [("/console/alerts/3?status=triggered", "/console/alerts/3?status=triggered"),
+                            ("/console", "/console"),
+                            ("/console/../api/v1/alerts", "/console/alerts"),
+                            ("/console/%2e%2e/api/v1/alerts", "/console/alerts"),
+                            ("/console\\evil.example", "/console/alerts"),
+                            ("/console@evil.example", "/console/alerts"),
+                            ("/consoleX", "/console/alerts"),
+                            ("//evil.example/console", "/console/alerts"),
+                            ("/console/\r\nSet-Cookie: x=1", "/console/alerts")]:
+        answer = await client.post("/console/sign-in", data={"token": TOKEN, "next": wanted}, allow_redirects=False)
+        assert (answer.status, answer.headers["Location"]) == (303, landing), wanted
