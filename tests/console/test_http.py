@@ -9,17 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from core.clock import FakeClock
 from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.console import hub as hub_module
-from gateway.console.views import HUB, MESSAGES
+from gateway.console import sessions
+from gateway.console.views import HUB, MESSAGES, events
 from gateway.store import NewAlert, NewPage, StepPlan, TimelineEntry
 from gateway.web import overrides as api_overrides
-from gateway.web.keys import STORE
+from gateway.web.keys import CLOCK, STORE
 from tests.support import AUTH, TOKEN, write_config
 
 Client = Callable[..., Awaitable[TestClient]]
@@ -228,3 +229,17 @@ async def test_after_sign_in_only_a_console_page_is_a_destination(tmp_path: Path
                             ("/console/\r\nSet-Cookie: x=1", "/console/alerts")]:
         answer = await client.post("/console/sign-in", data={"token": TOKEN, "next": wanted}, allow_redirects=False)
         assert (answer.status, answer.headers["Location"]) == (303, landing), wanted
+
+
+async def test_a_cancelled_stream_lets_the_cancellation_through_and_unsubscribes(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    app = create_app(config, clock=FakeClock())
+    request = make_mocked_request("GET", "/console/events", app=app)
+    _, session = sessions.issue(config, config.api_tokens[0], now=app[CLOCK].now())
+    request[sessions.SESSION] = session
+    task = asyncio.create_task(events(request))
+    await asyncio.wait_for(_until(lambda: app[HUB].listeners == 1), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert app[HUB].listeners == 0
