@@ -13,8 +13,9 @@ import dataclasses
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from core.enums import Priority
 from core.phone import mask
@@ -203,9 +204,7 @@ class Dispatcher:
                 log.warning("call %s: could not hang it up: %s", request.call_id, exc)
             await self._on_failed(request.call_id, f"no outcome from the provider within {limit:.0f} s")
 
-        task = asyncio.create_task(fail(), name=f"lost {request.call_id}")
-        self._placing.add(task)
-        task.add_done_callback(self._placing.discard)
+        self._spawn(fail(), f"lost {request.call_id}")
 
     async def withdraw(self, call_id: str) -> bool:
         """Stop a call that is no longer wanted: True when it was still queued and never reaches the provider.
@@ -307,9 +306,19 @@ class Dispatcher:
                 self._in_flight.add(request.call_id)
                 self._dialling[request.to] += 1
             self._pace.take()
-            task = asyncio.create_task(self._place(request, priority, queued_at), name=f"place {request.call_id}")
-            self._placing.add(task)
-            task.add_done_callback(self._placing.discard)
+            self._spawn(self._place(request, priority, queued_at), f"place {request.call_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background, kept until done and cancelled by ``stop``."""
+        task = asyncio.create_task(work, name=name)
+        self._placing.add(task)
+        task.add_done_callback(self._placing.discard)
+
+    def _dial_over(self, number: str) -> None:
+        """A dial request to ``number`` is no longer in flight (call with ``_changed`` held)."""
+        self._dialling[number] -= 1
+        if self._dialling[number] <= 0:
+            del self._dialling[number]
 
     async def _take_line(self, priority: Priority, queued_at: float, request: CallRequest) -> bool:
         """Take a line in the ledger shared with other gateways (several takes run at once, one per call
@@ -331,9 +340,7 @@ class Dispatcher:
         pause = wait if wait > 0 else 1.0
         async with self._changed:
             self._in_flight.discard(request.call_id)
-            self._dialling[request.to] -= 1
-            if self._dialling[request.to] <= 0:
-                del self._dialling[request.to]
+            self._dial_over(request.to)
             self._queues[priority].appendleft((queued_at, request))
             self._queued.add(request.call_id)
             loop = asyncio.get_running_loop()
@@ -344,9 +351,7 @@ class Dispatcher:
     def _unblock(self) -> None:
         if self._blocked_until and asyncio.get_running_loop().time() >= self._blocked_until:
             self._blocked_until = 0.0
-            task = asyncio.ensure_future(self._poke())
-            self._placing.add(task)
-            task.add_done_callback(self._placing.discard)
+            self._spawn(self._poke(), "dispatcher unblocked")
 
     async def _poke(self) -> None:
         async with self._changed:
@@ -378,9 +383,7 @@ class Dispatcher:
             finally:
                 self._gate.end(request.call_id)
                 async with self._changed:
-                    self._dialling[request.to] -= 1
-                    if self._dialling[request.to] <= 0:
-                        del self._dialling[request.to]
+                    self._dial_over(request.to)
                     self._changed.notify_all()
         except ProviderError as exc:
             await self.finished(request.call_id)
@@ -390,9 +393,7 @@ class Dispatcher:
                 delay = self.retry_delays_s[attempt]
                 log.warning("call %s to %s could not start (%s); trying again in %g s",
                             request.call_id, mask(request.to), exc, delay)
-                task = asyncio.create_task(self._retry(request, delay), name=f"retry {request.call_id}")
-                self._placing.add(task)
-                task.add_done_callback(self._placing.discard)
+                self._spawn(self._retry(request, delay), f"retry {request.call_id}")
                 return
             self._attempts.pop(request.call_id, None)
             log.warning("call %s to %s failed to start: %s", request.call_id, mask(request.to), exc)

@@ -245,20 +245,22 @@ class Paging:
     async def recheck_local(self) -> None:
         """After a time cut off from the other gateways (their pushes lost): hang up this gateway's calls
         whose alert was closed meanwhile."""
+        alert_ids: set[int] = set()
         for call_id in self.dispatcher.calls_here():
             page_id = page_id_from(call_id)
             page = await self.store.get_page(page_id) if page_id is not None else None
-            alert = await self.store.get_alert(page.alert_id) if page is not None else None
-            if page is not None and alert is not None and alert.status != AlertStatus.TRIGGERED:
-                await self.release_local(alert.id)
+            if page is not None:
+                alert_ids.add(page.alert_id)
+        for alert_id in sorted(alert_ids):
+            alert = await self.store.get_alert(alert_id)
+            if alert is not None and alert.status != AlertStatus.TRIGGERED:
+                await self.release_local(alert_id)
 
     async def lost_with_gateway(self, page: Page, gateway_id: str) -> None:
         """A call in progress whose gateway died, on a provider where calls end with their gateway: it is
         over (hung up here too, in case the provider still has it), and counts as unanswered."""
         await self.hang_up(call_id_for(page))
-        finished = await self.finish(page, CallOutcome.FAILED, f"its gateway {gateway_id} stopped during the call")
-        if finished is not None:
-            await self._on_step_failed(finished)
+        await self._failed(page, f"its gateway {gateway_id} stopped during the call")
 
     async def hang_up(self, call_id: str) -> None:
         """Hang up a call in the background and free its line (a provider may never report it)."""

@@ -35,18 +35,18 @@ class PeerEvents:
     async def took_over(self, gateway_id: str, *, alerts: list[int], unsent: list[Page],
                         live_calls: list[Page]) -> None:
         self.scheduler.due_at(0.0)  # its escalations are ours now: look at what is due
-        if self.providers.capabilities.calls_outlive_gateway:
-            await self.paging.send_again(unsent)
-            if live_calls:
-                log.info("%d call(s) placed by gateway %s go on; their outcomes reach this gateway",
-                         len(live_calls), gateway_id)
-            return
-        # Its callers' calls ended with it (their dialplan goes on without them): nobody is screened for them.
-        for alert_id in alerts:
-            await self.hotline.caller_lost_with_gateway(alert_id, gateway_id)
+        outlive = self.providers.capabilities.calls_outlive_gateway
+        if not outlive:
+            # Its callers' calls ended with it (their dialplan goes on without them): nobody is screened for them.
+            for alert_id in alerts:
+                await self.hotline.caller_lost_with_gateway(alert_id, gateway_id)
         await self.paging.send_again(unsent)
-        for page in live_calls:
-            await self.paging.lost_with_gateway(page, gateway_id)
+        if outlive and live_calls:
+            log.info("%d call(s) placed by gateway %s go on; their outcomes reach this gateway",
+                     len(live_calls), gateway_id)
+        elif not outlive:
+            for page in live_calls:
+                await self.paging.lost_with_gateway(page, gateway_id)
 
     async def resend_unsent(self) -> None:
         self.scheduler.due_at(0.0)

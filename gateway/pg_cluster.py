@@ -120,11 +120,7 @@ class PgCluster:
         row only with that key (``PgStore.inherit``), so either it took the work first (the row is gone and
         is made anew) or this gateway came back first (the survivor finds nothing to take).
         """
-        conn = await self.store.connect_alone(
-            application_name="oncall-gateway-membership",
-            # A machine lost without closing the connection is noticed in about 5 + 3 x 1 s.
-            tcp_keepalives_idle="5", tcp_keepalives_interval="1", tcp_keepalives_count="3",
-        )
+        conn = await self.store.connect_alone(application_name="oncall-gateway-membership")
         try:
             async with conn.transaction():
                 key = await conn.fetchval(

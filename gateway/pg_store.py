@@ -63,6 +63,9 @@ LOST = (
 _LOCKS = 0x6761_7465  # advisory lock namespace of the gateway ("gate"); the second key says what is locked
 _MIGRATION_LOCK = 0
 _PING_TIMEOUT_S = 5.0
+# Every connection's TCP keepalives: a gateway machine lost without a word (mid-transaction, holding row
+# locks, or holding its membership lock) is dropped by the server after about 5 + 3 x 1 s.
+KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3"}
 _ALERT_COLUMNS = (
     "id, dedup_key, status, priority, source, summary, details, labels, team, policy, route, "
     "created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at"
@@ -276,10 +279,7 @@ class PgStore:
         self._pool = await asyncpg.create_pool(
             self.url, password=self._password, min_size=1, max_size=self._pool_size, reset=_no_reset,
             timeout=10,
-            # A gateway machine lost mid-transaction must not hold its row locks for hours: the server drops a
-            # silent connection after about 5 + 3 x 1 s of TCP keepalives.
-            server_settings={"application_name": "oncall-gateway", "tcp_keepalives_idle": "5",
-                             "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3"},
+            server_settings={"application_name": "oncall-gateway", **KEEPALIVES},
         )
         try:
             for migration in scripts("postgres"):
@@ -289,10 +289,15 @@ class PgStore:
             await self.close()
             raise
 
-    async def connect_alone(self, **server_settings: str) -> Any:
+    async def connect_alone(self, *, application_name: str) -> Any:
         """A connection of its own, outside the pool (it keeps session state: locks, LISTEN)."""
         return await asyncpg.connect(self.url, password=self._password, timeout=10,
-                                     server_settings=server_settings)
+                                     server_settings={"application_name": application_name, **KEEPALIVES})
+
+    async def gateways(self) -> list[dict[str, Any]]:
+        """The gateways registered on this database now (gateway/pg_cluster.py), oldest first."""
+        rows = await self._fetch("SELECT id, host, pid, started_at FROM gateways ORDER BY started_at")
+        return [dict(row) for row in rows]
 
     async def close(self) -> None:
         if self._pool is not None:

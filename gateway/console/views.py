@@ -359,8 +359,7 @@ async def system_page(request: web.Request) -> web.Response:
         from gateway.pg_store import PgStore
 
         if isinstance(store, PgStore):
-            rows = await store._fetch("SELECT id, host, pid, started_at FROM gateways ORDER BY started_at")
-            gateways = [dict(row) for row in rows]
+            gateways = await store.gateways()
     try:
         version = importlib.metadata.version("oncall-telephony-gateway")
     except importlib.metadata.PackageNotFoundError:
