@@ -120,6 +120,12 @@ async def _phone(gateway: Gateway, number: str) -> dict[str, Any]:
     return phone
 
 
+async def _rings(gateway: Gateway, number: str) -> bool:
+    """The sandbox phone ``number`` on ``gateway`` is ringing now."""
+    call = (await _phone(gateway, number))["call"]
+    return call is not None and call["state"] == "ringing"
+
+
 async def _async(value: Any) -> Any:
     return value
 
@@ -177,11 +183,7 @@ async def test_an_acknowledgement_on_one_gateway_hangs_up_the_call_another_place
     alert_id = await a.post_alert("ack-elsewhere")
     assert alert_id is not None
 
-    async def ringing() -> bool:
-        call = (await _phone(a, PRIMARY))["call"]
-        return call is not None and call["state"] == "ringing"
-
-    await eventually(ringing)
+    await eventually(lambda: _rings(a, PRIMARY))
     assert (await _phone(b, PRIMARY))["call"] is None  # B placed nothing: only the push can reach A's call
     acked_at = await b.acknowledge(alert_id)
 
@@ -205,11 +207,7 @@ async def test_a_gateway_killed_mid_call_has_its_next_step_dialled_by_the_surviv
     alert_id = await a.post_alert("dies-mid-call")
     assert alert_id is not None
 
-    async def a_rings() -> bool:
-        call = (await _phone(a, PRIMARY))["call"]
-        return call is not None and call["state"] == "ringing"
-
-    await eventually(a_rings)
+    await eventually(lambda: _rings(a, PRIMARY))
     await a.kill()
 
     async def b_rings_the_secondary() -> float | None:
@@ -282,6 +280,11 @@ async def test_a_calls_webhooks_may_reach_any_gateway(
     await eventually(lambda: _async(len(peer.dials) == 1))
     dial = peer.dials[0]
     assert _port_of(dial) == a.port
+
+    async def placed() -> bool:  # Twilio answers seconds after the create returns, when A has stored the call
+        return bool((await a.get(f"/api/v1/alerts/{alert_id}"))["pages"][0]["status"] == "sent")
+
+    await eventually(placed)
     # The engineer answers (the webhook reaches B), then presses 1 (it reaches A, which placed the call).
     assert "<Gather" in await _webhook(b, http, dial, "answer", {"CallStatus": "in-progress"})
     await _webhook(a, http, dial, "gather", {"CallStatus": "in-progress", "Digits": "1"})
@@ -328,11 +331,7 @@ async def test_a_gateway_cut_off_from_the_others_for_a_moment_keeps_its_calls(
     await asyncio.gather(a.start(), b.start())
     alert_id = await a.post_alert("blip")
 
-    async def a_rings() -> bool:
-        call = (await _phone(a, PRIMARY))["call"]
-        return call is not None and call["state"] == "ringing"
-
-    await eventually(a_rings)
+    await eventually(lambda: _rings(a, PRIMARY))
     # The database drops A's membership connection (a network blip); A lives on and joins again.
     conn = await asyncpg.connect(pg_database.url, password=pg_database.password)
     try:
