@@ -123,6 +123,28 @@ class Hotline:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WeeklyRange:
+    """Local clock times on some weekdays; ``end`` at or before ``start`` runs past midnight."""
+
+    days: frozenset[int]  # 0 = Monday ... 6 = Sunday: the days the range starts on
+    start: time
+    end: time | None  # None: the end of the day (24:00)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeWindow:
+    """A named set of times in a zone (business hours, nights, weekends, holidays); see gateway.time_windows."""
+
+    name: str
+    time_zone: str
+    weekly: tuple[WeeklyRange, ...] = ()
+    dates: frozenset[date] = frozenset()  # whole local days inside the window
+    except_dates: frozenset[date] = frozenset()  # whole local days outside it, whatever else says
+    excluded: tuple[TimeWindow, ...] = ()  # other windows taken out of this one (``except:``)
+    negated: TimeWindow | None = None  # ``not: other``: the window is every moment outside ``other``
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -138,6 +160,7 @@ class Config:
     templates_dir: Path | None = None
     engineers: dict[str, Engineer] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
+    time_windows: dict[str, TimeWindow] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     default_route: Route | None = None
@@ -180,7 +203,7 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
     "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
-    "providers",
+    "providers", "time_windows",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
@@ -405,6 +428,39 @@ def _as_clock(raw: object) -> time:
     raise ValueError(f"expected a time like \"09:00\", got {_kind(raw)}{hint}")
 
 
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _as_days(raw: object) -> frozenset[int]:
+    """Weekdays: ``mon-fri``, ``sat,sun``, ``[mon, wed]``, ``daily``; ranges may wrap (``fri-mon``)."""
+    parts = raw if isinstance(raw, list) else raw.split(",") if isinstance(raw, str) else [raw]
+    days: set[int] = set()
+    for part in parts:
+        text = part.strip().lower() if isinstance(part, str) else ""
+        if text in ("daily", "all"):
+            return frozenset(range(7))
+        first, _, last = (piece.strip()[:3] if len(piece.strip()) >= 3 else "?" for piece in text.partition("-"))
+        if first in _DAY_NAMES and (last in _DAY_NAMES or not text.partition("-")[1]):
+            start = _DAY_NAMES.index(first)
+            end = _DAY_NAMES.index(last) if last in _DAY_NAMES else start
+            days.update(day % 7 for day in range(start, end + (7 if end < start else 0) + 1))
+            continue
+        raise ValueError(f"{part!r} is not a weekday: use mon, tue, wed, thu, fri, sat, sun, a range like "
+                         "mon-fri, or daily")
+    if not days:
+        raise ValueError("name at least one weekday, e.g. mon-fri")
+    return frozenset(days)
+
+
+def _as_day_end_is_midnight(raw: object) -> bool:
+    return isinstance(raw, str) and raw.strip() in ("24:00", "24:00:00")
+
+
+def _as_day_end(raw: object) -> time | None:
+    """A clock time that may also be ``24:00``, the end of the day (returned as None)."""
+    return None if _as_day_end_is_midnight(raw) else _as_clock(raw)
+
+
 def _as_moment(zone: str) -> Callable[[object], datetime]:
     """An instant: ISO 8601 date and time; without an offset it is read in ``zone``. Returned in UTC."""
 
@@ -619,6 +675,7 @@ class _Reader:
                     self.problem("templates_dir", f"folder does not exist: {templates_dir}")
 
         engineers = self.engineers(top.get("engineers"), region, language)
+        time_windows = self.time_windows(top.get("time_windows"), zone)
         teams = self.teams(top.get("teams"), engineers, zone)
         policies = self.policies(top.get("policies"), engineers)
         routes = self.routes(top.get("routes"), teams, policies)
@@ -643,6 +700,7 @@ class _Reader:
             templates_dir=templates_dir,
             engineers=engineers,
             teams=teams,
+            time_windows=time_windows,
             policies=policies,
             routes=routes,
             default_route=default_route,
@@ -950,6 +1008,81 @@ class _Reader:
             if start is not None and end is not None and engineer is not None:
                 overrides.append(Override(start=start, end=end, role=role, engineer=engineer))
         return tuple(overrides)
+
+    def time_windows(self, raw: object, zone: str) -> dict[str, TimeWindow]:
+        """Named windows; ``not:`` and ``except:`` may name other windows (in any order, no cycles)."""
+        sections: dict[str, dict[str, Any]] = {}
+        for name, item in self.entries(raw, "time_windows"):
+            path = f"time_windows.{name}"
+            sections[name] = self.mapping(item, path, ("time_zone", "weekly", "dates", "except_dates", "except", "not"))
+            if not isinstance(item, dict) or not sections[name]:
+                self.problem(path, "expected weekly ranges, dates, or not: <another window>")
+        built: dict[str, TimeWindow] = {}
+        for name in sections:
+            window = self.time_window(name, sections, built, zone, ())
+            if window is not None:
+                built[name] = window
+        return built
+
+    def time_window(self, name: str, sections: dict[str, dict[str, Any]], built: dict[str, TimeWindow],
+                    zone: str, within: tuple[str, ...]) -> TimeWindow | None:
+        if name in built:
+            return built[name]
+        path, section = f"time_windows.{name}", sections[name]
+        if name in within:
+            self.problem(path, f"refers back to itself ({' -> '.join((*within, name))})")
+            return None
+
+        def other(ref_path: str, ref: object) -> TimeWindow | None:
+            if not isinstance(ref, str) or ref not in sections:
+                self.problem(ref_path, f"unknown time window {ref!r} (known: {', '.join(sections) or 'none'})")
+                return None
+            found = self.time_window(ref, sections, built, zone, (*within, name))
+            if found is not None:
+                built[ref] = found
+            return found
+
+        negated = other(f"{path}.not", section["not"]) if "not" in section else None
+        if "not" in section and len(section) > 1 + ("time_zone" in section):
+            self.problem(f"{path}.not", "stands alone: a window is either not: <other> or its own times")
+        weekly: list[WeeklyRange] = []
+        for range_path, item in self.items(section.get("weekly"), f"{path}.weekly", required=False):
+            part = self.mapping(item, range_path, ("days", "from", "to"))
+            if not isinstance(item, dict):
+                continue
+            days = self.value(part, "days", range_path, _as_days, frozenset(range(7)))
+            start = self.value(part, "from", range_path, _as_clock)
+            end = self.value(part, "to", range_path, _as_day_end)
+            if start is not None and end == start:
+                self.problem(f"{range_path}.to", "equals from: write from \"00:00\" to \"24:00\" for a whole day")
+            elif start is not None and days is not None and part.get("to") is not None and (
+                end is not None or _as_day_end_is_midnight(part["to"])
+            ):
+                weekly.append(WeeklyRange(days=days, start=start, end=end))
+        dates = self.date_list(section.get("dates"), f"{path}.dates")
+        except_dates = self.date_list(section.get("except_dates"), f"{path}.except_dates")
+        excluded_raw = section.get("except")
+        excluded_items = [(f"{path}.except", excluded_raw)] if isinstance(excluded_raw, str) else \
+            self.items(excluded_raw, f"{path}.except", required=False)
+        excluded = [window for ref_path, ref in excluded_items if (window := other(ref_path, ref)) is not None]
+        return TimeWindow(
+            name=name,
+            time_zone=self.value(section, "time_zone", path, _as_zone, zone),
+            weekly=tuple(weekly),
+            dates=dates,
+            except_dates=except_dates,
+            excluded=tuple(excluded),
+            negated=negated,
+        )
+
+    def date_list(self, raw: object, path: str) -> frozenset[date]:
+        found: set[date] = set()
+        for item_path, item in self.items(raw, path, required=False):
+            try:
+                found.add(_as_date(item))
+            except ValueError as exc:
+                self.problem(item_path, str(exc))
+        return frozenset(found)
 
     def policies(self, raw: object, engineers: dict[str, Engineer]) -> dict[str, Policy]:
         policies: dict[str, Policy] = {}

@@ -37,6 +37,15 @@ teams:
     rotation: {kind: custom, shift: 3d, start: 2026-01-05, handoff: "09:00", time_zone: UTC}
     overrides:
       - {start: "2026-12-24T00:00", end: "2026-12-27T00:00", engineer: bob, role: primary}
+time_windows:
+  business_hours:
+    time_zone: UTC
+    weekly: [{days: mon-fri, from: "09:00", to: "17:00"}]
+    dates: [2026-12-24]
+    except_dates: [2026-12-25]
+    except: [holidays]
+  holidays: {dates: [2026-12-31]}
+  after_hours: {not: business_hours}
 policies:
   default:
     repeat: 1
