@@ -42,10 +42,13 @@ class PageSender(Protocol):
 
 class Scheduler:
     def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds,
-                 teams: Callable[[str], Team | None] | None = None) -> None:
+                 teams: Callable[[str], Team | None] | None = None,
+                 engineers: Callable[[str], Engineer | None] | None = None) -> None:
         self.config = config
         # A team as it stands now (gateway.overrides.Schedule.team: with the overrides added at run time)
         self.teams = teams if teams is not None else config.teams.get
+        # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
+        self.engineer = engineers if engineers is not None else config.engineers.get
         self.store = store
         self.clock = clock
         self.paging = paging
@@ -99,17 +102,16 @@ class Scheduler:
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
 
     def _targets(self, team_id: str, target: str, engineer: str | None, now: float) -> list[Engineer]:
-        engineers = self.config.engineers
         if target == "engineer":
-            return [engineers[engineer]] if engineer in engineers else []
+            return _found(self.engineer(engineer or ""))
         team = self.teams(team_id)
         if team is None:
             return []
         if target == "team":
-            return [engineers[m] for m in team.members if m in engineers]
+            return [found for m in team.members for found in _found(self.engineer(m))]
         oncall = who_is_on_call(team, to_datetime(now))
         chosen = oncall.primary if target == "primary" else oncall.secondary
-        return [engineers[chosen]] if chosen in engineers else []
+        return _found(self.engineer(chosen)) if chosen is not None else []
 
     # ----------------------------------------------------------------- steps
 
@@ -196,3 +198,7 @@ class Scheduler:
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
                 self.due_at(now)
+
+
+def _found(engineer: Engineer | None) -> list[Engineer]:
+    return [engineer] if engineer is not None and engineer.phones else []
