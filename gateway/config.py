@@ -1126,6 +1126,7 @@ class _Reader:
     def directories(self, raw: object) -> dict[str, DirectorySettings]:
         """``directories: {name: {kind: keycloak, url, realm, client_id, client_secret_env, ...}}``."""
         found: dict[str, DirectorySettings] = {}
+        self.directory_names = [str(name) for name in raw] if isinstance(raw, dict) else []  # valid or not
         keys = ("kind", "url", "realm", "client_id", "client_secret", "client_secret_env", "phone_attribute",
                 "email_attribute", "cache_ttl", "timeout")
         for name, item in self.entries(raw, "directories"):
@@ -1151,7 +1152,6 @@ class _Reader:
                 phone_attribute=phone_attribute, email_attribute=email_attribute,
                 cache_ttl_s=ttl.total_seconds(), timeout_s=timeout.total_seconds(),
             )
-        self.known_directories = found
         return found
 
     def directory_team(self, team_id: str, section: dict[str, Any], path: str, zone: str) -> Team | None:
@@ -1162,13 +1162,13 @@ class _Reader:
         group = self.mapping(section["directory"], where, ("name", "group"))
         name = self.value(group, "name", where, _as_text)
         group_path = self.value(group, "group", where, _as_text)
-        known = getattr(self, "known_directories", {})
+        known = getattr(self, "directory_names", [])
         if name is not None and name not in known:
             self.problem(f"{where}.name", f"unknown directory {name!r} (directories: {', '.join(known) or 'none'})")
-            return None
+            name = None
         if group_path is not None and not group_path.startswith("/"):
             self.problem(f"{where}.group", f"a group path starts with '/', e.g. /sre/{group_path}")
-            return None
+            group_path = None
         if name is None or group_path is None:
             return None
         rotation = None
