@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.clock import FakeClock
+from core.clock import FakeClock, iso
 from gateway.app import create_app
 from gateway.config import ConfigError, DirectorySettings, load_config
 from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupNotFound
@@ -447,3 +447,22 @@ def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
     assert config.cache_url == "redis://10.0.0.7:6379/1"
     team = config.teams["companyapp2-sre"]
     assert team.members == () and team.directory is not None and team.directory.group == GROUP
+
+
+async def test_the_console_and_overrides_know_directory_people(story: Gateway) -> None:
+    client = story.client
+    answer = await client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303
+    async with client.get("/console/oncall") as response:
+        html = await response.text()
+    assert response.status == 200, html
+    assert "Alice Archer" in html and "Bob Baker" in html
+    moment = story.clock.now()
+    status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
+        "engineer": "corp:bob", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
+    assert status == 201, body
+    _, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
+    assert body["teams"][0]["primary"]["id"] == "corp:bob" and body["teams"][0]["secondary"]["id"] == "corp:alice"
+    status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
+        "engineer": "corp:carol", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
+    assert status == 422 and "must be a member of team companyapp2-sre (corp:alice, corp:bob)" in body["message"]
