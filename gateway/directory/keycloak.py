@@ -14,7 +14,6 @@ session the gateway already runs, with our own timeouts and a clear error for a 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -32,8 +31,6 @@ from gateway.directory import (
     Person,
     Unpageable,
 )
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # Keycloak's own default for ``max``
 TOKEN_MARGIN_S = 30.0  # a token is fetched again this long before it expires
@@ -101,9 +98,8 @@ class KeycloakDirectory:
                     phones.append(normalize(raw, self.region))
                 except InvalidNumber as exc:
                     problems.append(f"{mask(raw.strip())!r} is not a phone number ({exc.reason})")
-            if not phones:
+            if not phones:  # reported by the roster (log and /readyz) whenever the list changes
                 reason = "; ".join(problems) or f"no phone number in attribute {attribute}"
-                log.warning("directory %s: %s in group %s cannot be paged: %s", self.name, username, group, reason)
                 unpageable.append(Unpageable(username=username, reason=reason))
                 continue
             name = " ".join(str(user.get(key) or "").strip() for key in ("firstName", "lastName")).strip()

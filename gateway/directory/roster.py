@@ -165,7 +165,7 @@ class Roster:
         state.failing_since = None
 
     def _adopt(self, state: _Group, entry: Entry) -> None:
-        before = state.entry.members.people if state.entry is not None else None
+        before = state.entry.members if state.entry is not None else None
         state.entry = entry
         people: dict[str, Engineer] = {}
         for group in self._groups.values():
@@ -176,10 +176,11 @@ class Roster:
                                              language=self.config.default_language)
         self._people = people
         self._by_number = {number: engineer for engineer in people.values() for number in engineer.phones}
-        for problem in entry.members.unpageable:
-            log.warning("directory %s: %s in group %s is not paged: %s", state.directory, problem.username,
-                        state.group, problem.reason)
-        if before != entry.members.people and self.on_change is not None:
+        if before is None or before.unpageable != entry.members.unpageable:  # once per change, not every refresh
+            for problem in entry.members.unpageable:
+                log.warning("directory %s: %s in group %s cannot be paged: %s", state.directory, problem.username,
+                            state.group, problem.reason)
+        if (before is None or before.people != entry.members.people) and self.on_change is not None:
             for team in state.teams:
                 self.on_change(team)
 

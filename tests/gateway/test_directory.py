@@ -311,6 +311,7 @@ async def test_members_without_a_valid_number_are_reported_not_paged(
     gateway = Gateway(client, client.app[_clock_key()])
     assert "carol in group /sre/companyapp2 cannot be paged: no phone number in attribute phoneNumber" in caplog.text
     assert "dave in group /sre/companyapp2 cannot be paged: '***' is not a phone number (too short)" in caplog.text
+    assert caplog.text.count("carol in group") == 1
     status, body = await _readyz(gateway)
     assert status == 200, body
     assert body["directories"][0]["unpageable"] == [
@@ -466,3 +467,42 @@ async def test_the_console_and_overrides_know_directory_people(story: Gateway) -
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
         "engineer": "corp:carol", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
     assert status == 422 and "must be a member of team companyapp2-sre (corp:alice, corp:bob)" in body["message"]
+
+
+async def test_the_first_lookup_waits_with_a_timeout_and_a_dead_redis_is_only_a_warning(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    config = load_config(write_config(tmp_path, _config_text(_url(peer)).replace("timeout: 5s", "timeout: 1s")))
+    directories = {"corp": KeycloakDirectory(config.directories["corp"], region="US", clock=clock)}
+    dead_redis = RedisCache(f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=1)
+    roster = Roster(config, directories=directories, cache=dead_redis, clock=clock)
+    peer.hang = True
+    started = asyncio.get_running_loop().time()
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        await roster.start()  # Keycloak accepts and never answers: the start goes on without the group
+    try:
+        assert asyncio.get_running_loop().time() - started < 30  # bounded (1 s per request here), not stuck
+        assert roster.members("companyapp2-sre") == ()
+        assert roster.checks()[f"directory corp {GROUP}"] == "error: no members known (token: timed out)"
+        peer.hang = False
+        await clock.advance(30)  # the next try
+        await eventually(lambda: _async(roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")))
+        assert "directory cache (redis): could not read group /sre/companyapp2" in caplog.text
+    finally:
+        await roster.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_call_to_a_directory_team_rings_its_primary(story: Gateway) -> None:
+    status, body = await story.post("/api/v1/calls", {"team": "companyapp2-sre", "message": "please look"})
+    assert status == 202, body
+    assert [(p["engineer"], p["number"]) for p in body["pages"]] == [("corp:alice", "+1555***0101")]
+    await story.ringing(ALICE)

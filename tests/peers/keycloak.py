@@ -11,12 +11,14 @@
   ``briefRepresentation=false``.
 - Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``.
 
-``down`` answers every request with 503 (the directory is away); ``revoke_tokens()`` makes every token issued so
+``down`` answers every request with 503 (the directory is away); ``hang`` accepts requests and never answers
+(until the peer closes); ``revoke_tokens()`` makes every token issued so
 far invalid (as an expired one is).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import uuid
@@ -46,6 +48,8 @@ class KeycloakPeer:
         self.groups: dict[str, Group] = {}  # path -> group
         self.tokens: set[str] = set()
         self.down = False
+        self.hang = False
+        self._release = asyncio.Event()  # set on close: hanging requests end
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
         self._server: TestServer | None = None
 
@@ -91,13 +95,16 @@ class KeycloakPeer:
         return str(self._server.make_url("")).rstrip("/")
 
     async def close(self) -> None:
+        self._release.set()
         if self._server is not None:
             await self._server.close()
 
     # ------------------------------------------------------------ handlers
 
-    def _seen(self, request: web.Request) -> None:
+    async def _seen(self, request: web.Request) -> None:
         self.requests.append((request.method, request.path, dict(request.query)))
+        if self.hang:
+            await self._release.wait()
         if self.down:
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
 
@@ -106,7 +113,7 @@ class KeycloakPeer:
             raise web.HTTPNotFound(text='{"error":"Realm does not exist"}', content_type="application/json")
 
     async def _token(self, request: web.Request) -> web.Response:
-        self._seen(request)
+        await self._seen(request)
         self._realm(request)
         form = await request.post()
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -133,7 +140,7 @@ class KeycloakPeer:
             raise web.HTTPUnauthorized(text='{"error":"HTTP 401 Unauthorized"}', content_type="application/json")
 
     async def _group_by_path(self, request: web.Request) -> web.Response:
-        self._seen(request)
+        await self._seen(request)
         self._realm(request)
         self._authorized(request)
         path = "/" + unquote(request.match_info["path"]).strip("/")
@@ -146,7 +153,7 @@ class KeycloakPeer:
                                                                 "manageMembership": True}})
 
     async def _members(self, request: web.Request) -> web.Response:
-        self._seen(request)
+        await self._seen(request)
         self._realm(request)
         self._authorized(request)
         group = next((g for g in self.groups.values() if g.id == request.match_info["id"]), None)
