@@ -116,7 +116,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
                     lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer)
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
-                          teams=schedule.team, engineers=roster.engineer)
+                          teams=schedule.team, engineers=roster.engineer, directory_group=roster.group)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,

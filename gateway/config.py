@@ -69,6 +69,7 @@ class PolicyStep:
     via: str = "call"  # "call" | "sms" | "both"
     timeout_s: int = 300
     ring_timeout_s: int | None = None  # how long a call rings before it counts as unanswered
+    group: DirectoryGroup | None = None  # set when target == "group": every member of a directory group
 
     @property
     def ring_s(self) -> int:
@@ -991,6 +992,7 @@ class _Reader:
                         via=via,
                         timeout_s=timeout_s,
                         ring_timeout_s=ring_s,
+                        group=self.step_group(notify, f"{step_path}.notify") if target == "group" else None,
                     )
                 )
             policies[policy_id] = Policy(
@@ -1010,6 +1012,8 @@ class _Reader:
             if engineer not in engineers:
                 self.problem(path, f"unknown engineer {engineer!r}")
             return "engineer", engineer
+        if notify.startswith("directory:"):
+            return "group", None  # read by step_group
         self.problem(path, f"{notify!r} is not one of: primary, secondary, team, engineer:<id>")
         return "", None
 
@@ -1178,6 +1182,19 @@ class _Reader:
             self.problem(f"{path}.overrides", "not supported for a directory team (add them at run time)")
         return Team(id=team_id, members=(), rotation=rotation,
                     directory=DirectoryGroup(directory=name, group=group_path.rstrip("/") or "/"))
+
+    def step_group(self, notify: str, path: str) -> DirectoryGroup | None:
+        """``directory:<name>:<group path>``: a step that pages every member of a directory group."""
+        _, _, rest = notify.partition(":")
+        name, _, group = rest.partition(":")
+        known = getattr(self, "directory_names", [])
+        if name.strip() not in known:
+            self.problem(path, f"unknown directory {name.strip()!r} (directories: {', '.join(known) or 'none'})")
+            return None
+        if not group.strip().startswith("/"):
+            self.problem(path, f"expected directory:{name.strip()}:/<group path>, e.g. directory:corp:/sre/dbas")
+            return None
+        return DirectoryGroup(directory=name.strip(), group=group.strip().rstrip("/") or "/")
 
     def cache(self, raw: object) -> tuple[str | None, str | None]:
         """``cache: {url: redis://host:6379/0, password_env: ...}``: shared by several gateways; absent: in-process."""

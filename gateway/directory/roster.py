@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock, iso
-from gateway.config import Config, DirectorySettings, Engineer
+from gateway.config import Config, DirectoryGroup, DirectorySettings, Engineer
 from gateway.directory import Directory, GroupMembers
 from gateway.directory.cache import Entry, GroupCache, MemoryCache, RedisCache
 
@@ -52,6 +52,10 @@ class Roster:
         for team in config.teams.values():
             if team.directory is not None:
                 groups.setdefault((team.directory.directory, team.directory.group), []).append(team.id)
+        for policy in config.policies.values():  # steps that page a whole group (notify: directory:<name>:<path>)
+            for step in policy.steps:
+                if step.group is not None:
+                    groups.setdefault((step.group.directory, step.group.group), [])
         self._groups = {key: _Group(directory=key[0], group=key[1], teams=tuple(teams))
                         for key, teams in groups.items()}
         self._team_group = {team: key for key, state in self._groups.items() for team in state.teams}
@@ -193,6 +197,13 @@ class Roster:
         if state is None or state.entry is None:
             return ()
         return tuple(person.id for person in state.entry.members.people)
+
+    def group(self, group: DirectoryGroup) -> list[Engineer]:
+        """Every member of a directory group a policy step pages, as last fetched; [] before the first fetch."""
+        state = self._groups.get((group.directory, group.group))
+        if state is None or state.entry is None:
+            return []
+        return [self._people[person.id] for person in state.entry.members.people if person.id in self._people]
 
     def members_of(self, team_id: str) -> GroupMembers | None:
         key = self._team_group.get(team_id)

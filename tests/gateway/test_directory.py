@@ -34,6 +34,8 @@ def _people(peer: KeycloakPeer) -> None:
     peer.add_user("carol", first="Carol")  # no number at all
     peer.add_user("dave", phones=["12"])  # not a phone number
     peer.set_group(GROUP, ["dave", "bob", "carol", "alice"])
+    peer.add_user("erin", first="Erin", phones=["+15550000105"])
+    peer.set_group("/dbas", ["erin"])
 
 
 @pytest.fixture
@@ -82,7 +84,10 @@ policies:
     steps: [{{notify: primary, via: call, timeout: 60s}}, {{notify: secondary, via: call, timeout: 60s}}]
   texting:
     steps: [{{notify: team, via: sms, timeout: 60s}}]
+  dbas:
+    steps: [{{notify: "directory:corp:/dbas", via: call, timeout: 60s}}]
 routes:
+  - {{matchers: ['receiver="dbas"'], team: companyapp2-sre, policy: dbas}}
   - {{matchers: ['receiver="prod-companyapp2-critical-sre"'], team: companyapp2-sre, policy: everyone,
      priority: high}}
   - {{matchers: ['via="sms"'], team: companyapp2-sre, policy: texting}}
@@ -222,7 +227,7 @@ async def test_a_group_change_shows_after_the_cache_ttl(peer: KeycloakPeer, tmp_
         peer.set_group(GROUP, ["bob"])
         await clock.advance(299)
         assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")  # within the TTL: no lookup
-        assert peer.count("/members") == 1
+        assert peer.count("/group-by-path/sre/companyapp2") == 1
         await clock.advance(2)
         await eventually(lambda: _async(roster.members("companyapp2-sre") == ("corp:bob",)))
         assert changed == ["companyapp2-sre", "companyapp2-sre"]  # at start, then the change
@@ -244,12 +249,12 @@ async def test_two_gateways_share_the_redis_cache_and_its_last_known_copy(
         first = _roster(peer, tmp_path, clock, RedisCache(url))
         await first.load()
         await first.close()
-        assert peer.count("/members") == 1
+        assert peer.count("/group-by-path/sre/companyapp2") == 1
 
         second = _roster(peer, tmp_path, clock, RedisCache(url))  # another gateway, within the TTL
         await second.load()
         await second.close()
-        assert peer.count("/members") == 1  # answered by Redis, not by Keycloak
+        assert peer.count("/group-by-path/sre/companyapp2") == 1  # answered by Redis, not by Keycloak
         assert second.members("companyapp2-sre") == ("corp:alice", "corp:bob")
         assert second.details()[0]["status"] == "ok"
 
@@ -261,7 +266,7 @@ async def test_two_gateways_share_the_redis_cache_and_its_last_known_copy(
         assert third.members("companyapp2-sre") == ("corp:alice", "corp:bob")
         detail = third.details()[0]
         assert detail["status"] == "stale" and "HTTP 503" in detail["error"] and detail["cache"] == "redis"
-        assert third.checks() == {f"directory corp {GROUP}": "ok"}  # a last-known copy: still ready
+        assert third.checks()[f"directory corp {GROUP}"] == "ok"  # a last-known copy: still ready
 
 
 # ------------------------------------------------------------------ the whole story
@@ -428,7 +433,7 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     directory: {name: corp, group: /a}
   elsewhere:
     directory: {name: ldap, group: a}
-""")
+""").replace("directory:corp:/dbas", "directory:ldap:/dbas")
     problems = [p.split(": ", 1)[1] for p in _problems(tmp_path, text)]
     assert "directories.corp.url: 'ftp://sso.example.com' is not an http(s) URL like https://oncall.example.com" \
         in problems
@@ -437,6 +442,7 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     assert "teams.both: set either members or directory, not both" in problems
     assert "teams.elsewhere.directory.name: unknown directory 'ldap' (directories: corp)" in problems
     assert "teams.elsewhere.directory.group: a group path starts with '/', e.g. /sre/a" in problems
+    assert "policies.dbas.steps[0].notify: unknown directory 'ldap' (directories: corp)" in problems
 
 
 def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
@@ -506,3 +512,13 @@ async def test_a_call_to_a_directory_team_rings_its_primary(story: Gateway) -> N
     assert status == 202, body
     assert [(p["engineer"], p["number"]) for p in body["pages"]] == [("corp:alice", "+1555***0101")]
     await story.ringing(ALICE)
+
+
+async def test_a_policy_step_pages_every_member_of_a_directory_group(story: Gateway) -> None:
+    status, body = await story.post("/api/v1/alerts", {"summary": "replica lag", "labels": {"receiver": "dbas"}})
+    assert status == 202, body
+    await story.ringing("+15550000105")
+    alert = await story.alert(body["id"])
+    assert [p["engineer"] for p in alert["pages"]] == ["corp:erin"]
+    _, ready = await _readyz(story)
+    assert {d["group"] for d in ready["directories"]} == {GROUP, "/dbas"}
