@@ -16,6 +16,7 @@ from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
+from gateway.directory.roster import Roster
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.overrides import Schedule
@@ -52,6 +53,7 @@ from gateway.web.keys import (
     CONFIG,
     PAGING,
     PROVIDERS,
+    ROSTER,
     SANDBOX,
     SCHEDULER,
     STORE,
@@ -86,6 +88,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     routes = [checked_by_provider(route) for route in providers.webhook_routes] + providers.api_routes
     routes += [route for table in tables for route in table if isinstance(route, web.RouteDef)]
     app.router.add_routes([hardened(route) for route in routes] + [catch_all()])
+    app[ROSTER] = Roster.build(config, app[CLOCK])  # directory teams: fetched on startup, kept fresh
     app.cleanup_ctx.append(_gateway)
     return app
 
@@ -95,7 +98,11 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.open()
     cluster = app[CLUSTER] = make_cluster(config, store)
-    schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock)  # the teams with run-time overrides
+    roster = app[ROSTER]
+    await roster.start()  # a directory team's members before the first step pages it
+    schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock,  # the teams with run-time overrides
+                                                  directory_members=roster.members)
+    roster.on_change = schedule.rebuild
     await schedule.load()
     store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
     templates = Templates(config.templates_dir)
@@ -107,16 +114,18 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         alert_id, by=by, how=how)))
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines, telemetry=app[TELEMETRY])
+                    lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer)
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
-                          teams=schedule.team)
+                          teams=schedule.team, engineers=roster.engineer, directory_group=roster.group)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
-                             templates=templates, voice=providers.voice, due_at=scheduler.due_at)
+                             templates=templates, voice=providers.voice, due_at=scheduler.due_at,
+                             teams=schedule.team)
     kinds.register(HOTLINE_SOURCE, hotline.page_kind)
     app[ALERTS], app[SCHEDULER], app[PAGING] = alert_service, scheduler, paging
-    replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates)
+    replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates,
+                         by_number=roster.by_number)
     await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by,
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
@@ -136,6 +145,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await paging.stop()
         await cluster.stop()
         await providers.close()
+        await roster.close()
         await store.close()
 
 

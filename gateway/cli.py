@@ -1,18 +1,20 @@
-"""The ``gateway`` command: serve, check-config, oncall."""
+"""The ``gateway`` command: serve, check-config, oncall, check-directory."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from core.phone import mask
-from gateway.config import Config, ConfigError, Engineer, load_config
+from gateway.config import Config, ConfigError, Engineer, Team, load_config
 from gateway.oncall import who_is_on_call
 from gateway.overrides import merged, read_stored_overrides
 from gateway.store import StoredOverride
@@ -69,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     oncall.add_argument("--config-only", action="store_true",
                         help="ignore the overrides added at run time (do not read the store)")
     oncall.set_defaults(handler=_oncall)
+
+    directory = commands.add_parser(
+        "check-directory",
+        help="fetch the directory teams' members",
+        description="Fetch each directory team's group (Keycloak) once and list its members (numbers masked), "
+        "who cannot be paged and why (exit 0), or the error of a group that could not be fetched (exit 1).",
+    )
+    directory.add_argument("config", metavar="CONFIG", help="path of the YAML config file")
+    directory.set_defaults(handler=_check_directory)
     return parser
 
 
@@ -239,17 +250,18 @@ def _oncall(args: argparse.Namespace) -> int:
         print("no teams configured")
         return 0
     stored = [] if args.config_only else _stored_overrides(config)
+    engineer, members = _directory_people(config, team_ids)
     rows = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL")]
     for team_id in team_ids:
-        team = merged(config.teams[team_id], stored)
+        team = merged(members(config.teams[team_id]), stored)
         answer = who_is_on_call(team, at)
         zone = ZoneInfo(team.rotation.time_zone if team.rotation else config.time_zone)
         until = answer.until.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if answer.until else "-"
         rows.append(
             (
                 team_id,
-                _person(config.engineers.get(answer.primary or "")),
-                _person(config.engineers.get(answer.secondary or "")),
+                _person(engineer(answer.primary or "")),
+                _person(engineer(answer.secondary or "")),
                 until,
             )
         )
@@ -257,3 +269,28 @@ def _oncall(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _directory_people(
+    config: Config, team_ids: list[str]
+) -> tuple[Callable[[str], Engineer | None], Callable[[Team], Team]]:
+    """Engineer by id and a team with its members, fetching directory teams' groups once when there are any."""
+    if not any(config.teams[team_id].directory is not None for team_id in team_ids):
+        return config.engineers.get, lambda team: team
+    from gateway.directory.check import fetched
+
+    roster = asyncio.run(fetched(config))
+    for detail in roster.details():
+        if detail["error"] is not None:
+            print(f"gateway oncall: warning: directory {detail['directory']} group {detail['group']}: "
+                  f"{detail['error']}", file=sys.stderr)
+    return roster.engineer, lambda team: replace(team, members=roster.members(team.id)) if team.directory else team
+
+
+def _check_directory(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from gateway.directory.check import check_directory
+
+    return check_directory(config)

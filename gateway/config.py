@@ -59,6 +59,7 @@ class Team:
     members: tuple[str, ...]  # engineer ids, rotation order
     rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
     overrides: tuple[Override, ...] = ()
+    directory: DirectoryGroup | None = None  # members come from this directory group (members is then empty)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,7 @@ class PolicyStep:
     via: str = "call"  # "call" | "sms" | "both"
     timeout_s: int = 300
     ring_timeout_s: int | None = None  # how long a call rings before it counts as unanswered
+    group: DirectoryGroup | None = None  # set when target == "group": every member of a directory group
 
     @property
     def ring_s(self) -> int:
@@ -173,6 +175,9 @@ class Config:
     asterisk: AsteriskSettings | None = None
     voice_order: tuple[str, ...] = ("sandbox",)  # providers that place calls, in the order they are tried
     sms_order: tuple[str, ...] = ("sandbox",)  # providers that send SMS, likewise (may be empty)
+    directories: dict[str, DirectorySettings] = field(default_factory=dict)  # people and groups (Keycloak)
+    cache_url: str | None = None  # redis://...: the directory cache shared by several gateways; None: in-process
+    cache_password: str | None = field(default=None, repr=False)  # from cache.password_env
 
     @property
     def voice_provider(self) -> str:
@@ -204,6 +209,7 @@ _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
     "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
     "providers", "time_windows",
+    "directories", "cache",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
@@ -676,6 +682,8 @@ class _Reader:
 
         engineers = self.engineers(top.get("engineers"), region, language)
         time_windows = self.time_windows(top.get("time_windows"), zone)
+        directories = self.directories(top.get("directories"))
+        cache_url, cache_password = self.cache(top.get("cache"))
         teams = self.teams(top.get("teams"), engineers, zone)
         policies = self.policies(top.get("policies"), engineers)
         routes = self.routes(top.get("routes"), teams, policies)
@@ -711,6 +719,9 @@ class _Reader:
             low_wait_warning_s=low_wait_warning_s,
             twilio=self.twilio(top.get("twilio"), region),
             asterisk=self.asterisk(top.get("asterisk"), region),
+            directories=directories,
+            cache_url=cache_url,
+            cache_password=cache_password,
         )
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
                       "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
@@ -948,7 +959,12 @@ class _Reader:
         teams: dict[str, Team] = {}
         for team_id, item in self.entries(raw, "teams"):
             path = f"teams.{team_id}"
-            section = self.mapping(item, path, ("members", "rotation", "overrides"))
+            section = self.mapping(item, path, ("members", "rotation", "overrides", "directory"))
+            if "directory" in section:
+                team = self.directory_team(team_id, section, path, zone)
+                if team is not None:
+                    teams[team_id] = team
+                continue
             members: list[tuple[str, str]] = []
             for member_path, member in self.items(section.get("members"), f"{path}.members", required=True):
                 if not isinstance(member, str):
@@ -1110,6 +1126,7 @@ class _Reader:
                         via=via,
                         timeout_s=timeout_s,
                         ring_timeout_s=ring_s,
+                        group=self.step_group(notify, f"{step_path}.notify") if target == "group" else None,
                     )
                 )
             policies[policy_id] = Policy(
@@ -1129,6 +1146,8 @@ class _Reader:
             if engineer not in engineers:
                 self.problem(path, f"unknown engineer {engineer!r}")
             return "engineer", engineer
+        if notify.startswith("directory:"):
+            return "group", None  # read by step_group
         self.problem(path, f"{notify!r} is not one of: primary, secondary, team, engineer:<id>")
         return "", None
 
@@ -1239,3 +1258,120 @@ class _Reader:
             lines=self.value(section, "lines", "sandbox", _as_int(1, 10000), 10),
             phones=tuple(phones),
         )
+
+    # directories (appended: directory-backed teams)
+
+    def directories(self, raw: object) -> dict[str, DirectorySettings]:
+        """``directories: {name: {kind: keycloak, url, realm, client_id, client_secret_env, ...}}``."""
+        found: dict[str, DirectorySettings] = {}
+        self.directory_names = [str(name) for name in raw] if isinstance(raw, dict) else []  # valid or not
+        keys = ("kind", "url", "realm", "client_id", "client_secret", "client_secret_env", "phone_attribute",
+                "email_attribute", "cache_ttl", "timeout")
+        for name, item in self.entries(raw, "directories"):
+            path = f"directories.{name}"
+            if ":" in name:
+                self.problem(path, "a directory name must not contain ':' (it prefixes its people's ids)")
+            section = self.mapping(item, path, keys)
+            if not isinstance(item, dict):
+                continue
+            self.value(section, "kind", path, _as_choice("keycloak"))
+            url = self.value(section, "url", path, _as_url)
+            realm = self.value(section, "realm", path, _as_text)
+            client_id = self.value(section, "client_id", path, _as_text)
+            secret = self.secret(section, "client_secret", path, required=True)
+            ttl = self.value(section, "cache_ttl", path, _as_duration(timedelta(seconds=1)), timedelta(minutes=5))
+            timeout = self.value(section, "timeout", path, _as_duration(timedelta(seconds=1)), timedelta(seconds=10))
+            phone_attribute = self.value(section, "phone_attribute", path, _as_text, "phoneNumber")
+            email_attribute = self.value(section, "email_attribute", path, _as_text, "email")
+            if url is None or realm is None or client_id is None or secret is None:
+                continue
+            found[name] = DirectorySettings(
+                name=name, kind="keycloak", url=url, realm=realm, client_id=client_id, client_secret=secret,
+                phone_attribute=phone_attribute, email_attribute=email_attribute,
+                cache_ttl_s=ttl.total_seconds(), timeout_s=timeout.total_seconds(),
+            )
+        return found
+
+    def directory_team(self, team_id: str, section: dict[str, Any], path: str, zone: str) -> Team | None:
+        """A team whose members are a directory group's (in username order), not listed in the file."""
+        if "members" in section:
+            self.problem(path, "set either members or directory, not both")
+        where = f"{path}.directory"
+        group = self.mapping(section["directory"], where, ("name", "group"))
+        name = self.value(group, "name", where, _as_text)
+        group_path = self.value(group, "group", where, _as_text)
+        known = getattr(self, "directory_names", [])
+        if name is not None and name not in known:
+            self.problem(f"{where}.name", f"unknown directory {name!r} (directories: {', '.join(known) or 'none'})")
+            name = None
+        if group_path is not None and not group_path.startswith("/"):
+            self.problem(f"{where}.group", f"a group path starts with '/', e.g. /sre/{group_path}")
+            group_path = None
+        if name is None or group_path is None:
+            return None
+        rotation = None
+        if section.get("rotation") is not None:
+            rotation = self.rotation(section["rotation"], f"{path}.rotation", zone)
+        if section.get("overrides") is not None:
+            self.problem(f"{path}.overrides", "not supported for a directory team (add them at run time)")
+        return Team(id=team_id, members=(), rotation=rotation,
+                    directory=DirectoryGroup(directory=name, group=group_path.rstrip("/") or "/"))
+
+    def step_group(self, notify: str, path: str) -> DirectoryGroup | None:
+        """``directory:<name>:<group path>``: a step that pages every member of a directory group."""
+        _, _, rest = notify.partition(":")
+        name, _, group = rest.partition(":")
+        known = getattr(self, "directory_names", [])
+        if name.strip() not in known:
+            self.problem(path, f"unknown directory {name.strip()!r} (directories: {', '.join(known) or 'none'})")
+            return None
+        if not group.strip().startswith("/"):
+            self.problem(path, f"expected directory:{name.strip()}:/<group path>, e.g. directory:corp:/sre/dbas")
+            return None
+        return DirectoryGroup(directory=name.strip(), group=group.strip().rstrip("/") or "/")
+
+    def cache(self, raw: object) -> tuple[str | None, str | None]:
+        """``cache: {url: redis://host:6379/0, password_env: ...}``: shared by several gateways; absent: in-process."""
+        section = self.mapping(raw, "cache", ("url", "password_env"))
+        url: str | None = self.value(section, "url", "cache", _as_text, None)
+        password = self.secret(section, "password", "cache", required=False)
+        if url is None:
+            if "password_env" in section:
+                self.problem("cache.password_env", "is only used with cache.url")
+            return None, None
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises for a port that is not a number in range)
+        except ValueError as exc:
+            self.problem("cache.url", f"not a valid URL: {exc}")
+            return None, None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            self.problem("cache.url", f"{url!r} is not a Redis URL like redis://127.0.0.1:6379/0")
+            return None, None
+        if parts.password is not None:
+            self.problem("cache.url", "holds a password: put it in the environment variable named by "
+                         "cache.password_env instead")
+            return None, None
+        return url, password
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectorySettings:
+    """A directory of people and groups (Keycloak's admin REST API)."""
+
+    name: str
+    kind: str  # "keycloak"
+    url: str  # base URL, e.g. https://sso.example.com or https://sso.example.com/auth (before Keycloak 17)
+    realm: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    phone_attribute: str = "phoneNumber"  # the user attribute holding the number(s)
+    email_attribute: str = "email"  # "email" is Keycloak's own field; anything else is a user attribute
+    cache_ttl_s: float = 300.0
+    timeout_s: float = 10.0  # each request to the directory
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectoryGroup:
+    directory: str  # a key of Config.directories
+    group: str  # the group's path, e.g. /sre/companyapp2

@@ -17,7 +17,7 @@ from core.clock import Clock
 from core.enums import AlertStatus, Channel, Priority
 from core.phone import mask, spoken
 from gateway.alerts import AlertService
-from gateway.config import Config, PolicyStep
+from gateway.config import Config, PolicyStep, Team
 from gateway.paging import Paging, call_id_for
 from gateway.store import Alert, NewAlert, NewPage, Page, Store, TimelineEntry
 from gateway.templates import Templates
@@ -83,8 +83,11 @@ class HotlineService:
         templates: Templates,
         voice: VoiceProvider,
         due_at: Callable[[float], None],
+        teams: Callable[[str], Team | None] | None = None,
     ) -> None:
         self.config = config
+        # A team as it stands now (gateway.overrides.Schedule.team: a directory team with its members)
+        self.teams = teams if teams is not None else config.teams.get
         self.store = store
         self.clock = clock
         self.alerts = alerts
@@ -181,7 +184,7 @@ class HotlineService:
             await self._tell_team(alert, waited, event.recording_url)
             how = f"caller left a voicemail ({event.recording_url}) after {waited} s"
         elif event.outcome == FlowOutcome.CONNECTED:
-            engineer = self.config.engineers.get(alert.acknowledged_by or "")
+            engineer = self.paging.engineer(alert.acknowledged_by or "")
             how = f"call over; the caller was connected to {engineer.name if engineer else alert.acknowledged_by}"
         elif event.outcome == FlowOutcome.NO_ANSWER or missed:
             await self._tell_team(alert, waited, None)
@@ -209,7 +212,7 @@ class HotlineService:
 
     async def accepted(self, alert: Alert, page: Page) -> None:
         """An engineer pressed 1 on the screening call: connect them, or tell them they are late."""
-        engineer = self.config.engineers.get(page.engineer or "")
+        engineer = self.paging.engineer(page.engineer or "")
         name = engineer.name if engineer else mask(page.number)
         waited = int(self.clock.now() - alert.created_at)
         _, changed = await self.alerts.acknowledge(
@@ -232,7 +235,7 @@ class HotlineService:
 
     async def _tell_team(self, alert: Alert, waited: int, recording_url: str | None) -> None:
         hotline = self._by_name.get(str(alert.details.get("hotline", "")))
-        team = self.config.teams.get(alert.team)
+        team = self.teams(alert.team)
         if self.paging.sms is None or team is None or hotline is None:
             log.warning("hotline alert %d: no SMS provider or team; the team is not texted", alert.id)
             return
@@ -240,7 +243,7 @@ class HotlineService:
         body = self.templates.render(template, alert=alert, hotline=hotline.name, waited=waited,
                                      caller=spoken(str(alert.details.get("caller", ""))),
                                      recording_url=recording_url or "")
-        members = [self.config.engineers[m] for m in team.members if m in self.config.engineers]
+        members = [e for e in map(self.paging.engineer, team.members) if e is not None]
         now = self.clock.now()
         pages = await self.store.add_pages(
             alert.id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -57,8 +57,11 @@ def merged(team: Team, stored: Sequence[StoredOverride], *, warned: set[int] | N
 class Schedule:
     """The teams as they stand now: the config's, with the store's overrides merged in."""
 
-    def __init__(self, config: Config, store: Store, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock | None = None,
+                 directory_members: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self.config = config
+        # A directory team's members as last fetched (gateway.directory.roster.Roster.members)
+        self.directory_members = directory_members
         self.store = store
         self.clock = clock or SystemClock()
         self._stored: dict[str, list[StoredOverride]] = {}
@@ -100,8 +103,20 @@ class Schedule:
         # built again at every reload, at least every REFRESH_S). An answer for a moment that long ago
         # (/api/v1/oncall?at=) no longer shows them.
         recent = self.clock.now() - FORGOTTEN_AFTER.total_seconds()
-        self._teams[team_id] = merged(self.config.teams[team_id], [item for item in stored if item.end > recent],
+        self._teams[team_id] = merged(self._base(team_id), [item for item in stored if item.end > recent],
                                       warned=self._warned)
+
+    def _base(self, team_id: str) -> Team:
+        """The config's team; a directory team with its members as last fetched."""
+        team = self.config.teams[team_id]
+        if team.directory is not None and self.directory_members is not None:
+            team = replace(team, members=self.directory_members(team_id))
+        return team
+
+    def rebuild(self, team_id: str) -> None:
+        """A directory team's members changed: build the team again with the overrides already read."""
+        if team_id in self.config.teams:
+            self._set(team_id, self._stored.get(team_id, []))
 
     def team(self, team_id: str) -> Team | None:
         """The team with every override in force, or None when the config has no such team."""

@@ -17,7 +17,7 @@ from core.clock import Clock
 from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway.cluster import Lines
-from gateway.config import Config
+from gateway.config import Config, Engineer
 from gateway.dispatch import Dispatcher
 from gateway.page_kinds import PageKinds
 from gateway.send_gate import SendGate
@@ -82,8 +82,11 @@ class Paging:
         on_step_failed: Callable[[Page], Awaitable[None]],
         lines: Lines | None = None,
         telemetry: Telemetry | None = None,
+        engineers: Callable[[str], Engineer | None] | None = None,
     ) -> None:
         self.config = config
+        # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
+        self.engineer = engineers if engineers is not None else config.engineers.get
         self.telemetry = telemetry or Telemetry()
         self.store = store
         self.clock = clock
@@ -153,7 +156,7 @@ class Paging:
         """Send one written page: a call through the priority queues, or an SMS in the background.
 
         ``resent``: written earlier and sent again (after a restart or a takeover)."""
-        engineer = self.config.engineers.get(page.engineer or "")
+        engineer = self.engineer(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
         if page.channel == Channel.CALL:
             if not resent and self._first_calls(alert, page):
@@ -329,7 +332,7 @@ class Paging:
         return finished
 
     def _who(self, page: Page) -> str:
-        engineer = self.config.engineers.get(page.engineer or "")
+        engineer = self.engineer(page.engineer or "")
         return engineer.name if engineer else mask(page.number)
 
     async def page_wanted(self, call_id: str) -> bool:

@@ -17,7 +17,7 @@ from core.clock import Clock, to_datetime
 from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
-from gateway.config import Config, Engineer, Policy, Team
+from gateway.config import Config, DirectoryGroup, Engineer, Policy, Team
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
 from gateway.paging import NEGATIVE
@@ -42,10 +42,16 @@ class PageSender(Protocol):
 
 class Scheduler:
     def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds,
-                 teams: Callable[[str], Team | None] | None = None) -> None:
+                 teams: Callable[[str], Team | None] | None = None,
+                 engineers: Callable[[str], Engineer | None] | None = None,
+                 directory_group: Callable[[DirectoryGroup], list[Engineer]] | None = None) -> None:
         self.config = config
         # A team as it stands now (gateway.overrides.Schedule.team: with the overrides added at run time)
         self.teams = teams if teams is not None else config.teams.get
+        # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
+        self.engineer = engineers if engineers is not None else config.engineers.get
+        # Every member of a directory group, for a step that names one (gateway.directory.roster.Roster.group)
+        self.directory_group = directory_group
         self.store = store
         self.clock = clock
         self.paging = paging
@@ -80,7 +86,10 @@ class Scheduler:
              notes: list[TimelineEntry] | None = None) -> StepPlan:
         """Who step ``step_index`` pages now, how, and when the step after it is due."""
         step = policy.steps[step_index]
-        targets = self._targets(team, step.target, step.engineer, now)
+        if step.group is not None:  # notify: directory:<name>:<group path>
+            targets = self.directory_group(step.group) if self.directory_group is not None else []
+        else:
+            targets = self._targets(team, step.target, step.engineer, now)
         label = f"step {step_index + 1} of {len(policy.steps)}"
         pages = [NewPage(engineer=eng.id, number=eng.phones[0], channel=Channel(channel))
                  for eng in targets for channel in kind.channels(step)]
@@ -99,17 +108,16 @@ class Scheduler:
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
 
     def _targets(self, team_id: str, target: str, engineer: str | None, now: float) -> list[Engineer]:
-        engineers = self.config.engineers
         if target == "engineer":
-            return [engineers[engineer]] if engineer in engineers else []
+            return _found(self.engineer(engineer or ""))
         team = self.teams(team_id)
         if team is None:
             return []
         if target == "team":
-            return [engineers[m] for m in team.members if m in engineers]
+            return [found for m in team.members for found in _found(self.engineer(m))]
         oncall = who_is_on_call(team, to_datetime(now))
         chosen = oncall.primary if target == "primary" else oncall.secondary
-        return [engineers[chosen]] if chosen in engineers else []
+        return _found(self.engineer(chosen)) if chosen is not None else []
 
     # ----------------------------------------------------------------- steps
 
@@ -196,3 +204,7 @@ class Scheduler:
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
                 self.due_at(now)
+
+
+def _found(engineer: Engineer | None) -> list[Engineer]:
+    return [engineer] if engineer is not None and engineer.phones else []

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from core.enums import AlertStatus
 from core.phone import mask
 from gateway.alerts import AlertService
-from gateway.config import Config
+from gateway.config import Config, Engineer
 from gateway.store import Alert, Store
 from gateway.templates import Templates
 from ivr_flows.sms_reply import SMS_HELP, SmsCommand, parse_sms_reply
@@ -24,14 +25,17 @@ _ACTS_ON = {
 
 
 class SmsReplies:
-    def __init__(self, *, config: Config, store: Store, alerts: AlertService, templates: Templates) -> None:
+    def __init__(self, *, config: Config, store: Store, alerts: AlertService, templates: Templates,
+                 by_number: Callable[[str], Engineer | None] | None = None) -> None:
         self.store = store
         self.alerts = alerts
         self.templates = templates
         self._engineer_by_number = {n: e for e in config.engineers.values() for n in e.phones}
+        # An engineer by number, configured or from a directory (gateway.directory.roster.Roster.by_number)
+        self._by_number = by_number if by_number is not None else self._engineer_by_number.get
 
     async def handle(self, sms: InboundSms) -> Reply:
-        engineer = self._engineer_by_number.get(sms.sender)
+        engineer = self._by_number(sms.sender)
         if engineer is None:
             # Only known engineers can act; say nothing to strangers (no SMS cost, no oracle).
             log.warning("SMS from unknown number %s ignored", mask(sms.sender))

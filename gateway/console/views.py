@@ -31,7 +31,7 @@ from gateway.store import Alert
 from gateway.store_factory import describe as describe_store
 from gateway.web.auth import Auth, Role, auth, token_for
 from gateway.web.errors import ApiError
-from gateway.web.keys import ALERTS, CLOCK, CLUSTER, CONFIG, PAGING, PROVIDERS, SANDBOX, STORE
+from gateway.web.keys import ALERTS, CLOCK, CLUSTER, CONFIG, PAGING, PROVIDERS, ROSTER, SANDBOX, STORE
 from gateway.web.overrides import SCHEDULE, check_new
 from providers.sandbox import PhoneError, describe
 
@@ -267,7 +267,9 @@ async def oncall_page(request: web.Request) -> web.Response:
         answer = who_is_on_call(team, at)
         rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
                          until=answer.until.timestamp() if answer.until else None))
-    context: dict[str, Any] = dict(rows=rows, engineers=config.engineers,
+    roster = request.app[ROSTER]  # a directory team's people, besides the configured engineers
+    people = {m: e for t in teams.values() for m in t.members if (e := roster.engineer(m)) is not None}
+    context: dict[str, Any] = dict(rows=rows, engineers={**people, **config.engineers},
                                    message=_message(request),
                    overrides=await _stored_overrides(request))
     return page(request, "oncall_live.html" if _partial(request) else "oncall.html", **context)

@@ -12,7 +12,7 @@ from gateway.oncall import who_is_on_call
 from gateway.web.auth import caller
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
-from gateway.web.keys import ALERTS, CLOCK, CONFIG
+from gateway.web.keys import ALERTS, CLOCK, CONFIG, ROSTER
 from gateway.web.overrides import SCHEDULE
 from gateway.web.serialize import alert_json, page_json
 
@@ -52,13 +52,13 @@ def _targets(request: web.Request, to: Any, team: Any) -> list[tuple[str | None,
         except InvalidNumber as exc:
             raise invalid("to", f"{exc.number!r} is not a phone number ({exc.reason})", number=exc.number,
                           reason=exc.reason) from None
-        engineer = next((e for e in config.engineers.values() if number in e.phones), None)
+        engineer = request.app[ROSTER].by_number(number)
         return [(engineer.id if engineer else None, number)]
     if not isinstance(team, str) or team not in config.teams:
         raise invalid("team", f"unknown team {team!r}", team=team)
     oncall = who_is_on_call(request.app[SCHEDULE].team(team) or config.teams[team],
                             to_datetime(request.app[CLOCK].now()))
-    engineer = config.engineers.get(oncall.primary) if oncall.primary is not None else None
+    engineer = request.app[ROSTER].engineer(oncall.primary) if oncall.primary is not None else None
     if engineer is None:  # nobody, or (not expected: the schedule drops them) an engineer the config lacks
         raise ApiError(409, "nobody_on_call", f"nobody is on call for team {team}")
     return [(engineer.id, engineer.phones[0])]

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from gateway.web.auth import Auth, auth
-from gateway.web.keys import CLUSTER, PROVIDERS, SCHEDULER, STORE
+from gateway.web.keys import CLUSTER, PROVIDERS, ROSTER, SCHEDULER, STORE
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ async def readyz(request: web.Request) -> web.Response:
     problem = request.app[CLUSTER].problem
     checks["cluster"] = "ok" if problem is None else f"error: {problem}"
     checks.update(request.app[PROVIDERS].readiness())
+    roster = request.app[ROSTER]
+    checks.update(roster.checks())  # a directory group never fetched; a last-known copy in use is a detail
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                             status=200 if ready else 503)
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if roster.details():
+        body["directories"] = roster.details()
+    return web.json_response(body, status=200 if ready else 503)

@@ -9,10 +9,11 @@ from aiohttp import web
 
 from core.clock import iso, to_datetime
 from core.phone import mask
-from gateway.config import Config
+from gateway.config import Engineer
+from gateway.directory.roster import Roster
 from gateway.oncall import who_is_on_call
 from gateway.web.errors import invalid
-from gateway.web.keys import CLOCK, CONFIG
+from gateway.web.keys import CLOCK, CONFIG, ROSTER
 from gateway.web.overrides import SCHEDULE
 
 routes = web.RouteTableDef()
@@ -21,10 +22,10 @@ _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def _person(config: Config, engineer_id: str | None) -> dict[str, Any] | None:
+def _person(roster: Roster, engineer_id: str | None) -> dict[str, Any] | None:
     if engineer_id is None:
         return None
-    engineer = config.engineers.get(engineer_id)
+    engineer: Engineer | None = roster.engineer(engineer_id)  # configured, or a directory team's person
     if engineer is None:  # not expected (the schedule drops overrides of former members): named, not a 500
         return {"id": engineer_id, "name": engineer_id, "phone": None}
     return {"id": engineer.id, "name": engineer.name, "phone": mask(engineer.phones[0])}
@@ -53,8 +54,8 @@ async def get_oncall(request: web.Request) -> web.Response:
         oncall = who_is_on_call(team, at)
         teams.append({
             "team": team.id,
-            "primary": _person(config, oncall.primary),
-            "secondary": _person(config, oncall.secondary),
+            "primary": _person(request.app[ROSTER], oncall.primary),
+            "secondary": _person(request.app[ROSTER], oncall.secondary),
             "until": iso(oncall.until.timestamp()) if oncall.until else None,
         })
     return web.json_response({"at": iso(at.timestamp()), "teams": teams})

@@ -265,7 +265,11 @@ SCHEMAS: dict[str, Schema] = {
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
     "Readiness": {
         "type": "object", "required": ["status", "checks"],
-        "properties": {"status": {"enum": ["ready", "not ready"]}, "checks": _TEXT_MAP},
+        "properties": {"status": {"enum": ["ready", "not ready"]}, "checks": _TEXT_MAP,
+                       "directories": {"type": "array", "description": "directory teams' groups (only when "
+                                       "configured): status ok, stale (the last-known members in use while the "
+                                       "directory is unreachable) or unavailable (never fetched: not ready), and "
+                                       "the members who cannot be paged", "items": {"type": "object"}}},
     },
     "Phone": {
         "type": "object",

@@ -78,8 +78,9 @@ def check_new(config: Config, schedule: Schedule, team_id: str, *, role: object,
     """The override to add, or ApiError: the rules the API and the console share (422, 409 over the limit)."""
     if role not in _ROLES:
         raise invalid("role", "must be 'primary' or 'secondary'")
-    if not isinstance(engineer, str) or engineer not in config.teams[team_id].members:
-        members = ", ".join(config.teams[team_id].members)
+    team_members = (schedule.team(team_id) or config.teams[team_id]).members  # a directory team's, as fetched
+    if not isinstance(engineer, str) or engineer not in team_members:
+        members = ", ".join(team_members)
         raise invalid("engineer", f"must be a member of team {team_id} ({members})", engineer=engineer)
     for field, at in (("start", start), ("end", end)):
         if at.tzinfo is None or not _EARLIEST <= at <= _LATEST:

@@ -37,6 +37,9 @@ teams:
     rotation: {kind: custom, shift: 3d, start: 2026-01-05, handoff: "09:00", time_zone: UTC}
     overrides:
       - {start: "2026-12-24T00:00", end: "2026-12-27T00:00", engineer: bob, role: primary}
+  companyapp2-sre:
+    directory: {name: corp, group: /sre/companyapp2}
+    rotation: {kind: weekly, start: 2026-01-05}
 time_windows:
   business_hours:
     time_zone: UTC
@@ -92,6 +95,10 @@ asterisk:
   tts_resample: [sox, "{in}", "{out}"]
   sounds_dir: sounds
   record_dir: recordings
+directories:
+  corp: {kind: keycloak, url: "https://sso.example.com", realm: company, client_id: oncall-gateway,
+         client_secret: s3cret, phone_attribute: phoneNumber, email_attribute: email, cache_ttl: 5m, timeout: 10s}
+cache: {url: "redis://127.0.0.1:6379/0"}
 """
 
 

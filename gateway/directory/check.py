@@ -1,0 +1,48 @@
+"""For the CLI: the directory teams' members fetched once (``gateway oncall``, ``gateway check-directory``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from core.clock import SystemClock
+from core.phone import mask
+from gateway.config import Config
+from gateway.directory.roster import Roster
+
+
+async def fetched(config: Config) -> Roster:
+    """A roster with every directory group fetched once (or read from the shared cache), then closed."""
+    roster = Roster.build(config, SystemClock())
+    try:
+        await roster.load()
+    finally:
+        await roster.close()
+    return roster
+
+
+def check_directory(config: Config) -> int:
+    """Print each directory team's members (numbers masked) and who cannot be paged; 1 if a group failed."""
+    teams = [team for team in config.teams.values() if team.directory is not None]
+    if not teams:
+        print("no directory teams configured")
+        return 0
+    roster = asyncio.run(fetched(config))
+    failed = False
+    for detail in roster.details():
+        where = f"{detail['directory']} {detail['group']} (team {', '.join(detail['teams'])})"
+        if detail["status"] != "ok":
+            failed = True
+            print(f"error: {where}: {detail['error']}", file=sys.stderr)
+            if detail["fetched_at"] is None:
+                continue
+            print(f"  using the copy in the {detail['cache']} cache fetched at {detail['fetched_at']}")
+        print(f"{where}: {detail['members']} member(s) to page")
+        for team in detail["teams"][:1]:
+            for engineer_id in roster.members(team):
+                engineer = roster.engineer(engineer_id)
+                if engineer is not None:
+                    print(f"  {engineer.id}  {engineer.name}  {', '.join(mask(p) for p in engineer.phones)}")
+        for problem in detail["unpageable"]:
+            print(f"warning: {where}: {problem['username']} cannot be paged: {problem['reason']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,524 @@
+"""Directory teams (Keycloak): the client against a loopback admin-API peer, the cache (in-process and a real
+Redis), the roster's refresh on a fake clock, and the whole story through the app and the sandbox phones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import FakeClock, iso
+from gateway.app import create_app
+from gateway.config import ConfigError, DirectorySettings, load_config
+from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupNotFound
+from gateway.directory.cache import MemoryCache, RedisCache
+from gateway.directory.keycloak import KeycloakDirectory
+from gateway.directory.roster import Roster
+from tests.peers.keycloak import KeycloakPeer
+from tests.redis_server import redis_server
+from tests.support import AUTH, TOKEN, Gateway, eventually, write_config
+
+ALICE, BOB = "+15550000101", "+15550000102"
+SECRET_ENV = "GATEWAY_TEST_KEYCLOAK_SECRET"
+GROUP = "/sre/companyapp2"
+
+
+def _people(peer: KeycloakPeer) -> None:
+    peer.add_user("alice", first="Alice", last="Archer", phones=[ALICE], email="alice@example.com")
+    peer.add_user("bob", first="Bob", last="Baker", phones=["(555) 000-0102"])  # national: read in US
+    peer.add_user("carol", first="Carol")  # no number at all
+    peer.add_user("dave", phones=["12"])  # not a phone number
+    peer.set_group(GROUP, ["dave", "bob", "carol", "alice"])
+    peer.add_user("erin", first="Erin", phones=["+15550000105"])
+    peer.set_group("/dbas", ["erin"])
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[KeycloakPeer]:
+    keycloak = KeycloakPeer()
+    _people(keycloak)
+    keycloak.url = await keycloak.start()  # type: ignore[attr-defined]
+    yield keycloak
+    await keycloak.close()
+
+
+def _url(peer: KeycloakPeer) -> str:
+    return str(peer.url)  # type: ignore[attr-defined]
+
+
+def _settings(peer: KeycloakPeer, **changes: Any) -> DirectorySettings:
+    values: dict[str, Any] = dict(name="corp", kind="keycloak", url=_url(peer), realm="company",
+                                  client_id="oncall-gateway", client_secret="s3cret", cache_ttl_s=300.0,
+                                  timeout_s=5.0)
+    values.update(changes)
+    return DirectorySettings(**values)
+
+
+def _config_text(url: str, *, ttl: str = "5m", cache: str = "", teams: str = "") -> str:
+    return f"""
+store: {{path: gateway.db}}
+api_tokens: [{{name: tests, token: {TOKEN}}}]
+directories:
+  corp:
+    kind: keycloak
+    url: {url}
+    realm: company
+    client_id: oncall-gateway
+    client_secret_env: {SECRET_ENV}
+    cache_ttl: {ttl}
+    timeout: 5s
+{cache}
+teams:
+  companyapp2-sre:
+    directory: {{name: corp, group: {GROUP}}}
+{teams}
+policies:
+  everyone:
+    steps: [{{notify: team, via: call, timeout: 60s}}]
+  oncall:
+    steps: [{{notify: primary, via: call, timeout: 60s}}, {{notify: secondary, via: call, timeout: 60s}}]
+  texting:
+    steps: [{{notify: team, via: sms, timeout: 60s}}]
+  dbas:
+    steps: [{{notify: "directory:corp:/dbas", via: call, timeout: 60s}}]
+routes:
+  - {{matchers: ['receiver="dbas"'], team: companyapp2-sre, policy: dbas}}
+  - {{matchers: ['receiver="prod-companyapp2-critical-sre"'], team: companyapp2-sre, policy: everyone,
+     priority: high}}
+  - {{matchers: ['via="sms"'], team: companyapp2-sre, policy: texting}}
+default_route: {{team: companyapp2-sre, policy: oncall}}
+"""
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+
+
+@pytest.fixture
+async def story(aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer,
+                secret_env: None) -> AsyncIterator[Gateway]:
+    config = load_config(write_config(tmp_path, _config_text(_url(peer))))
+    client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    yield Gateway(client, client.app[_clock_key()])
+
+
+def _clock_key() -> Any:
+    from gateway.web.keys import CLOCK
+
+    return CLOCK
+
+
+async def _readyz(gateway: Gateway) -> tuple[int, Any]:
+    return await gateway.get("/readyz", headers={})
+
+
+# ------------------------------------------------------------------ the Keycloak client
+
+
+async def test_members_are_people_with_e164_numbers_in_username_order(peer: KeycloakPeer) -> None:
+    directory = KeycloakDirectory(_settings(peer), region="US")
+    try:
+        members = await directory.members(GROUP)
+    finally:
+        await directory.close()
+    assert [(p.id, p.name, p.phones, p.email) for p in members.people] == [
+        ("corp:alice", "Alice Archer", (ALICE,), "alice@example.com"),
+        ("corp:bob", "Bob Baker", (BOB,), None),
+    ]
+    assert [(u.username, u.reason) for u in members.unpageable] == [
+        ("carol", "no phone number in attribute phoneNumber"),
+        ("dave", "'***' is not a phone number (too short)"),
+    ]
+    members_calls = [query for _, path, query in peer.requests if path.endswith("/members")]
+    assert members_calls == [{"first": "0", "max": "100", "briefRepresentation": "false"}]
+
+
+async def test_a_large_group_is_read_page_by_page_with_one_token(peer: KeycloakPeer) -> None:
+    names = [f"user{index:03d}" for index in range(250)]
+    for index, name in enumerate(names):
+        peer.add_user(name, phones=[f"+1555100{index:04d}"])
+    peer.set_group("/everyone", names)
+    directory = KeycloakDirectory(_settings(peer), region="US")
+    try:
+        members = await directory.members("/everyone")
+        again = await directory.members("/everyone")
+    finally:
+        await directory.close()
+    assert [p.username for p in members.people] == names and again == members
+    firsts = [query["first"] for _, path, query in peer.requests if path.endswith("/members")]
+    assert firsts == ["0", "100", "200", "0", "100", "200"]
+    assert peer.count("/openid-connect/token") == 1
+
+
+async def test_a_token_refused_by_the_admin_api_is_fetched_again_once(peer: KeycloakPeer) -> None:
+    directory = KeycloakDirectory(_settings(peer), region="US")
+    try:
+        await directory.members(GROUP)
+        peer.revoke_tokens()  # as if it had expired early
+        members = await directory.members(GROUP)
+    finally:
+        await directory.close()
+    assert len(members.people) == 2
+    assert peer.count("/openid-connect/token") == 2
+
+
+async def test_a_token_is_fetched_again_before_it_expires(peer: KeycloakPeer) -> None:
+    clock = FakeClock()
+    peer.token_lifetime = 60
+    directory = KeycloakDirectory(_settings(peer), region="US", clock=clock)
+    try:
+        await directory.members(GROUP)
+        await clock.advance(20)
+        await directory.members(GROUP)
+        assert peer.count("/openid-connect/token") == 1
+        await clock.advance(15)  # 35 s: within 30 s of its expiry
+        await directory.members(GROUP)
+    finally:
+        await directory.close()
+    assert peer.count("/openid-connect/token") == 2
+
+
+async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer: KeycloakPeer) -> None:
+    wrong = KeycloakDirectory(_settings(peer, client_secret="wrong"), region="US")
+    right = KeycloakDirectory(_settings(peer), region="US")
+    try:
+        with pytest.raises(DirectoryAuthError, match=r"Invalid client or Invalid client credentials.*check client_id"):
+            await wrong.members(GROUP)
+        with pytest.raises(GroupNotFound, match="group /nope: not found in realm company"):
+            await right.members("/nope")
+        peer.down = True
+        with pytest.raises(DirectoryUnavailable, match="HTTP 503"):
+            await right.members(GROUP)
+    finally:
+        await wrong.close()
+        await right.close()
+    gone = KeycloakDirectory(_settings(peer, url="http://127.0.0.1:9"), region="US")
+    try:
+        with pytest.raises(DirectoryUnavailable, match="token: "):
+            await gone.members(GROUP)
+    finally:
+        await gone.close()
+
+
+# ------------------------------------------------------------------ the roster and its cache
+
+
+def _roster(peer: KeycloakPeer, tmp_path: Path, clock: FakeClock, cache: Any, *, ttl: str = "5m") -> Roster:
+    config = load_config(write_config(tmp_path, _config_text(_url(peer), ttl=ttl)))
+    directories = {"corp": KeycloakDirectory(config.directories["corp"], region="US", clock=clock)}
+    return Roster(config, directories=directories, cache=cache, clock=clock)
+
+
+async def test_a_group_change_shows_after_the_cache_ttl(peer: KeycloakPeer, tmp_path: Path,
+                                                         secret_env: None) -> None:
+    clock = FakeClock()
+    roster = _roster(peer, tmp_path, clock, MemoryCache())
+    changed: list[str] = []
+    roster.on_change = changed.append
+    await roster.start()
+    try:
+        assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+        peer.set_group(GROUP, ["bob"])
+        await clock.advance(299)
+        assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")  # within the TTL: no lookup
+        assert peer.count("/group-by-path/sre/companyapp2") == 1
+        await clock.advance(2)
+        await eventually(lambda: _async(roster.members("companyapp2-sre") == ("corp:bob",)))
+        assert changed == ["companyapp2-sre", "companyapp2-sre"]  # at start, then the change
+        assert roster.engineer("corp:alice") is None and roster.by_number(BOB) == roster.engineer("corp:bob")
+    finally:
+        await roster.close()
+
+
+async def _async(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+async def test_two_gateways_share_the_redis_cache_and_its_last_known_copy(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None
+) -> None:
+    clock = FakeClock()
+    async with redis_server(tmp_path / "redis") as url:
+        first = _roster(peer, tmp_path, clock, RedisCache(url))
+        await first.load()
+        await first.close()
+        assert peer.count("/group-by-path/sre/companyapp2") == 1
+
+        second = _roster(peer, tmp_path, clock, RedisCache(url))  # another gateway, within the TTL
+        await second.load()
+        await second.close()
+        assert peer.count("/group-by-path/sre/companyapp2") == 1  # answered by Redis, not by Keycloak
+        assert second.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+        assert second.details()[0]["status"] == "ok"
+
+        peer.down = True
+        await clock.advance(3600)  # long past the TTL, and Keycloak is away
+        third = _roster(peer, tmp_path, clock, RedisCache(url))  # a gateway (re)started now
+        await third.load()
+        await third.close()
+        assert third.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+        detail = third.details()[0]
+        assert detail["status"] == "stale" and "HTTP 503" in detail["error"] and detail["cache"] == "redis"
+        assert third.checks()[f"directory corp {GROUP}"] == "ok"  # a last-known copy: still ready
+
+
+# ------------------------------------------------------------------ the whole story
+
+
+async def test_a_directory_team_resolves_its_members_and_pages_them(story: Gateway) -> None:
+    status, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
+    assert status == 200, body
+    team = body["teams"][0]
+    assert team["primary"] == {"id": "corp:alice", "name": "Alice Archer", "phone": "+1555***0101"}
+    assert team["secondary"]["id"] == "corp:bob"
+
+    status, body = await story.post("/api/v1/alerts", {"summary": "checkout down",
+                                                       "labels": {"receiver": "prod-companyapp2-critical-sre"}})
+    assert status == 202, body
+    await story.ringing(ALICE)
+    await story.ringing(BOB)
+    await story.post(f"/api/v1/sandbox/phones/{BOB}/answer")
+    await story.post(f"/api/v1/sandbox/phones/{BOB}/press", {"digits": "1"})
+    alert = await story.alert_where(body["id"], lambda a: a["status"] == "acknowledged")
+    assert alert["acknowledged_by"] == "corp:bob"
+    assert any("Alice Archer (+1555***0101), Bob Baker (+1555***0102)" in t["message"] for t in alert["timeline"])
+
+
+async def test_an_sms_reply_from_a_directory_person_acknowledges(story: Gateway) -> None:
+    status, body = await story.post("/api/v1/alerts", {"summary": "disk full", "labels": {"via": "sms"}})
+    assert status == 202, body
+    await eventually(lambda: _texted(story, ALICE))
+    status, reply = await story.post(f"/api/v1/sandbox/phones/{ALICE}/reply", {"text": "ack"})
+    assert status == 200 and reply["reply"].startswith(f"Alert #{body['id']} acknowledged")
+    alert = await story.alert(body["id"])
+    assert alert["acknowledged_by"] == "corp:alice"
+    assert any("acknowledged by Alice Archer (SMS reply)" in t["message"] for t in alert["timeline"])
+
+
+async def _texted(gateway: Gateway, number: str) -> bool:
+    return bool((await gateway.phone(number))["sms"])
+
+
+async def test_members_without_a_valid_number_are_reported_not_paged(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = load_config(write_config(tmp_path, _config_text(_url(peer))))
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    gateway = Gateway(client, client.app[_clock_key()])
+    assert "carol in group /sre/companyapp2 cannot be paged: no phone number in attribute phoneNumber" in caplog.text
+    assert "dave in group /sre/companyapp2 cannot be paged: '***' is not a phone number (too short)" in caplog.text
+    assert caplog.text.count("carol in group") == 1
+    status, body = await _readyz(gateway)
+    assert status == 200, body
+    assert body["directories"][0]["unpageable"] == [
+        {"username": "carol", "reason": "no phone number in attribute phoneNumber"},
+        {"username": "dave", "reason": "'***' is not a phone number (too short)"},
+    ]
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "x", "labels": {
+        "receiver": "prod-companyapp2-critical-sre"}})
+    alert = await gateway.alert_where(body["id"], lambda a: len(a["pages"]) == 2)
+    assert sorted(p["engineer"] for p in alert["pages"]) == ["corp:alice", "corp:bob"]
+
+
+async def test_a_group_change_reaches_oncall_after_the_ttl(story: Gateway, peer: KeycloakPeer) -> None:
+    peer.set_group(GROUP, ["bob"])
+    await story.clock.advance(301)
+
+    async def only_bob() -> bool:
+        _, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
+        team = body["teams"][0]
+        return bool(team["primary"]["id"] == "corp:bob" and team["secondary"] is None)
+
+    await eventually(only_bob)
+
+
+async def test_the_directory_going_down_keeps_paging_the_last_known_members(
+    story: Gateway, peer: KeycloakPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer.down = True
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        await story.clock.advance(301)
+
+        async def stale() -> Any:
+            _, body = await _readyz(story)
+            return body if body.get("directories", [{}])[0].get("status") == "stale" else None
+
+        body = await eventually(stale)
+    assert body["status"] == "ready" and body["checks"][f"directory corp {GROUP}"] == "ok"
+    assert "HTTP 503" in body["directories"][0]["error"] and body["directories"][0]["members"] == 2
+    assert "directory corp unreachable" in caplog.text and "keeps its last-known 2 member(s)" in caplog.text
+    status, alert = await story.post("/api/v1/alerts", {"summary": "still paging", "labels": {
+        "receiver": "prod-companyapp2-critical-sre"}})
+    assert status == 202, alert
+    await story.ringing(ALICE)
+    await story.ringing(BOB)
+
+    peer.down = False  # back: the next round says so
+    await story.clock.advance(31)
+
+    async def fresh() -> bool:
+        _, body = await _readyz(story)
+        return bool(body["directories"][0]["status"] == "ok")
+
+    await eventually(fresh)
+
+
+async def test_a_group_never_fetched_makes_the_gateway_not_ready(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None
+) -> None:
+    peer.down = True
+    config = load_config(write_config(tmp_path, _config_text(_url(peer))))
+    client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    async with client.get("/readyz") as response:
+        body = await response.json()
+    assert response.status == 503
+    assert body["checks"][f"directory corp {GROUP}"].startswith("error: no members known (")
+    assert body["directories"][0]["status"] == "unavailable"
+    async with client.get("/api/v1/oncall?team=companyapp2-sre", headers=AUTH) as response:
+        assert (await response.json())["teams"][0]["primary"] is None
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *args,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_directory_lists_members_and_names_a_bad_secret(
+    peer: KeycloakPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, _config_text(_url(peer)))
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    code, out, err = await _cli("check-directory", str(path))
+    assert code == 0, err
+    assert "corp:alice  Alice Archer  +1555***0101" in out and "corp:bob  Bob Baker  +1555***0102" in out
+    assert "carol cannot be paged: no phone number in attribute phoneNumber" in err
+    code, out, _ = await _cli("oncall", str(path), "--config-only")
+    assert code == 0 and "companyapp2-sre  Alice Archer (+1555***0101)  Bob Baker (+1555***0102)" in out
+
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    code, out, err = await _cli("check-directory", str(path))
+    assert code == 1
+    assert ("error: corp /sre/companyapp2 (team companyapp2-sre): token for client oncall-gateway refused "
+            "(401: Invalid client or Invalid client credentials): check client_id and the client secret") in err
+
+
+# ------------------------------------------------------------------ config
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    try:
+        load_config(write_config(tmp_path, text))
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    text = _config_text("ftp://sso.example.com", ttl="soon", teams="""
+  both:
+    members: [x]
+    directory: {name: corp, group: /a}
+  elsewhere:
+    directory: {name: ldap, group: a}
+""").replace("directory:corp:/dbas", "directory:ldap:/dbas")
+    problems = [p.split(": ", 1)[1] for p in _problems(tmp_path, text)]
+    assert "directories.corp.url: 'ftp://sso.example.com' is not an http(s) URL like https://oncall.example.com" \
+        in problems
+    assert f"directories.corp.client_secret_env: environment variable {SECRET_ENV} is not set or empty" in problems
+    assert any(p.startswith("directories.corp.cache_ttl: ") for p in problems)
+    assert "teams.both: set either members or directory, not both" in problems
+    assert "teams.elsewhere.directory.name: unknown directory 'ldap' (directories: corp)" in problems
+    assert "teams.elsewhere.directory.group: a group path starts with '/', e.g. /sre/a" in problems
+    assert "policies.dbas.steps[0].notify: unknown directory 'ldap' (directories: corp)" in problems
+
+
+def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
+    base = _config_text("https://sso.example.com")
+    assert _problems(tmp_path, base + "cache: {url: 'http://x'}\n")[0].endswith(
+        "cache.url: 'http://x' is not a Redis URL like redis://127.0.0.1:6379/0")
+    assert "password_env" in _problems(tmp_path, base + "cache: {url: 'redis://u:pw@x:6379/0'}\n")[0]
+    config = load_config(write_config(tmp_path, base + "cache: {url: 'redis://10.0.0.7:6379/1'}\n"))
+    assert config.cache_url == "redis://10.0.0.7:6379/1"
+    team = config.teams["companyapp2-sre"]
+    assert team.members == () and team.directory is not None and team.directory.group == GROUP
+
+
+async def test_the_console_and_overrides_know_directory_people(story: Gateway) -> None:
+    client = story.client
+    answer = await client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303
+    async with client.get("/console/oncall") as response:
+        html = await response.text()
+    assert response.status == 200, html
+    assert "Alice Archer" in html and "Bob Baker" in html
+    moment = story.clock.now()
+    status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
+        "engineer": "corp:bob", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
+    assert status == 201, body
+    _, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
+    assert body["teams"][0]["primary"]["id"] == "corp:bob" and body["teams"][0]["secondary"]["id"] == "corp:alice"
+    status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
+        "engineer": "corp:carol", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
+    assert status == 422 and "must be a member of team companyapp2-sre (corp:alice, corp:bob)" in body["message"]
+
+
+async def test_the_first_lookup_waits_with_a_timeout_and_a_dead_redis_is_only_a_warning(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    config = load_config(write_config(tmp_path, _config_text(_url(peer)).replace("timeout: 5s", "timeout: 1s")))
+    directories = {"corp": KeycloakDirectory(config.directories["corp"], region="US", clock=clock)}
+    dead_redis = RedisCache(f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=1)
+    roster = Roster(config, directories=directories, cache=dead_redis, clock=clock)
+    peer.hang = True
+    started = asyncio.get_running_loop().time()
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        await roster.start()  # Keycloak accepts and never answers: the start goes on without the group
+    try:
+        assert asyncio.get_running_loop().time() - started < 30  # bounded (1 s per request here), not stuck
+        assert roster.members("companyapp2-sre") == ()
+        assert roster.checks()[f"directory corp {GROUP}"] == "error: no members known (token: timed out)"
+        peer.hang = False
+        await clock.advance(30)  # the next try
+        await eventually(lambda: _async(roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")))
+        assert "directory cache (redis): could not read group /sre/companyapp2" in caplog.text
+    finally:
+        await roster.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_call_to_a_directory_team_rings_its_primary(story: Gateway) -> None:
+    status, body = await story.post("/api/v1/calls", {"team": "companyapp2-sre", "message": "please look"})
+    assert status == 202, body
+    assert [(p["engineer"], p["number"]) for p in body["pages"]] == [("corp:alice", "+1555***0101")]
+    await story.ringing(ALICE)
+
+
+async def test_a_policy_step_pages_every_member_of_a_directory_group(story: Gateway) -> None:
+    status, body = await story.post("/api/v1/alerts", {"summary": "replica lag", "labels": {"receiver": "dbas"}})
+    assert status == 202, body
+    await story.ringing("+15550000105")
+    alert = await story.alert(body["id"])
+    assert [p["engineer"] for p in alert["pages"]] == ["corp:erin"]
+    _, ready = await _readyz(story)
+    assert {d["group"] for d in ready["directories"]} == {GROUP, "/dbas"}
