@@ -96,20 +96,27 @@ class Activation:
     """The facts of one alert bound once, for every expression evaluated on it."""
 
     def __init__(self, facts: Facts) -> None:
-        self._bound = _env().Activation({
-            "labels": dict(facts.labels),
-            "annotations": dict(facts.annotations),
-            "priority": facts.priority,
-            "source": facts.source,
-            "receiver": facts.receiver,
-            "now": facts.now,
-            "hour": facts.hour,
-            "weekday": facts.weekday,
-        })
+        self._bound: Any = None
+        self._unbound = ""  # why the facts could not be bound, if they could not
+        try:
+            self._bound = _env().Activation({
+                "labels": dict(facts.labels),
+                "annotations": dict(facts.annotations),
+                "priority": facts.priority,
+                "source": facts.source,
+                "receiver": facts.receiver,
+                "now": facts.now,
+                "hour": facts.hour,
+                "weekday": facts.weekday,
+            })
+        except Exception as exc:  # text CEL cannot hold: every expression fails on this alert, none raises
+            self._unbound = _message(exc)
 
     def evaluate(self, expression: Expression) -> bool | str:
         """True or False, or the error text when evaluation fails (a missing key, a bad conversion, a result
         that is not true/false). Never raises for the alert's data."""
+        if self._bound is None:
+            return self._unbound
         try:
             value = expression.program.eval(self._bound)
         except Exception as exc:  # the library's own errors: reported as a no-match, never raised

@@ -11,13 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.clock import FakeClock
 from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
 from gateway.priority_rules import raising_rule
 from gateway.routing import Arrival, select_route
+from gateway.signals import AlertSignal
 from tests.support import ALICE, BOB, CAROL, TOKEN, Gateway, eventually, payload
 
 CONFIG = f"""
@@ -369,3 +373,28 @@ async def test_a_priority_boost_is_on_the_timeline(gateway_at: Callable[[datetim
     alert = await gateway.alert(answer["id"])
     assert (alert["route"], alert["priority"]) == ("pop-day", "low")
     assert all(t["kind"] != "priority" for t in alert["timeline"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=st.dictionaries(st.text(), st.text()), annotations=st.dictionaries(st.text(), st.text()),
+       receiver=st.text(), seconds=st.floats(min_value=-6e10, max_value=2.5e11))
+def test_any_alert_gets_a_route_and_nothing_raises(config: Config, labels: dict[str, str],
+                                                   annotations: dict[str, str], receiver: str,
+                                                   seconds: float) -> None:
+    arrival = Arrival(at=datetime.fromtimestamp(seconds, UTC), receiver=receiver, annotations=annotations)
+    route = select_route(config, labels, arrival=arrival)
+    raising_rule(config, route, labels, arrival, Priority.LOW)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "parse", "receivers"),
+    [
+        ("alertmanager-v4-firing-sre-critical.json", parse_alertmanager, {"prod-companyapp2-critical-sre"}),
+        ("grafana-webhook-firing.json", parse_grafana, {"My Super Webhook"}),
+        ("pagerduty-v2-trigger.json", parse_pagerduty, {""}),
+        ("splunk-webhook-alert-action.json", parse_splunk, {""}),
+    ],
+)
+def test_intake_passes_the_receiver_on(fixture: str, parse: Callable[[object], list[AlertSignal]],
+                                       receivers: set[str]) -> None:
+    assert {signal.receiver for signal in parse(payload(fixture))} == receivers
