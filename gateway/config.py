@@ -99,7 +99,7 @@ class Route:
     policy: str
     priority: Priority = Priority.LOW
     routing_key: str | None = None  # PagerDuty Events v2 routing_key selecting this route
-    # The rules of gateway.conditions: all must hold besides the matchers.
+    # Conditions besides the matchers (gateway.routing.Check): all must hold.
     receiver: Matcher | None = None  # on Alertmanager's (or Grafana's) receiver name; label "receiver"
     when: tuple[TimeWindow, ...] = ()  # inside any of these windows at the alert's arrival (none: always)
     unless: tuple[TimeWindow, ...] = ()  # and inside none of these
@@ -229,7 +229,7 @@ _TOP_KEYS = (
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
-_RULE_KEYS = ("receiver", "when", "unless", "expression")  # conditions besides the matchers (gateway.conditions)
+_RULE_KEYS = ("receiver", "when", "unless", "expression")  # conditions besides the matchers (gateway.routing)
 
 
 def load_config(path: str | Path) -> Config:
