@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.clock import Clock
 from core.enums import AlertStatus, Channel, Priority
@@ -20,7 +20,8 @@ from gateway.config import Config, Route
 from gateway.errors import AlertNotFound, Conflict, NoRoute, UnknownTeam
 from gateway.page_kinds import PageKinds
 from gateway.paging import Paging
-from gateway.routing import matches, select_route
+from gateway.priority_rules import raising_rule
+from gateway.routing import Arrival, Check, select_route
 from gateway.scheduler import Scheduler
 from gateway.signals import AlertSignal
 from gateway.store import Alert, NewAlert, NewPage, Page, Store, TimelineEntry
@@ -88,14 +89,16 @@ class AlertService:
             return f"pagerduty:{scope}:{key}"
         return key
 
-    def route_for(self, signal: AlertSignal) -> Route:
+    def route_for(self, signal: AlertSignal, arrival: Arrival | None = None) -> Route:
         """The route of a trigger; UnknownTeam for a team that does not exist, LookupError for no route."""
+        arrival = arrival or Arrival.of(signal, self.clock.now())
         if signal.team is None:
-            return select_route(self.config, signal.labels, signal.routing_key)
+            return select_route(self.config, signal.labels, signal.routing_key, arrival=arrival)
         if signal.team not in self.config.teams:
             raise UnknownTeam(signal.team)
         candidates = [r for r in self.config.routes if r.team == signal.team]
-        matching = [r for r in candidates if all(matches(m, signal.labels) for m in r.matchers)]
+        check = Check(signal.labels, arrival, self.config.time_zone)
+        matching = [r for r in candidates if check.holds(r, "route")]
         if matching:
             return matching[0]
         if candidates:
@@ -107,11 +110,14 @@ class AlertService:
                      priority=default.priority)
 
     async def _trigger(self, signal: AlertSignal, dedup_key: str, public_key: str) -> IngestResult:
-        route = self.route_for(signal)
         now = self.clock.now()
+        arrival = Arrival.of(signal, now)
+        route = self.route_for(signal, arrival)
+        priority = Priority(signal.priority or route.priority)
+        raised_by = raising_rule(self.config, route, signal.labels, arrival, priority)
         new = NewAlert(
             dedup_key=dedup_key,
-            priority=Priority(signal.priority or route.priority),
+            priority=Priority.HIGH if raised_by else priority,
             source=signal.source,
             summary=signal.summary or "(no summary)",
             details=signal.details,
@@ -123,6 +129,10 @@ class AlertService:
         policy = self.config.policies[route.policy]
         kind = self.kinds.of_source(new.source)
         first = self.scheduler.plan(team=new.team, policy=policy, kind=kind, step_index=0, repeat=0, now=now)
+        if raised_by is not None:
+            first = replace(first, notes=[TimelineEntry(alert_id=0, at=now, kind="priority",
+                                                        message=f"priority raised to high by rule {raised_by.name}"),
+                                          *first.notes])
         alert, created, pages = await self.store.create_alert(
             new,
             now=now,

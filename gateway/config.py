@@ -21,6 +21,7 @@ import yaml
 from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
+from gateway.expressions import Expression, compile_expression
 from providers.asterisk_settings import AsteriskSettings
 from providers.sandbox import SandboxPhone, SandboxSettings
 from providers.twilio.settings import TwilioSettings
@@ -100,6 +101,11 @@ class Route:
     policy: str
     priority: Priority = Priority.LOW
     routing_key: str | None = None  # PagerDuty Events v2 routing_key selecting this route
+    # Conditions besides the matchers (gateway.routing.Check): all must hold.
+    receiver: Matcher | None = None  # on Alertmanager's (or Grafana's) receiver name; label "receiver"
+    when: tuple[TimeWindow, ...] = ()  # inside any of these windows at the alert's arrival (none: always)
+    unless: tuple[TimeWindow, ...] = ()  # and inside none of these
+    expression: Expression | None = None  # CEL, gateway.expressions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +153,19 @@ class TimeWindow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PriorityRule:
+    """Raises an alert to high priority once its route is chosen, when its conditions hold (never lowers)."""
+
+    name: str
+    matchers: tuple[Matcher, ...] = ()
+    receiver: Matcher | None = None
+    when: tuple[TimeWindow, ...] = ()
+    unless: tuple[TimeWindow, ...] = ()
+    expression: Expression | None = None
+    routes: frozenset[str] = frozenset()  # only alerts on these routes (empty: any route)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -178,6 +197,7 @@ class Config:
     directories: dict[str, DirectorySettings] = field(default_factory=dict)  # people and groups (Keycloak)
     cache_url: str | None = None  # redis://...: the directory cache shared by several gateways; None: in-process
     cache_password: str | None = field(default=None, repr=False)  # from cache.password_env
+    priority_rules: tuple[PriorityRule, ...] = ()  # gateway.priority_rules
 
     @property
     def voice_provider(self) -> str:
@@ -210,11 +230,13 @@ _TOP_KEYS = (
     "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
     "providers", "time_windows",
     "directories", "cache",
+    "priority_rules",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
+_RULE_KEYS = ("receiver", "when", "unless", "expression")  # conditions besides the matchers (gateway.routing)
 
 
 def load_config(path: str | Path) -> Config:
@@ -552,6 +574,7 @@ class _Reader:
         self.label = label
         self.source = source
         self.problems: list[str] = []
+        self.windows: dict[str, TimeWindow] = {}  # the config's time windows, once read (routes name them)
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{self.label}: {path}: {message}" if path else f"{self.label}: {message}")
@@ -713,6 +736,7 @@ class _Reader:
             routes=routes,
             default_route=default_route,
             api_tokens=self.api_tokens(top.get("api_tokens")),
+            priority_rules=self.priority_rules(top.get("priority_rules"), routes),
             sandbox=self.sandbox(top.get("sandbox"), region),
             hotlines=self.hotlines(top.get("hotlines"), region, teams, policies),
             reserved_for_high=reserved_for_high,
@@ -1038,6 +1062,7 @@ class _Reader:
             window = self.time_window(name, sections, built, zone, ())
             if window is not None:
                 built[name] = window
+        self.windows = built
         return built
 
     def time_window(self, name: str, sections: dict[str, dict[str, Any]], built: dict[str, TimeWindow],
@@ -1153,7 +1178,7 @@ class _Reader:
 
     def routes(self, raw: object, teams: dict[str, Team], policies: dict[str, Policy]) -> tuple[Route, ...]:
         routes: list[Route] = []
-        allowed = ("name", "matchers", *_ROUTE_KEYS, *_SECRET_KEYS)
+        allowed = ("name", "matchers", *_ROUTE_KEYS, *_SECRET_KEYS, *_RULE_KEYS)
         for index, (path, item) in enumerate(self.items(raw, "routes", required=False)):
             route = self.route(item, path, f"route-{index}", allowed, teams, policies)
             if route is not None:
@@ -1192,6 +1217,7 @@ class _Reader:
             policy=policy or "",
             priority=Priority(self.value(section, "priority", path, _as_choice("high", "low"), "low")),
             routing_key=self.secret(section, "routing_key", path, required=False),
+            **self.rule_conditions(section, path),
         )
 
     def matchers(self, raw: object, path: str) -> tuple[Matcher, ...]:
@@ -1354,6 +1380,65 @@ class _Reader:
             return None, None
         return url, password
 
+
+    # ------------------------------------------------ route conditions, priority rules
+
+    def rule_conditions(self, section: dict[str, Any], path: str) -> dict[str, Any]:
+        """``receiver``, ``when``, ``unless`` and ``expression`` of a route or priority rule, as Route fields."""
+        from gateway.routing import parse_receiver  # routing imports this module's types
+
+        receiver = None
+        if section.get("receiver") is not None:
+            try:
+                receiver = parse_receiver(section["receiver"])
+            except ValueError as exc:
+                self.problem(f"{path}.receiver", str(exc))
+        expression = self.value(section, "expression", path, lambda raw: compile_expression(_as_text(raw)), None)
+        return {
+            "receiver": receiver,
+            "when": self.window_names(section.get("when"), f"{path}.when"),
+            "unless": self.window_names(section.get("unless"), f"{path}.unless"),
+            "expression": expression,
+        }
+
+    def window_names(self, raw: object, path: str) -> tuple[TimeWindow, ...]:
+        """A time window's name, or a list of them, each one of ``time_windows``."""
+        items = [(path, raw)] if isinstance(raw, str) else self.items(raw, path, required=False)
+        found: list[TimeWindow] = []
+        for item_path, name in items:
+            window = self.windows.get(name) if isinstance(name, str) else None
+            if window is None:
+                known = ", ".join(self.windows) or "none: add them under time_windows"
+                self.problem(item_path, f"unknown time window {name!r} (known: {known})")
+            elif window not in found:
+                found.append(window)
+        return tuple(found)
+
+    def priority_rules(self, raw: object, routes: tuple[Route, ...]) -> tuple[PriorityRule, ...]:
+        rules: list[PriorityRule] = []
+        names = {route.name for route in routes}
+        for index, (path, item) in enumerate(self.items(raw, "priority_rules", required=False)):
+            section = self.mapping(item, path, ("name", "matchers", "routes", *_RULE_KEYS))
+            if not isinstance(item, dict):
+                continue
+            if not set(section) - {"name", "routes"}:
+                self.problem(path, "needs a condition (matchers, receiver, when, unless or expression): "
+                                   "a rule without one would raise every alert")
+            only: list[str] = []
+            for route_path, name in ([(f"{path}.routes", section["routes"])] if isinstance(section.get("routes"), str)
+                                     else self.items(section.get("routes"), f"{path}.routes", required=False)):
+                if not isinstance(name, str) or name not in names:
+                    self.problem(route_path, f"unknown route {name!r} (routes are named by their name:)")
+                else:
+                    only.append(name)
+            rules.append(PriorityRule(
+                name=self.value(section, "name", path, _as_text, f"rule-{index}"),
+                matchers=self.matchers(section.get("matchers"), f"{path}.matchers"),
+                routes=frozenset(only),
+                **self.rule_conditions(section, path),
+            ))
+        self.duplicates([(f"priority_rules[{i}].name", r.name) for i, r in enumerate(rules)], "rule name")
+        return tuple(rules)
 
 @dataclass(frozen=True, kw_only=True)
 class DirectorySettings:

@@ -334,6 +334,7 @@ def parse_alertmanager(body: object) -> list[AlertSignal]:
                 summary=_clip(summary),
                 details=alert.details,
                 labels=alert.labels,
+                receiver=group.receiver or "",
             )
         )
     return signals
@@ -383,6 +384,7 @@ def parse_grafana(body: object) -> list[AlertSignal]:
                 summary=_clip(summary),
                 details=details,
                 labels=alert.labels,
+                receiver=group.receiver or "",
             )
         )
     return signals

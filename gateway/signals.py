@@ -24,6 +24,7 @@ class AlertSignal:
     priority: str | None = None
     team: str | None = None  # explicit team asked for by the sender (generic API)
     routing_key: str | None = None  # PagerDuty routing_key (a secret: never logged)
+    receiver: str = ""  # Alertmanager's (or Grafana's) receiver: the notification route that sent it
 
 
 class IntakeError(Exception):

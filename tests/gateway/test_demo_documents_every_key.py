@@ -58,7 +58,12 @@ routes:
   - {name: r, matchers: ['severity="critical"'], team: sre, policy: default, priority: high,
      routing_key: "0123456789abcdef0123456789abcdef"}
   - {matchers: {team: sre}, team: sre, policy: default, routing_key_env: GATEWAY_TEST_ROUTING_KEY}
+  - {name: night, when: [after_hours], unless: holidays, expression: 'labels.tier == "gold"', receiver: "=~prod-.*",
+     team: sre, policy: default}
 default_route: {team: sre, policy: default, priority: low}
+priority_rules:
+  - {name: core, matchers: ['equipment="core-router"'], receiver: prod, when: after_hours, unless: [holidays],
+     expression: 'hour < 6', routes: [night]}
 sandbox:
   enabled: false
   caller_id: "+15559990000"
