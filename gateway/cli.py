@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, load_config
+from gateway.layers import active_layer, time_zone
 from gateway.oncall import who_is_on_call
 from gateway.overrides import merged, read_stored_overrides
 from gateway.store import StoredOverride
@@ -239,21 +240,24 @@ def _oncall(args: argparse.Namespace) -> int:
         print("no teams configured")
         return 0
     stored = [] if args.config_only else _stored_overrides(config)
-    rows = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL")]
+    layered = any(config.teams[team_id].layers for team_id in team_ids)  # then a LAYER column
+    rows: list[tuple[str, ...]] = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL", *(("LAYER",) if layered else ()))]
     for team_id in team_ids:
         team = merged(config.teams[team_id], stored)
         answer = who_is_on_call(team, at)
-        zone = ZoneInfo(team.rotation.time_zone if team.rotation else config.time_zone)
+        zone = ZoneInfo(time_zone(team, config.time_zone))
         until = answer.until.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if answer.until else "-"
+        layer = active_layer(team, at)
         rows.append(
             (
                 team_id,
                 _person(config.engineers.get(answer.primary or "")),
                 _person(config.engineers.get(answer.secondary or "")),
                 until,
+                *((layer.name if layer else "-",) if layered else ()),
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0

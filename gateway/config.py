@@ -59,6 +59,7 @@ class Team:
     members: tuple[str, ...]  # engineer ids, rotation order
     rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
     overrides: tuple[Override, ...] = ()
+    layers: tuple[Layer, ...] = ()  # bottom first (gateway.layers); empty: members and rotation are the one layer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +143,16 @@ class TimeWindow:
     except_dates: frozenset[date] = frozenset()  # whole local days outside it, whatever else says
     excluded: tuple[TimeWindow, ...] = ()  # other windows taken out of this one (``except:``)
     negated: TimeWindow | None = None  # ``not: other``: the window is every moment outside ``other``
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """One rotation in a team's stack (``layers:``); the highest layer active at a moment gives the answer."""
+
+    name: str
+    members: tuple[str, ...]  # engineer ids, rotation order
+    rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
+    when: tuple[TimeWindow, ...] = ()  # active only inside one of these windows; empty: always
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -676,7 +687,7 @@ class _Reader:
 
         engineers = self.engineers(top.get("engineers"), region, language)
         time_windows = self.time_windows(top.get("time_windows"), zone)
-        teams = self.teams(top.get("teams"), engineers, zone)
+        teams = self.teams(top.get("teams"), engineers, zone, time_windows)
         policies = self.policies(top.get("policies"), engineers)
         routes = self.routes(top.get("routes"), teams, policies)
         default_route = None
@@ -944,11 +955,15 @@ class _Reader:
             )
         return engineers
 
-    def teams(self, raw: object, engineers: dict[str, Engineer], zone: str) -> dict[str, Team]:
+    def teams(self, raw: object, engineers: dict[str, Engineer], zone: str,
+              windows: dict[str, TimeWindow] | None = None) -> dict[str, Team]:
         teams: dict[str, Team] = {}
         for team_id, item in self.entries(raw, "teams"):
             path = f"teams.{team_id}"
-            section = self.mapping(item, path, ("members", "rotation", "overrides"))
+            section = self.mapping(item, path, ("members", "rotation", "overrides", "layers"))
+            if "layers" in section:
+                teams[team_id] = self.layered_team(team_id, section, engineers, zone, windows or {})
+                continue
             members: list[tuple[str, str]] = []
             for member_path, member in self.items(section.get("members"), f"{path}.members", required=True):
                 if not isinstance(member, str):
@@ -1239,3 +1254,61 @@ class _Reader:
             lines=self.value(section, "lines", "sandbox", _as_int(1, 10000), 10),
             phones=tuple(phones),
         )
+
+    def layered_team(self, team_id: str, section: dict[str, Any], engineers: dict[str, Engineer], zone: str,
+                     windows: dict[str, TimeWindow]) -> Team:
+        """A team as a stack of layers (``layers:``, bottom first) instead of one ``members`` + ``rotation``.
+
+        ``Team.members`` is every engineer of every layer (first seen first); naive override times are read in
+        the zone of the first layer with a rotation.
+        """
+        path = f"teams.{team_id}"
+        for key in ("members", "rotation"):
+            if key in section:
+                self.problem(f"{path}.{key}", "set either layers or members and rotation, not both "
+                                              "(members and rotation are a team of one layer)")
+        layers: list[Layer] = []
+        names: list[tuple[str, str]] = []
+        for layer_path, item in self.items(section["layers"], f"{path}.layers", required=True):
+            part = self.mapping(item, layer_path, ("name", "members", "rotation", "when"))
+            if not isinstance(item, dict):
+                continue
+            name = self.value(part, "name", layer_path, _as_text)
+            if name is not None:
+                names.append((f"{layer_path}.name", name))
+            members: list[tuple[str, str]] = []
+            for member_path, member in self.items(part.get("members"), f"{layer_path}.members", required=True):
+                if not isinstance(member, str):
+                    self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
+                elif member not in engineers:
+                    self.problem(member_path, f"unknown engineer {member!r}")
+                else:
+                    members.append((member_path, member))
+            self.duplicates(members, "engineer")
+            rotation = None
+            if part.get("rotation") is not None:
+                rotation = self.rotation(part["rotation"], f"{layer_path}.rotation", zone)
+            when = self.window_names(part["when"], f"{layer_path}.when", windows) if "when" in part else ()
+            if name is not None and members:
+                layers.append(Layer(name=name, members=tuple(dict.fromkeys(m for _, m in members)),
+                                    rotation=rotation, when=when))
+        self.duplicates(names, "layer name")
+        override_zone = next((layer.rotation.time_zone for layer in layers if layer.rotation is not None), zone)
+        return Team(
+            id=team_id,
+            members=tuple(dict.fromkeys(member for layer in layers for member in layer.members)),
+            rotation=None,
+            overrides=self.overrides(section.get("overrides"), f"{path}.overrides", override_zone, engineers),
+            layers=tuple(layers),
+        )
+
+    def window_names(self, raw: object, path: str, windows: dict[str, TimeWindow]) -> tuple[TimeWindow, ...]:
+        """``when: weekends`` or ``when: [nights, weekends]``: names of windows under ``time_windows:``."""
+        listed = [(path, raw)] if isinstance(raw, str) else self.items(raw, path, required=True)
+        found: list[TimeWindow] = []
+        for item_path, name in listed:
+            if isinstance(name, str) and name in windows:
+                found.append(windows[name])
+            else:
+                self.problem(item_path, f"unknown time window {name!r} (known: {', '.join(windows) or 'none'})")
+        return tuple(dict.fromkeys(found))

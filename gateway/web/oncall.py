@@ -1,4 +1,5 @@
-"""/api/v1/oncall: per team, who is primary and secondary, and until when."""
+"""/api/v1/oncall: per team, who is primary and secondary, and until when (and, for a layered team, from which
+layer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from core.clock import iso, to_datetime
 from core.phone import mask
 from gateway.config import Config
+from gateway.layers import active_layer
 from gateway.oncall import who_is_on_call
 from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG
@@ -56,5 +58,6 @@ async def get_oncall(request: web.Request) -> web.Response:
             "primary": _person(config, oncall.primary),
             "secondary": _person(config, oncall.secondary),
             "until": iso(oncall.until.timestamp()) if oncall.until else None,
+            "layer": layer.name if (layer := active_layer(team, at)) is not None else None,
         })
     return web.json_response({"at": iso(at.timestamp()), "teams": teams})

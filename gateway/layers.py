@@ -1,0 +1,55 @@
+"""Layered schedules: a team's on-call as a stack of rotations, each optionally limited to time windows.
+
+``layers:`` lists a team's layers bottom first: each later layer sits above the earlier ones. A layer is
+active at a moment when it has no ``when`` or the moment lies in one of its windows; the highest active
+layer gives the primary (and the secondary, the next in its rotation). When that layer has one member,
+the secondary falls through to the active layers below it, top down: each offers its primary, then its
+secondary, and the first one who is not the primary becomes the secondary. A moment no layer covers has
+nobody on call (overrides still apply). Overrides sit above every layer, as for a team of one rotation.
+
+A team written with ``members`` and ``rotation`` is one layer with no windows (``layers_of``).
+
+``gateway.oncall.who_is_on_call`` walks the stack; this module holds what the layers add: whether one is
+active, and when that next changes, looked for no further than ``HORIZON`` (the scheduler asks for every
+step it plans, so a window that does not change for months must not cost a year of candidates per answer).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from gateway import time_windows
+from gateway.config import Layer, Team
+
+#: how far ahead a layer's windows are looked at; an answer's ``until`` is never later than this
+HORIZON = timedelta(days=7)
+
+
+def layers_of(team: Team) -> tuple[Layer, ...]:
+    """The team's layers, bottom first; a team without ``layers:`` is its one rotation."""
+    if team.layers:
+        return team.layers
+    return (Layer(name="", members=team.members, rotation=team.rotation),)
+
+
+def is_active(layer: Layer, at: datetime) -> bool:
+    return not layer.when or any(time_windows.contains(window, at) for window in layer.when)
+
+
+def next_window_change(layer: Layer, at: datetime, limit: datetime) -> datetime:
+    """The first moment after ``at`` at which ``layer`` may become active or stop being so, or ``limit`` when
+    that is not before ``limit`` (a moment worth asking again)."""
+    changes = [change for window in layer.when
+               if (change := time_windows.next_change(window, at, horizon=limit - at)) is not None]
+    return min([*changes, limit])
+
+
+def active_layer(team: Team, at: datetime) -> Layer | None:
+    """The layer of a layered team that gives the answer at ``at`` (before overrides); None for a team
+    without ``layers:`` or when no layer is active."""
+    return next((layer for layer in reversed(team.layers) if is_active(layer, at)), None)
+
+
+def time_zone(team: Team, default: str) -> str:
+    """The zone to show a team's times in: its (first) rotation's, else ``default``."""
+    return next((layer.rotation.time_zone for layer in layers_of(team) if layer.rotation is not None), default)
