@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from gateway import time_windows
-from gateway.config import Layer, Team
+from gateway.config import Layer, Team, TimeWindow
 
 #: how far ahead a layer's windows are looked at; an answer's ``until`` is never later than this
 HORIZON = timedelta(days=7)
@@ -39,9 +39,24 @@ def is_active(layer: Layer, at: datetime) -> bool:
 def next_window_change(layer: Layer, at: datetime, limit: datetime) -> datetime:
     """The first moment after ``at`` at which ``layer`` may become active or stop being so, or ``limit`` when
     that is not before ``limit`` (a moment worth asking again)."""
-    changes = [change for window in layer.when
-               if (change := time_windows.next_change(window, at, horizon=limit - at)) is not None]
-    return min([*changes, limit])
+    return min([*(_next_change(window, at, limit) for window in layer.when), limit])
+
+
+#: per window (by id, the window itself kept so the id is not reused): the last stretch found without a change,
+#: [start, end), and whether ``end`` is a change (else only the end of what was looked at)
+_known: dict[int, tuple[TimeWindow, datetime, datetime, bool]] = {}
+
+
+def _next_change(window: TimeWindow, at: datetime, limit: datetime) -> datetime:
+    """``time_windows.next_change`` cut at ``limit``. Callers walk forward (the scheduler asks again and again,
+    a calendar feed walks ``until``), so the last answer per window mostly answers the next question too:
+    a window does not change between the moment asked about and the change found."""
+    known = _known.get(id(window))
+    if known is not None and known[0] is window and known[1] <= at < known[2] and (known[3] or limit <= known[2]):
+        return min(known[2], limit)
+    change = time_windows.next_change(window, at, horizon=limit - at)
+    _known[id(window)] = (window, at, change or limit, change is not None)
+    return min(change, limit) if change is not None else limit
 
 
 def active_layer(team: Team, at: datetime) -> Layer | None:

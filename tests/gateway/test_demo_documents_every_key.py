@@ -37,6 +37,10 @@ teams:
     rotation: {kind: custom, shift: 3d, start: 2026-01-05, handoff: "09:00", time_zone: UTC}
     overrides:
       - {start: "2026-12-24T00:00", end: "2026-12-27T00:00", engineer: bob, role: primary}
+  noc:
+    layers:
+      - {name: day, members: [alice, bob], rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00"}}
+      - {name: night, members: [bob], when: [after_hours]}
 time_windows:
   business_hours:
     time_zone: UTC

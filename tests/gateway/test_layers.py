@@ -7,6 +7,7 @@ that a one-person holiday layer, frank, on 2026-12-24 to 26. Every instant is ex
 
 from __future__ import annotations
 
+import random
 import re
 import textwrap
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from core.clock import FakeClock
+from gateway import layers
 from gateway.app import create_app
 from gateway.config import ConfigError, Override, Team, load_config
 from gateway.console.picture import picture
@@ -156,6 +158,20 @@ def test_a_layer_whose_windows_do_not_change_soon_is_asked_again_within_the_hori
     answer = who_is_on_call(alone, utc("2026-06-01T00:00"))
     assert (answer.primary, answer.secondary, answer.until) == (None, None, utc("2026-06-01T00:00") + HORIZON)
     assert pair(alone, utc("2026-12-25T12:00")) == ("frank", None)
+
+
+def test_answers_do_not_depend_on_what_was_asked_before(noc: Team) -> None:
+    """The windows' last answers are remembered (callers mostly walk forward): asked in any order, each answer
+    is the one worked out afresh."""
+    rng = random.Random(5)
+    start = utc("2026-03-20T00:00")
+    moments = [start + timedelta(minutes=rng.randrange(0, 60 * 24 * 21)) for _ in range(300)]
+    moments += [start + timedelta(minutes=13 * n) for n in range(300)]  # forward, as the scheduler asks
+    rng.shuffle(moments)
+    for at in moments:
+        remembered = who_is_on_call(noc, at)
+        layers._known.clear()
+        assert who_is_on_call(noc, at) == remembered, at
 
 
 def test_an_override_beats_every_layer(noc: Team) -> None:
