@@ -24,7 +24,7 @@ from gateway.config import ConfigError, Override, Team, load_config
 from gateway.console.picture import picture
 from gateway.layers import HORIZON, active_layer
 from gateway.oncall import who_is_on_call
-from tests.support import AUTH, BASE_CONFIG, TOKEN, write_config
+from tests.support import AUTH, BASE_CONFIG, CAROL, TOKEN, Gateway, write_config
 
 LAYERS = """\
   noc:
@@ -55,6 +55,7 @@ ENGINEERS = """\
   erin: {name: Erin, phones: ["+15550000005"]}
   frank: {name: Frank, phones: ["+15550000006"]}
 """
+DAVE, ERIN = "+15550000004", "+15550000005"
 LAYERED = BASE_CONFIG.replace("teams:\n", "teams:\n" + LAYERS).replace("engineers:\n", "engineers:\n" + ENGINEERS) \
     + WINDOWS
 
@@ -227,6 +228,28 @@ async def test_the_api_and_the_console_page_name_the_layer(tmp_path: Path,
     assert re.search(r'class="primary-now">Dave<', section) and "layer weekend" in section
     assert 'data-layer="weekend"' in section and 'data-layer="weekdays"' in section
     assert re.search(r'title="Alice \(weekdays\): ', section)
+
+
+async def test_an_alert_pages_the_weekday_layer_before_friday_evening_and_the_weekend_layer_after(
+        tmp_path: Path, aiohttp_client: Callable[..., Any]) -> None:
+    clock = FakeClock(start=utc("2026-03-27T16:59:00").timestamp())  # Friday 17:59 in Berlin
+    gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, LAYERED)), clock=clock)),
+                      clock)
+    status, weekday = await gateway.post("/api/v1/alerts", {"summary": "before the weekend", "team": "noc"})
+    assert status == 202, weekday
+    await gateway.ringing(CAROL)  # the weekday layer's primary
+    await gateway.post(f"/api/v1/sandbox/phones/{CAROL}/answer")
+    await gateway.post(f"/api/v1/sandbox/phones/{CAROL}/press", {"digits": "1"})
+    await gateway.alert_where(weekday["id"], lambda alert: alert["status"] == "acknowledged")
+
+    await clock.advance(60)  # 18:00: the weekend layer takes over
+    status, weekend = await gateway.post("/api/v1/alerts", {"summary": "on the weekend", "team": "noc"})
+    assert status == 202, weekend
+    await gateway.ringing(DAVE)
+    await clock.advance(20)  # no answer: the policy's next step pages the secondary, of the weekend layer too
+    await gateway.ringing(ERIN)
+    alert = await gateway.alert(weekend["id"])
+    assert [page["engineer"] for page in alert["pages"]] == ["dave", "erin"]
 
 
 def test_gateway_oncall_shows_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
