@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from gateway import time_windows
 from gateway.config import Layer, Team, TimeWindow
 
-#: how far ahead a layer's windows are looked at; an answer's ``until`` is never later than this
+#: how far ahead a layer's windows are looked at: with a window among the layers looked at, an answer's
+#: ``until`` is never further ahead than this (the same answer may then come again)
 HORIZON = timedelta(days=7)
 
 
@@ -48,14 +49,14 @@ _known: dict[int, tuple[TimeWindow, datetime, datetime, bool]] = {}
 
 
 def _next_change(window: TimeWindow, at: datetime, limit: datetime) -> datetime:
-    """``time_windows.next_change`` cut at ``limit``. Callers walk forward (the scheduler asks again and again,
-    a calendar feed walks ``until``), so the last answer per window mostly answers the next question too:
-    a window does not change between the moment asked about and the change found."""
+    """``time_windows.next_change`` cut at ``limit``. The scheduler asks again and again as time moves forward,
+    so the last answer per window mostly answers the next question too: a window does not change between the
+    moment asked about and the change found (nor, when none was found, up to the end of what was looked at)."""
     known = _known.get(id(window))
     if known is not None and known[0] is window and known[1] <= at < known[2] and (known[3] or limit <= known[2]):
         return min(known[2], limit)
     change = time_windows.next_change(window, at, horizon=limit - at)
-    _known[id(window)] = (window, at, change or limit, change is not None)
+    _known[id(window)] = (window, at, change if change is not None else limit, change is not None)
     return min(change, limit) if change is not None else limit
 
 
