@@ -16,10 +16,11 @@ step it plans, so a window that does not change for months must not cost a year 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from gateway import time_windows
-from gateway.config import Layer, Team, TimeWindow
+from gateway.config import Config, Layer, Team, TimeWindow
 
 #: how far ahead a layer's windows are looked at: with a window among the layers looked at, an answer's
 #: ``until`` is never further ahead than this (the same answer may then come again)
@@ -69,3 +70,29 @@ def active_layer(team: Team, at: datetime) -> Layer | None:
 def time_zone(team: Team, default: str) -> str:
     """The zone to show a team's times in: its (first) rotation's, else ``default``."""
     return next((layer.rotation.time_zone for layer in layers_of(team) if layer.rotation is not None), default)
+
+
+def first_gap(team: Team, start: datetime, end: datetime) -> datetime | None:
+    """The first moment from ``start`` to ``end`` at which no layer of ``team`` is active (nobody is on call
+    but overrides), or None. Only a team whose every layer has ``when`` can have one."""
+    if not team.layers or any(not layer.when for layer in team.layers):
+        return None
+    at = start
+    while at < end:
+        if not any(is_active(layer, at) for layer in team.layers):
+            return at
+        limit = min(at + HORIZON, end)
+        at = min(next_window_change(layer, at, limit) for layer in team.layers)
+    return None
+
+
+def layer_gaps(config: Config, now: datetime, ahead: timedelta = timedelta(days=400)) -> list[str]:
+    """Warnings for ``gateway check-config``: teams whose layers leave a moment uncovered within ``ahead``."""
+    found = []
+    for team in config.teams.values():
+        gap = first_gap(team, now.astimezone(UTC), now.astimezone(UTC) + ahead)
+        if gap is not None:
+            local = gap.astimezone(ZoneInfo(time_zone(team, config.time_zone)))
+            found.append(f"teams.{team.id}.layers: no layer is active at {local:%Y-%m-%d %H:%M %Z} (nobody is on "
+                         "call then but overrides); give the bottom layer no when: to cover every moment")
+    return found

@@ -263,6 +263,36 @@ def test_gateway_oncall_shows_the_layer(tmp_path: Path, capsys: pytest.CaptureFi
     assert rows[2][0] == "sre" and rows[2][-1] == "-"
 
 
+def test_a_moment_no_layer_covers_is_found_and_check_config_warns(
+        noc: Team, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+
+    windowed = Team(id="w", members=noc.members, rotation=None, layers=noc.layers[1:])
+    saturday = utc("2026-03-28T12:00")
+    assert layers.first_gap(windowed, saturday, saturday + timedelta(days=30)) == utc("2026-03-30T07:00")
+    assert layers.first_gap(windowed, saturday, utc("2026-03-30T06:00")) is None
+    assert layers.first_gap(noc, saturday, saturday + timedelta(days=400)) is None  # weekdays has no when
+    assert who_is_on_call(windowed, utc("2026-03-30T07:00")).primary is None
+
+    night_and_day = LAYERED.replace("        rotation: {kind: weekly, start: 2026-01-05, handoff: \"09:00\", "
+                                    "time_zone: Europe/Berlin}\n",
+                                    "        rotation: {kind: weekly, start: 2026-01-05, handoff: \"09:00\", "
+                                    "time_zone: Europe/Berlin}\n        when: [not_weekends]\n") \
+        + "  not_weekends: {not: weekends}\n"
+    team = load_config(write_config(tmp_path, night_and_day)).teams["noc"]
+    assert all(layer.when for layer in team.layers)
+    assert layers.first_gap(team, saturday, saturday + timedelta(days=400)) is None  # together they cover it all
+    assert main(["check-config", str(write_config(tmp_path, night_and_day))]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+    gaps = night_and_day.replace("  not_weekends: {not: weekends}\n",
+                                 "  not_weekends: {weekly: [{days: tue-thu, from: \"00:00\", to: \"24:00\"}]}\n")
+    assert main(["check-config", str(write_config(tmp_path, gaps))]) == 0  # a warning, not an error
+    err = capsys.readouterr().err
+    assert re.search(r"warning: .*gateway.yaml: teams\.noc\.layers: no layer is active at \d{4}-\d\d-\d\d "
+                     r"\d\d:\d\d CES?T \(nobody is on call then but overrides\)", err), err
+
+
 def problems(tmp_path: Path, teams: str, windows: str = WINDOWS) -> list[str]:
     config = BASE_CONFIG.replace("teams:\n", "teams:\n" + textwrap.indent(textwrap.dedent(teams), "  ")) \
         .replace("engineers:\n", "engineers:\n" + ENGINEERS) + windows
