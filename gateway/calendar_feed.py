@@ -9,7 +9,8 @@ there; its start as far back as it goes (below).
 UIDs are stable across fetches: made from the team, role, engineer and start, so a calendar app updates an
 event in place when only its end moves (an override added later shortens it). A stretch that began before
 the span is looked for further back, so it keeps its real start (and UID) as the window slides; one that
-began before the rotation's first handoff (or 2000) starts "open" in its UID, a fixed point as well.
+began before the rotation's first handoff (the earliest of its layers'; or 2000) starts "open" in its UID, a
+fixed point as well.
 (An override added at run time is forgotten nine weeks after it ended, ``gateway.overrides``: a stretch it
 bounded then begins earlier, once.)
 
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 import icalendar
 
 from gateway.config import Config, Team
+from gateway.layers import layers_of
 from gateway.oncall import handoff_at, who_is_on_call
 
 PAST = timedelta(weeks=1)
@@ -105,7 +107,8 @@ def feed_stretches(teams: Iterable[Team], now: datetime, *, engineer: str | None
 
 def _with_real_start(team: Team, item: Stretch) -> Stretch:
     """``item`` (cut at the span's edge) from when it really began, looked for back to a fixed floor."""
-    floor = LONG_AGO if team.rotation is None else max(LONG_AGO, handoff_at(team.rotation, 0))
+    rotations = [layer.rotation for layer in layers_of(team)]
+    floor = LONG_AGO if None in rotations else max(LONG_AGO, min(handoff_at(r, 0) for r in rotations if r))
     if floor >= item.start:
         return item
     earlier = [s for s in stretches(team, floor, item.start) if s.role == item.role]

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, Team, load_config
+from gateway.layers import active_layer, layer_gaps, time_zone
 from gateway.oncall import who_is_on_call
 from gateway.overrides import merged, read_stored_overrides
 from gateway.store import StoredOverride
@@ -207,6 +208,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
+    for problem in layer_gaps(config, datetime.now(UTC)):
+        print(f"warning: {config.source}: {problem}", file=sys.stderr)
     return 0
 
 
@@ -251,21 +254,24 @@ def _oncall(args: argparse.Namespace) -> int:
         return 0
     stored = [] if args.config_only else _stored_overrides(config)
     engineer, members = _directory_people(config, team_ids)
-    rows = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL")]
+    layered = any(config.teams[team_id].layers for team_id in team_ids)  # then a LAYER column
+    rows: list[tuple[str, ...]] = [("TEAM", "PRIMARY", "SECONDARY", "UNTIL", *(("LAYER",) if layered else ()))]
     for team_id in team_ids:
         team = merged(members(config.teams[team_id]), stored)
         answer = who_is_on_call(team, at)
-        zone = ZoneInfo(team.rotation.time_zone if team.rotation else config.time_zone)
+        zone = ZoneInfo(time_zone(team, config.time_zone))
         until = answer.until.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if answer.until else "-"
+        layer = active_layer(team, at)
         rows.append(
             (
                 team_id,
                 _person(engineer(answer.primary or "")),
                 _person(engineer(answer.secondary or "")),
                 until,
+                *((layer.name if layer else "-",) if layered else ()),
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0

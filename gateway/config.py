@@ -61,6 +61,7 @@ class Team:
     rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
     overrides: tuple[Override, ...] = ()
     directory: DirectoryGroup | None = None  # members come from this directory group (members is then empty)
+    layers: tuple[Layer, ...] = ()  # bottom first (gateway.layers); empty: members and rotation are the one layer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +164,16 @@ class PriorityRule:
     unless: tuple[TimeWindow, ...] = ()
     expression: Expression | None = None
     routes: frozenset[str] = frozenset()  # only alerts on these routes (empty: any route)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """One rotation in a team's stack (``layers:``); the highest layer active at a moment gives the answer."""
+
+    name: str
+    members: tuple[str, ...]  # engineer ids, rotation order
+    rotation: Rotation | None  # None: members[0] primary, members[1] secondary, always
+    when: tuple[TimeWindow, ...] = ()  # active only inside one of these windows; empty: always
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -983,11 +994,17 @@ class _Reader:
         teams: dict[str, Team] = {}
         for team_id, item in self.entries(raw, "teams"):
             path = f"teams.{team_id}"
-            section = self.mapping(item, path, ("members", "rotation", "overrides", "directory"))
+            section = self.mapping(item, path, ("members", "rotation", "overrides", "directory", "layers"))
+            if "directory" in section and "layers" in section:
+                self.problem(path, "set either directory or layers, not both")
+                continue
             if "directory" in section:
                 team = self.directory_team(team_id, section, path, zone)
                 if team is not None:
                     teams[team_id] = team
+                continue
+            if "layers" in section:
+                teams[team_id] = self.layered_team(team_id, section, engineers, zone)
                 continue
             members: list[tuple[str, str]] = []
             for member_path, member in self.items(section.get("members"), f"{path}.members", required=True):
@@ -1285,6 +1302,53 @@ class _Reader:
             phones=tuple(phones),
         )
 
+    def layered_team(self, team_id: str, section: dict[str, Any], engineers: dict[str, Engineer],
+                     zone: str) -> Team:
+        """A team as a stack of layers (``layers:``, bottom first) instead of one ``members`` + ``rotation``.
+
+        ``Team.members`` is every engineer of every layer (first seen first); naive override times are read in
+        the zone of the first layer with a rotation.
+        """
+        path = f"teams.{team_id}"
+        for key in ("members", "rotation"):
+            if key in section:
+                self.problem(f"{path}.{key}", "set either layers or members and rotation, not both "
+                                              "(members and rotation are a team of one layer)")
+        layers: list[Layer] = []
+        names: list[tuple[str, str]] = []
+        for layer_path, item in self.items(section["layers"], f"{path}.layers", required=True):
+            part = self.mapping(item, layer_path, ("name", "members", "rotation", "when"))
+            if not isinstance(item, dict):
+                continue
+            name = self.value(part, "name", layer_path, _as_text)
+            if name is not None:
+                names.append((f"{layer_path}.name", name))
+            members: list[tuple[str, str]] = []
+            for member_path, member in self.items(part.get("members"), f"{layer_path}.members", required=True):
+                if not isinstance(member, str):
+                    self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
+                elif member not in engineers:
+                    self.problem(member_path, f"unknown engineer {member!r}")
+                else:
+                    members.append((member_path, member))
+            self.duplicates(members, "engineer")
+            rotation = None
+            if part.get("rotation") is not None:
+                rotation = self.rotation(part["rotation"], f"{layer_path}.rotation", zone)
+            when = self.window_names(part["when"], f"{layer_path}.when", required=True) if "when" in part else ()
+            if name is not None and members:
+                layers.append(Layer(name=name, members=tuple(dict.fromkeys(m for _, m in members)),
+                                    rotation=rotation, when=when))
+        self.duplicates(names, "layer name")
+        override_zone = next((layer.rotation.time_zone for layer in layers if layer.rotation is not None), zone)
+        return Team(
+            id=team_id,
+            members=tuple(dict.fromkeys(member for layer in layers for member in layer.members)),
+            rotation=None,
+            overrides=self.overrides(section.get("overrides"), f"{path}.overrides", override_zone, engineers),
+            layers=tuple(layers),
+        )
+
     # directories (appended: directory-backed teams)
 
     def directories(self, raw: object) -> dict[str, DirectorySettings]:
@@ -1401,9 +1465,9 @@ class _Reader:
             "expression": expression,
         }
 
-    def window_names(self, raw: object, path: str) -> tuple[TimeWindow, ...]:
+    def window_names(self, raw: object, path: str, *, required: bool = False) -> tuple[TimeWindow, ...]:
         """A time window's name, or a list of them, each one of ``time_windows``."""
-        items = [(path, raw)] if isinstance(raw, str) else self.items(raw, path, required=False)
+        items = [(path, raw)] if isinstance(raw, str) else self.items(raw, path, required=required)
         found: list[TimeWindow] = []
         for item_path, name in items:
             window = self.windows.get(name) if isinstance(name, str) else None

@@ -1,4 +1,5 @@
-"""The on-call picture: who holds each role over the coming days, rotation shifts with overrides over them."""
+"""The on-call picture: who holds each role over the coming days, rotation shifts (each with its layer, for a
+layered team) with overrides over them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.config import Config, Override, Team
+from gateway.layers import active_layer
 from gateway.oncall import who_is_on_call
 
 DAYS = 14
@@ -21,6 +23,7 @@ class Bar:
     left: float  # percent of the picture's width
     width: float
     override: bool = False
+    layer: str = ""  # the layer in force (a layered team's shifts): a shift is cut where the layer changes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,18 +41,19 @@ class Picture:
     lanes: list[Lane]
 
 
-def _segments(team: Team, role: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str]]:
-    out: list[tuple[datetime, datetime, str]] = []
+def _segments(team: Team, role: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime, str, str]]:
+    out: list[tuple[datetime, datetime, str, str]] = []
     at = start
     while at < end:
         answer = who_is_on_call(team, at)
         until = min(answer.until or end, end)
         who = answer.primary if role == "primary" else answer.secondary
+        layer = found.name if (found := active_layer(team, at)) is not None else ""
         if who is not None:
-            if out and out[-1][2] == who and out[-1][1] == at:
-                out[-1] = (out[-1][0], until, who)
+            if out and out[-1][2] == who and out[-1][3] == layer and out[-1][1] == at:
+                out[-1] = (out[-1][0], until, who, layer)
             else:
-                out.append((at, until, who))
+                out.append((at, until, who, layer))
         at = until
     return out
 
@@ -60,16 +64,16 @@ def picture(config: Config, team: Team, now: float) -> Picture:
     end = start + timedelta(days=DAYS)
     span = (end - start).total_seconds()
 
-    def bar(a: datetime, b: datetime, who: str, override: bool = False) -> Bar:
+    def bar(a: datetime, b: datetime, who: str, override: bool = False, layer: str = "") -> Bar:
         engineer = config.engineers.get(who)
         return Bar(engineer=who, name=engineer.name if engineer else who, start=a.timestamp(), end=b.timestamp(),
                    left=round((a - start).total_seconds() / span * 100, 3),
-                   width=round((b - a).total_seconds() / span * 100, 3), override=override)
+                   width=round((b - a).total_seconds() / span * 100, 3), override=override, layer=layer)
 
     plain = dataclasses.replace(team, overrides=())
     lanes = []
     for role in ("primary", "secondary"):
-        shifts = [bar(a, b, who) for a, b, who in _segments(plain, role, start, end)]
+        shifts = [bar(a, b, who, layer=layer) for a, b, who, layer in _segments(plain, role, start, end)]
         overrides = [bar(max(o.start, start), min(o.end, end), o.engineer, True)
                      for o in _active(team.overrides, role, start, end)]
         if shifts or overrides:

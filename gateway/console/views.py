@@ -26,6 +26,7 @@ from gateway.console.hub import HUB as HUB  # the app's key, re-exported for the
 from gateway.console.picture import picture
 from gateway.console.render import page, read_form, refusal
 from gateway.hotline import SOURCE as HOTLINE
+from gateway.layers import active_layer
 from gateway.oncall import who_is_on_call
 from gateway.store import Alert
 from gateway.store_factory import describe as describe_store
@@ -265,8 +266,10 @@ async def oncall_page(request: web.Request) -> web.Response:
     rows = []
     for team in teams.values():
         answer = who_is_on_call(team, at)
+        layer = active_layer(team, at)
         rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
-                         until=answer.until.timestamp() if answer.until else None))
+                         until=answer.until.timestamp() if answer.until else None,
+                         layer=layer.name if layer is not None else None))
     roster = request.app[ROSTER]  # a directory team's people, besides the configured engineers
     people = {m: e for t in teams.values() for m in t.members if (e := roster.engineer(m)) is not None}
     context: dict[str, Any] = dict(rows=rows, engineers={**people, **config.engineers},

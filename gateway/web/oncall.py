@@ -1,4 +1,5 @@
-"""/api/v1/oncall: per team, who is primary and secondary, and until when."""
+"""/api/v1/oncall: per team, who is primary and secondary, and until when (and, for a layered team, from which
+layer)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from core.clock import iso, to_datetime
 from core.phone import mask
 from gateway.config import Engineer
 from gateway.directory.roster import Roster
+from gateway.layers import active_layer
 from gateway.oncall import who_is_on_call
 from gateway.web.errors import invalid
 from gateway.web.keys import CLOCK, CONFIG, ROSTER
@@ -57,5 +59,6 @@ async def get_oncall(request: web.Request) -> web.Response:
             "primary": _person(request.app[ROSTER], oncall.primary),
             "secondary": _person(request.app[ROSTER], oncall.secondary),
             "until": iso(oncall.until.timestamp()) if oncall.until else None,
+            "layer": layer.name if (layer := active_layer(team, at)) is not None else None,
         })
     return web.json_response({"at": iso(at.timestamp()), "teams": teams})

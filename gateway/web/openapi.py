@@ -178,6 +178,7 @@ SCHEMAS: dict[str, Schema] = {
                     "primary": {"oneOf": [{"type": "null"}, _ref("Person")]},
                     "secondary": {"oneOf": [{"type": "null"}, _ref("Person")]},
                     "until": _nullable("string", format="date-time"),
+                    "layer": _nullable("string"),  # the layer giving the answer; null without layers: or none active
                 },
             }},
         },

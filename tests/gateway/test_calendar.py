@@ -37,7 +37,7 @@ CONFIG = BASE_CONFIG.replace(
 START = datetime(2026, 1, 7, 12, tzinfo=UTC)
 STORE_OVERRIDE = {"role": "secondary", "engineer": "alice", "start": "2026-01-08T06:00:00Z",
                   "end": "2026-01-09T18:00:00Z"}
-NAMES = {"Alice": "alice", "Bob": "bob", "Carol": "carol"}
+NAMES = {"Alice": "alice", "Bob": "bob", "Carol": "carol", "Dave": "dave", "Erin": "erin"}
 WEEK_START = datetime(2026, 1, 12, 9, tzinfo=UTC)
 
 
@@ -272,3 +272,65 @@ async def test_the_feed_is_built_off_the_event_loop_and_is_no_itip_message(
     status, _, body = await _fetch(gateway, (await _feed(gateway, {"team": "sre"}))["url"])
     assert status == 200 and threads and threads[0] != threading.get_ident()  # paging goes on meanwhile
     assert b"METHOD:" not in body  # a subscribed calendar, not an invitation (RFC 5546) to act on
+
+
+# noc: a layered team in Berlin's time. Weekdays alice, bob, carol (weekly from Monday 2026-01-05 09:00); above
+# them dave and erin, Friday 18:00 to Monday 09:00 (weekly from Friday 2026-01-02 18:00). The feed's window (from
+# 2025-12-31 to 2026-04-01) holds the change to summer time on 2026-03-29.
+LAYERED = BASE_CONFIG.replace("teams:\n", """teams:
+  noc:
+    layers:
+      - name: weekdays
+        members: [alice, bob, carol]
+        rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: Europe/Berlin}
+      - name: weekend
+        members: [dave, erin]
+        rotation: {kind: weekly, start: 2026-01-02, handoff: "18:00", time_zone: Europe/Berlin}
+        when: [weekends]
+""").replace("engineers:\n", """engineers:
+  dave: {name: Dave, phones: ["+15550000004"]}
+  erin: {name: Erin, phones: ["+15550000005"]}
+""") + """
+time_windows:
+  weekends:
+    time_zone: Europe/Berlin
+    weekly:
+      - {days: fri, from: "18:00", to: "24:00"}
+      - {days: sat-sun, from: "00:00", to: "24:00"}
+      - {days: mon, from: "00:00", to: "09:00"}
+"""
+
+
+async def test_a_layered_teams_feed_says_what_who_is_on_call_says(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.oncall import who_is_on_call
+
+    config = load_config(write_config(tmp_path, LAYERED))
+    clock = FakeClock()
+    layered = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+    team_events = await _events(layered, (await _feed(layered, {"team": "noc"}))["url"])
+    dave_events = await _events(layered, (await _feed(layered, {"engineer": "dave"}))["url"])
+    berlin = ZoneInfo("Europe/Berlin")
+    first, last = START - timedelta(weeks=1), START + timedelta(weeks=12)
+    days = [(first + timedelta(days=n)).astimezone(berlin).date() for n in range((last - first).days + 1)]
+    edges = [datetime(day.year, day.month, day.day, hour, tzinfo=berlin).astimezone(UTC)
+             for day in days for weekday, hour in ((4, 18), (0, 9)) if day.weekday() == weekday]
+    rng = random.Random(7)
+    samples = [moment + delta for moment in edges for delta in (-timedelta(seconds=1), timedelta(0))]
+    samples += [first + (last - first) * rng.random() for _ in range(300)]
+    for at in samples:
+        if not first <= at < last:
+            continue
+        answer = who_is_on_call(config.teams["noc"], at)
+        expected = {("noc", role): who for role, who in (("primary", answer.primary),
+                                                         ("secondary", answer.secondary)) if who is not None}
+        assert _on_call(team_events, at) == expected, at
+        assert _on_call(dave_events, at) == {key: who for key, who in expected.items() if who == "dave"}, at
+    starts = {(event.decoded("dtstart"), str(event["summary"])) for event in team_events}
+    # the weekend around the change to summer time: Friday 18:00 CET (17:00Z), Monday 09:00 CEST (07:00Z)
+    assert (datetime(2026, 3, 27, 17, tzinfo=UTC), "Primary on call: Dave (noc)") in starts
+    assert (datetime(2026, 3, 30, 7, tzinfo=UTC), "Primary on call: Alice (noc)") in starts
+    assert len(edges) >= 24 and len([e for e in team_events if "Primary" in str(e["summary"])]) >= 24

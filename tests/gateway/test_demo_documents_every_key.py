@@ -40,6 +40,10 @@ teams:
   companyapp2-sre:
     directory: {name: corp, group: /sre/companyapp2}
     rotation: {kind: weekly, start: 2026-01-05}
+  noc:
+    layers:
+      - {name: day, members: [alice, bob], rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00"}}
+      - {name: night, members: [bob], when: [after_hours]}
 time_windows:
   business_hours:
     time_zone: UTC
