@@ -74,6 +74,10 @@ class Peers(Protocol):
         """An override of ``team`` was added or removed (here or on another gateway): read them again."""
         ...
 
+    async def maintenance_changed(self) -> None:
+        """A maintenance window was added or ended, or an alert held (here or elsewhere): read and look again."""
+        ...
+
 
 class Cluster(Protocol):
     gateway_id: str

@@ -242,6 +242,8 @@ class PgCluster:
                                                  placed_here=message.get("owner") == self.gateway_id)
                 elif "overrides" in message:
                     await self._peers.overrides_changed(str(message["overrides"]))
+                elif "maintenance" in message:
+                    await self._peers.maintenance_changed()
             except asyncio.CancelledError:
                 raise
             except Exception:
