@@ -126,6 +126,18 @@ def stored_state(window: StoredMaintenance, matchers: tuple[Matcher, ...], now: 
                        start=window.start, end=end, stored=window)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _OnNow:
+    """A window on at some moment, as an arriving alert is matched against it."""
+
+    key: str
+    name: str
+    action: str
+    matchers: tuple[Matcher, ...]
+    end: float | None  # None: recurring, worked out only when it matches
+    recurring: MaintenanceWindow | None = None
+
+
 class Maintenance:
     def __init__(self, *, config: Config, store: Store, clock: Clock, due_at: Callable[[float], None]) -> None:
         self.config = config
@@ -161,29 +173,40 @@ class Maintenance:
         return item[0] if item else None
 
     def verdict(self, labels: dict[str, str], now: float) -> Verdict | None:
-        """What the windows on at ``now`` make of an alert with ``labels`` (None: none matches)."""
+        """What the windows on at ``now`` make of an alert with ``labels`` (None: none matches). Matchers are
+        checked first: a recurring window's end is worked out only for an alert it matches."""
         hold: list[HoldWindow] = []
         low: list[str] = []
-        for window in self._active(now):
+        for window in self._on(now):
             if not all(matches(m, labels) for m in window.matchers):
                 continue
-            if window.action == SUPPRESS:
-                hold.append(HoldWindow(key=window.key, name=window.name, until=window.end or now))
-            else:
+            if window.action != SUPPRESS:
                 low.append(window.name)
+                continue
+            end = window.end
+            if end is None and window.recurring is not None:
+                end = config_state(window.recurring, now).end
+            hold.append(HoldWindow(key=window.key, name=window.name, until=end if end is not None else now))
         return Verdict(hold=tuple(hold), low_priority=tuple(low)) if hold or low else None
 
-    def _active(self, now: float) -> list[WindowState]:
+    def _on(self, now: float) -> list[_OnNow]:
+        at = to_datetime(now)
         found = []
         for window in self.config.maintenance:
+            key = f"config:{window.name}"
             if window.during:
-                if any(contains(item, to_datetime(now)) for item in window.during):
-                    found.append(config_state(window, now))
+                if any(contains(item, at) for item in window.during):
+                    found.append(_OnNow(key=key, name=window.name, action=window.action, matchers=window.matchers,
+                                        end=None, recurring=window))
             elif window.start is not None and window.end is not None and \
                     window.start.timestamp() <= now < window.end.timestamp():
-                found.append(config_state(window, now))
-        found += [state for window, matchers in self._stored.values()
-                  if (state := stored_state(window, matchers, now)).state == "active"]
+                found.append(_OnNow(key=key, name=window.name, action=window.action, matchers=window.matchers,
+                                    end=window.end.timestamp()))
+        for stored, matchers in self._stored.values():
+            state = stored_state(stored, matchers, now)
+            if state.state == "active":
+                found.append(_OnNow(key=state.key, name=state.name, action=state.action, matchers=matchers,
+                                    end=state.end))
         return found
 
     async def add(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
