@@ -119,7 +119,6 @@ class Heartbeats:
                 continue
             if name in self._alerted and self._alerted[name] == last:
                 continue  # this lateness has its alert (resolved by the next check-in)
-            self._alerted[name] = last
             since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
             log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
             await self.alerts.ingest(AlertSignal(
@@ -128,4 +127,5 @@ class Heartbeats:
                          "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
                 labels=dict(heartbeat.labels), team=heartbeat.team,
                 priority=heartbeat.priority.value if heartbeat.priority else None))
+            self._alerted[name] = last  # only once it is stored: a failed attempt is made again
         return next_at

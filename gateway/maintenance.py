@@ -290,9 +290,21 @@ class Maintenance:
             if until > now:
                 next_at = min(next_at, until)
                 continue
-            note = f"maintenance over (window {_names(hold.windows)} ended): paging starts now"
+            note = f"maintenance over (window {self._how_ended(hold)}): paging starts now"
             if await self.store.release_hold(hold.alert_id, now=now, note=note):
                 log.info("alert %d: maintenance window %s ended; paging starts now", hold.alert_id,
                          _names(hold.windows))
                 self.due_at(now)
         return next_at
+
+    def _how_ended(self, hold: Hold) -> str:
+        """``db-upgrade ended``, or ``maintenance 3 ended early by ops`` (for the alert's timeline)."""
+        parts = []
+        for window in hold.windows:
+            source, _, ident = window.key.partition(":")
+            found = self.stored(int(ident)) if source == "api" and ident.isdigit() else None
+            if found is not None and found.ended_at is not None and found.ended_at < window.until:
+                parts.append(f"{window.name} ended early by {found.ended_by}")
+            else:
+                parts.append(f"{window.name} ended")
+        return ", ".join(parts)

@@ -134,7 +134,9 @@ async def test_a_window_added_through_the_api_and_ended_early_releases_its_alert
     status, ended = await gateway.post(f"/api/v1/maintenance/{added['id']}/end")
     assert status == 200, ended
     assert (ended["state"], ended["ended_by"], ended["ended_at"]) == ("ended", "tests", "2026-01-07T12:01:00Z")
-    await _paged(gateway, alert_id)
+    released = await _paged(gateway, alert_id)
+    assert _notes(released, "maintenance") == [
+        f"maintenance over (window maintenance {added['id']} ended early by tests): paging starts now"]
     status, again = await gateway.post(f"/api/v1/maintenance/{added['id']}/end")
     assert status == 409 and again["error"] == "conflict"
     status, missing = await gateway.post("/api/v1/maintenance/999/end")
