@@ -3,6 +3,8 @@ window ends while they are still open; across a restart and across gateways shar
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -237,6 +239,14 @@ heartbeats:
                      "heartbeats.backup.interval: is required",
                      "heartbeats.sync.team: unknown team 'nobody'"):
         assert expected in text, f"{expected!r} not in:\n{text}"
+
+
+def test_check_config_reports_a_bad_window(tmp_path: Path) -> None:
+    bad = CONFIG.replace("during: [wednesday_lunch]", "during: [weekends]")
+    result = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(write_config(tmp_path, bad))],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 1
+    assert "maintenance[1].during[0]: unknown time window 'weekends'" in result.stdout, result.stdout
 
 
 def _on_postgresql(tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Path:
