@@ -278,5 +278,5 @@ class AlertService:
         self.telemetry.alert_created(source=alert.source, route=alert.route)
         log.info("alert %d triggered from %s during maintenance (%s): held, not paged", alert.id, signal.source,
                  ", ".join(w.name for w in verdict.hold))
-        self.maintenance.poke()  # it sleeps until the first hold is over: this one may be sooner
+        self.maintenance.held_until(max(w.until for w in verdict.hold))  # it sleeps until the first hold is over
         return IngestResult(signal=signal, alert=alert, created=True, dedup_key=public_key)

@@ -147,6 +147,7 @@ class Maintenance:
         self._stored: dict[int, tuple[StoredMaintenance, tuple[Matcher, ...]]] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._planned_wake = math.inf  # when the release loop looks next on its own (inf: not before woken)
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ windows
@@ -242,8 +243,14 @@ class Maintenance:
         self._task = None
 
     def poke(self) -> None:
-        """Look at the holds again now (a window changed, an alert was held)."""
+        """Look at the holds again now (a window changed)."""
         self._wake.set()
+
+    def held_until(self, when: float) -> None:
+        """An alert was held until ``when`` (here or on another gateway): look again then if not sooner anyway
+        (an alert storm during maintenance does not make the holds be read once per alert)."""
+        if when < self._planned_wake:
+            self._wake.set()
 
     def until(self, hold: Hold, now: float) -> float:
         """When ``hold``'s windows are all over, as known now (an API window may have ended early)."""
@@ -261,6 +268,7 @@ class Maintenance:
 
     async def _run(self) -> None:
         while True:
+            self._planned_wake = -math.inf  # while it looks, any news makes it look again
             self._wake.clear()
             try:
                 next_at = await self.release_due()
@@ -269,6 +277,7 @@ class Maintenance:
             except Exception:
                 log.exception("maintenance: error while releasing held alerts; trying again in 1 s")
                 next_at = self.clock.now() + 1
+            self._planned_wake = next_at
             await self._sleep(next_at)
 
     async def _sleep(self, until: float) -> None:

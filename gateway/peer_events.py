@@ -69,6 +69,10 @@ class PeerEvents:
         if self.schedule is not None:
             await self.schedule.reload(team)
 
-    async def maintenance_changed(self) -> None:
-        if self.maintenance is not None:
+    async def maintenance_changed(self, held_until: float | None = None) -> None:
+        if self.maintenance is None:
+            return
+        if held_until is not None:
+            self.maintenance.held_until(held_until)
+        else:
             await self.maintenance.changed_elsewhere()

@@ -243,7 +243,8 @@ class PgCluster:
                 elif "overrides" in message:
                     await self._peers.overrides_changed(str(message["overrides"]))
                 elif "maintenance" in message:
-                    await self._peers.maintenance_changed()
+                    until = message.get("until")
+                    await self._peers.maintenance_changed(float(until) if isinstance(until, int | float) else None)
             except asyncio.CancelledError:
                 raise
             except Exception:

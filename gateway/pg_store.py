@@ -783,7 +783,9 @@ class PgStore:
                 return _alert(row), False
             await db.execute("INSERT INTO maintenance_holds (alert_id, windows, held_at) VALUES ($1, $2, $3)",
                              row["new_id"], _hold_windows_json(windows), now)
-            await _push_maintenance(db, "held")  # every gateway learns when it may have to release it
+            # Every gateway learns when it may have to release it (if this one is gone by then).
+            await db.execute("SELECT pg_notify('gateway', $1)", json.dumps(
+                {"maintenance": "held", "until": max((w.until for w in windows), default=now)}))
         alert = Alert(
             id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority,
             source=new.source, summary=new.summary, details=new.details, labels=new.labels, team=new.team,
