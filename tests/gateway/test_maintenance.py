@@ -288,3 +288,23 @@ async def test_several_gateways_share_windows_and_release_each_held_alert_once(
     for alert in (await one.alert(alert_id), await one.alert(db[1]["id"])):
         assert len(_notes(alert, "maintenance")) == 1, alert["timeline"]  # released once
     assert len(paged["pages"]) == 1 and len(paged_db["pages"]) == 1
+
+
+async def test_a_held_alert_of_a_gateway_that_stopped_is_released_by_another(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _on_postgresql(tmp_path, pg_database, monkeypatch)
+    clock = FakeClock()
+    one = await _start(aiohttp_client, path, clock)
+    two = await _start(aiohttp_client, path, clock)
+    held = await _trigger(one, "db", "db-1")  # held by db-upgrade until 13:00; two hears of it (a push)
+    acknowledged = await _trigger(one, "db", "db-2")
+    status, _ = await one.post(f"/api/v1/alerts/{acknowledged['id']}/acknowledge")
+    assert status == 200
+    await one.client.close()  # gone before the window ends
+    await clock.advance(HOUR)
+    paged = await _paged(two, held["id"])
+    assert any("maintenance over" in m for m in _notes(paged, "maintenance"))
+    await clock.advance(1)
+    quiet = await two.alert(acknowledged["id"])
+    assert quiet["pages"] == [] and _notes(quiet, "maintenance") == []  # acknowledged meanwhile: stays quiet
