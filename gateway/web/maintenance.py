@@ -39,11 +39,12 @@ _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _EXAMPLE = "e.g. 2026-12-24T22:00:00+01:00"
 
 
-def window_json(window: WindowState) -> dict[str, Any]:
+def window_json(window: WindowState, held: list[int] | None = None) -> dict[str, Any]:
     found: dict[str, Any] = {
         "id": window.stored.id if window.stored is not None else None, "name": window.name, "source": window.source,
         "matchers": list(window.matcher_texts), "action": window.action, "comment": window.comment,
         "state": window.state, "recurring": window.recurring, "start": iso(window.start), "end": iso(window.end),
+        "held_alerts": held or [],
     }
     if window.stored is not None:
         found.update(created_by=window.stored.created_by, created_at=iso(window.stored.created_at),
@@ -126,9 +127,14 @@ def check_new(body: dict[str, Any], *, now: float, created_by: str, live: int) -
 @routes.get("/api/v1/maintenance")
 @auth(Auth.TOKEN, role=Role.VIEWER)
 async def list_windows(request: web.Request) -> web.Response:
+    service = request.app[MAINTENANCE]
     now = request.app[CLOCK].now()
-    windows = request.app[MAINTENANCE].windows(now)
-    return web.json_response({"windows": [window_json(window) for window in windows]})
+    held: dict[str, list[int]] = {}
+    for hold in await service.store.list_holds():
+        for window in hold.windows:
+            held.setdefault(window.key, []).append(hold.alert_id)
+    windows = service.windows(now)
+    return web.json_response({"windows": [window_json(window, held.get(window.key)) for window in windows]})
 
 
 @routes.post("/api/v1/maintenance")

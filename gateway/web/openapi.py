@@ -775,6 +775,8 @@ SCHEMAS.update({
             "comment": {"type": "string"},
             "state": {"enum": ["active", "upcoming", "ended"]},
             "recurring": {"type": "boolean", "description": "from time windows (during:)"},
+            "held_alerts": {"type": "array", "items": {"type": "integer"},
+                            "description": "alerts it holds now (recorded, not paged yet)"},
             "start": _nullable("string", format="date-time", description="this or the next occurrence"),
             "end": _nullable("string", format="date-time", description="when it ends or ended"),
             "created_by": {"type": "string"},

@@ -77,6 +77,8 @@ async def test_an_alert_in_a_window_is_recorded_not_paged_and_pages_when_the_win
     await gateway.clock.advance(HOUR / 2)
     assert (await gateway.alert(held["id"]))["pages"] == []
     assert (await gateway.phone(ALICE))["calls"] == 0
+    status, listed = await gateway.get("/api/v1/maintenance")
+    assert listed["windows"][0]["held_alerts"] == [held["id"], quiet["id"]]  # held until the window ends
 
     await gateway.clock.advance(HOUR / 2)  # 13:00: the window ends
     paged = await _paged(gateway, held["id"])
@@ -109,6 +111,7 @@ async def test_a_recurring_window_holds_until_its_time_window_ends(gateway: Gate
     await _paged(gateway, alert["id"])
     status, listed = await gateway.get("/api/v1/maintenance")
     assert status == 200
+    assert all(w["held_alerts"] == [] for w in listed["windows"])
     lunch = next(w for w in listed["windows"] if w["name"] == "lunch")
     assert (lunch["state"], lunch["recurring"], lunch["start"]) == ("upcoming", True, "2026-01-14T11:30:00Z")
 
