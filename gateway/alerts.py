@@ -18,6 +18,7 @@ from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, Route
 from gateway.errors import AlertNotFound, Conflict, NoRoute, UnknownTeam
+from gateway.maintenance import Maintenance, Verdict
 from gateway.page_kinds import PageKinds
 from gateway.paging import Paging
 from gateway.priority_rules import raising_rule
@@ -41,8 +42,9 @@ class IngestResult:
 
 class AlertService:
     def __init__(self, *, config: Config, store: Store, clock: Clock, scheduler: Scheduler, paging: Paging,
-                 kinds: PageKinds) -> None:
+                 kinds: PageKinds, maintenance: Maintenance | None = None) -> None:
         self.config = config
+        self.maintenance = maintenance  # windows that hold alerts or page them at low priority
         self.telemetry: Telemetry = paging.telemetry  # the app's metrics
         self.store = store
         self.clock = clock
@@ -126,6 +128,11 @@ class AlertService:
             policy=route.policy,
             route=route.name,
         )
+        verdict = self.maintenance.verdict(new.labels, now) if self.maintenance is not None else None
+        if verdict is not None and verdict.hold:
+            return await self._held(signal, new, route, verdict, public_key, now)
+        if verdict is not None:
+            new = replace(new, priority=Priority.LOW)
         policy = self.config.policies[route.policy]
         kind = self.kinds.of_source(new.source)
         first = self.scheduler.plan(team=new.team, policy=policy, kind=kind, step_index=0, repeat=0, now=now)
@@ -138,7 +145,7 @@ class AlertService:
             now=now,
             escalate_at=now,
             note=f"triggered from {signal.source}; route {route.name} -> team {route.team}, "
-            f"policy {route.policy}, {new.priority} priority",
+            f"policy {route.policy}, {new.priority} priority" + (verdict.note() if verdict else ""),
             first_step=first,
         )
         if not created:
@@ -264,3 +271,22 @@ class AlertService:
         for page in created:
             await self.paging.send(page, alert)
         return alert, created
+
+    # ------------------------------------------------------------ maintenance
+
+    async def _held(self, signal: AlertSignal, new: NewAlert, route: Route, verdict: Verdict, public_key: str,
+                    now: float) -> IngestResult:
+        """Record an alert that a maintenance window holds: durable and deduplicated, not paged until then."""
+        assert self.maintenance is not None
+        alert, created = await self.store.create_held_alert(
+            new, now=now, windows=verdict.hold,
+            note=f"triggered from {signal.source}; route {route.name} -> team {route.team}, policy {route.policy}, "
+                 f"{new.priority} priority" + verdict.note())
+        if not created:
+            log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
+            return IngestResult(signal=signal, alert=alert, created=False, dedup_key=public_key)
+        self.telemetry.alert_created(source=alert.source, route=alert.route)
+        log.info("alert %d triggered from %s during maintenance (%s): held, not paged", alert.id, signal.source,
+                 ", ".join(w.name for w in verdict.hold))
+        self.maintenance.held_until(max(w.until for w in verdict.hold))  # it sleeps until the first hold is over
+        return IngestResult(signal=signal, alert=alert, created=True, dedup_key=public_key)

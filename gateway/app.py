@@ -17,8 +17,10 @@ from gateway.config import Config
 from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.directory.roster import Roster
+from gateway.heartbeats import Heartbeats
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.maintenance import Maintenance
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -36,6 +38,7 @@ from gateway.web import (
     calls,
     health,
     integrations,
+    maintenance,
     metrics,
     oncall,
     openapi,
@@ -78,7 +81,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
-              calendar.routes]
+              calendar.routes, maintenance.routes]
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
@@ -117,8 +120,13 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                     lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer)
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
                           teams=schedule.team, engineers=roster.engineer, directory_group=roster.group)
+    windows = app[maintenance.MAINTENANCE] = Maintenance(config=config, store=store, clock=clock,
+                                                         due_at=scheduler.due_at)
+    await windows.load()
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
-                                 kinds=kinds)
+                                 kinds=kinds, maintenance=windows)
+    heartbeats = app[maintenance.HEARTBEATS] = Heartbeats(config=config, store=store, clock=clock,
+                                                          alerts=alert_service)
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
                              templates=templates, voice=providers.voice, due_at=scheduler.due_at,
                              teams=schedule.team)
@@ -130,7 +138,11 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
-    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule), app[console.HUB]))
+    await windows.start()  # windows over while the gateway was down release their held alerts now
+    await heartbeats.start()
+    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule, windows),
+                                app[console.HUB]))
+    await windows.changed_elsewhere()  # a window another gateway changed before this one listened
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
@@ -141,6 +153,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     finally:
         refresh.cancel()
         await asyncio.gather(refresh, return_exceptions=True)
+        await heartbeats.stop()
+        await windows.stop()
         await scheduler.stop()
         await paging.stop()
         await cluster.stop()

@@ -74,6 +74,11 @@ class Peers(Protocol):
         """An override of ``team`` was added or removed (here or on another gateway): read them again."""
         ...
 
+    async def maintenance_changed(self, held_until: float | None = None) -> None:
+        """A maintenance window was added or ended (here or elsewhere): read them and look at the holds again;
+        or (``held_until``) an alert was held until then."""
+        ...
+
 
 class Cluster(Protocol):
     gateway_id: str

@@ -177,6 +177,34 @@ class Layer:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MaintenanceWindow:
+    """Alerts matching ``matchers`` while the window is on are held (``suppress``) or paged at low priority.
+
+    One-off (``start``..``end``) or recurring (``during``: named time windows); see gateway.maintenance."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    action: str  # "suppress" | "low_priority"
+    start: datetime | None = None  # one-off, UTC
+    end: datetime | None = None
+    during: tuple[TimeWindow, ...] = ()  # recurring: on while any of these contains the moment
+    comment: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    """A job that checks in (POST /api/v1/heartbeats/{name}); late by ``grace`` after ``interval``, it alerts."""
+
+    name: str
+    interval_s: float
+    grace_s: float
+    labels: dict[str, str]  # routes choose the team and policy, as for any alert (plus heartbeat=<name>)
+    team: str | None = None  # or the team named outright, as the generic API's team field does
+    summary: str = ""
+    priority: Priority | None = None  # default: the route's
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     source: Path  # the config file
     host: str = "127.0.0.1"
@@ -209,6 +237,8 @@ class Config:
     cache_url: str | None = None  # redis://...: the directory cache shared by several gateways; None: in-process
     cache_password: str | None = field(default=None, repr=False)  # from cache.password_env
     priority_rules: tuple[PriorityRule, ...] = ()  # gateway.priority_rules
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
 
     @property
     def voice_provider(self) -> str:
@@ -242,6 +272,7 @@ _TOP_KEYS = (
     "providers", "time_windows",
     "directories", "cache",
     "priority_rules",
+    "maintenance", "heartbeats",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
@@ -757,6 +788,8 @@ class _Reader:
             directories=directories,
             cache_url=cache_url,
             cache_password=cache_password,
+            maintenance=self.maintenance(top.get("maintenance"), zone, time_windows),
+            heartbeats=self.heartbeats(top.get("heartbeats"), teams),
         )
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
                       "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
@@ -1302,6 +1335,77 @@ class _Reader:
             phones=tuple(phones),
         )
 
+    def maintenance(self, raw: object, zone: str, windows: dict[str, TimeWindow]) -> tuple[MaintenanceWindow, ...]:
+        """Maintenance windows: matchers (at least one) and either start/end (one-off) or during (recurring)."""
+        found: list[MaintenanceWindow] = []
+        allowed = ("name", "matchers", "start", "end", "time_zone", "during", "action", "comment")
+        for index, (path, item) in enumerate(self.items(raw, "maintenance", required=False)):
+            section = self.mapping(item, path, allowed)
+            if not isinstance(item, dict):
+                continue
+            matchers = self.matchers(section.get("matchers"), f"{path}.matchers")
+            if not section.get("matchers"):
+                self.problem(f"{path}.matchers", "at least one matcher is required (a window for every alert "
+                             "would hide them all)")
+            window_zone = self.value(section, "time_zone", path, _as_zone, zone)
+            start = end = None
+            during: list[TimeWindow] = []
+            if "during" in section:
+                if "start" in section or "end" in section:
+                    self.problem(f"{path}.during", "either during (recurring) or start and end (one-off), not both")
+                raw_during = section["during"]
+                refs = [(f"{path}.during", raw_during)] if isinstance(raw_during, str) else \
+                    self.items(raw_during, f"{path}.during", required=True)
+                for ref_path, ref in refs:
+                    if not isinstance(ref, str) or ref not in windows:
+                        self.problem(ref_path, f"unknown time window {ref!r} (known: {', '.join(windows) or 'none'})")
+                    else:
+                        during.append(windows[ref])
+            else:
+                start = self.value(section, "start", path, _as_moment(window_zone or zone))
+                end = self.value(section, "end", path, _as_moment(window_zone or zone))
+                if start is not None and end is not None and end <= start:
+                    self.problem(f"{path}.end", "must be after start")
+            found.append(MaintenanceWindow(
+                name=self.value(section, "name", path, _as_text, f"maintenance-{index}"),
+                matchers=matchers,
+                action=self.value(section, "action", path, _as_choice("suppress", "low_priority"), "suppress"),
+                start=start,
+                end=end,
+                during=tuple(during),
+                comment=self.value(section, "comment", path, _as_text, ""),
+            ))
+        self.duplicates([(f"maintenance[{i}].name", w.name) for i, w in enumerate(found)], "maintenance window name")
+        return tuple(found)
+
+    def heartbeats(self, raw: object, teams: dict[str, Team]) -> dict[str, Heartbeat]:
+        found: dict[str, Heartbeat] = {}
+        for name, item in self.entries(raw, "heartbeats"):
+            path = f"heartbeats.{name}"
+            section = self.mapping(item, path, ("interval", "grace", "labels", "team", "summary", "priority"))
+            if not isinstance(item, dict):
+                self.problem(path, "expected a mapping with at least interval")
+                continue
+            interval = self.value(section, "interval", path, _as_duration(timedelta(seconds=1)))
+            grace = self.value(section, "grace", path, _as_duration(timedelta(0)), timedelta(0))
+            labels: dict[str, str] = {}
+            raw_labels = section.get("labels")
+            if raw_labels is not None and not isinstance(raw_labels, dict):
+                self.problem(f"{path}.labels", f"expected a mapping of label names to values, got {_kind(raw_labels)}")
+            elif raw_labels:
+                labels = {m.label: m.value for m in self.equalities(raw_labels, f"{path}.labels")}
+            labels.setdefault("heartbeat", name)
+            team = self.value(section, "team", path, _as_text, None)
+            if team is not None and team not in teams:
+                self.problem(f"{path}.team", f"unknown team {team!r}")
+            priority = self.value(section, "priority", path, _as_choice("high", "low"), None)
+            if interval is not None:
+                found[name] = Heartbeat(
+                    name=name, interval_s=interval.total_seconds(), grace_s=(grace or timedelta(0)).total_seconds(),
+                    labels=labels, team=team,
+                    summary=self.value(section, "summary", path, _as_text, "") or f"heartbeat {name} is late",
+                    priority=Priority(priority) if priority else None)
+        return found
     def layered_team(self, team_id: str, section: dict[str, Any], engineers: dict[str, Engineer],
                      zone: str) -> Team:
         """A team as a stack of layers (``layers:``, bottom first) instead of one ``members`` + ``rotation``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gateway.hotline import HotlineService
+from gateway.maintenance import Maintenance
 from gateway.overrides import Schedule
 from gateway.paging import Paging
 from gateway.provider_manager import ProviderManager
@@ -16,8 +17,10 @@ log = logging.getLogger(__name__)
 
 class PeerEvents:
     def __init__(self, paging: Paging, scheduler: Scheduler, providers: ProviderManager,
-                 hotline: HotlineService, schedule: Schedule | None = None) -> None:
+                 hotline: HotlineService, schedule: Schedule | None = None,
+                 maintenance: Maintenance | None = None) -> None:
         self.schedule = schedule
+        self.maintenance = maintenance
         self.paging = paging
         self.scheduler = scheduler
         self.providers = providers
@@ -35,6 +38,8 @@ class PeerEvents:
     async def took_over(self, gateway_id: str, *, alerts: list[int], unsent: list[Page],
                         live_calls: list[Page]) -> None:
         self.scheduler.due_at(0.0)  # its escalations are ours now: look at what is due
+        if self.maintenance is not None:
+            self.maintenance.poke()  # and its held alerts, when their windows end
         outlive = self.providers.capabilities.calls_outlive_gateway
         if not outlive:
             # Its callers' calls ended with it (their dialplan goes on without them): nobody is screened for them.
@@ -57,7 +62,17 @@ class PeerEvents:
         await self.paging.recheck_local()
         if self.schedule is not None:  # an override change pushed meanwhile may be lost
             await self.schedule.load()
+        if self.maintenance is not None:
+            await self.maintenance.changed_elsewhere()
 
     async def overrides_changed(self, team: str) -> None:
         if self.schedule is not None:
             await self.schedule.reload(team)
+
+    async def maintenance_changed(self, held_until: float | None = None) -> None:
+        if self.maintenance is None:
+            return
+        if held_until is not None:
+            self.maintenance.held_until(held_until)
+        else:
+            await self.maintenance.changed_elsewhere()

@@ -242,6 +242,9 @@ class PgCluster:
                                                  placed_here=message.get("owner") == self.gateway_id)
                 elif "overrides" in message:
                     await self._peers.overrides_changed(str(message["overrides"]))
+                elif "maintenance" in message:
+                    until = message.get("until")
+                    await self._peers.maintenance_changed(float(until) if isinstance(until, int | float) else None)
             except asyncio.CancelledError:
                 raise
             except Exception:

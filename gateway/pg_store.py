@@ -42,11 +42,15 @@ from gateway.store import (
     Alert,
     CalendarFeed,
     Escalation,
+    Hold,
+    HoldWindow,
     NewAlert,
+    NewMaintenance,
     NewOverride,
     NewPage,
     Page,
     StepPlan,
+    StoredMaintenance,
     StoredOverride,
     TimelineEntry,
 )
@@ -743,6 +747,102 @@ class PgStore:
             f"UPDATE calendar_feeds SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL"
             f" RETURNING {_FEED_COLUMNS}", now, _in(by), feed_id))
         return _feed(row) if row is not None else None
+
+    # ---------------------------------------------- maintenance and heartbeats
+
+    async def add_maintenance(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
+        async with self.transaction() as db:
+            window_id = await db.fetchval(
+                "INSERT INTO maintenance_windows (matchers, start_at, end_at, action, comment, created_by,"
+                " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                json.dumps(list(new.matchers)), new.start, new.end, new.action, _in(new.comment),
+                _in(new.created_by), now)
+            await _push_maintenance(db, window_id)
+            return StoredMaintenance(**vars(new), id=window_id, created_at=now)
+
+    async def list_maintenance(self) -> list[StoredMaintenance]:
+        rows = await self._fetch(f"SELECT {MAINTENANCE_COLUMNS} FROM maintenance_windows ORDER BY id")
+        return [maintenance_from_row(r) for r in rows]
+
+    async def end_maintenance(self, window_id: int, *, by: str, now: float) -> StoredMaintenance | None:
+        async with self.transaction() as db:
+            row = await db.fetchrow(
+                f"UPDATE maintenance_windows SET ended_at = $1, ended_by = $2 WHERE id = $3 AND ended_at IS NULL"
+                f" AND end_at > $1 RETURNING {MAINTENANCE_COLUMNS}", now, _in(by), window_id)
+            if row is None:
+                return None
+            await _push_maintenance(db, window_id)
+            return maintenance_from_row(row)
+
+    async def create_held_alert(self, new: NewAlert, *, now: float, note: str,
+                                windows: tuple[HoldWindow, ...]) -> tuple[Alert, bool]:
+        sql = CreateAlertSql.of(new, now=now, escalate_at=None, note=note, first_step=None, owner=self.gateway_id)
+        async with self.transaction() as db:
+            row = await db.fetchrow(CREATE_ALERT, *sql.args)
+            if row["new_id"] is None:
+                return _alert(row), False
+            await db.execute("INSERT INTO maintenance_holds (alert_id, windows, held_at) VALUES ($1, $2, $3)",
+                             row["new_id"], _hold_windows_json(windows), now)
+            # Every gateway learns when it may have to release it (if this one is gone by then).
+            await db.execute("SELECT pg_notify('gateway', $1)", json.dumps(
+                {"maintenance": "held", "until": max((w.until for w in windows), default=now)}))
+        alert = Alert(
+            id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority,
+            source=new.source, summary=new.summary, details=new.details, labels=new.labels, team=new.team,
+            policy=new.policy, route=new.route, created_at=now, updated_at=now,
+        )
+        return alert, True
+
+    async def list_holds(self) -> list[Hold]:
+        rows = await self._fetch("SELECT alert_id, windows, held_at FROM maintenance_holds ORDER BY alert_id")
+        return [Hold(alert_id=r[0], windows=_hold_windows_from_json(r[1]), held_at=r[2]) for r in rows]
+
+    async def release_hold(self, alert_id: int, *, now: float, note: str) -> bool:
+        async with self.transaction() as db:
+            status = await db.fetchval("SELECT status FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+            gone = await db.fetchval("DELETE FROM maintenance_holds WHERE alert_id = $1 RETURNING alert_id", alert_id)
+            if gone is None or status != "triggered":
+                return False  # released already (here or on another gateway), or closed meanwhile
+            started = await db.execute(
+                "UPDATE escalations SET next_due = $1, owner = $3 WHERE alert_id = $2 AND next_due IS NULL"
+                " AND step = 0 AND repeat = 0", now, alert_id, self.gateway_id)
+            if started != "UPDATE 1":
+                return False
+            await _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="maintenance", message=note)])
+            return True
+
+    async def heartbeat_seen(self, name: str, *, now: float) -> None:
+        await self.single(lambda db: db.execute(
+            "INSERT INTO heartbeats (name, last_seen) VALUES ($1, $2) ON CONFLICT (name)"
+            " DO UPDATE SET last_seen = GREATEST(heartbeats.last_seen, excluded.last_seen)", _in(name), now))
+
+    async def heartbeats_seen(self) -> dict[str, float]:
+        rows = await self._fetch("SELECT name, last_seen FROM heartbeats")
+        return {_out(r[0]): r[1] for r in rows}
+
+
+MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
+
+
+def maintenance_from_row(row: Sequence[Any]) -> StoredMaintenance:
+    return StoredMaintenance(
+        id=row[0], matchers=tuple(json.loads(row[1])), start=row[2], end=row[3], action=row[4],
+        comment=_out(row[5]), created_by=_out(row[6]), created_at=row[7], ended_at=row[8],
+        ended_by=_out_opt(row[9]),
+    )  # fmt: skip
+
+
+def _hold_windows_json(windows: tuple[HoldWindow, ...]) -> str:
+    return json.dumps([{"key": w.key, "name": w.name, "until": w.until} for w in windows])
+
+
+def _hold_windows_from_json(text: str) -> tuple[HoldWindow, ...]:
+    return tuple(HoldWindow(key=w["key"], name=w["name"], until=w["until"]) for w in json.loads(text))
+
+
+async def _push_maintenance(db: _Db, what: object) -> None:
+    """Pushed on commit to every gateway: each reads the run-time windows again and looks at the holds."""
+    await db.execute("SELECT pg_notify('gateway', $1)", json.dumps({"maintenance": what}))
 
 
 OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"

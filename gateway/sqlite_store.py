@@ -32,11 +32,15 @@ from gateway.store import (
     Alert,
     CalendarFeed,
     Escalation,
+    Hold,
+    HoldWindow,
     NewAlert,
+    NewMaintenance,
     NewOverride,
     NewPage,
     Page,
     StepPlan,
+    StoredMaintenance,
     StoredOverride,
     TimelineEntry,
 )
@@ -580,6 +584,88 @@ class SqliteStore:
             return _feed(row) if row else None
 
         return await self._write(revoke)
+
+    # ---------------------------------------------- maintenance and heartbeats
+
+    async def add_maintenance(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
+        def add(db: Db) -> StoredMaintenance:
+            cursor = db.execute(
+                "INSERT INTO maintenance_windows (matchers, start_at, end_at, action, comment, created_by,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (json.dumps(list(new.matchers)), new.start, new.end, new.action, new.comment, new.created_by, now))
+            assert cursor.lastrowid is not None
+            return StoredMaintenance(**vars(new), id=cursor.lastrowid, created_at=now)
+
+        return await self._write(add)
+
+    async def list_maintenance(self) -> list[StoredMaintenance]:
+        return await self._read(lambda db: [maintenance_from_row(r) for r in db.execute(
+            f"SELECT {MAINTENANCE_COLUMNS} FROM maintenance_windows ORDER BY id")])
+
+    async def end_maintenance(self, window_id: int, *, by: str, now: float) -> StoredMaintenance | None:
+        def end(db: Db) -> StoredMaintenance | None:
+            row = db.execute(
+                f"UPDATE maintenance_windows SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL"
+                f" AND end_at > ? RETURNING {MAINTENANCE_COLUMNS}", (now, by, window_id, now)).fetchone()
+            return maintenance_from_row(row) if row else None
+
+        return await self._write(end)
+
+    async def create_held_alert(self, new: NewAlert, *, now: float, note: str,
+                                windows: tuple[HoldWindow, ...]) -> tuple[Alert, bool]:
+        def create(db: Db) -> tuple[Alert, bool]:
+            alert, created, _ = _create_alert(db, new, now, None, note, None)
+            if created:
+                db.execute("INSERT INTO maintenance_holds (alert_id, windows, held_at) VALUES (?, ?, ?)",
+                           (alert.id, hold_windows_json(windows), now))
+            return alert, created
+
+        return await self._write(create)
+
+    async def list_holds(self) -> list[Hold]:
+        return await self._read(lambda db: [
+            Hold(alert_id=r[0], windows=hold_windows_from_json(r[1]), held_at=r[2])
+            for r in db.execute("SELECT alert_id, windows, held_at FROM maintenance_holds ORDER BY alert_id")])
+
+    async def release_hold(self, alert_id: int, *, now: float, note: str) -> bool:
+        def release(db: Db) -> bool:
+            if db.execute("DELETE FROM maintenance_holds WHERE alert_id = ?", (alert_id,)).rowcount == 0:
+                return False  # released already (here or elsewhere)
+            started = db.execute(
+                "UPDATE escalations SET next_due = ? WHERE alert_id = ? AND next_due IS NULL AND step = 0"
+                " AND repeat = 0 AND EXISTS (SELECT 1 FROM alerts WHERE id = ? AND status = 'triggered')",
+                (now, alert_id, alert_id)).rowcount
+            if started:
+                _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="maintenance", message=note)])
+            return bool(started)
+
+        return await self._write(release)
+
+    async def heartbeat_seen(self, name: str, *, now: float) -> None:
+        await self._write(lambda db: db.execute(
+            "INSERT INTO heartbeats (name, last_seen) VALUES (?, ?) ON CONFLICT (name)"
+            " DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)", (name, now)))
+
+    async def heartbeats_seen(self) -> dict[str, float]:
+        return await self._read(lambda db: {r[0]: r[1] for r in db.execute("SELECT name, last_seen FROM heartbeats")})
+
+
+MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
+
+
+def maintenance_from_row(row: tuple[Any, ...]) -> StoredMaintenance:
+    return StoredMaintenance(
+        id=row[0], matchers=tuple(json.loads(row[1])), start=row[2], end=row[3], action=row[4], comment=row[5],
+        created_by=row[6], created_at=row[7], ended_at=row[8], ended_by=row[9],
+    )  # fmt: skip
+
+
+def hold_windows_json(windows: tuple[HoldWindow, ...]) -> str:
+    return json.dumps([{"key": w.key, "name": w.name, "until": w.until} for w in windows])
+
+
+def hold_windows_from_json(text: str) -> tuple[HoldWindow, ...]:
+    return tuple(HoldWindow(key=w["key"], name=w["name"], until=w["until"]) for w in json.loads(text))
 
 
 def _setup(db: Db) -> None:

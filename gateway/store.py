@@ -137,6 +137,44 @@ class CalendarFeed:
     revoked_by: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewMaintenance:
+    """A maintenance window added at run time (POST /api/v1/maintenance)."""
+
+    matchers: tuple[str, ...]  # Alertmanager-style matcher texts, as given
+    start: float  # epoch seconds
+    end: float  # exclusive
+    action: str  # "suppress" | "low_priority"
+    comment: str
+    created_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredMaintenance(NewMaintenance):
+    id: int
+    created_at: float
+    ended_at: float | None = None  # ended early
+    ended_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldWindow:
+    """A suppressing window that matched a held alert: ``key`` is config:<name> or api:<id>."""
+
+    key: str
+    name: str
+    until: float  # when it ends (as known when the alert arrived; an API window may end earlier)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hold:
+    """An alert recorded during maintenance and not paged yet; paged when its windows are over."""
+
+    alert_id: int
+    windows: tuple[HoldWindow, ...]
+    held_at: float
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -291,4 +329,39 @@ class Store(Protocol):
 
     async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
         """Revoke a live feed; None when there is no such live feed."""
+        ...
+
+    # Maintenance windows added at run time, alerts held by maintenance, heartbeats' check-ins (migration 005).
+    async def add_maintenance(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
+        """Insert it (on PostgreSQL, push {"maintenance": id} to every gateway in the same transaction)."""
+        ...
+
+    async def list_maintenance(self) -> list[StoredMaintenance]:
+        """Every window added at run time, ended ones too, oldest first."""
+        ...
+
+    async def end_maintenance(self, window_id: int, *, by: str, now: float) -> StoredMaintenance | None:
+        """End a window early (pushed like ``add_maintenance``); None when no such window is still on or ahead."""
+        ...
+
+    async def create_held_alert(self, new: NewAlert, *, now: float, note: str,
+                                windows: tuple[HoldWindow, ...]) -> tuple[Alert, bool]:
+        """``create_alert`` with no escalation due and a hold, in one transaction (pushed on PostgreSQL).
+        An open alert with the same dedup key is returned unchanged with ``False``."""
+        ...
+
+    async def list_holds(self) -> list[Hold]:
+        ...
+
+    async def release_hold(self, alert_id: int, *, now: float, note: str) -> bool:
+        """Drop the hold and, when the alert is still triggered, start its escalation now (with ``note``).
+        Only the first caller releases it (True); resolved or acknowledged alerts stay quiet (False)."""
+        ...
+
+    async def heartbeat_seen(self, name: str, *, now: float) -> None:
+        """Record a check-in (the latest one counts)."""
+        ...
+
+    async def heartbeats_seen(self) -> dict[str, float]:
+        """Each heartbeat's last check-in."""
         ...

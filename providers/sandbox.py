@@ -196,14 +196,19 @@ class SandboxProvider:
 
     # ------------------------------------------------------- phone controls
 
+    def _current(self, number: str) -> SimCall | None:
+        """The phone's call now, without introducing a phone nobody has seen (a refused action changes nothing)."""
+        phone = self.phones.get(number)
+        return phone.current if phone is not None else None
+
     def _ringing(self, number: str) -> SimCall:
-        call = self.phone(number).current
+        call = self._current(number)
         if call is None or call.state != "ringing":
             raise PhoneError(f"no call is ringing on {number}")
         return call
 
     def _live(self, number: str) -> SimCall:
-        call = self.phone(number).current
+        call = self._current(number)
         if call is None or call.state != "in_progress":
             raise PhoneError(f"no call is in progress on {number}")
         return call
@@ -247,7 +252,7 @@ class SandboxProvider:
         return call
 
     async def hangup(self, number: str) -> SimCall:
-        call = self.phone(number).current
+        call = self._current(number)
         if call is None:
             raise PhoneError(f"no call on {number}")
         if call.state == "ringing":

@@ -84,7 +84,8 @@ class EventHub:
 
 
 # Store methods that change an alert, and how to find the alert's id in their arguments and result.
-_BY_ARGUMENT = ("change_status", "set_priority", "begin_escalation", "reschedule", "start_step", "add_pages")
+_BY_ARGUMENT = ("change_status", "set_priority", "begin_escalation", "reschedule", "start_step", "add_pages",
+                "release_hold")
 
 
 class _Watched:
@@ -108,7 +109,7 @@ class _Watched:
                 self._hub.publish("alert", id=alert_id)
                 return result
             return by_argument
-        if name == "create_alert":
+        if name in ("create_alert", "create_held_alert"):
             async def created(*args: Any, **kwargs: Any) -> Any:
                 result = await inner(*args, **kwargs)
                 self._hub.publish("alert", id=result[0].id)

@@ -748,3 +748,97 @@ def document(app: web.Application) -> Schema:
 @auth(Auth.NONE)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document(request.app))
+
+
+# ------------------------------------------------ maintenance windows and heartbeats (gateway/web/maintenance.py)
+
+_WINDOW_ID: Schema = {"name": "window_id", "in": "path", "required": True,
+                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+SCHEMAS.update({
+    "NewMaintenance": {
+        "type": "object",
+        "required": ["matchers", "end"],
+        "properties": {
+            "matchers": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string"},
+                         "description": 'Alertmanager-style matchers, e.g. service="db" (all must match)'},
+            "start": {**_TIME, "description": "default now; ISO 8601 with a UTC offset, or read in time_zone"},
+            "end": {**_TIME, "description": "after start, at most 90 days later, not in the past"},
+            "time_zone": {"type": "string", "description": "IANA zone for start and end written without offset"},
+            "action": {"enum": ["suppress", "low_priority"], "default": "suppress"},
+            "comment": {"type": "string", "maxLength": 1024},
+        },
+    },
+    "Maintenance": {
+        "type": "object",
+        "required": ["id", "name", "source", "matchers", "action", "comment", "state", "recurring", "start", "end"],
+        "properties": {
+            "id": _nullable("integer", description="run-time windows only"),
+            "name": {"type": "string"},
+            "source": {"enum": ["config", "api"]},
+            "matchers": {"type": "array", "items": {"type": "string"}},
+            "action": {"enum": ["suppress", "low_priority"]},
+            "comment": {"type": "string"},
+            "state": {"enum": ["active", "upcoming", "ended"]},
+            "recurring": {"type": "boolean", "description": "from time windows (during:)"},
+            "held_alerts": {"type": "array", "items": {"type": "integer"},
+                            "description": "alerts it holds now (recorded, not paged yet)"},
+            "start": _nullable("string", format="date-time", description="this or the next occurrence"),
+            "end": _nullable("string", format="date-time", description="when it ends or ended"),
+            "created_by": {"type": "string"},
+            "created_at": _TIME,
+            "ended_by": _nullable("string"),
+            "ended_at": _nullable("string", format="date-time"),
+        },
+    },
+    "MaintenanceList": {"type": "object", "required": ["windows"],
+                        "properties": {"windows": {"type": "array", "items": _ref("Maintenance")}}},
+    "Heartbeat": {
+        "type": "object",
+        "required": ["name", "state", "last_check_in", "deadline", "interval_s", "grace_s", "labels", "team"],
+        "properties": {
+            "name": {"type": "string"},
+            "state": {"enum": ["ok", "late", "never"],
+                      "description": "never: no check-in yet and its first deadline (from start-up) not passed"},
+            "last_check_in": _nullable("string", format="date-time"),
+            "deadline": _TIME,
+            "interval_s": {"type": "number"},
+            "grace_s": {"type": "number"},
+            "labels": _TEXT_MAP,
+            "team": _nullable("string"),
+        },
+    },
+    "HeartbeatList": {"type": "object", "required": ["heartbeats"],
+                      "properties": {"heartbeats": {"type": "array", "items": _ref("Heartbeat")}}},
+})
+OPERATIONS.update({
+    ("GET", "/api/v1/maintenance"): {
+        "summary": "Maintenance windows: the YAML's and those added at run time, active, upcoming or ended",
+        "tags": ["maintenance"],
+        "responses": {"200": _json(_ref("MaintenanceList"), "windows"), **_use("Unauthorized")},
+    },
+    ("POST", "/api/v1/maintenance"): {
+        "summary": "Add a maintenance window: matching alerts are recorded, not paged (or paged at low priority) "
+                   "until it ends (responder)",
+        "tags": ["maintenance"],
+        "requestBody": _body("NewMaintenance"),
+        "responses": {"201": _json(_ref("Maintenance"), "added"), **_use(*_BODY_ERRORS, "Conflict")},
+    },
+    ("POST", "/api/v1/maintenance/{window_id}/end"): {
+        "summary": "End a run-time window now: its held alerts still open start paging (responder)",
+        "tags": ["maintenance"],
+        "parameters": [_WINDOW_ID],
+        "responses": {"200": _json(_ref("Maintenance"), "ended (ended_by, ended_at set)"),
+                      **_use("Unauthorized", "NotFound", "Conflict")},
+    },
+    ("GET", "/api/v1/heartbeats"): {
+        "summary": "Heartbeat monitors: last check-in, deadline, state", "tags": ["maintenance"],
+        "responses": {"200": _json(_ref("HeartbeatList"), "heartbeats"), **_use("Unauthorized")},
+    },
+    ("POST", "/api/v1/heartbeats/{name}"): {
+        "summary": "Check in: records it and resolves the heartbeat's late alert (responder)",
+        "tags": ["maintenance"],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "a heartbeat of the config"}],
+        "responses": {"200": _json(_ref("Heartbeat"), "checked in"), **_use("Unauthorized", "NotFound")},
+    },
+})

@@ -53,6 +53,12 @@ time_windows:
     except: [holidays]
   holidays: {dates: [2026-12-31]}
   after_hours: {not: business_hours}
+maintenance:
+  - {name: db-upgrade, matchers: ['service="db"'], start: "2026-12-24T22:00", end: "2026-12-25T02:00",
+     time_zone: UTC, action: suppress, comment: "planned"}
+  - {name: nights, matchers: {team: sre}, during: [after_hours], action: low_priority}
+heartbeats:
+  backup: {interval: 1h, grace: 5m, labels: {team: sre}, team: sre, summary: "backup late", priority: high}
 policies:
   default:
     repeat: 1

@@ -512,3 +512,63 @@ async def test_calendar_feeds_are_found_by_their_secret_hash_until_revoked(store
     assert await store.revoke_calendar_feed(team_feed.id, by="boss", now=8.0) is None
     assert await store.find_calendar_feed("a" * 64) is None
     assert await store.list_calendar_feeds() == [person_feed]
+
+
+async def test_maintenance_windows_are_added_listed_and_ended_early_once(engine: Engine, store: Store) -> None:
+    from gateway.store import NewMaintenance
+
+    new = NewMaintenance(matchers=('service="db"', "env=~\"prod|staging\""), start=10.0, end=100.0,
+                         action="suppress", comment="upgrade \x00 nul", created_by="ops")
+    added = await store.add_maintenance(new, now=5.0)
+    other = await store.add_maintenance(NewMaintenance(matchers=("a=b",), start=0.0, end=50.0,
+                                                       action="low_priority", comment="", created_by="ops"), now=6.0)
+    assert (added.matchers, added.comment, added.created_at) == (new.matchers, new.comment, 5.0)
+    assert await store.list_maintenance() == [added, other]
+    assert await store.end_maintenance(other.id, by="boss", now=60.0) is None  # over already
+    ended = await store.end_maintenance(added.id, by="boss", now=20.0)
+    assert ended is not None and (ended.ended_at, ended.ended_by) == (20.0, "boss")
+    assert await store.end_maintenance(added.id, by="boss", now=21.0) is None  # once
+    assert await store.end_maintenance(999, by="boss", now=21.0) is None
+    reopened = engine.make()
+    await reopened.open()
+    try:
+        assert await reopened.list_maintenance() == [ended, other]
+    finally:
+        await reopened.close()
+
+
+async def test_a_held_alert_is_deduplicated_and_released_once_and_only_while_triggered(store: Store) -> None:
+    from core.enums import AlertStatus
+    from gateway.store import HoldWindow
+
+    windows = (HoldWindow(key="config:db", name="db", until=100.0), HoldWindow(key="api:3", name="m 3", until=90.0))
+    held, created = await store.create_held_alert(_new("held"), now=10.0, note="held by db", windows=windows)
+    assert created
+    again, created_again = await store.create_held_alert(_new("held"), now=11.0, note="again", windows=windows)
+    assert (again.id, created_again) == (held.id, False)
+    closed, _ = await store.create_held_alert(_new("closed"), now=12.0, note="held", windows=windows[:1])
+    assert [(h.alert_id, h.windows, h.held_at) for h in await store.list_holds()] == [
+        (held.id, windows, 10.0), (closed.id, windows[:1], 12.0)]
+    esc = await store.get_escalation(held.id)
+    assert esc is not None and esc.next_due is None and await store.next_due() is None  # not paged
+    assert await store.pages_for(held.id) == []
+    await store.change_status(closed.id, AlertStatus.RESOLVED, now=20.0, by="x", note="resolved")
+
+    assert await store.release_hold(held.id, now=100.0, note="maintenance over")
+    assert not await store.release_hold(held.id, now=100.0, note="maintenance over")  # once
+    assert not await store.release_hold(closed.id, now=100.0, note="maintenance over")  # resolved: quiet
+    assert await store.list_holds() == []
+    esc = await store.get_escalation(held.id)
+    assert esc is not None and (esc.step, esc.next_due) == (0, 100.0)
+    assert [e.alert_id for e in await store.due_escalations(100.0)] == [held.id]
+    assert [t.message for t in await store.timeline(held.id) if t.kind == "maintenance"] == ["maintenance over"]
+    assert not [t for t in await store.timeline(closed.id) if t.kind == "maintenance"]
+
+
+async def test_heartbeat_check_ins_keep_the_latest(store: Store) -> None:
+    assert await store.heartbeats_seen() == {}
+    await store.heartbeat_seen("backup", now=10.0)
+    await store.heartbeat_seen("backup", now=30.0)
+    await store.heartbeat_seen("backup", now=20.0)  # a late writer does not move it back
+    await store.heartbeat_seen("sync", now=5.0)
+    assert await store.heartbeats_seen() == {"backup": 30.0, "sync": 5.0}

@@ -1,0 +1,131 @@
+"""Heartbeat monitors: a job checks in (POST /api/v1/heartbeats/{name}) at least every ``interval``; late by
+``grace`` after that, an alert is triggered on its route, and the next check-in resolves it.
+
+A heartbeat's deadline is its last check-in + interval + grace; one never seen counts from this gateway's
+start (the first deadline is start + interval + grace: a restart never alerts at once). Check-ins are in the
+store, so with several gateways each sees the others'; each may find a heartbeat late, and the dedup key
+(``heartbeat:<name>``) makes that one alert. The monitor sleeps until the next deadline or until a check-in
+here wakes it (a check-in on another gateway moves the deadline on: the monitor reads them again when it
+wakes, and sleeps on). It never polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+
+from core.clock import Clock, iso
+from gateway.alerts import AlertService
+from gateway.config import Config, Heartbeat
+from gateway.signals import AlertSignal
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+SOURCE = "heartbeat"
+
+
+def dedup_key(name: str) -> str:
+    return f"heartbeat:{name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartbeatState:
+    heartbeat: Heartbeat
+    last_seen: float | None
+    deadline: float
+    state: str  # "ok" | "late" | "never" (no check-in yet, its first deadline not passed)
+
+
+class Heartbeats:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, alerts: AlertService) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.alerts = alerts
+        self.started_at = clock.now()
+        self._alerted: dict[str, float | None] = {}  # heartbeat -> the check-in its lateness was alerted for
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.started_at = self.clock.now()
+        if self.config.heartbeats:
+            self._task = asyncio.create_task(self._run(), name="heartbeat monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    def deadline(self, heartbeat: Heartbeat, last_seen: float | None) -> float:
+        base = self.started_at if last_seen is None else last_seen
+        return base + heartbeat.interval_s + heartbeat.grace_s
+
+    async def states(self) -> list[HeartbeatState]:
+        seen = await self.store.heartbeats_seen()
+        now = self.clock.now()
+        found = []
+        for name, heartbeat in self.config.heartbeats.items():
+            last = seen.get(name)
+            deadline = self.deadline(heartbeat, last)
+            state = "late" if deadline <= now else "never" if last is None else "ok"
+            found.append(HeartbeatState(heartbeat=heartbeat, last_seen=last, deadline=deadline, state=state))
+        return found
+
+    async def check_in(self, name: str, *, by: str) -> None:
+        """Record a check-in (durable) and resolve the heartbeat's open alert, if any. KeyError: no such name."""
+        heartbeat = self.config.heartbeats[name]
+        now = self.clock.now()
+        await self.store.heartbeat_seen(name, now=now)
+        self._wake.set()
+        late = await self.store.find_open_alert(dedup_key(name))
+        if late is not None:
+            await self.alerts.resolve(late.id, by=f"heartbeat {heartbeat.name}",
+                                      how=f"resolved: heartbeat {heartbeat.name} checked in (token {by})")
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_at = await self.check_deadlines()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeats: error while checking deadlines; trying again in 1 s")
+                next_at = self.clock.now() + 1
+            waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+            if next_at < math.inf:
+                waiters.append(asyncio.ensure_future(self.clock.sleep_until(next_at)))
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def check_deadlines(self) -> float:
+        """Trigger an alert for each heartbeat late and not alerted for yet; returns the next deadline."""
+        seen = await self.store.heartbeats_seen()
+        now = self.clock.now()
+        next_at = math.inf
+        for name, heartbeat in self.config.heartbeats.items():
+            last = seen.get(name)
+            deadline = self.deadline(heartbeat, last)
+            if deadline > now:
+                next_at = min(next_at, deadline)
+                continue
+            if name in self._alerted and self._alerted[name] == last:
+                continue  # this lateness has its alert (resolved by the next check-in)
+            since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
+            log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
+            await self.alerts.ingest(AlertSignal(
+                action="trigger", source=SOURCE, dedup_key=dedup_key(name), summary=heartbeat.summary,
+                details={"heartbeat": name, "last_check_in": iso(last), "deadline": iso(deadline),
+                         "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
+                labels=dict(heartbeat.labels), team=heartbeat.team,
+                priority=heartbeat.priority.value if heartbeat.priority else None))
+            self._alerted[name] = last  # only once it is stored: a failed attempt is made again
+        return next_at
