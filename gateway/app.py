@@ -18,12 +18,14 @@ from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.later_pages import LaterPages
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
 from gateway.peer_events import PeerEvents
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
+from gateway.rule_book import RuleBook
 from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
 from gateway.store_factory import describe as describe_store
@@ -36,6 +38,7 @@ from gateway.web import (
     health,
     integrations,
     metrics,
+    notification_rules,
     oncall,
     openapi,
     overrides,
@@ -58,6 +61,7 @@ from gateway.web.keys import (
     TELEMETRY,
 )
 from gateway.web.log_paths import loggable
+from providers.base import CallOutcome
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
-              calendar.routes]
+              calendar.routes, notification_rules.routes]
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
@@ -97,6 +101,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     cluster = app[CLUSTER] = make_cluster(config, store)
     schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock)  # the teams with run-time overrides
     await schedule.load()
+    rules = app[notification_rules.RULES] = RuleBook(config, store)  # engineers' personal notification rules
+    await rules.load()
     store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
@@ -107,9 +113,13 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         alert_id, by=by, how=how)))
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines, telemetry=app[TELEMETRY])
+                    lines=cluster.lines, telemetry=app[TELEMETRY],
+                    on_later_page=lambda when: scheduler.due_at(when))
+    later = LaterPages(config=config, store=store, clock=clock,
+                       send=lambda page, alert, ring_s: paging.send(page, alert, ring_s=ring_s),
+                       skip=lambda page, detail: paging.finish(page, CallOutcome.CANCELED, detail))
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
-                          teams=schedule.team)
+                          teams=schedule.team, rules=rules.rules_for, later_pages=later)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds)
     hotline = HotlineService(config=config, store=store, clock=clock, alerts=alert_service, paging=paging,
@@ -121,9 +131,11 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
-    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule), app[console.HUB]))
+    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule, rules),
+                                app[console.HUB]))
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
+    refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
@@ -131,7 +143,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         refresh.cancel()
-        await asyncio.gather(refresh, return_exceptions=True)
+        refresh_rules.cancel()
+        await asyncio.gather(refresh, refresh_rules, return_exceptions=True)
         await scheduler.stop()
         await paging.stop()
         await cluster.stop()

@@ -74,6 +74,10 @@ class Peers(Protocol):
         """An override of ``team`` was added or removed (here or on another gateway): read them again."""
         ...
 
+    async def notification_rules_changed(self, engineer: str) -> None:
+        """``engineer``'s notification rules changed (here or on another gateway): read them again."""
+        ...
+
 
 class Cluster(Protocol):
     gateway_id: str

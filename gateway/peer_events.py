@@ -8,6 +8,7 @@ from gateway.hotline import HotlineService
 from gateway.overrides import Schedule
 from gateway.paging import Paging
 from gateway.provider_manager import ProviderManager
+from gateway.rule_book import RuleBook
 from gateway.scheduler import Scheduler
 from gateway.store import Page
 
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 
 class PeerEvents:
     def __init__(self, paging: Paging, scheduler: Scheduler, providers: ProviderManager,
-                 hotline: HotlineService, schedule: Schedule | None = None) -> None:
+                 hotline: HotlineService, schedule: Schedule | None = None, rules: RuleBook | None = None) -> None:
         self.schedule = schedule
+        self.rules = rules
         self.paging = paging
         self.scheduler = scheduler
         self.providers = providers
@@ -57,7 +59,13 @@ class PeerEvents:
         await self.paging.recheck_local()
         if self.schedule is not None:  # an override change pushed meanwhile may be lost
             await self.schedule.load()
+        if self.rules is not None:  # so may a change of notification rules
+            await self.rules.load()
 
     async def overrides_changed(self, team: str) -> None:
         if self.schedule is not None:
             await self.schedule.reload(team)
+
+    async def notification_rules_changed(self, engineer: str) -> None:
+        if self.rules is not None:
+            await self.rules.reload(engineer)

@@ -242,6 +242,8 @@ class PgCluster:
                                                  placed_here=message.get("owner") == self.gateway_id)
                 elif "overrides" in message:
                     await self._peers.overrides_changed(str(message["overrides"]))
+                elif "notification_rules" in message:
+                    await self._peers.notification_rules_changed(str(message["notification_rules"]))
             except asyncio.CancelledError:
                 raise
             except Exception:
