@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, load_config
+from gateway.notification_rules import never_fire
 from gateway.oncall import who_is_on_call
 from gateway.overrides import merged, read_stored_overrides
 from gateway.store import StoredOverride
@@ -196,6 +197,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
+    for problem in never_fire(config):  # notification rules no step can send: a warning too
+        print(f"warning: {config.source}: {problem}", file=sys.stderr)
     return 0
 
 
