@@ -107,6 +107,8 @@ SCHEMAS: dict[str, Schema] = {
             "detail": {"type": "string"},
             "created_at": _TIME,
             "updated_at": _TIME,
+            "due_at": _nullable("string", format="date-time",
+                                description="a personal notification rule's later page: not sent before then"),
         },
     },
     "AlertDetail": {

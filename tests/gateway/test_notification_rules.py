@@ -69,6 +69,9 @@ async def test_a_personal_rule_texts_first_and_calls_after_its_delay(
 ) -> None:
     gateway = await _start(aiohttp_client, rules_config, FakeClock())
     alert_id = await _alert_texted_to_alice(gateway)
+    waiting = (await gateway.alert_where(alert_id, lambda a: a["pages"][0]["status"] == "sent"))["pages"]
+    assert [(p["channel"], p["status"], p["due_at"] is not None) for p in waiting] == [
+        ("sms", "sent", False), ("call", "due", True)]  # the call at 30 s is past the step's timeout: not written
     await gateway.clock.advance(9)
     assert (await gateway.phone(ALICE))["calls"] == 0  # the text at once, no call yet
     await gateway.clock.advance(1)
