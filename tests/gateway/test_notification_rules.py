@@ -15,7 +15,7 @@ from gateway.cli import main
 from gateway.config import ConfigError, load_config
 from gateway.notification_rules import parse_rules
 from tests.postgres import PgDatabase
-from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, Gateway, eventually, write_config
+from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
 PASSWORD_ENV = "GATEWAY_TEST_DB_PASSWORD"
 # Alice (primary of sre, the first step lasts 20 s): a text at once, a call 10 s later, a call at 30 s (past
@@ -318,3 +318,45 @@ async def test_only_the_owner_of_a_later_page_releases_it(pg_database: PgDatabas
     finally:
         await owner.close()
         await other.close()
+
+
+# ------------------------------------------------- what the rules leave alone
+
+
+async def test_a_hotline_screening_call_rings_at_once_whatever_the_rules(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    from tests.gateway.test_hotline_story import HOTLINE_CONFIG, _dial
+
+    config = HOTLINE_CONFIG.replace(f'  alice: {{name: Alice, phones: ["{ALICE}"]}}\n', ALICE_RULES)
+    assert config != HOTLINE_CONFIG
+    gateway = await _start(aiohttp_client, write_config(tmp_path, config), FakeClock())
+    await _dial(gateway, "1")
+    await gateway.ringing(ALICE)  # no waiting for a rule's delay: a caller is on hold
+    _, alerts = await gateway.get("/api/v1/alerts")
+    pages = (await gateway.alert(alerts["alerts"][0]["id"]))["pages"]
+    assert [(p["engineer"], p["channel"], p["due_at"]) for p in pages] == [("alice", "call", None)]
+
+
+async def test_a_step_that_only_texts_keeps_only_the_rules_texts(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Team dba's policy texts Carol (via: sms, 60 s); her rules would call at once and text after 10 s.
+    carol = f'  carol: {{name: Carol, phones: ["{CAROL}"]}}\n'
+    config = BASE_CONFIG.replace(carol, f'  carol:\n    phones: ["{CAROL}"]\n    notification_rules:\n'
+                                        f'      - {{via: call, after: 0s}}\n      - {{via: sms, after: 10s}}\n')
+    assert config != BASE_CONFIG
+    gateway = await _start(aiohttp_client, write_config(tmp_path, config), FakeClock())
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "replica lag", "team": "dba"})
+    assert status == 202, body
+    pages = (await gateway.alert(body["id"]))["pages"]
+    assert [(p["channel"], p["status"], p["due_at"] is not None) for p in pages] == [("sms", "due", True)]
+    await gateway.clock.advance(9)
+    assert await _texted(gateway, CAROL) == []
+    await gateway.clock.advance(1)
+
+    async def texted() -> bool:
+        return any("replica lag" in text for text in await _texted(gateway, CAROL))
+
+    await eventually(texted)
+    assert (await gateway.phone(CAROL))["calls"] == 0
