@@ -360,3 +360,21 @@ async def test_a_step_that_only_texts_keeps_only_the_rules_texts(
 
     await eventually(texted)
     assert (await gateway.phone(CAROL))["calls"] == 0
+
+
+async def test_a_failed_text_does_not_skip_the_call_due_later(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # No SMS provider: Alice's text fails at once. Her call, due in 10 s, still belongs to the step, so the
+    # step is not "nobody can take it" yet: Bob is not paged early, and Alice's phone rings at 10 s.
+    config = RULES_CONFIG + "providers: {voice: [sandbox], sms: []}\n"
+    gateway = await _start(aiohttp_client, write_config(tmp_path, config), FakeClock())
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "disk full", "team": "sre"})
+    assert status == 202, body
+    alert = await gateway.alert_where(body["id"], lambda a: a["pages"][0]["status"] == "done")
+    assert alert["pages"][0]["outcome"] == "failed" and alert["escalation"]["next_step"] == 2
+    await gateway.clock.advance(9)
+    assert (await gateway.phone(BOB))["calls"] == 0
+    await gateway.clock.advance(1)
+    await gateway.ringing(ALICE)
+    assert (await gateway.phone(BOB))["calls"] == 0
