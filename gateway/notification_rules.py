@@ -11,6 +11,7 @@ Pure: no store, no clock (``gateway.rule_book`` keeps the sets in force; the sch
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,10 +83,16 @@ def _after_s(raw: object, where: str, problems: list[tuple[str, str]]) -> int | 
     if isinstance(raw, str) and raw.strip().startswith("-"):
         problems.append((where, f"must not be negative, got {raw!r}"))
         return None
+    if isinstance(raw, float) and not math.isfinite(raw):
+        problems.append((where, f"{raw!r} is not a duration (use e.g. 20s, 5m, 1h30m)"))
+        return None
     try:
         delay = parse_duration(raw)
     except ValueError as exc:
         problems.append((where, str(exc)))
+        return None
+    except OverflowError:  # beyond what a timedelta holds: far past the limit anyway
+        problems.append((where, f"must be at most {format_duration(timedelta(seconds=MAX_AFTER_S))}, got {raw!r}"))
         return None
     if delay % timedelta(seconds=1):
         problems.append((where, f"must be a whole number of seconds, got {raw!r}"))
