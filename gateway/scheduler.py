@@ -100,6 +100,10 @@ class Scheduler:
                                        f"times out in {step.timeout_s} s",
                                        data={"step": step_index, "repeat": repeat}))
             next_due = now + step.timeout_s
+        elif targets:  # their notification rules send nothing before the step's timeout (the note says which)
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: no page falls due within its timeout; skipped"))
+            next_due = now
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
                                        message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))

@@ -381,3 +381,17 @@ async def test_a_failed_text_does_not_skip_the_call_due_later(
     await gateway.clock.advance(1)
     await gateway.ringing(ALICE)
     assert (await gateway.phone(BOB))["calls"] == 0
+
+
+async def test_a_step_where_no_rule_falls_due_in_time_moves_on_at_once(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    only_late = RULES_CONFIG.replace("      - {via: sms, after: 0s}\n      - {via: call, after: 10s}\n", "")
+    gateway = await _start(aiohttp_client, write_config(tmp_path, only_late), FakeClock())
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "disk full", "team": "sre"})
+    assert status == 202, body
+    await gateway.ringing(BOB)  # step 2, at once: Alice's only rule (a call at 30 s) is past step 1's 20 s
+    messages = [entry["message"] for entry in (await gateway.alert(body["id"]))["timeline"]]
+    assert "step 1 of 2: no page falls due within its timeout; skipped" in messages
+    assert any("not sent, at or past the step's timeout (20s): call after 30s" in m for m in messages)
+    assert (await gateway.phone(ALICE))["calls"] == 0
