@@ -20,6 +20,7 @@ from gateway.directory.roster import Roster
 from gateway.heartbeats import Heartbeats
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.later_pages import LaterPages
 from gateway.maintenance import Maintenance
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
@@ -27,6 +28,7 @@ from gateway.paging import Paging
 from gateway.peer_events import PeerEvents
 from gateway.provider_events import GatewayEvents
 from gateway.provider_setup import build_providers
+from gateway.rule_book import RuleBook
 from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
 from gateway.store_factory import describe as describe_store
@@ -40,6 +42,7 @@ from gateway.web import (
     integrations,
     maintenance,
     metrics,
+    notification_rules,
     oncall,
     openapi,
     overrides,
@@ -63,6 +66,7 @@ from gateway.web.keys import (
     TELEMETRY,
 )
 from gateway.web.log_paths import loggable
+from providers.base import CallOutcome
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
-              calendar.routes, maintenance.routes]
+              calendar.routes, maintenance.routes, notification_rules.routes]
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
@@ -107,6 +111,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                                                   directory_members=roster.members)
     roster.on_change = schedule.rebuild
     await schedule.load()
+    rules = app[notification_rules.RULES] = RuleBook(config, store)  # engineers' personal notification rules
+    await rules.load()
     store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
     templates = Templates(config.templates_dir)
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
@@ -117,9 +123,15 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         alert_id, by=by, how=how)))
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer)
+                    lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer,
+                    on_later_page=lambda when: scheduler.due_at(when))
+    later = LaterPages(config=config, store=store, clock=clock,
+                       # resent: a rule's chosen delay is no dial latency (gateway_alert_to_first_dial_seconds)
+                       send=lambda page, alert, ring_s: paging.send(page, alert, ring_s=ring_s, resent=True),
+                       skip=lambda page, detail: paging.finish(page, CallOutcome.CANCELED, detail))
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
-                          teams=schedule.team, engineers=roster.engineer, directory_group=roster.group)
+                          teams=schedule.team, engineers=roster.engineer, directory_group=roster.group,
+                          rules=rules.rules_for, later_pages=later)
     windows = app[maintenance.MAINTENANCE] = Maintenance(config=config, store=store, clock=clock,
                                                          due_at=scheduler.due_at)
     await windows.load()
@@ -140,11 +152,12 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await scheduler.start()
     await windows.start()  # windows over while the gateway was down release their held alerts now
     await heartbeats.start()
-    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule, windows),
+    await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule, windows, rules),
                                 app[console.HUB]))
     await windows.changed_elsewhere()  # a window another gateway changed before this one listened
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
+    refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
@@ -152,7 +165,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         refresh.cancel()
-        await asyncio.gather(refresh, return_exceptions=True)
+        refresh_rules.cancel()
+        await asyncio.gather(refresh, refresh_rules, return_exceptions=True)
         await heartbeats.stop()
         await windows.stop()
         await scheduler.stop()

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from core.phone import mask
 from gateway.config import Config, ConfigError, Engineer, Team, load_config
 from gateway.layers import active_layer, layer_gaps, time_zone
+from gateway.notification_rules import never_fire
 from gateway.oncall import who_is_on_call
 from gateway.overrides import merged, read_stored_overrides
 from gateway.store import StoredOverride
@@ -208,7 +209,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
-    for problem in layer_gaps(config, datetime.now(UTC)):
+    for problem in [*layer_gaps(config, datetime.now(UTC)), *never_fire(config)]:
         print(f"warning: {config.source}: {problem}", file=sys.stderr)
     return 0
 

@@ -79,6 +79,10 @@ class Peers(Protocol):
         or (``held_until``) an alert was held until then."""
         ...
 
+    async def notification_rules_changed(self, engineer: str) -> None:
+        """``engineer``'s notification rules changed (here or on another gateway): read them again."""
+        ...
+
 
 class Cluster(Protocol):
     gateway_id: str

@@ -22,6 +22,7 @@ from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from gateway.expressions import Expression, compile_expression
+from gateway.notification_rules import NotificationRule, parse_rules
 from providers.asterisk_settings import AsteriskSettings
 from providers.sandbox import SandboxPhone, SandboxSettings
 from providers.twilio.settings import TwilioSettings
@@ -35,6 +36,7 @@ class Engineer:
     name: str
     phones: tuple[str, ...]  # E.164, first is preferred
     language: str = "en-US"
+    notification_rules: tuple[NotificationRule, ...] = ()  # empty: each step's ``via`` (gateway.notification_rules)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1002,7 +1004,7 @@ class _Reader:
         engineers: dict[str, Engineer] = {}
         for engineer_id, item in self.entries(raw, "engineers"):
             path = f"engineers.{engineer_id}"
-            section = self.mapping(item, path, ("name", "phones", "language"))
+            section = self.mapping(item, path, ("name", "phones", "language", "notification_rules"))
             phones: list[tuple[str, str]] = []
             raw_phones = section.get("phones")
             if raw_phones is not None and not isinstance(raw_phones, list):  # one number
@@ -1020,8 +1022,17 @@ class _Reader:
                 name=self.value(section, "name", path, _as_text, engineer_id),
                 phones=tuple(dict.fromkeys(number for _, number in phones)),
                 language=self.value(section, "language", path, _as_language, language),
+                notification_rules=self.notification_rules(section.get("notification_rules"), path),
             )
         return engineers
+
+    def notification_rules(self, raw: object, path: str) -> tuple[NotificationRule, ...]:
+        if raw is None:
+            return ()
+        rules, problems = parse_rules(raw)
+        for where, message in problems:
+            self.problem(f"{path}.notification_rules{where}", message)
+        return rules
 
     def teams(self, raw: object, engineers: dict[str, Engineer], zone: str) -> dict[str, Team]:
         teams: dict[str, Team] = {}

@@ -40,6 +40,8 @@ class PageKind(Protocol):
 class AlertCallKind:
     """Read the alert, press 1 to acknowledge; a step pages by call, SMS or both as it says."""
 
+    follows_personal_rules = True  # an engineer's notification rules replace the step's via (gateway.later_pages)
+
     def __init__(self, templates: Templates, acknowledge: Callable[[int, str, str], Awaitable[object]]) -> None:
         self._templates = templates
         self._acknowledge = acknowledge

@@ -83,10 +83,12 @@ class Paging:
         lines: Lines | None = None,
         telemetry: Telemetry | None = None,
         engineers: Callable[[str], Engineer | None] | None = None,
+        on_later_page: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
         self.engineer = engineers if engineers is not None else config.engineers.get
+        self._on_later_page = on_later_page  # a page due later was written: the scheduler wakes then
         self.telemetry = telemetry or Telemetry()
         self.store = store
         self.clock = clock
@@ -155,7 +157,12 @@ class Paging:
     async def send(self, page: Page, alert: Alert, *, ring_s: int = DEFAULT_RING_S, resent: bool = False) -> None:
         """Send one written page: a call through the priority queues, or an SMS in the background.
 
-        ``resent``: written earlier and sent again (after a restart or a takeover)."""
+        ``resent``: written earlier and sent again (after a restart or a takeover). A page due later (a
+        personal rule's) is not sent now: the scheduler sends it when due (gateway.later_pages)."""
+        if page.due_at is not None:
+            if self._on_later_page is not None:
+                self._on_later_page(page.due_at)
+            return
         engineer = self.engineer(page.engineer or "")
         language = engineer.language if engineer else self.config.default_language
         if page.channel == Channel.CALL:
@@ -221,6 +228,9 @@ class Paging:
     async def cancel_pages(self, alert_id: int) -> None:
         """The alert is closed: nothing more of it reaches a provider, and calls in progress are hung up."""
         for page in await self.store.pages_for(alert_id):
+            if page.status == PageStatus.DUE and page.due_at is not None:  # a personal rule's later page
+                await self.finish(page, CallOutcome.CANCELED, "alert closed before it was due; not sent", log_it=False)
+                continue
             if page.status == PageStatus.DUE and page.channel == Channel.SMS:
                 await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches the provider first
             if page.status == PageStatus.DONE or page.channel != Channel.CALL:

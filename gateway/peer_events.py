@@ -9,6 +9,7 @@ from gateway.maintenance import Maintenance
 from gateway.overrides import Schedule
 from gateway.paging import Paging
 from gateway.provider_manager import ProviderManager
+from gateway.rule_book import RuleBook
 from gateway.scheduler import Scheduler
 from gateway.store import Page
 
@@ -18,9 +19,10 @@ log = logging.getLogger(__name__)
 class PeerEvents:
     def __init__(self, paging: Paging, scheduler: Scheduler, providers: ProviderManager,
                  hotline: HotlineService, schedule: Schedule | None = None,
-                 maintenance: Maintenance | None = None) -> None:
+                 maintenance: Maintenance | None = None, rules: RuleBook | None = None) -> None:
         self.schedule = schedule
         self.maintenance = maintenance
+        self.rules = rules
         self.paging = paging
         self.scheduler = scheduler
         self.providers = providers
@@ -64,6 +66,8 @@ class PeerEvents:
             await self.schedule.load()
         if self.maintenance is not None:
             await self.maintenance.changed_elsewhere()
+        if self.rules is not None:  # so may a change of notification rules
+            await self.rules.load()
 
     async def overrides_changed(self, team: str) -> None:
         if self.schedule is not None:
@@ -76,3 +80,7 @@ class PeerEvents:
             self.maintenance.held_until(held_until)
         else:
             await self.maintenance.changed_elsewhere()
+
+    async def notification_rules_changed(self, engineer: str) -> None:
+        if self.rules is not None:
+            await self.rules.reload(engineer)

@@ -245,6 +245,8 @@ class PgCluster:
                 elif "maintenance" in message:
                     until = message.get("until")
                     await self._peers.maintenance_changed(float(until) if isinstance(until, int | float) else None)
+                elif "notification_rules" in message:
+                    await self._peers.notification_rules_changed(str(message["notification_rules"]))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -38,6 +38,7 @@ import asyncpg
 from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.cluster import new_gateway_id
 from gateway.migrations import scripts
+from gateway.notification_rules import NotificationRule, rules_from_text, rules_to_text
 from gateway.store import (
     Alert,
     CalendarFeed,
@@ -48,6 +49,7 @@ from gateway.store import (
     NewMaintenance,
     NewOverride,
     NewPage,
+    NotificationRuleChange,
     Page,
     StepPlan,
     StoredMaintenance,
@@ -74,7 +76,8 @@ _ALERT_COLUMNS = (
     "id, dedup_key, status, priority, source, summary, details, labels, team, policy, route, "
     "created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at"
 )
-_PAGE_COLUMNS = "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
+_PAGE_COLUMNS = ("id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at,"
+                 " updated_at, due_at")
 _STATUS_ORDER = {AlertStatus.TRIGGERED: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
 # Alert intake in one round trip: migration 003's gateway_create_alert (the dedup key's lock, then the
@@ -219,7 +222,7 @@ def _page(row: Sequence[Any]) -> Page:
         id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=_out_opt(row[4]), number=_out(row[5]),
         channel=Channel(row[6]), status=PageStatus(row[7]), outcome=_out_opt(row[8]), detail=_out(row[9]),
         created_at=row[10],
-        updated_at=row[11],
+        updated_at=row[11], due_at=row[12],
     )  # fmt: skip
 
 
@@ -392,6 +395,8 @@ class PgStore:
     ) -> tuple[Alert, bool, list[Page]]:
         sql = CreateAlertSql.of(new, now=now, escalate_at=escalate_at, note=note, first_step=first_step,
                                 owner=self.gateway_id)
+        if any(page.due_at is not None for page in sql.pages):
+            return await self._create_alert_with_later_pages(new, sql, now)
         pool = self._live_pool()
         try:
             row = await pool.fetchrow(CREATE_ALERT, *sql.args)
@@ -548,7 +553,7 @@ class PgStore:
                              self.gateway_id)
             pages = await _insert_pages(db, alert_id, plan.pages, plan.step, plan.repeat, now, self.gateway_id)
             await _log(db, [replace(n, alert_id=alert_id) for n in plan.notes])
-            return pages
+            return await _set_due_at(db, pages, plan.pages)
 
     async def add_pages(
         self, alert_id: int, pages: list[NewPage], *, notes: list[TimelineEntry], now: float
@@ -580,7 +585,7 @@ class PgStore:
             await db.execute("DELETE FROM line_demand WHERE owner = $1", dead)
         pages = sorted((_page(r) for r in rows), key=lambda p: p.id)
         return Inheritance(alerts=sorted(r[0] for r in alerts),
-                           unsent=[p for p in pages if p.status == PageStatus.DUE],
+                           unsent=[p for p in pages if p.status == PageStatus.DUE and p.due_at is None],
                            live_calls=[p for p in pages if p.status == PageStatus.SENT and p.channel == Channel.CALL])
 
     async def get_page(self, page_id: int) -> Page | None:
@@ -612,7 +617,7 @@ class PgStore:
         """This gateway's unsent pages, and those of nobody (written before migration 003), claimed."""
         rows = await self._fetch(
             f"UPDATE pages p SET owner = $1 FROM alerts a WHERE a.id = p.alert_id AND p.status = 'due'"
-            f" AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL)"
+            f" AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL) AND p.due_at IS NULL"
             f" RETURNING {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))}",
             self.gateway_id,
         )
@@ -821,8 +826,58 @@ class PgStore:
         return {_out(r[0]): r[1] for r in rows}
 
 
-MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
+    # ------------------------------------------------- notification rules
 
+    async def _create_alert_with_later_pages(self, new: NewAlert, sql: CreateAlertSql,
+                                             now: float) -> tuple[Alert, bool, list[Page]]:
+        """``create_alert`` when the first step has pages due later: their ``due_at`` is set in the same
+        transaction (gateway_create_alert knows nothing of it), so none of them is ever taken for unsent."""
+        async with self.transaction() as db:
+            row = await db.fetchrow(CREATE_ALERT, *sql.args)
+            if row["new_id"] is None:
+                return _alert(row), False, []
+            alert = Alert(
+                id=row["new_id"], dedup_key=new.dedup_key, status=AlertStatus.TRIGGERED, priority=new.priority,
+                source=new.source, summary=new.summary, details=new.details, labels=new.labels, team=new.team,
+                policy=new.policy, route=new.route, created_at=now, updated_at=now,
+            )
+            pages = _new_pages(row["page_ids"], alert.id, sql.pages, sql.page_step, sql.repeat, now)
+            return alert, True, await _set_due_at(db, pages, sql.pages)
+
+    async def change_notification_rules(self, engineer: str, rules: tuple[NotificationRule, ...] | None, *,
+                                        by: str, now: float) -> NotificationRuleChange:
+        async with self.transaction() as db:
+            change_id = await db.fetchval(
+                "INSERT INTO notification_rule_changes (engineer, rules, changed_by, changed_at)"
+                " VALUES ($1, $2, $3, $4) RETURNING id", _in(engineer), rules_to_text(rules), _in(by), now)
+            await db.execute("SELECT pg_notify('gateway', $1)", json.dumps({"notification_rules": engineer}))
+        return NotificationRuleChange(id=change_id, engineer=engineer, rules=rules, changed_by=by, changed_at=now)
+
+    async def notification_rule_sets(self, engineer: str | None = None) -> list[NotificationRuleChange]:
+        rows = await self._fetch(
+            "SELECT DISTINCT ON (engineer) id, engineer, rules, changed_by, changed_at FROM notification_rule_changes"
+            " WHERE ($1::text IS NULL OR engineer = $1) ORDER BY engineer, id DESC", _in_opt(engineer))
+        return [rule_change_from_row(row) for row in rows if row[2] is not None]
+
+    async def next_page_due(self) -> float | None:
+        due: float | None = await self._fetchval(
+            "SELECT MIN(p.due_at) FROM pages p JOIN alerts a ON a.id = p.alert_id WHERE p.due_at IS NOT NULL"
+            " AND p.status = 'due' AND a.status = 'triggered' AND (p.owner = $1 OR p.owner IS NULL)",
+            self.gateway_id)
+        return due
+
+    async def release_due_pages(self, now: float) -> list[Page]:
+        # One statement: the rows are locked by the update, so of two gateways (an owner and one taking its
+        # work over) only one clears a page's due_at and returns it.
+        rows = await self._live_pool().fetch(
+            f"UPDATE pages p SET due_at = NULL, owner = $2 FROM alerts a WHERE a.id = p.alert_id"
+            f" AND p.due_at IS NOT NULL AND p.due_at <= $1 AND p.status = 'due' AND a.status = 'triggered'"
+            f" AND (p.owner = $2 OR p.owner IS NULL)"
+            f" RETURNING {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))}", now, self.gateway_id)
+        return sorted((_page(r) for r in rows), key=lambda page: page.id)
+
+
+MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
 
 def maintenance_from_row(row: Sequence[Any]) -> StoredMaintenance:
     return StoredMaintenance(
@@ -843,6 +898,20 @@ def _hold_windows_from_json(text: str) -> tuple[HoldWindow, ...]:
 async def _push_maintenance(db: _Db, what: object) -> None:
     """Pushed on commit to every gateway: each reads the run-time windows again and looks at the holds."""
     await db.execute("SELECT pg_notify('gateway', $1)", json.dumps({"maintenance": what}))
+
+
+def rule_change_from_row(row: Sequence[Any]) -> NotificationRuleChange:
+    return NotificationRuleChange(id=row[0], engineer=_out(row[1]), rules=rules_from_text(row[2]),
+                                  changed_by=_out(row[3]), changed_at=row[4])
+
+
+async def _set_due_at(db: _Db, pages: list[Page], wanted: Sequence[NewPage]) -> list[Page]:
+    """Give the pages just inserted the due times of their NewPages (the later pages of personal rules)."""
+    later = [(page.id, new.due_at) for page, new in zip(pages, wanted, strict=True) if new.due_at is not None]
+    if later:
+        await db.execute("UPDATE pages SET due_at = t.due_at FROM unnest($1::bigint[], $2::float8[]) AS t (id, due_at)"
+                         " WHERE pages.id = t.id", [i for i, _ in later], [d for _, d in later])
+    return [replace(page, due_at=new.due_at) for page, new in zip(pages, wanted, strict=True)]
 
 
 OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"

@@ -14,17 +14,18 @@ from collections.abc import Callable
 from typing import Protocol
 
 from core.clock import Clock, to_datetime
-from core.enums import AlertStatus, Channel, PageStatus
+from core.enums import AlertStatus, PageStatus
 from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, DirectoryGroup, Engineer, Policy, Team
+from gateway.later_pages import LaterPages, earliest, personal_pages
+from gateway.notification_rules import NotificationRule
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
 from gateway.paging import NEGATIVE
 from gateway.store import (
     Alert,
     Escalation,
-    NewPage,
     Page,
     StepPlan,
     Store,
@@ -44,8 +45,14 @@ class Scheduler:
     def __init__(self, *, config: Config, store: Store, clock: Clock, paging: PageSender, kinds: PageKinds,
                  teams: Callable[[str], Team | None] | None = None,
                  engineers: Callable[[str], Engineer | None] | None = None,
-                 directory_group: Callable[[DirectoryGroup], list[Engineer]] | None = None) -> None:
+                 directory_group: Callable[[DirectoryGroup], list[Engineer]] | None = None,
+                 rules: Callable[[str], tuple[NotificationRule, ...]] | None = None,
+                 later_pages: LaterPages | None = None) -> None:
         self.config = config
+        # An engineer's personal notification rules in force (gateway.rule_book.RuleBook.rules_for)
+        self.rules = rules if rules is not None else (
+            lambda engineer: config.engineers[engineer].notification_rules if engineer in config.engineers else ())
+        self.later_pages = later_pages
         # A team as it stands now (gateway.overrides.Schedule.team: with the overrides added at run time)
         self.teams = teams if teams is not None else config.teams.get
         # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
@@ -91,9 +98,10 @@ class Scheduler:
         else:
             targets = self._targets(team, step.target, step.engineer, now)
         label = f"step {step_index + 1} of {len(policy.steps)}"
-        pages = [NewPage(engineer=eng.id, number=eng.phones[0], channel=Channel(channel))
-                 for eng in targets for channel in kind.channels(step)]
         notes = list(notes or [])
+        rule_notes: list[TimelineEntry] = []  # after the step's own note
+        pages = [page for eng in targets for page in
+                 personal_pages(eng, step, kind, self.rules(eng.id), now=now, label=label, notes=rule_notes)]
         if pages:
             who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
@@ -101,10 +109,15 @@ class Scheduler:
                                        f"times out in {step.timeout_s} s",
                                        data={"step": step_index, "repeat": repeat}))
             next_due = now + step.timeout_s
+        elif targets:  # their notification rules send nothing before the step's timeout (the note says which)
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                       message=f"{label}: no page falls due within its timeout; skipped"))
+            next_due = now
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
                                        message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))
             next_due = now
+        notes += rule_notes
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
 
     def _targets(self, team_id: str, target: str, engineer: str | None, now: float) -> list[Engineer]:
@@ -129,6 +142,8 @@ class Scheduler:
                 for esc in await self.store.due_escalations(self.clock.now()):
                     await self._run_step(esc)
                 next_due = await self.store.next_due()
+                if self.later_pages is not None:  # personal rules' later pages: send those due, wake for the next
+                    next_due = earliest(next_due, await self.later_pages.send_due())
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -21,13 +21,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.migrations import scripts
+from gateway.notification_rules import NotificationRule, rules_from_text, rules_to_text
 from gateway.store import (
     Alert,
     CalendarFeed,
@@ -38,6 +39,7 @@ from gateway.store import (
     NewMaintenance,
     NewOverride,
     NewPage,
+    NotificationRuleChange,
     Page,
     StepPlan,
     StoredMaintenance,
@@ -56,7 +58,7 @@ _ALERT_COLUMNS = (
     "created_at, updated_at, acknowledged_by, acknowledged_at, resolved_at"
 )
 _PAGE_COLUMNS = (
-    "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at"
+    "id, alert_id, step, repeat, engineer, number, channel, status, outcome, detail, created_at, updated_at, due_at"
 )
 _STATUS_ORDER = {AlertStatus.TRIGGERED: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.RESOLVED: 2}
 
@@ -79,7 +81,7 @@ def _page(row: tuple[Any, ...]) -> Page:
     return Page(
         id=row[0], alert_id=row[1], step=row[2], repeat=row[3], engineer=row[4], number=row[5],
         channel=Channel(row[6]), status=PageStatus(row[7]), outcome=row[8], detail=row[9], created_at=row[10],
-        updated_at=row[11],
+        updated_at=row[11], due_at=row[12],
     )  # fmt: skip
 
 
@@ -438,7 +440,7 @@ class SqliteStore:
     async def unsent_pages(self) -> list[Page]:
         return await self._read(lambda db: [_page(r) for r in db.execute(
             f"SELECT {_prefixed(_PAGE_COLUMNS, 'p')} FROM pages p JOIN alerts a ON a.id = p.alert_id"
-            " WHERE p.status = 'due' AND a.status = 'triggered' ORDER BY p.id"
+            " WHERE p.status = 'due' AND a.status = 'triggered' AND p.due_at IS NULL ORDER BY p.id"
         )])
 
     async def mark_page_sent(self, page_id: int, *, now: float) -> None:
@@ -650,7 +652,49 @@ class SqliteStore:
         return await self._read(lambda db: {r[0]: r[1] for r in db.execute("SELECT name, last_seen FROM heartbeats")})
 
 
+    # ------------------------------------------------- notification rules
+
+    async def change_notification_rules(self, engineer: str, rules: tuple[NotificationRule, ...] | None, *,
+                                        by: str, now: float) -> NotificationRuleChange:
+        text = rules_to_text(rules)
+
+        def change(db: Db) -> NotificationRuleChange:
+            cursor = db.execute("INSERT INTO notification_rule_changes (engineer, rules, changed_by, changed_at)"
+                                " VALUES (?, ?, ?, ?)", (engineer, text, by, now))
+            assert cursor.lastrowid is not None
+            return NotificationRuleChange(id=cursor.lastrowid, engineer=engineer, rules=rules, changed_by=by,
+                                          changed_at=now)
+
+        return await self._write(change)
+
+    async def notification_rule_sets(self, engineer: str | None = None) -> list[NotificationRuleChange]:
+        where, args = ("WHERE engineer = ?", (engineer,)) if engineer is not None else ("", ())
+        rows = await self._read(lambda db: db.execute(
+            f"SELECT {_RULE_CHANGE_COLUMNS} FROM notification_rule_changes WHERE id IN"
+            f" (SELECT MAX(id) FROM notification_rule_changes {where} GROUP BY engineer)"
+            " AND rules IS NOT NULL ORDER BY engineer", args).fetchall())
+        return [rule_change_from_row(row) for row in rows]
+
+    async def next_page_due(self) -> float | None:
+        due: float | None = await self._read(lambda db: db.execute(
+            "SELECT MIN(p.due_at) FROM pages p JOIN alerts a ON a.id = p.alert_id"
+            " WHERE p.due_at IS NOT NULL AND p.status = 'due' AND a.status = 'triggered'").fetchone()[0])
+        return due
+
+    async def release_due_pages(self, now: float) -> list[Page]:
+        def release(db: Db) -> list[Page]:
+            rows = db.execute(
+                f"UPDATE pages SET due_at = NULL WHERE due_at IS NOT NULL AND due_at <= ? AND status = 'due'"
+                f" AND alert_id IN (SELECT id FROM alerts WHERE status = 'triggered') RETURNING {_PAGE_COLUMNS}",
+                (now,)).fetchall()
+            return sorted((_page(row) for row in rows), key=lambda page: page.id)
+
+        return await self._write(release)
+
+
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
+
+_RULE_CHANGE_COLUMNS = "id, engineer, rules, changed_by, changed_at"
 
 
 def maintenance_from_row(row: tuple[Any, ...]) -> StoredMaintenance:
@@ -666,6 +710,11 @@ def hold_windows_json(windows: tuple[HoldWindow, ...]) -> str:
 
 def hold_windows_from_json(text: str) -> tuple[HoldWindow, ...]:
     return tuple(HoldWindow(key=w["key"], name=w["name"], until=w["until"]) for w in json.loads(text))
+
+
+def rule_change_from_row(row: Sequence[Any]) -> NotificationRuleChange:
+    return NotificationRuleChange(id=row[0], engineer=row[1], rules=rules_from_text(row[2]), changed_by=row[3],
+                                  changed_at=row[4])
 
 
 def _setup(db: Db) -> None:
@@ -761,13 +810,14 @@ def _write_step(db: Db, alert_id: int, plan: StepPlan, now: float) -> list[Page]
 
 def _insert_page(db: Db, alert_id: int, page: NewPage, step: int | None, repeat: int | None, now: float) -> Page:
     page_id = db.execute(
-        "INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?)",
-        (alert_id, step, repeat, page.engineer, page.number, page.channel, now, now),
+        "INSERT INTO pages (alert_id, step, repeat, engineer, number, channel, status, created_at, updated_at, due_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'due', ?, ?, ?)",
+        (alert_id, step, repeat, page.engineer, page.number, page.channel, now, now, page.due_at),
     ).lastrowid
     assert page_id is not None
     return Page(id=page_id, alert_id=alert_id, step=step, repeat=repeat, engineer=page.engineer, number=page.number,
-                channel=page.channel, status=PageStatus.DUE, outcome=None, detail="", created_at=now, updated_at=now)
+                channel=page.channel, status=PageStatus.DUE, outcome=None, detail="", created_at=now, updated_at=now,
+                due_at=page.due_at)
 
 
 def _log(db: Db, entries: list[TimelineEntry]) -> None:

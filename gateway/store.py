@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.enums import AlertStatus, Channel, PageStatus, Priority
+from gateway.notification_rules import NotificationRule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +64,7 @@ class NewPage:
     engineer: str | None
     number: str
     channel: Channel
+    due_at: float | None = None  # a personal rule's later page: sent then, if still wanted (None: at once)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +81,7 @@ class Page:
     detail: str
     created_at: float
     updated_at: float
+    due_at: float | None = None  # not to be sent before then (``Store.release_due_pages``); None: at once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +176,17 @@ class Hold:
     alert_id: int
     windows: tuple[HoldWindow, ...]
     held_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationRuleChange:
+    """One change of an engineer's notification rules at run time (the audit trail: every change is kept)."""
+
+    id: int
+    engineer: str
+    rules: tuple[NotificationRule, ...] | None  # None: back to the config's rules (or each step's via)
+    changed_by: str  # the API token's name
+    changed_at: float
 
 
 class Store(Protocol):
@@ -364,4 +378,26 @@ class Store(Protocol):
 
     async def heartbeats_seen(self) -> dict[str, float]:
         """Each heartbeat's last check-in."""
+        ...
+
+    # Personal notification rules (gateway/notification_rules.py, gateway/rule_book.py) and the later pages
+    # they write: a page with ``due_at`` stays 'due' until released when due, then goes out like any page.
+    async def change_notification_rules(self, engineer: str, rules: tuple[NotificationRule, ...] | None, *,
+                                        by: str, now: float) -> NotificationRuleChange:
+        """Record a change (``None``: back to the config's) as a new row; on PostgreSQL, push
+        {"notification_rules": engineer} to every gateway in the same transaction."""
+        ...
+
+    async def notification_rule_sets(self, engineer: str | None = None) -> list[NotificationRuleChange]:
+        """The latest change of each engineer (or of ``engineer``) whose rules are set at run time."""
+        ...
+
+    async def next_page_due(self) -> float | None:
+        """The earliest ``due_at`` of this gateway's pages still due whose alert is triggered."""
+        ...
+
+    async def release_due_pages(self, now: float) -> list[Page]:
+        """This gateway's pages due by ``now`` whose alert is triggered, each returned once: their ``due_at``
+        is cleared in the same statement, so from then on they are plain unsent pages (sent again after a
+        crash, like any page written as due)."""
         ...

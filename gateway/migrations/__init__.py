@@ -35,6 +35,8 @@ def scripts(engine: str, folder: Traversable | None = None) -> list[Migration]:
         if match is None:
             raise RuntimeError(f"migration {entry.name}: expected NNN_name.<{'|'.join(ENGINES)}>.sql")
         version, name, its_engine = int(match[1]), match[2], match[3]
+        if its_engine in found.get(version, {}):  # two branches took one number: never pick one silently
+            raise RuntimeError(f"migration {version:03d} has two {its_engine} scripts: every number needs one")
         found.setdefault(version, {})[its_engine] = (name, entry.read_text(encoding="utf-8"))
     history: list[Migration] = []
     for expected, version in enumerate(sorted(found), start=1):

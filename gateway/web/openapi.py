@@ -107,6 +107,8 @@ SCHEMAS: dict[str, Schema] = {
             "detail": {"type": "string"},
             "created_at": _TIME,
             "updated_at": _TIME,
+            "due_at": _nullable("string", format="date-time",
+                                description="a personal notification rule's later page: not sent before then"),
         },
     },
     "AlertDetail": {
@@ -431,6 +433,37 @@ SCHEMAS: dict[str, Schema] = {
     "Dial": {"type": "object", "required": ["to"], "properties": {"to": {"type": "string"}}},
     "TwilioForm": {"type": "object", "additionalProperties": {"type": "string"},
                    "description": "Twilio's webhook parameters (CallSid, CallStatus, Digits, ...)"},
+    "NotificationRule": {
+        "type": "object", "required": ["via", "after", "after_s"],
+        "properties": {"via": {"enum": ["call", "sms"]},
+                       "after": {"type": "string", "description": "after the step starts, e.g. 0s, 1m"},
+                       "after_s": {"type": "integer", "minimum": 0}},
+    },
+    "NewNotificationRules": {
+        "type": "object", "required": ["rules"], "additionalProperties": False,
+        "properties": {"rules": {
+            "type": "array", "minItems": 1, "maxItems": 10,
+            "description": "each rule is one page on its channel, due `after` the step starts (0s: at once)",
+            "items": {"type": "object", "required": ["via"], "additionalProperties": False,
+                      "properties": {"via": {"enum": ["call", "sms"]},
+                                     "after": {"type": ["string", "number"],
+                                               "description": "a duration (20s, 1m, 1h30m) or seconds; "
+                                                              "default 0, at most 1 day"}}}}},
+    },
+    "NotificationRules": {
+        "type": "object",
+        "required": ["engineer", "source", "rules", "config_rules", "changed_by", "changed_at"],
+        "properties": {
+            "engineer": {"type": "object", "required": ["id", "name"],
+                         "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
+            "source": {"enum": ["api", "config", "steps"],
+                       "description": "set at run time, from the YAML, or none (each step's via)"},
+            "rules": {"type": "array", "items": _ref("NotificationRule"), "description": "in force, by delay"},
+            "config_rules": {"type": "array", "items": _ref("NotificationRule"), "description": "the YAML's"},
+            "changed_by": _nullable("string", description="the API token that set the rules in force"),
+            "changed_at": _nullable("string", format="date-time"),
+        },
+    },
 }
 
 _ERROR = _ref("Error")
@@ -467,6 +500,8 @@ _TEAM: Schema = {"name": "team", "in": "path", "required": True, "schema": {"typ
                  "description": "a team id of the config"}
 _OVERRIDE_ID: Schema = {"name": "override_id", "in": "path", "required": True,
                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+_ENGINEER: Schema = {"name": "engineer", "in": "path", "required": True, "schema": {"type": "string"},
+                     "description": "an engineer id of the config"}
 _NUMBER: Schema = {"name": "number", "in": "path", "required": True,
                    "schema": {"type": "string"}, "description": "the phone's number, E.164 (+15550000001)"}
 
@@ -655,6 +690,26 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", "/api/v1/sandbox/phones/{number}/hangup"): _sandbox_action("Hang up"),
     ("POST", "/api/v1/sandbox/phones/{number}/dial"): _sandbox_action("Call a number (a hotline)", "Dial"),
     ("POST", "/api/v1/sandbox/phones/{number}/reply"): _sandbox_action("Send an SMS to the gateway", "Reply"),
+    ("GET", "/api/v1/engineers/{engineer}/notification-rules"): {
+        "summary": "An engineer's personal notification rules in force, and where they come from",
+        "tags": ["oncall"],
+        "parameters": [_ENGINEER],
+        "responses": {"200": _json(_ref("NotificationRules"), "the rules"), **_use("Unauthorized", "NotFound")},
+    },
+    ("PUT", "/api/v1/engineers/{engineer}/notification-rules"): {
+        "summary": "Replace an engineer's notification rules (responder); in force from their next page",
+        "tags": ["oncall"],
+        "parameters": [_ENGINEER],
+        "requestBody": _body("NewNotificationRules"),
+        "responses": {"200": _json(_ref("NotificationRules"), "the rules now"),
+                      **_use(*_BODY_ERRORS, "NotFound")},
+    },
+    ("DELETE", "/api/v1/engineers/{engineer}/notification-rules"): {
+        "summary": "Go back to the YAML's notification rules, or each step's via (responder)",
+        "tags": ["oncall"],
+        "parameters": [_ENGINEER],
+        "responses": {"200": _json(_ref("NotificationRules"), "the rules now"), **_use("Unauthorized", "NotFound")},
+    },
 }
 
 

@@ -43,6 +43,7 @@ def page_json(page: Page) -> dict[str, Any]:
         "detail": page.detail,
         "created_at": iso(page.created_at),
         "updated_at": iso(page.updated_at),
+        "due_at": iso(page.due_at) if page.due_at is not None else None,
     }
 
 

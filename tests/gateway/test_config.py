@@ -202,7 +202,7 @@ def test_many_problems_reported_at_once_with_key_paths(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{name}: server.colour: unknown key (expected one of: host, port, public_url, max_body_bytes)",
         f"{name}: server.port: 70000 is out of range (0..65535)",
-        f"{name}: engineers.alice.nmae: unknown key (expected one of: name, phones, language)",
+        f"{name}: engineers.alice.nmae: unknown key (expected one of: name, phones, language, notification_rules)",
         f"{name}: engineers.alice.phones[0]: '+1 555' is not a phone number (too short)",
         f"{name}: engineers.bob.phones: 'hello' is not a phone number "
         "(could not parse: the string supplied did not seem to be a phone number)",

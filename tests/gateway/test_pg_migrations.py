@@ -29,6 +29,9 @@ def _folder(tmp_path: Path, *names: str) -> Path:
     (("001_a.sqlite.sql", "001_b.postgres.sql"), "migration 001 is named differently for each engine"),
     (("001_a.sqlite.sql", "001_a.postgres.sql", "002_b.sql"),
      "migration 002_b.sql: expected NNN_name.<sqlite|postgres>.sql"),
+    # two branches that took one number, merged: never one of them dropped silently
+    (("001_a.sqlite.sql", "001_a.postgres.sql", "001_b.sqlite.sql", "001_b.postgres.sql"),
+     "migration 001 has two "),
 ])
 def test_a_history_that_drifts_apart_is_refused(tmp_path: Path, names: tuple[str, ...], problem: str) -> None:
     folder = _folder(tmp_path, *names)

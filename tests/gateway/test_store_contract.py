@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.enums import AlertStatus, Channel
+from gateway.notification_rules import NotificationRule
 from gateway.pg_store import PgStore
 from gateway.sqlite_store import SqliteStore
 from gateway.store import Escalation, NewAlert, NewOverride, NewPage, StepPlan, Store, TimelineEntry
@@ -572,3 +574,59 @@ async def test_heartbeat_check_ins_keep_the_latest(store: Store) -> None:
     await store.heartbeat_seen("backup", now=20.0)  # a late writer does not move it back
     await store.heartbeat_seen("sync", now=5.0)
     assert await store.heartbeats_seen() == {"backup": 30.0, "sync": 5.0}
+
+
+# ------------------------------------------------- notification rules
+
+
+def _later_plan(*, next_due: float = 21.0) -> StepPlan:
+    """A step by Alice's rules: a text now, a call at 11.0."""
+    return StepPlan(step=0, repeat=0, next_due=next_due, pages=[
+        NewPage(engineer="alice", number="+15550000001", channel="sms"),
+        NewPage(engineer="alice", number="+15550000001", channel="call", due_at=11.0),
+    ])
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_a_later_page_waits_in_the_store_until_released_once(store: Store, fast_path: bool) -> None:
+    if fast_path:  # written with the alert (create_alert's first step)
+        alert, _, pages = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t",
+                                                   first_step=_later_plan())
+    else:  # written by a later step
+        alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=1.0, note="t")
+        written = await store.start_step(alert.id, expect=await _escalation(store, alert.id), plan=_later_plan(),
+                                         now=1.0)
+        assert written is not None
+        pages = written
+    assert [(p.channel, p.status, p.due_at) for p in pages] == [("sms", "due", None), ("call", "due", 11.0)]
+    assert [p.due_at for p in await store.pages_for(alert.id)] == [None, 11.0]
+    # Not unsent (a restart must not send it early), but the next thing due.
+    assert [p.id for p in await store.unsent_pages()] == [pages[0].id]
+    assert await store.next_page_due() == 11.0
+    assert await store.release_due_pages(10.9) == []
+    released = await store.release_due_pages(11.0)
+    assert [(p.id, p.due_at, p.status) for p in released] == [(pages[1].id, None, "due")]
+    assert await store.release_due_pages(50.0) == []  # once
+    assert await store.next_page_due() is None
+    # From now on a plain unsent page: a crash before it went out sends it on start.
+    assert [p.id for p in await store.unsent_pages()] == [pages[0].id, pages[1].id]
+
+
+async def test_a_closed_alerts_later_pages_are_neither_due_nor_released(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t", first_step=_later_plan())
+    await store.change_status(alert.id, AlertStatus.ACKNOWLEDGED, now=2.0, by="alice", note="ack")
+    assert await store.next_page_due() is None
+    assert await store.release_due_pages(99.0) == []
+
+
+async def test_notification_rule_changes_are_all_kept_and_the_latest_is_in_force(store: Store) -> None:
+    sms = (NotificationRule(via=Channel.SMS, after_s=0), NotificationRule(via=Channel.CALL, after_s=60))
+    first = await store.change_notification_rules("alice", sms, by="tok", now=5.0)
+    assert (first.engineer, first.rules, first.changed_by, first.changed_at) == ("alice", sms, "tok", 5.0)
+    await store.change_notification_rules("bob", sms[1:], by="tok", now=6.0)
+    assert [(c.engineer, c.rules) for c in await store.notification_rule_sets()] == [("alice", sms), ("bob", sms[1:])]
+    back = await store.change_notification_rules("alice", None, by="admin", now=7.0)
+    assert back.rules is None and back.id > first.id
+    assert [c.engineer for c in await store.notification_rule_sets()] == ["bob"]
+    assert await store.notification_rule_sets("alice") == []
+    assert [c.rules for c in await store.notification_rule_sets("bob")] == [sms[1:]]

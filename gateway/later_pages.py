@@ -1,0 +1,102 @@
+"""Personal notification rules at work: the pages they plan for a step, and sending those due later.
+
+Durable first: every page of a step, later ones included, is written with the step (a later one as 'due'
+with its ``due_at``). The scheduler wakes at the earliest ``due_at`` (it never polls) and hands the pages due
+to :meth:`LaterPages.send_due`, which releases them in the store (each once, also with several gateways)
+and sends each one still wanted: its alert still triggered and its step still the current one. A later page
+whose step is over is skipped, on the record (finished as canceled); an acknowledgement cancels the later
+pages with the rest (``Paging.cancel_pages``).
+
+Which pages follow the rules: alert calls only (a page kind with ``follows_personal_rules``); a hotline
+screening calls at once whatever the rules say, for a caller is waiting. On a step that only texts
+(``via: sms``) only the rules' SMS count (a quiet step never turns into calls); without any, the step's SMS
+goes out at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from core.clock import Clock
+from core.enums import AlertStatus, Channel
+from gateway.config import Config, Engineer, PolicyStep
+from gateway.durations import format_duration
+from gateway.notification_rules import NotificationRule
+from gateway.page_kinds import PageKind
+from gateway.store import Alert, Escalation, NewPage, Page, Store, TimelineEntry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RING_S = 60  # as gateway.paging.DEFAULT_RING_S: a page whose policy is gone
+
+
+def earliest(*moments: float | None) -> float | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
+
+
+def personal_pages(engineer: Engineer, step: PolicyStep, kind: PageKind, rules: tuple[NotificationRule, ...], *,
+                   now: float, label: str, notes: list[TimelineEntry]) -> list[NewPage]:
+    """The pages of ``step`` for ``engineer``: as the step says, or as their rules say (with a note)."""
+    follows = bool(getattr(kind, "follows_personal_rules", False))
+    if follows and step.via == Channel.SMS:
+        rules = tuple(rule for rule in rules if rule.via == Channel.SMS)
+    if not follows or not rules:
+        return [NewPage(engineer=engineer.id, number=engineer.phones[0], channel=Channel(channel))
+                for channel in kind.channels(step)]
+    kept = [rule for rule in rules if rule.after_s < step.timeout_s]
+    late = [rule for rule in rules if rule.after_s >= step.timeout_s]
+    message = (f"{label}: {engineer.name} is paged by their notification rules: "
+               f"{', '.join(rule.describe() for rule in kept) or 'nothing in this step'}")
+    if late:
+        timeout = format_duration(timedelta(seconds=step.timeout_s))
+        message += f"; not sent, at or past the step's timeout ({timeout}): {', '.join(r.describe() for r in late)}"
+    notes.append(TimelineEntry(alert_id=0, at=now, kind="step", message=message,
+                               data={"engineer": engineer.id, "rules": [rule.as_json() for rule in kept],
+                                     "not_sent": [rule.as_json() for rule in late]}))
+    return [NewPage(engineer=engineer.id, number=engineer.phones[0], channel=rule.via,
+                    due_at=now + rule.after_s if rule.after_s else None) for rule in kept]
+
+
+def step_is_current(esc: Escalation | None, page: Page, now: float) -> bool:
+    """The page's step is the escalation's current one and not over (timed out, or moved on early)."""
+    return (esc is not None and esc.next_due is not None and esc.next_due > now
+            and (esc.step - 1, esc.repeat) == (page.step, page.repeat))
+
+
+class LaterPages:
+    """Sends the personal rules' later pages when due (run by the scheduler)."""
+
+    def __init__(self, *, config: Config, store: Store, clock: Clock,
+                 send: Callable[[Page, Alert, int], Awaitable[None]],
+                 skip: Callable[[Page, str], Awaitable[object]]) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._send = send
+        self._skip = skip
+
+    async def send_due(self) -> float | None:
+        """Send (or skip) every later page due now; returns when the next one is due."""
+        now = self.clock.now()
+        for page in await self.store.release_due_pages(now):
+            alert = await self.store.get_alert(page.alert_id)
+            if alert is None or alert.status != AlertStatus.TRIGGERED:
+                continue  # closed meanwhile: its pages were canceled with it
+            if not step_is_current(await self.store.get_escalation(alert.id), page, now):
+                step = page.step + 1 if page.step is not None else "?"
+                log.info("alert %d: %s page %d skipped: step %s was over before it fell due", alert.id,
+                         page.channel, page.id, step)
+                await self._skip(page, f"step {step} was over before it fell due; not sent")
+                continue
+            log.info("alert %d: %s page %d of a notification rule is due; sending", alert.id, page.channel, page.id)
+            await self._send(page, alert, self._ring_s(alert, page))
+        return await self.store.next_page_due()
+
+    def _ring_s(self, alert: Alert, page: Page) -> int:
+        policy = self.config.policies.get(alert.policy)
+        if policy is None or page.step is None or page.step >= len(policy.steps):
+            return DEFAULT_RING_S
+        return policy.steps[page.step].ring_s
