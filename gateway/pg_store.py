@@ -45,6 +45,8 @@ from gateway.store import (
     NewAlert,
     NewOverride,
     NewPage,
+    Notice,
+    NoticeKey,
     Page,
     StepPlan,
     StoredOverride,
@@ -745,6 +747,29 @@ class PgStore:
         return _feed(row) if row is not None else None
 
 
+    # ------------------------------------------------------------- notices
+
+    async def claim_notice(self, key: NoticeKey, *, now: float, lease_s: float) -> Notice | None:
+        # Of two gateways claiming at once, the unique key lets one insert (or take over an expired claim); the
+        # other's statement waits for that row, then finds nothing to do. Not run again on a lost connection
+        # (``single``): a claim that did commit would look taken, and the notice would wait for its lease.
+        async with self.transaction() as db:
+            row = await db.fetchrow(
+                "INSERT INTO notices (kind, team, role, moment, engineer, channel, claimed_at, claimed_until)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (kind, team, role, moment, engineer, channel) DO UPDATE"
+                " SET claimed_at = excluded.claimed_at, claimed_until = excluded.claimed_until"
+                " WHERE notices.outcome IS NULL AND notices.claimed_until <= excluded.claimed_at"
+                f" RETURNING {NOTICE_COLUMNS}",
+                key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel, now, now + lease_s)
+        return notice_from_row(row) if row is not None else None
+
+    async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
+        await self.single(lambda db: db.execute(
+            "UPDATE notices SET finished_at = $1, outcome = $2, detail = $3 WHERE id = $4",
+            now, outcome, _in(detail), notice_id))
+
+
 OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"
 _FEED_COLUMNS = "id, team, engineer, created_by, created_at, revoked_at, revoked_by"
 
@@ -781,3 +806,13 @@ async def _insert_pages(db: _Db, alert_id: int, pages: Sequence[NewPage], step: 
         return []
     rows = await db.fetch(_INSERT_PAGES, alert_id, step, repeat, now, *_page_arrays(pages), owner)
     return _new_pages(sorted(r[0] for r in rows), alert_id, pages, step, repeat, now)
+
+
+NOTICE_COLUMNS = ("id, kind, team, role, moment, engineer, channel, claimed_at, claimed_until, finished_at, outcome,"
+                  " detail")
+
+
+def notice_from_row(row: Sequence[Any]) -> Notice:
+    return Notice(id=row[0], kind=row[1], team=_out(row[2]), role=row[3], moment=row[4], engineer=_out(row[5]),
+                  channel=row[6], claimed_at=row[7], claimed_until=row[8], finished_at=row[9], outcome=row[10],
+                  detail=_out(row[11]))

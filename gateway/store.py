@@ -137,6 +137,28 @@ class CalendarFeed:
     revoked_by: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoticeKey:
+    """One handoff notice or on-call summary to one engineer by one channel: sent once (gateway/notices.py)."""
+
+    kind: str  # "handoff" | "summary"
+    team: str
+    role: str  # "primary" | "secondary"; "" for a summary
+    moment: float  # the handoff, or the summary's scheduled time (epoch seconds)
+    engineer: str
+    channel: str  # a notifier's channel: "sms"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice(NoticeKey):
+    id: int
+    claimed_at: float
+    claimed_until: float
+    finished_at: float | None = None
+    outcome: str | None = None  # "sent" | "failed"
+    detail: str = ""
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -291,4 +313,15 @@ class Store(Protocol):
 
     async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
         """Revoke a live feed; None when there is no such live feed."""
+        ...
+
+    # Handoff notices and on-call summaries: claimed (written) before they are sent, so each goes out once.
+    async def claim_notice(self, key: NoticeKey, *, now: float, lease_s: float) -> Notice | None:
+        """Write ``key`` as being sent by the caller until ``now + lease_s``, and return it; None when it was
+        sent already (or failed), or another sender holds it. A claim whose lease ran out without a finish (its
+        gateway died while sending) may be taken again."""
+        ...
+
+    async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
+        """Record how the send went ("sent" or "failed"): a finished notice is never claimed again."""
         ...

@@ -15,7 +15,16 @@ import pytest
 
 from gateway.pg_store import PgStore
 from gateway.sqlite_store import SqliteStore
-from gateway.store import Escalation, NewAlert, NewOverride, NewPage, StepPlan, Store, TimelineEntry
+from gateway.store import (
+    Escalation,
+    NewAlert,
+    NewOverride,
+    NewPage,
+    NoticeKey,
+    StepPlan,
+    Store,
+    TimelineEntry,
+)
 from tests.postgres import Postgres, create_database, drop_database
 
 
@@ -512,3 +521,38 @@ async def test_calendar_feeds_are_found_by_their_secret_hash_until_revoked(store
     assert await store.revoke_calendar_feed(team_feed.id, by="boss", now=8.0) is None
     assert await store.find_calendar_feed("a" * 64) is None
     assert await store.list_calendar_feeds() == [person_feed]
+
+
+_HANDOFF = NoticeKey(kind="handoff", team="sre", role="primary", moment=1_767_862_800.0, engineer="bob",
+                     channel="sms")
+
+
+async def test_a_notice_is_claimed_once_and_never_again_once_finished(engine: Engine, store: Store) -> None:
+    claimed = await store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0)
+    assert claimed is not None and (claimed.claimed_at, claimed.claimed_until, claimed.outcome) == (100.0, 160.0, None)
+    assert (claimed.kind, claimed.team, claimed.role, claimed.moment, claimed.engineer, claimed.channel) == (
+        "handoff", "sre", "primary", 1_767_862_800.0, "bob", "sms")
+    assert await store.claim_notice(_HANDOFF, now=159.0, lease_s=60.0) is None  # held by the first sender
+    other_role = await store.claim_notice(NoticeKey(**{**vars(_HANDOFF), "role": "secondary"}), now=101.0, lease_s=60)
+    assert other_role is not None and other_role.id != claimed.id  # each part of the key counts
+    await store.finish_notice(claimed.id, outcome="sent", detail="", now=120.0)
+    reopened = engine.make()  # a restart: the row is there, the notice is not sent again
+    await reopened.open()
+    try:
+        assert await reopened.claim_notice(_HANDOFF, now=500.0, lease_s=60.0) is None
+    finally:
+        await reopened.close()
+
+
+async def test_a_claim_never_finished_is_taken_again_after_its_lease(store: Store) -> None:
+    first = await store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0)  # its gateway dies while sending
+    assert first is not None
+    again = await store.claim_notice(_HANDOFF, now=160.0, lease_s=60.0)
+    assert again is not None and (again.id, again.claimed_until) == (first.id, 220.0)
+    await store.finish_notice(again.id, outcome="failed", detail="SMS not sent: no route", now=161.0)
+    assert await store.claim_notice(_HANDOFF, now=1000.0, lease_s=60.0) is None  # a failed one stays failed
+
+
+async def test_two_senders_claiming_at_once_get_one_notice(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0) for _ in range(8)))
+    assert len([result for result in results if result is not None]) == 1
