@@ -18,6 +18,8 @@ from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.notices import NoticeService
+from gateway.notifiers import SmsNotifier
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -124,6 +126,10 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule), app[console.HUB]))
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
+    notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
+                            notifiers=[SmsNotifier(providers.sms)])
+    schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
+    await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
@@ -132,6 +138,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     finally:
         refresh.cancel()
         await asyncio.gather(refresh, return_exceptions=True)
+        await notices.stop()
         await scheduler.stop()
         await paging.stop()
         await cluster.stop()
