@@ -13,6 +13,7 @@ import pytest
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
+from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
 DAVE = "+15550000004"
@@ -201,3 +202,24 @@ def test_good_notice_settings_are_read(tmp_path: Path) -> None:
     assert (settings.summary.every, settings.summary.day, str(settings.summary.at), settings.summary.to,
             settings.summary.time_zone) == ("weekly", 0, "08:15:00", ("dave", "alice"), "Europe/Berlin")
     assert "dba" not in config.notices
+
+
+async def test_two_gateways_on_one_postgresql_send_each_notice_once(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_PG_PASSWORD", pg_database.password or "")
+    store = f'store: {{url: "{pg_database.url}", password_env: GATEWAY_TEST_PG_PASSWORD}}\n'
+    config_path = write_config(tmp_path, CONFIG.replace("store:\n  path: gateway.db\n", store))
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    start = FakeClock().now() + NOTICE_TIME + 15 * 60  # both start at 08:45, inside the lead window
+    one, two = [await _start(aiohttp_client, config_path, FakeClock(start)) for _ in range(2)]
+
+    async def settled() -> bool:  # each of the two notices sent by one gateway and refused by the other
+        messages = [r.getMessage() for r in caplog.records]
+        return len([m for m in messages if "sent already, not again" in m]) == 2 and len(
+            [m for m in messages if m.startswith("handoff notice ") and " sent to " in m]) == 2
+
+    await eventually(settled)
+    for number in (BOB, CAROL):
+        assert len(await _notices(one, number) + await _notices(two, number)) == 1
