@@ -48,7 +48,8 @@ class NoticeService:
         self.notifiers = {notifier.channel: notifier for notifier in notifiers}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._done: dict[NoticeKey, float] = {}  # claimed or found taken here: not asked for again (by moment)
+        self._done: dict[NoticeKey, float] = {}  # claimed or found sent: not asked for again (value: its moment)
+        self._held: dict[NoticeKey, float] = {}  # claimed by a sender that may have died: until its lease ends
         self._sending: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -96,7 +97,8 @@ class NoticeService:
     async def _round(self, now: float) -> float | None:
         """Send what is due at ``now``; returns when the next message is due (None: nothing planned)."""
         self._done = {key: moment for key, moment in self._done.items() if moment > now - 2 * SUMMARY_GRACE_S}
-        upcoming: list[float] = []
+        self._held = {key: until for key, until in self._held.items() if until > now}
+        upcoming: list[float] = list(self._held.values())
         for team_id, settings in self.config.notices.items():
             team = self.teams(team_id)
             if team is None:
@@ -160,7 +162,7 @@ class NoticeService:
     # --------------------------------------------------------------- sending
 
     def _start(self, key: NoticeKey, text: Callable[[], Awaitable[tuple[str, str]]]) -> None:
-        if key in self._done:
+        if key in self._done or key in self._held:
             return
         self._done[key] = key.moment
         task = asyncio.create_task(self._send(key, text), name=f"notice {key.kind} {key.team} {key.engineer}")
@@ -182,8 +184,7 @@ class NoticeService:
                         str(exc) or type(exc).__name__)
             return
         if notice is None:  # here before a restart, or by another gateway
-            log.info("%s notice for %s (%s, team %s) at %s: sent already, not again", key.kind, key.engineer,
-                     key.role or "summary", key.team, notice_plan.when(to_datetime(key.moment), "UTC"))
+            await self._taken(key)
             return
         outcome, detail = "sent", ""
         try:
@@ -199,3 +200,23 @@ class NoticeService:
             log.info("%s notice %d sent to %s (%s, team %s)", key.kind, notice.id, key.engineer, key.role or "summary",
                      key.team)
         await self.store.finish_notice(notice.id, outcome=outcome, detail=detail, now=self.clock.now())
+
+    async def _taken(self, key: NoticeKey) -> None:
+        """The claim failed: sent (or failed) already, or a sender holds it. That sender may have died while
+        sending (this gateway, before a restart): look again when its lease runs out."""
+        try:
+            existing = await self.store.find_notice(key)
+        except Exception as exc:
+            log.warning("%s notice for %s of team %s: could not read it (%s)", key.kind, key.engineer, key.team,
+                        str(exc) or type(exc).__name__)
+            return
+        if existing is not None and existing.outcome is None:
+            self._done.pop(key, None)
+            self._held[key] = existing.claimed_until
+            self._wake.set()  # the loop sleeps until the lease's end too
+            log.info("%s notice for %s (%s, team %s): being sent by another gateway; checked again at %s",
+                     key.kind, key.engineer, key.role or "summary", key.team,
+                     notice_plan.when(to_datetime(existing.claimed_until), "UTC"))
+            return
+        log.info("%s notice for %s (%s, team %s) at %s: sent already, not again", key.kind, key.engineer,
+                 key.role or "summary", key.team, notice_plan.when(to_datetime(key.moment), "UTC"))

@@ -769,6 +769,13 @@ class PgStore:
             "UPDATE notices SET finished_at = $1, outcome = $2, detail = $3 WHERE id = $4",
             now, outcome, _in(detail), notice_id))
 
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        row = await self._fetchrow(
+            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE kind = $1 AND team = $2 AND role = $3 AND moment = $4"
+            " AND engineer = $5 AND channel = $6",
+            key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel)
+        return notice_from_row(row) if row is not None else None
+
 
 OVERRIDE_COLUMNS = "id, team, role, engineer, start_at, end_at, created_by, created_at, deleted_at, deleted_by"
 _FEED_COLUMNS = "id, team, engineer, created_by, created_at, revoked_at, revoked_by"

@@ -602,6 +602,13 @@ class SqliteStore:
             "UPDATE notices SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?",
             (now, outcome, detail, notice_id)))
 
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE kind = ? AND team = ? AND role = ? AND moment = ?"
+            " AND engineer = ? AND channel = ?",
+            (key.kind, key.team, key.role, key.moment, key.engineer, key.channel)).fetchone())
+        return notice_from_row(row) if row else None
+
 
 def _setup(db: Db) -> None:
     db.execute("PRAGMA journal_mode=WAL")

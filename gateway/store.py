@@ -325,3 +325,7 @@ class Store(Protocol):
     async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
         """Record how the send went ("sent" or "failed"): a finished notice is never claimed again."""
         ...
+
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        """The notice written under ``key``, or None (never claimed)."""
+        ...

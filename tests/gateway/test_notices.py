@@ -13,6 +13,9 @@ import pytest
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
+from gateway.notices import LEASE_S
+from gateway.sqlite_store import SqliteStore
+from gateway.store import NoticeKey
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
@@ -223,3 +226,31 @@ async def test_two_gateways_on_one_postgresql_send_each_notice_once(
     await eventually(settled)
     for number in (BOB, CAROL):
         assert len(await _notices(one, number) + await _notices(two, number)) == 1
+
+
+async def test_a_notice_whose_gateway_died_while_sending_it_is_sent_when_the_claim_runs_out(
+    aiohttp_client: Callable[..., Any], config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashed_at = FakeClock().now() + NOTICE_TIME + 10 * 60  # 08:40: claimed, then the gateway died
+    handoff = FakeClock().now() + NOTICE_TIME + 30 * 60
+    store = SqliteStore(load_config(config_path).store_path)
+    await store.open()
+    try:
+        claimed = await store.claim_notice(NoticeKey(kind="handoff", team="sre", role="primary", moment=handoff,
+                                                     engineer="bob", channel="sms"), now=crashed_at, lease_s=LEASE_S)
+        assert claimed is not None
+    finally:
+        await store.close()
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    gateway = await _start(aiohttp_client, config_path, FakeClock(crashed_at + 60))  # restarted a minute later
+    assert len(await _notice(gateway, CAROL)) == 1  # hers was never claimed: sent at once
+
+    async def held() -> bool:
+        return any("being sent by another gateway; checked again at Mon 12 Jan 08:45" in r.getMessage()
+                   for r in caplog.records)
+
+    await eventually(held)
+    assert await _notices(gateway, BOB) == []
+    await gateway.clock.advance(LEASE_S - 60)  # 08:45: the dead gateway's claim runs out
+    assert await _notice(gateway, BOB) == [
+        "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]

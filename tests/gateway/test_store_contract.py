@@ -533,9 +533,13 @@ async def test_a_notice_is_claimed_once_and_never_again_once_finished(engine: En
     assert (claimed.kind, claimed.team, claimed.role, claimed.moment, claimed.engineer, claimed.channel) == (
         "handoff", "sre", "primary", 1_767_862_800.0, "bob", "sms")
     assert await store.claim_notice(_HANDOFF, now=159.0, lease_s=60.0) is None  # held by the first sender
+    assert await store.find_notice(_HANDOFF) == claimed
+    assert await store.find_notice(NoticeKey(**{**vars(_HANDOFF), "channel": "email"})) is None
     other_role = await store.claim_notice(NoticeKey(**{**vars(_HANDOFF), "role": "secondary"}), now=101.0, lease_s=60)
     assert other_role is not None and other_role.id != claimed.id  # each part of the key counts
     await store.finish_notice(claimed.id, outcome="sent", detail="", now=120.0)
+    found = await store.find_notice(_HANDOFF)
+    assert found is not None and (found.finished_at, found.outcome, found.detail) == (120.0, "sent", "")
     reopened = engine.make()  # a restart: the row is there, the notice is not sent again
     await reopened.open()
     try:
