@@ -62,36 +62,6 @@ class Team:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HandoffNotice:
-    """Tell whoever takes over a role of the team ``lead`` before the handoff (gateway/notices.py)."""
-
-    lead: timedelta
-    roles: tuple[str, ...]  # "primary", "secondary"
-    via: tuple[str, ...]  # notifier channels (NOTICE_CHANNELS)
-    time_zone: str  # IANA name the message's times are written in
-
-
-@dataclass(frozen=True, kw_only=True)
-class OnCallSummary:
-    """Who is on call now and the coming handoffs, sent to ``to`` every day or week at ``at``."""
-
-    every: str  # "daily" | "weekly"
-    at: time  # local time in ``time_zone``
-    day: int | None  # weekly: 0 = Monday ... 6 = Sunday; None for daily
-    to: tuple[str, ...]  # engineer ids
-    via: tuple[str, ...]
-    time_zone: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class TeamNotices:
-    """A team's ``handoff_notice`` and ``summary`` settings (either may be absent)."""
-
-    handoff: HandoffNotice | None = None
-    summary: OnCallSummary | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class PolicyStep:
     target: str  # "primary" | "secondary" | "team" | "engineer"
     engineer: str | None = None  # set when target == "engineer"
@@ -1248,3 +1218,36 @@ def _as_weekday(raw: object) -> int:
         if text in (name, name[:3]):
             return index
     raise ValueError(f"expected a day of the week ({', '.join(name[:3] for name in _DAY_NAMES)}), got {raw!r}")
+
+
+# ------------------------------------------- handoff notices and on-call summaries
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffNotice:
+    """Tell whoever takes over a role of the team ``lead`` before the handoff (gateway/notices.py)."""
+
+    lead: timedelta
+    roles: tuple[str, ...]  # "primary", "secondary"
+    via: tuple[str, ...]  # notifier channels (NOTICE_CHANNELS)
+    time_zone: str  # IANA name the message's times are written in
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnCallSummary:
+    """Who is on call now and the coming handoffs, sent to ``to`` every day or week at ``at``."""
+
+    every: str  # "daily" | "weekly"
+    at: time  # local time in ``time_zone``
+    day: int | None  # weekly: 0 = Monday ... 6 = Sunday; None for daily
+    to: tuple[str, ...]  # engineer ids
+    via: tuple[str, ...]
+    time_zone: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeamNotices:
+    """A team's ``handoff_notice`` and ``summary`` settings (either may be absent)."""
+
+    handoff: HandoffNotice | None = None
+    summary: OnCallSummary | None = None
