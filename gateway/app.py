@@ -22,6 +22,8 @@ from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.later_pages import LaterPages
 from gateway.maintenance import Maintenance
+from gateway.notices import NoticeService
+from gateway.notifiers import SmsNotifier
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -158,6 +160,10 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
+    notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
+                            notifiers=[SmsNotifier(providers.sms)])
+    schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
+    await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
@@ -169,6 +175,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(refresh, refresh_rules, return_exceptions=True)
         await heartbeats.stop()
         await windows.stop()
+        await notices.stop()
         await scheduler.stop()
         await paging.stop()
         await cluster.stop()

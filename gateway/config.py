@@ -241,6 +241,7 @@ class Config:
     priority_rules: tuple[PriorityRule, ...] = ()  # gateway.priority_rules
     maintenance: tuple[MaintenanceWindow, ...] = ()
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
+    notices: dict[str, TeamNotices] = field(default_factory=dict)  # by team id: handoff notices, summaries
 
     @property
     def voice_provider(self) -> str:
@@ -793,9 +794,11 @@ class _Reader:
             maintenance=self.maintenance(top.get("maintenance"), zone, time_windows),
             heartbeats=self.heartbeats(top.get("heartbeats"), teams),
         )
+        config = replace(config, notices=self.notices(top.get("teams"), teams, engineers, zone))
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
                       "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
         voice, sms = self.providers(top.get("providers"), configured, config.sandbox.enabled)
+        self.notice_channels(config.notices, sms)
         if not voice:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
             return config
@@ -1038,7 +1041,8 @@ class _Reader:
         teams: dict[str, Team] = {}
         for team_id, item in self.entries(raw, "teams"):
             path = f"teams.{team_id}"
-            section = self.mapping(item, path, ("members", "rotation", "overrides", "directory", "layers"))
+            keys = ("members", "rotation", "overrides", "directory", "layers", *_NOTICE_KEYS)
+            section = self.mapping(item, path, keys)
             if "directory" in section and "layers" in section:
                 self.problem(path, "set either directory or layers, not both")
                 continue
@@ -1619,6 +1623,97 @@ class _Reader:
         self.duplicates([(f"priority_rules[{i}].name", r.name) for i, r in enumerate(rules)], "rule name")
         return tuple(rules)
 
+    # handoff notices and on-call summaries (gateway/notices.py)
+
+    def notices(self, raw: object, teams: dict[str, Team], engineers: dict[str, Engineer],
+                zone: str) -> dict[str, TeamNotices]:
+        """Each team's ``handoff_notice`` and ``summary`` (the team's other keys are read by ``teams``)."""
+        found: dict[str, TeamNotices] = {}
+        if not isinstance(raw, dict):
+            return found
+        for team_id, item in raw.items():
+            team = teams.get(str(team_id))
+            if team is None or not isinstance(item, dict) or not any(key in item for key in _NOTICE_KEYS):
+                continue
+            path = f"teams.{team_id}"
+            rotations = [team.rotation] if team.rotation else [layer.rotation for layer in team.layers if layer.rotation]
+            team_zone = rotations[0].time_zone if rotations else zone  # as gateway.layers.time_zone
+            handoff = None
+            if item.get("handoff_notice") is not None:
+                handoff = self.handoff_notice(item["handoff_notice"], f"{path}.handoff_notice", team_zone)
+            summary = None
+            if item.get("summary") is not None:
+                summary = self.summary(item["summary"], f"{path}.summary", team_zone, engineers)
+            if handoff is not None or summary is not None:
+                found[team.id] = TeamNotices(handoff=handoff, summary=summary)
+        return found
+
+    def handoff_notice(self, raw: object, path: str, zone: str) -> HandoffNotice | None:
+        section = self.mapping(raw, path, ("lead", "roles", "via", "time_zone"))
+        if not isinstance(raw, dict):
+            return None
+        lead = self.value(section, "lead", path, _as_lead, timedelta(minutes=30))
+        roles = self.choices(section, "roles", path, ("primary", "secondary"), ("primary", "secondary"))
+        via = self.choices(section, "via", path, NOTICE_CHANNELS, ("sms",))
+        time_zone = self.value(section, "time_zone", path, _as_zone, zone)
+        if lead is None or not roles or not via:
+            return None
+        return HandoffNotice(lead=lead, roles=roles, via=via, time_zone=time_zone)
+
+    def summary(self, raw: object, path: str, zone: str, engineers: dict[str, Engineer]) -> OnCallSummary | None:
+        section = self.mapping(raw, path, ("every", "at", "day", "to", "via", "time_zone"))
+        if not isinstance(raw, dict):
+            return None
+        every = self.value(section, "every", path, _as_choice("daily", "weekly"))
+        at = self.value(section, "at", path, _as_clock, time(9, 0))
+        day = None
+        if every == "weekly":
+            day = self.value(section, "day", path, _as_weekday)
+        elif "day" in section and every is not None:
+            self.problem(f"{path}.day", "only allowed with every: weekly")
+        to: list[tuple[str, str]] = []
+        for item_path, item in self.items(section.get("to"), f"{path}.to", required=True):
+            if not isinstance(item, str):
+                self.problem(item_path, f"expected an engineer id, got {_kind(item)}")
+            elif item not in engineers:
+                self.problem(item_path, f"unknown engineer {item!r}")
+            else:
+                to.append((item_path, item))
+        self.duplicates(to, "engineer")
+        via = self.choices(section, "via", path, NOTICE_CHANNELS, ("sms",))
+        time_zone = self.value(section, "time_zone", path, _as_zone, zone)
+        if every is None or at is None or (every == "weekly" and day is None) or not to or not via:
+            return None
+        return OnCallSummary(every=every, at=at, day=day, to=tuple(dict.fromkeys(e for _, e in to)), via=via,
+                             time_zone=time_zone)
+
+    def choices(self, section: dict[str, Any], key: str, path: str, allowed: tuple[str, ...],
+                default: tuple[str, ...]) -> tuple[str, ...]:
+        """A list of distinct values out of ``allowed`` (``default`` when absent)."""
+        if section.get(key) is None:
+            return default
+        chosen: list[tuple[str, str]] = []
+        for item_path, item in self.items(section[key], _join(path, key), required=True):
+            try:
+                chosen.append((item_path, _as_choice(*allowed)(item)))
+            except ValueError as exc:
+                self.problem(item_path, str(exc))
+        self.duplicates(chosen, "value")
+        return tuple(dict.fromkeys(value for _, value in chosen))
+
+    def notice_channels(self, notices: dict[str, TeamNotices], sms_order: tuple[str, ...]) -> None:
+        """Notices by SMS need a provider that sends SMS."""
+        if sms_order:
+            return
+        for team_id, settings in notices.items():
+            for key, item in (("handoff_notice", settings.handoff), ("summary", settings.summary)):
+                if item is not None and "sms" in item.via:
+                    self.problem(f"teams.{team_id}.{key}.via", "sms needs a provider that sends SMS (providers.sms)")
+
+
+#: a team's keys read by ``_Reader.notices``
+
+
 @dataclass(frozen=True, kw_only=True)
 class DirectorySettings:
     """A directory of people and groups (Keycloak's admin REST API)."""
@@ -1639,3 +1734,58 @@ class DirectorySettings:
 class DirectoryGroup:
     directory: str  # a key of Config.directories
     group: str  # the group's path, e.g. /sre/companyapp2
+
+
+_NOTICE_KEYS = ("handoff_notice", "summary")
+#: how a handoff notice or summary can reach an engineer (an email notifier adds "email")
+NOTICE_CHANNELS = ("sms",)
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _as_lead(raw: object) -> timedelta:
+    value = _as_duration(timedelta(0))(raw)
+    if value > timedelta(days=7):
+        raise ValueError(f"must be at most 7d, got {raw!r}")
+    return value
+
+
+def _as_weekday(raw: object) -> int:
+    """``mon`` ... ``sun`` (or the day's full name): 0 = Monday."""
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    for index, name in enumerate(_WEEKDAY_NAMES):
+        if text in (name, name[:3]):
+            return index
+    raise ValueError(f"expected a day of the week ({', '.join(name[:3] for name in _WEEKDAY_NAMES)}), got {raw!r}")
+
+
+# ------------------------------------------- handoff notices and on-call summaries
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffNotice:
+    """Tell whoever takes over a role of the team ``lead`` before the handoff (gateway/notices.py)."""
+
+    lead: timedelta
+    roles: tuple[str, ...]  # "primary", "secondary"
+    via: tuple[str, ...]  # notifier channels (NOTICE_CHANNELS)
+    time_zone: str  # IANA name the message's times are written in
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnCallSummary:
+    """Who is on call now and the coming handoffs, sent to ``to`` every day or week at ``at``."""
+
+    every: str  # "daily" | "weekly"
+    at: time  # local time in ``time_zone``
+    day: int | None  # weekly: 0 = Monday ... 6 = Sunday; None for daily
+    to: tuple[str, ...]  # engineer ids
+    via: tuple[str, ...]
+    time_zone: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeamNotices:
+    """A team's ``handoff_notice`` and ``summary`` settings (either may be absent)."""
+
+    handoff: HandoffNotice | None = None
+    summary: OnCallSummary | None = None

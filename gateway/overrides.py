@@ -68,6 +68,7 @@ class Schedule:
         self._teams: dict[str, Team] = dict(config.teams)
         self._lock = asyncio.Lock()  # one reload at a time: a slow read cannot overwrite a newer one
         self._warned: set[int] = set()  # overrides of former members, warned about once
+        self._listeners: list[Callable[[str], None]] = []  # told a team's id when its overrides changed
 
     async def load(self) -> None:
         """Read every team's overrides (at start, and after being cut off from the other gateways)."""
@@ -103,8 +104,12 @@ class Schedule:
         # built again at every reload, at least every REFRESH_S). An answer for a moment that long ago
         # (/api/v1/oncall?at=) no longer shows them.
         recent = self.clock.now() - FORGOTTEN_AFTER.total_seconds()
+        before = self._teams.get(team_id)
         self._teams[team_id] = merged(self._base(team_id), [item for item in stored if item.end > recent],
                                       warned=self._warned)
+        if self._teams[team_id] != before:
+            for listener in self._listeners:
+                listener(team_id)
 
     def _base(self, team_id: str) -> Team:
         """The config's team; a directory team with its members as last fetched."""
@@ -142,6 +147,10 @@ class Schedule:
             await self.reload(team)
             log.info("override %d of team %s removed by %s", override_id, team, by)
         return deleted
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(team_id)`` whenever a team's overrides change (here, or pushed by another gateway)."""
+        self._listeners.append(listener)
 
 
 def _when(epoch: float) -> str:

@@ -49,6 +49,8 @@ from gateway.store import (
     NewMaintenance,
     NewOverride,
     NewPage,
+    Notice,
+    NoticeKey,
     NotificationRuleChange,
     Page,
     StepPlan,
@@ -876,6 +878,36 @@ class PgStore:
             f" RETURNING {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))}", now, self.gateway_id)
         return sorted((_page(r) for r in rows), key=lambda page: page.id)
 
+    # ------------------------------------------------------------- notices
+
+    async def claim_notice(self, key: NoticeKey, *, now: float, lease_s: float) -> Notice | None:
+        # Of two gateways claiming at once, the unique key lets one insert (or take over an expired claim); the
+        # other's statement waits for that row, then finds nothing to do. Not run again on a lost connection
+        # (``single``): a claim that did commit would look taken, and the notice would wait for its lease.
+        async with self.transaction() as db:
+            row = await db.fetchrow(
+                "INSERT INTO notices (kind, team, role, moment, engineer, channel, claimed_at, claimed_until)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (kind, team, role, moment, engineer, channel) DO UPDATE"
+                " SET claimed_at = excluded.claimed_at, claimed_until = excluded.claimed_until"
+                " WHERE notices.outcome IS NULL AND notices.claimed_until <= excluded.claimed_at"
+                f" RETURNING {NOTICE_COLUMNS}",
+                key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel, now, now + lease_s)
+        return notice_from_row(row) if row is not None else None
+
+    async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
+        await self.single(lambda db: db.execute(
+            "UPDATE notices SET finished_at = $1, outcome = $2, detail = $3 WHERE id = $4",
+            now, outcome, _in(detail), notice_id))
+
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        row = await self._fetchrow(
+            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE kind = $1 AND team = $2 AND role = $3 AND moment = $4"
+            " AND engineer = $5 AND channel = $6",
+            key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel)
+        return notice_from_row(row) if row is not None else None
+
+
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
 
@@ -950,3 +982,13 @@ async def _insert_pages(db: _Db, alert_id: int, pages: Sequence[NewPage], step: 
         return []
     rows = await db.fetch(_INSERT_PAGES, alert_id, step, repeat, now, *_page_arrays(pages), owner)
     return _new_pages(sorted(r[0] for r in rows), alert_id, pages, step, repeat, now)
+
+
+NOTICE_COLUMNS = ("id, kind, team, role, moment, engineer, channel, claimed_at, claimed_until, finished_at, outcome,"
+                  " detail")
+
+
+def notice_from_row(row: Sequence[Any]) -> Notice:
+    return Notice(id=row[0], kind=row[1], team=_out(row[2]), role=row[3], moment=row[4], engineer=_out(row[5]),
+                  channel=row[6], claimed_at=row[7], claimed_until=row[8], finished_at=row[9], outcome=row[10],
+                  detail=_out(row[11]))

@@ -39,6 +39,8 @@ from gateway.store import (
     NewMaintenance,
     NewOverride,
     NewPage,
+    Notice,
+    NoticeKey,
     NotificationRuleChange,
     Page,
     StepPlan,
@@ -691,6 +693,32 @@ class SqliteStore:
 
         return await self._write(release)
 
+    # ------------------------------------------------------------- notices
+
+    async def claim_notice(self, key: NoticeKey, *, now: float, lease_s: float) -> Notice | None:
+        row = await self._write(lambda db: db.execute(
+            "INSERT INTO notices (kind, team, role, moment, engineer, channel, claimed_at, claimed_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kind, team, role, moment, engineer, channel) DO UPDATE"
+            " SET claimed_at = excluded.claimed_at, claimed_until = excluded.claimed_until"
+            " WHERE notices.outcome IS NULL AND notices.claimed_until <= excluded.claimed_at"
+            f" RETURNING {NOTICE_COLUMNS}",
+            (key.kind, key.team, key.role, key.moment, key.engineer, key.channel, now, now + lease_s)).fetchone())
+        return notice_from_row(row) if row else None
+
+    async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
+        await self._write(lambda db: db.execute(
+            "UPDATE notices SET finished_at = ?, outcome = ?, detail = ? WHERE id = ?",
+            (now, outcome, detail, notice_id)))
+
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {NOTICE_COLUMNS} FROM notices WHERE kind = ? AND team = ? AND role = ? AND moment = ?"
+            " AND engineer = ? AND channel = ?",
+            (key.kind, key.team, key.role, key.moment, key.engineer, key.channel)).fetchone())
+        return notice_from_row(row) if row else None
+
+
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
 
@@ -825,3 +853,12 @@ def _log(db: Db, entries: list[TimelineEntry]) -> None:
         "INSERT INTO timeline (alert_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
         [(e.alert_id, e.at, e.kind, e.message, json.dumps(e.data)) for e in entries],
     )
+
+
+NOTICE_COLUMNS = ("id, kind, team, role, moment, engineer, channel, claimed_at, claimed_until, finished_at, outcome,"
+                  " detail")
+
+
+def notice_from_row(row: tuple[Any, ...]) -> Notice:
+    return Notice(id=row[0], kind=row[1], team=row[2], role=row[3], moment=row[4], engineer=row[5], channel=row[6],
+                  claimed_at=row[7], claimed_until=row[8], finished_at=row[9], outcome=row[10], detail=row[11])

@@ -189,6 +189,28 @@ class NotificationRuleChange:
     changed_at: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoticeKey:
+    """One handoff notice or on-call summary to one engineer by one channel: sent once (gateway/notices.py)."""
+
+    kind: str  # "handoff" | "summary"
+    team: str
+    role: str  # "primary" | "secondary"; "" for a summary
+    moment: float  # the handoff, or the summary's scheduled time (epoch seconds)
+    engineer: str
+    channel: str  # a notifier's channel: "sms"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice(NoticeKey):
+    id: int
+    claimed_at: float
+    claimed_until: float
+    finished_at: float | None = None
+    outcome: str | None = None  # "sent" | "failed"
+    detail: str = ""
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -400,4 +422,19 @@ class Store(Protocol):
         """This gateway's pages due by ``now`` whose alert is triggered, each returned once: their ``due_at``
         is cleared in the same statement, so from then on they are plain unsent pages (sent again after a
         crash, like any page written as due)."""
+        ...
+
+    # Handoff notices and on-call summaries: claimed (written) before they are sent, so each goes out once.
+    async def claim_notice(self, key: NoticeKey, *, now: float, lease_s: float) -> Notice | None:
+        """Write ``key`` as being sent by the caller until ``now + lease_s``, and return it; None when it was
+        sent already (or failed), or another sender holds it. A claim whose lease ran out without a finish (its
+        gateway died while sending) may be taken again."""
+        ...
+
+    async def finish_notice(self, notice_id: int, *, outcome: str, detail: str, now: float) -> None:
+        """Record how the send went ("sent" or "failed"): a finished notice is never claimed again."""
+        ...
+
+    async def find_notice(self, key: NoticeKey) -> Notice | None:
+        """The notice written under ``key``, or None (never claimed)."""
         ...

@@ -37,6 +37,8 @@ teams:
     rotation: {kind: custom, shift: 3d, start: 2026-01-05, handoff: "09:00", time_zone: UTC}
     overrides:
       - {start: "2026-12-24T00:00", end: "2026-12-27T00:00", engineer: bob, role: primary}
+    handoff_notice: {lead: 30m, roles: [primary, secondary], via: [sms], time_zone: UTC}
+    summary: {every: weekly, day: mon, at: "09:00", to: [alice], via: [sms], time_zone: UTC}
   companyapp2-sre:
     directory: {name: corp, group: /sre/companyapp2}
     rotation: {kind: weekly, start: 2026-01-05}

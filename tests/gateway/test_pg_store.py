@@ -69,7 +69,8 @@ async def test_an_empty_database_is_migrated_once_even_by_gateways_starting_toge
                                                     " ORDER BY tablename")
         assert tables == [("alerts",), ("calendar_feeds",), ("call_sessions",), ("escalations",), ("gateways",),
                           ("heartbeats",), ("line_demand",), ("line_pace",), ("line_use",), ("maintenance_holds",),
-                          ("maintenance_windows",), ("notification_rule_changes",), ("overrides",), ("pages",),
+                          ("maintenance_windows",), ("notices",), ("notification_rule_changes",), ("overrides",),
+                          ("pages",),
                           ("schema_version",), ("timeline",)]
     finally:
         await drop_database(server, name)

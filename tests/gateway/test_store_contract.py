@@ -17,7 +17,16 @@ from core.enums import AlertStatus, Channel
 from gateway.notification_rules import NotificationRule
 from gateway.pg_store import PgStore
 from gateway.sqlite_store import SqliteStore
-from gateway.store import Escalation, NewAlert, NewOverride, NewPage, StepPlan, Store, TimelineEntry
+from gateway.store import (
+    Escalation,
+    NewAlert,
+    NewOverride,
+    NewPage,
+    NoticeKey,
+    StepPlan,
+    Store,
+    TimelineEntry,
+)
 from tests.postgres import Postgres, create_database, drop_database
 
 
@@ -539,6 +548,31 @@ async def test_maintenance_windows_are_added_listed_and_ended_early_once(engine:
         await reopened.close()
 
 
+_HANDOFF = NoticeKey(kind="handoff", team="sre", role="primary", moment=1_767_862_800.0, engineer="bob",
+                     channel="sms")
+
+
+async def test_a_notice_is_claimed_once_and_never_again_once_finished(engine: Engine, store: Store) -> None:
+    claimed = await store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0)
+    assert claimed is not None and (claimed.claimed_at, claimed.claimed_until, claimed.outcome) == (100.0, 160.0, None)
+    assert (claimed.kind, claimed.team, claimed.role, claimed.moment, claimed.engineer, claimed.channel) == (
+        "handoff", "sre", "primary", 1_767_862_800.0, "bob", "sms")
+    assert await store.claim_notice(_HANDOFF, now=159.0, lease_s=60.0) is None  # held by the first sender
+    assert await store.find_notice(_HANDOFF) == claimed
+    assert await store.find_notice(NoticeKey(**{**vars(_HANDOFF), "channel": "email"})) is None
+    other_role = await store.claim_notice(NoticeKey(**{**vars(_HANDOFF), "role": "secondary"}), now=101.0, lease_s=60)
+    assert other_role is not None and other_role.id != claimed.id  # each part of the key counts
+    await store.finish_notice(claimed.id, outcome="sent", detail="", now=120.0)
+    found = await store.find_notice(_HANDOFF)
+    assert found is not None and (found.finished_at, found.outcome, found.detail) == (120.0, "sent", "")
+    reopened = engine.make()  # a restart: the row is there, the notice is not sent again
+    await reopened.open()
+    try:
+        assert await reopened.claim_notice(_HANDOFF, now=500.0, lease_s=60.0) is None
+    finally:
+        await reopened.close()
+
+
 async def test_a_held_alert_is_deduplicated_and_released_once_and_only_while_triggered(store: Store) -> None:
     from core.enums import AlertStatus
     from gateway.store import HoldWindow
@@ -630,3 +664,17 @@ async def test_notification_rule_changes_are_all_kept_and_the_latest_is_in_force
     assert [c.engineer for c in await store.notification_rule_sets()] == ["bob"]
     assert await store.notification_rule_sets("alice") == []
     assert [c.rules for c in await store.notification_rule_sets("bob")] == [sms[1:]]
+
+
+async def test_a_claim_never_finished_is_taken_again_after_its_lease(store: Store) -> None:
+    first = await store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0)  # its gateway dies while sending
+    assert first is not None
+    again = await store.claim_notice(_HANDOFF, now=160.0, lease_s=60.0)
+    assert again is not None and (again.id, again.claimed_until) == (first.id, 220.0)
+    await store.finish_notice(again.id, outcome="failed", detail="SMS not sent: no route", now=161.0)
+    assert await store.claim_notice(_HANDOFF, now=1000.0, lease_s=60.0) is None  # a failed one stays failed
+
+
+async def test_two_senders_claiming_at_once_get_one_notice(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0) for _ in range(8)))
+    assert len([result for result in results if result is not None]) == 1

@@ -1,0 +1,62 @@
+"""The notice planner's pure parts: handoffs found through who_is_on_call, summary times, SMS-sized texts."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from gateway import notice_plan
+from gateway.config import OnCallSummary, Override, Rotation, Team
+from gateway.oncall import who_is_on_call
+
+DAILY = Rotation(kind="daily", shift=timedelta(days=1), start=date(2026, 3, 1), handoff=time(9, 0),
+                 time_zone="Europe/Berlin")
+
+
+def _who(team: Team) -> notice_plan.Who:
+    return lambda at: who_is_on_call(team, at)
+
+
+def _utc(day: int, hour: int) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+def test_handoffs_skip_a_moment_where_the_role_stays_with_the_same_person() -> None:
+    # Daily at 09:00 Berlin (08:00 UTC): bob is primary on 2 Mar, alice on 3 Mar, bob on 4 Mar. The override on
+    # 2 Mar puts bob in his own role (no change); the one on 4 Mar hands the role to alice for two hours.
+    team = Team(id="sre", members=("alice", "bob"), rotation=DAILY, overrides=(
+        Override(start=_utc(2, 12), end=_utc(2, 14), role="primary", engineer="bob"),
+        Override(start=_utc(4, 12), end=_utc(4, 14), role="primary", engineer="alice"),
+    ))
+    found = notice_plan.handoffs(_who(team), after=_utc(2, 10), roles=("primary",))
+    assert [(h.engineer, h.at, h.until) for h in (next(found) for _ in range(4))] == [
+        ("alice", _utc(3, 8), _utc(4, 8)),
+        ("bob", _utc(4, 8), _utc(4, 12)),
+        ("alice", _utc(4, 12), _utc(4, 14)),
+        ("bob", _utc(4, 14), _utc(5, 8)),
+    ]
+
+
+def test_a_team_without_a_rotation_has_no_handoffs() -> None:
+    team = Team(id="dba", members=("carol", "dave"), rotation=None)
+    assert list(notice_plan.handoffs(_who(team), after=datetime(2026, 3, 2, tzinfo=UTC),
+                                     roles=("primary", "secondary"))) == []
+
+
+def test_a_weekly_summary_keeps_its_local_time_across_a_dst_change() -> None:
+    summary = OnCallSummary(every="weekly", at=time(8, 15), day=0, to=("alice",), via=("sms",),
+                            time_zone="Europe/Berlin")
+    last, following = notice_plan.summary_times(summary, datetime(2026, 3, 25, 12, tzinfo=UTC))  # a Wednesday
+    assert last == datetime(2026, 3, 23, 7, 15, tzinfo=UTC)  # Monday 08:15 CET
+    assert following == datetime(2026, 3, 30, 6, 15, tzinfo=UTC)  # Monday 08:15 CEST
+    assert notice_plan.summary_times(summary, following)[0] == following  # due at its very moment
+
+
+def test_a_handoff_text_stays_sms_sized_with_many_long_alert_titles() -> None:
+    handoff = notice_plan.Handoff(role="primary", engineer="bob", at=datetime(2026, 3, 30, 7, tzinfo=UTC),
+                                  until=None)
+    text = notice_plan.handoff_text(team="sre", handoff=handoff, zone="Europe/Berlin", open_alerts=57,
+                                    titles=["x" * 200, "Disk   full\non db-1", "third", "fourth"])
+    assert text == ("On call: you are primary for sre from Mon 30 Mar 09:00 until further notice (CEST)."
+                    f" Open alerts: 57: {'x' * 37}...; Disk full on db-1; third")
+    assert len(text) <= notice_plan.MAX_TEXT
+    assert len(notice_plan.fit("word " * 100)) <= notice_plan.MAX_TEXT

@@ -1,0 +1,256 @@
+"""Handoff notices and on-call summaries: at their time on the injected clock, to the sandbox phones, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import FakeClock
+from gateway.app import create_app
+from gateway.config import ConfigError, load_config
+from gateway.notices import LEASE_S
+from gateway.sqlite_store import SqliteStore
+from gateway.store import NoticeKey
+from tests.postgres import PgDatabase
+from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
+
+DAVE = "+15550000004"
+# The clock starts on Wed 2026-01-07 12:00 UTC. Team sre's weekly rotation (handoff Mondays 09:00 UTC): this
+# week alice is primary and bob secondary; from Mon 12 Jan 09:00 bob is primary and carol secondary.
+CONFIG = BASE_CONFIG.replace(
+    '  carol: {name: Carol, phones: ["+15550000003"]}\n',
+    f'  carol: {{name: Carol, phones: ["+15550000003"]}}\n  dave: {{name: Dave, phones: ["{DAVE}"]}}\n',
+).replace(
+    "    members: [alice, bob]\n",
+    "    members: [alice, bob, carol]\n"
+    "    handoff_notice: {lead: 30m, roles: [primary, secondary], via: [sms]}\n"
+    '    summary: {every: daily, at: "09:00", to: [dave]}\n',
+)
+NOTICE_TIME = 4 * 86400 + 20 * 3600 + 30 * 60  # from the clock's start to Mon 12 Jan 08:30 UTC
+
+
+async def _start(aiohttp_client: Callable[..., Any], config_path: Path, clock: FakeClock) -> Gateway:
+    client = await aiohttp_client(create_app(load_config(config_path), clock=clock))
+    return Gateway(client, clock)
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path, CONFIG)
+
+
+async def _notices(gateway: Gateway, number: str) -> list[str]:
+    return [sms["text"] for sms in (await gateway.phone(number))["sms"] if sms["text"].startswith("On call")]
+
+
+async def _notice(gateway: Gateway, number: str, count: int = 1) -> list[str]:
+    """The phone's notices once there are ``count`` of them."""
+
+    async def check() -> list[str]:
+        texts = await _notices(gateway, number)
+        return texts if len(texts) >= count else []
+
+    result: list[str] = await eventually(check)
+    return result
+
+
+async def test_the_incoming_engineers_get_the_handoff_sms_at_the_lead_time_with_the_open_alerts(
+    aiohttp_client: Callable[..., Any], config_path: Path
+) -> None:
+    gateway = await _start(aiohttp_client, config_path, FakeClock())
+    for title in ("Disk full on db-1", "CPU high"):
+        status, body = await gateway.post("/api/v1/alerts", {"summary": title, "team": "sre"})
+        assert status == 202, body
+    await gateway.clock.advance(NOTICE_TIME - 60)
+    await asyncio.sleep(0.2)
+    assert await _notices(gateway, BOB) == [] and await _notices(gateway, CAROL) == []
+
+    await gateway.clock.advance(60)
+    assert await _notice(gateway, BOB) == [
+        "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC)."
+        " Open alerts: 2: CPU high; Disk full on db-1"]
+    assert await _notice(gateway, CAROL) == [
+        "On call: you are secondary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC)."
+        " Open alerts: 2: CPU high; Disk full on db-1"]
+    assert await _notices(gateway, ALICE) == []  # she hands over: no notice
+
+    # A week later, the next handoff: carol becomes primary, alice secondary; bob stays on call (no notice).
+    await gateway.clock.advance(7 * 86400)
+    assert len(await _notice(gateway, ALICE)) == 1
+    assert (await _notice(gateway, CAROL, 2))[1].startswith("On call: you are primary for sre from Mon 19 Jan 09:00")
+    assert len(await _notices(gateway, BOB)) == 1
+
+
+async def test_an_override_changes_who_is_told(aiohttp_client: Callable[..., Any], config_path: Path) -> None:
+    gateway = await _start(aiohttp_client, config_path, FakeClock())
+    # Carol takes the primary role for Monday: the rotation's primary (bob) stays secondary then.
+    status, body = await gateway.post("/api/v1/teams/sre/overrides", {
+        "role": "primary", "engineer": "carol", "start": "2026-01-12T09:00:00Z", "end": "2026-01-13T09:00:00Z"})
+    assert status == 201, body
+    await gateway.clock.advance(NOTICE_TIME)
+    assert await _notice(gateway, CAROL) == [
+        "On call: you are primary for sre from Mon 12 Jan 09:00 to Tue 13 Jan 09:00 (UTC). No open alerts."]
+    assert await _notices(gateway, BOB) == []  # secondary before and after Monday 09:00: nothing changes for him
+
+    # When the override ends, bob takes the primary role: told half an hour before.
+    await gateway.clock.advance(86400)
+    assert await _notice(gateway, BOB) == [
+        "On call: you are primary for sre from Tue 13 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
+
+
+async def test_an_override_added_inside_the_lead_window_is_told_at_once(
+    aiohttp_client: Callable[..., Any], config_path: Path
+) -> None:
+    gateway = await _start(aiohttp_client, config_path, FakeClock())
+    await gateway.clock.advance(NOTICE_TIME - 3600)
+    status, body = await gateway.post("/api/v1/teams/sre/overrides", {
+        "role": "secondary", "engineer": "alice", "start": "2026-01-12T09:00:00Z", "end": "2026-01-12T12:00:00Z"})
+    assert status == 201, body
+    await gateway.clock.advance(3600 + 600)  # 08:40: inside the lead window
+    assert await _notice(gateway, ALICE) == [
+        "On call: you are secondary for sre from Mon 12 Jan 09:00 to Mon 12 Jan 12:00 (UTC). No open alerts."]
+    # Removing it at 08:50 wakes the planner: carol is secondary again from 09:00, and told at once.
+    status, listed = await gateway.get("/api/v1/teams/sre/overrides")
+    override_id = next(o["id"] for o in listed["overrides"] if o.get("source") == "api")
+    async with gateway.client.delete(f"/api/v1/teams/sre/overrides/{override_id}",
+                                     headers={"Authorization": "Bearer test-token"}) as resp:
+        assert resp.status == 200
+    assert await _notice(gateway, CAROL) == [
+        "On call: you are secondary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
+
+
+async def test_a_restarted_gateway_does_not_send_a_notice_again(
+    aiohttp_client: Callable[..., Any], config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    start = FakeClock().now() + NOTICE_TIME + 15 * 60  # 08:45: the gateway starts inside the lead window
+    first = await _start(aiohttp_client, config_path, FakeClock(start))
+    assert len(await _notice(first, BOB)) == 1
+    assert len(await _notice(first, CAROL)) == 1
+    await first.client.close()
+
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    second = await _start(aiohttp_client, config_path, FakeClock(start + 60))
+
+    def refused() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "sent already, not again" in r.getMessage()]
+
+    async def both_refused() -> bool:
+        return len(refused()) == 2
+
+    await eventually(both_refused)
+    assert sorted(refused()) == [
+        "handoff notice for bob (primary, team sre) at Mon 12 Jan 09:00: sent already, not again",
+        "handoff notice for carol (secondary, team sre) at Mon 12 Jan 09:00: sent already, not again"]
+    assert await _notices(second, BOB) == [] and await _notices(second, CAROL) == []
+
+
+async def test_the_daily_summary_goes_out_at_its_time(aiohttp_client: Callable[..., Any], config_path: Path) -> None:
+    gateway = await _start(aiohttp_client, config_path, FakeClock())
+    await gateway.clock.advance(21 * 3600 - 1)  # Thu 8 Jan 08:59:59
+    await asyncio.sleep(0.2)
+    assert await _notices(gateway, DAVE) == []
+    await gateway.clock.advance(1)
+    assert await _notice(gateway, DAVE) == [
+        "On call for sre, Thu 8 Jan 09:00 (UTC): primary Alice, secondary Bob. Next: Mon 12 Jan 09:00 primary Bob,"
+        " secondary Carol; Mon 19 Jan 09:00 primary Carol, secondary Alice; Mon 26 Jan 09:00 primary Alice,"
+        " secondary Bob"]
+    await gateway.clock.advance(86400)  # and the next day
+    assert (await _notice(gateway, DAVE, 2))[1].startswith("On call for sre, Fri 9 Jan 09:00 (UTC): primary Alice")
+
+
+@pytest.mark.parametrize(("team_keys", "problem"), [
+    ("    handoff_notice: {lead: soon}\n", "teams.sre.handoff_notice.lead: "),
+    ("    handoff_notice: {lead: 8d}\n", "teams.sre.handoff_notice.lead: must be at most 7d"),
+    ("    handoff_notice: {roles: [primary, tertiary]}\n", "teams.sre.handoff_notice.roles[1]: 'tertiary' is not"),
+    ("    handoff_notice: {via: [pigeon]}\n", "teams.sre.handoff_notice.via[0]: 'pigeon' is not one of: sms"),
+    ("    handoff_notice: {when: 30m}\n", "teams.sre.handoff_notice.when: unknown key"),
+    ("    summary: {every: hourly, to: [alice]}\n", "teams.sre.summary.every: 'hourly' is not one of"),
+    ("    summary: {every: weekly, to: [alice]}\n", "teams.sre.summary.day: is required"),
+    ("    summary: {every: daily, day: mon, to: [alice]}\n", "teams.sre.summary.day: only allowed with every: weekly"),
+    ("    summary: {every: weekly, day: someday, to: [alice]}\n", "teams.sre.summary.day: expected a day of the week"),
+    ("    summary: {every: daily, at: 25:00, to: [alice]}\n", "teams.sre.summary.at: expected a time"),
+    ("    summary: {every: daily, to: [zed]}\n", "teams.sre.summary.to[0]: unknown engineer 'zed'"),
+    ("    summary: {every: daily}\n", "teams.sre.summary.to: at least one entry is required"),
+    ("    summary: {every: daily, to: [alice], time_zone: Mars/Base}\n", "teams.sre.summary.time_zone: "),
+])
+def test_bad_notice_settings_are_reported_with_their_key_path(tmp_path: Path, team_keys: str, problem: str) -> None:
+    text = BASE_CONFIG.replace("    members: [alice, bob]\n", "    members: [alice, bob]\n" + team_keys)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, text))
+    assert any(problem in line for line in caught.value.problems), caught.value.problems
+
+
+def test_notices_by_sms_need_an_sms_provider(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("    members: [alice, bob]\n", "    members: [alice, bob]\n    handoff_notice: {}\n")
+    text += "providers:\n  voice: [sandbox]\n  sms: []\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, text))
+    assert any("teams.sre.handoff_notice.via: sms needs a provider" in line for line in caught.value.problems), \
+        caught.value.problems
+
+
+def test_good_notice_settings_are_read(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, CONFIG.replace(
+        '    summary: {every: daily, at: "09:00", to: [dave]}\n',
+        '    summary: {every: weekly, day: Monday, at: "08:15", to: [dave, alice], time_zone: Europe/Berlin}\n')))
+    settings = config.notices["sre"]
+    assert settings.handoff is not None and settings.summary is not None
+    assert (settings.handoff.lead.total_seconds(), settings.handoff.roles, settings.handoff.via,
+            settings.handoff.time_zone) == (1800, ("primary", "secondary"), ("sms",), "UTC")
+    assert (settings.summary.every, settings.summary.day, str(settings.summary.at), settings.summary.to,
+            settings.summary.time_zone) == ("weekly", 0, "08:15:00", ("dave", "alice"), "Europe/Berlin")
+    assert "dba" not in config.notices
+
+
+async def test_two_gateways_on_one_postgresql_send_each_notice_once(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_PG_PASSWORD", pg_database.password or "")
+    store = f'store: {{url: "{pg_database.url}", password_env: GATEWAY_TEST_PG_PASSWORD}}\n'
+    config_path = write_config(tmp_path, CONFIG.replace("store:\n  path: gateway.db\n", store))
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    start = FakeClock().now() + NOTICE_TIME + 15 * 60  # both start at 08:45, inside the lead window
+    one, two = [await _start(aiohttp_client, config_path, FakeClock(start)) for _ in range(2)]
+
+    async def settled() -> bool:  # each of the two notices sent by one gateway and refused by the other
+        messages = [r.getMessage() for r in caplog.records]
+        return len([m for m in messages if "sent already, not again" in m]) == 2 and len(
+            [m for m in messages if m.startswith("handoff notice ") and " sent to " in m]) == 2
+
+    await eventually(settled)
+    for number in (BOB, CAROL):
+        assert len(await _notices(one, number) + await _notices(two, number)) == 1
+
+
+async def test_a_notice_whose_gateway_died_while_sending_it_is_sent_when_the_claim_runs_out(
+    aiohttp_client: Callable[..., Any], config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashed_at = FakeClock().now() + NOTICE_TIME + 10 * 60  # 08:40: claimed, then the gateway died
+    handoff = FakeClock().now() + NOTICE_TIME + 30 * 60
+    store = SqliteStore(load_config(config_path).store_path)
+    await store.open()
+    try:
+        claimed = await store.claim_notice(NoticeKey(kind="handoff", team="sre", role="primary", moment=handoff,
+                                                     engineer="bob", channel="sms"), now=crashed_at, lease_s=LEASE_S)
+        assert claimed is not None
+    finally:
+        await store.close()
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    gateway = await _start(aiohttp_client, config_path, FakeClock(crashed_at + 60))  # restarted a minute later
+    assert len(await _notice(gateway, CAROL)) == 1  # hers was never claimed: sent at once
+
+    async def held() -> bool:
+        return any("being sent by another gateway; checked again at Mon 12 Jan 08:45" in r.getMessage()
+                   for r in caplog.records)
+
+    await eventually(held)
+    assert await _notices(gateway, BOB) == []
+    await gateway.clock.advance(LEASE_S - 60)  # 08:45: the dead gateway's claim runs out
+    assert await _notice(gateway, BOB) == [
+        "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
