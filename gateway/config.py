@@ -1636,7 +1636,7 @@ class _Reader:
             if team is None or not isinstance(item, dict) or not any(key in item for key in _NOTICE_KEYS):
                 continue
             path = f"teams.{team_id}"
-            rotations = [team.rotation] if team.rotation else [layer.rotation for layer in team.layers if layer.rotation]
+            rotations = [team.rotation] if team.rotation else [each.rotation for each in team.layers if each.rotation]
             team_zone = rotations[0].time_zone if rotations else zone  # as gateway.layers.time_zone
             handoff = None
             if item.get("handoff_notice") is not None:
