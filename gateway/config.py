@@ -22,6 +22,8 @@ from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from providers.asterisk_settings import AsteriskSettings
+from providers.kavenegar.settings import DEFAULT_API_URL as KAVENEGAR_API_URL
+from providers.kavenegar.settings import KavenegarSettings
 from providers.sandbox import SandboxPhone, SandboxSettings
 from providers.twilio.settings import TwilioSettings
 
@@ -150,6 +152,7 @@ class Config:
     asterisk: AsteriskSettings | None = None
     voice_order: tuple[str, ...] = ("sandbox",)  # providers that place calls, in the order they are tried
     sms_order: tuple[str, ...] = ("sandbox",)  # providers that send SMS, likewise (may be empty)
+    kavenegar: KavenegarSettings | None = None
 
     @property
     def voice_provider(self) -> str:
@@ -180,10 +183,11 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _TOP_KEYS = (
     "server", "store", "defaults", "templates_dir", "api_tokens", "engineers",
     "teams", "policies", "routes", "default_route", "sandbox", "hotlines", "twilio", "asterisk", "dispatch",
-    "providers",
+    "providers", "kavenegar",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
-PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
+PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",),
+                     "kavenegar": ("sms",)}
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
 
@@ -655,12 +659,13 @@ class _Reader:
             asterisk=self.asterisk(top.get("asterisk"), region),
         )
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
-                      "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
+                      "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top),
+                      "kavenegar": "kavenegar" in top}
         voice, sms = self.providers(top.get("providers"), configured, config.sandbox.enabled)
         if not voice:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
             return config
-        return replace(config, voice_order=voice, sms_order=sms)
+        return replace(config, voice_order=voice, sms_order=sms, kavenegar=self.kavenegar(top.get("kavenegar")))
 
     def providers(self, raw: object, configured: dict[str, bool],
                   sandbox_enabled: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -672,6 +677,8 @@ class _Reader:
         """
         default_voice = tuple(n for n in ("asterisk", "twilio", "sandbox") if configured[n])[:1]
         default_sms = tuple(n for n in ("twilio", "sandbox") if configured[n])[:1]
+        if configured.get("kavenegar"):  # configured to carry the SMS: first, with Twilio (if any) behind it
+            default_sms = ("kavenegar", *(n for n in default_sms if n == "twilio"))
         if raw is None:
             return default_voice, default_sms
         section = self.mapping(raw, "providers", ("voice", "sms"))
@@ -1106,3 +1113,33 @@ class _Reader:
             lines=self.value(section, "lines", "sandbox", _as_int(1, 10000), 10),
             phones=tuple(phones),
         )
+
+    def kavenegar(self, raw: object) -> KavenegarSettings | None:
+        """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""
+        if raw is None:
+            return None
+        p = "kavenegar"
+        keys = ("api_key", "api_key_env", "sender", "api_url", "inbound_secret", "inbound_secret_env",
+                "status_poll_interval")
+        section = self.mapping(raw, p, keys)
+        api_key = self.secret(section, "api_key", p, required=True)
+        sender = self.value(section, "sender", p, _as_line_number)
+        inbound_secret = self.secret(section, "inbound_secret", p, required=False)
+        if inbound_secret is not None and len(inbound_secret) < 16:
+            self.problem(f"{p}.inbound_secret", "is too short: use at least 16 random characters "
+                                                "(e.g. openssl rand -hex 16)")
+        api_url = self.value(section, "api_url", p, _as_url, KAVENEGAR_API_URL)
+        interval: timedelta = self.value(section, "status_poll_interval", p, _as_duration(timedelta(seconds=1)),
+                                         timedelta(seconds=30))
+        if api_key is None or sender is None:
+            return None
+        return KavenegarSettings(api_key=api_key, sender=sender, api_url=api_url, inbound_secret=inbound_secret,
+                                 status_poll_interval_s=interval.total_seconds())
+
+
+def _as_line_number(raw: object) -> str:
+    """A Kavenegar sender line: digits, like 10004346 or 0018018949161."""
+    text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    if isinstance(text, str) and re.fullmatch(r"[0-9]{4,20}", text.strip()):
+        return text.strip()
+    raise ValueError(f"expected a sender line number of 4 to 20 digits, like \"10004346\", got {_kind(raw)}")

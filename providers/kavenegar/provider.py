@@ -1,0 +1,247 @@
+"""Kavenegar as an SMS provider: send over its REST API, delivery by polling, replies by its forward URL.
+
+- **Send**: ``sms/send.json`` with ``receptor`` (see :mod:`providers.kavenegar.numbers`), the configured
+  ``sender`` line and the text. Errors are transient or permanent as :mod:`providers.kavenegar.rest` says;
+  the provider manager fails over on either.
+- **Delivery**: every message not final yet is asked about with ``sms/status.json`` every
+  ``status_poll_interval_s`` on the injected clock (500 ids per request): 4/5 (sent to the operator) is
+  reported as SENT, 10 as DELIVERED, 6/11/13/14 as FAILED (the manager then fails over or the page fails).
+  A message still not final after :data:`TRACK_FOR_S` is no longer asked about.
+- **Replies**: Kavenegar forwards each SMS received on the line to the URL set in its panel, with ``from``,
+  ``to``, ``message`` and ``messageid`` (a form POST, or a GET with the same query parameters). Kavenegar
+  signs nothing, so that URL carries a secret (``/kavenegar/sms/inbound?secret=...``), compared in constant
+  time before anything else is read; a wrong or missing one is 403. The gateway's answer to the text (the
+  SMS reply grammar's "Alert #3 acknowledged", or help) is sent back to the engineer with ``send.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from core.clock import Clock
+from core.phone import mask
+from providers.base import (
+    Capabilities,
+    InboundSms,
+    ProviderError,
+    ProviderEvents,
+    SmsRequest,
+    SmsStatus,
+    SmsStatusChanged,
+)
+from providers.kavenegar import rest
+from providers.kavenegar.numbers import from_kavenegar, to_receptor
+from providers.kavenegar.rest import KavenegarError, KavenegarRest, RetryPolicy
+from providers.kavenegar.settings import KavenegarSettings
+
+log = logging.getLogger(__name__)
+
+INBOUND_PATH = "/kavenegar/sms/inbound"
+TRACK_FOR_S = 6 * 3600.0  # a message not final after this long is no longer polled
+_MEMORY = 1000  # inbound message ids remembered, so a forward repeated by Kavenegar acts once
+_SENT = frozenset({rest.SENT_TO_OPERATOR, rest.SENT_TO_OPERATOR_2})
+_FAILED = frozenset({rest.FAILED, rest.UNDELIVERED, rest.CANCELED, rest.BLOCKED, rest.UNKNOWN_ID})
+
+
+@dataclass(kw_only=True)
+class _Tracked:
+    sms_id: str
+    sent_at: float
+    reported: int = 0  # the last status code reported
+
+
+class KavenegarProvider:
+    """SMS out and replies in through Kavenegar; implements SmsProvider (no voice)."""
+
+    name = "kavenegar"
+
+    def __init__(
+        self,
+        config: KavenegarSettings,
+        *,
+        clock: Clock,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_timeout_s: float = rest.DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.config = config
+        self.capabilities = Capabilities(voice=False, sms=True, inbound_sms=config.inbound_secret is not None,
+                                         max_concurrent_calls=0)
+        self.events: ProviderEvents | None = None
+        self._clock = clock
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._sleep = sleep
+        self._request_timeout_s = request_timeout_s
+        self._rest: KavenegarRest | None = None
+        self._tracked: dict[int, _Tracked] = {}  # Kavenegar message id -> our SMS
+        self._seen_inbound: dict[str, None] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"KavenegarProvider(sender={self.config.sender!r}, api_url={self.config.api_url!r})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def routes(self) -> list[web.RouteDef]:
+        """The inbound URL, when a secret is configured (without one, replies cannot be trusted: none)."""
+        if self.config.inbound_secret is None:
+            return []
+        return [web.post(INBOUND_PATH, self.on_inbound), web.get(INBOUND_PATH, self.on_inbound)]
+
+    async def open(self, events: ProviderEvents) -> None:
+        if self._rest is None:
+            client = KavenegarRest(api_key=self.config.api_key, api_url=self.config.api_url, retry=self._retry,
+                                   request_timeout_s=self._request_timeout_s, sleep=self._sleep)
+            await client.open()
+            self._rest = client
+            self._poller = asyncio.ensure_future(self._poll_forever())
+        self.events = events
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *([self._poller] if self._poller is not None else [])]
+        self._poller = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client, self._rest = self._rest, None
+        if client is not None:
+            await client.close()
+
+    def readiness(self) -> dict[str, str]:
+        return {"sms:kavenegar": "ok" if self._rest is not None and self.events is not None else "not open"}
+
+    # --------------------------------------------------------- provider API
+
+    async def send_sms(self, request: SmsRequest) -> None:
+        """Send it; the message id is polled for its delivery. Raises ProviderError (KavenegarError)."""
+        client = self._open_rest()
+        sent = await client.send(receptor=to_receptor(request.to), sender=request.sender or self.config.sender,
+                                 message=request.body)
+        self._tracked[sent.messageid] = _Tracked(sms_id=request.sms_id, sent_at=self._clock.now())
+        log.info("kavenegar SMS %s to %s sent as message %d", request.sms_id, mask(request.to), sent.messageid)
+
+    def _open_rest(self) -> KavenegarRest:
+        if self._rest is None:
+            raise ProviderError("Kavenegar is not open", permanent=False)
+        return self._rest
+
+    # ------------------------------------------------------ delivery status
+
+    async def poll_once(self) -> None:
+        """Ask about every message not final yet, and report what changed."""
+        now = self._clock.now()
+        for messageid, tracked in list(self._tracked.items()):
+            if now - tracked.sent_at > TRACK_FOR_S:
+                log.info("kavenegar SMS %s: no final status after %.0f h; no longer asked", tracked.sms_id,
+                         TRACK_FOR_S / 3600)
+                del self._tracked[messageid]
+        ids = list(self._tracked)
+        for start in range(0, len(ids), rest.MAX_STATUS_IDS):
+            found = await self._open_rest().statuses(ids[start:start + rest.MAX_STATUS_IDS])
+            for messageid, code in found.items():
+                await self._status(messageid, code)
+
+    async def _status(self, messageid: int, code: int) -> None:
+        tracked = self._tracked.get(messageid)
+        if tracked is None or code == tracked.reported:
+            return
+        tracked.reported = code
+        if code == rest.DELIVERED:
+            status = SmsStatus.DELIVERED
+        elif code in _FAILED:
+            status = SmsStatus.FAILED
+        elif code in _SENT:
+            status = SmsStatus.SENT
+        else:
+            return  # queued, scheduled: nothing to say yet
+        if status != SmsStatus.SENT:
+            del self._tracked[messageid]
+        detail = "" if status == SmsStatus.DELIVERED else f"Kavenegar status {code}: {rest.STATUS_TEXT.get(code, '?')}"
+        log.info("kavenegar SMS %s %s%s", tracked.sms_id, status.value, f" ({detail})" if detail else "")
+        if self.events is not None:
+            try:
+                await self.events.sms_status(SmsStatusChanged(sms_id=tracked.sms_id, status=status, detail=detail))
+            except Exception:
+                log.exception("kavenegar SMS %s: reporting %s failed", tracked.sms_id, status.value)
+
+    async def _poll_forever(self) -> None:
+        interval = self.config.status_poll_interval_s
+        while True:
+            await self._clock.sleep_until(self._clock.now() + interval)
+            if not self._tracked:
+                continue
+            try:
+                await self.poll_once()
+            except ProviderError as exc:
+                log.warning("kavenegar: could not ask for delivery statuses: %s", exc)
+            except Exception:
+                log.exception("kavenegar: polling delivery statuses failed")
+
+    # ------------------------------------------------------------- inbound
+
+    async def on_inbound(self, request: web.Request) -> web.Response:
+        """Kavenegar forwards an SMS received on the line: the secret first, then the fields."""
+        secret = self.config.inbound_secret
+        given = request.query.get("secret", "")
+        if secret is None or not hmac.compare_digest(given.encode(), secret.encode()):
+            log.warning("kavenegar inbound SMS refused (403): %s secret", "wrong" if given else "no")
+            return _error(403, "forbidden", "missing or wrong secret in the URL")
+        try:
+            fields: Mapping[str, str] = request.query if request.method == "GET" else await _form(request)
+        except ValueError as exc:
+            return _error(400, "malformed_form", str(exc))
+        raw_from, text = fields.get("from", ""), fields.get("message")
+        if not raw_from or text is None:
+            return _error(400, "missing_field", "from and message are required",
+                          field="from" if not raw_from else "message")
+        sender = from_kavenegar(raw_from)
+        if not sender:
+            return _error(422, "invalid_phone", "from is not a phone number", field="from")
+        messageid = fields.get("messageid", "")
+        if messageid and messageid in self._seen_inbound:
+            log.info("kavenegar inbound SMS %s from %s again: already handled", messageid, mask(sender))
+            return web.Response(text="OK")
+        if messageid:
+            self._seen_inbound[messageid] = None
+            while len(self._seen_inbound) > _MEMORY:
+                self._seen_inbound.pop(next(iter(self._seen_inbound)))
+        if self.events is None:
+            return _error(503, "not_ready", "the SMS provider is not open yet")
+        reply = await self.events.sms_received(InboundSms(sender=sender, to=fields.get("to", ""), text=text))
+        if reply.text:
+            self._spawn(self._send_reply(sender, reply.text))
+        return web.Response(text="OK")
+
+    async def _send_reply(self, to: str, text: str) -> None:
+        try:
+            await self._open_rest().send(receptor=to_receptor(to), sender=self.config.sender, message=text)
+        except ProviderError as exc:
+            log.warning("kavenegar: the reply to %s could not be sent: %s", mask(to), exc)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _form(request: web.Request) -> Mapping[str, str]:
+    try:
+        posted = await request.post()
+    except Exception as exc:
+        raise ValueError(f"unreadable form body ({type(exc).__name__})") from None
+    return {name: value for name, value in posted.items() if isinstance(value, str)}
+
+
+def _error(status: int, error: str, message: str, **details: str) -> web.Response:
+    return web.json_response({"error": error, "message": message, "details": details}, status=status)
+
+
+__all__ = ["INBOUND_PATH", "KavenegarError", "KavenegarProvider"]

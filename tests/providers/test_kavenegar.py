@@ -1,0 +1,191 @@
+"""The Kavenegar provider against the loopback Kavenegar API: numbers, sends, error codes, delivery polling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from core.clock import FakeClock
+from providers.base import InboundSms, Reply, SmsRequest, SmsStatus, SmsStatusChanged
+from providers.kavenegar import (
+    KavenegarError,
+    KavenegarProvider,
+    KavenegarSettings,
+    RetryPolicy,
+    from_kavenegar,
+    to_receptor,
+)
+from tests.peers.kavenegar_api import DEFAULT_API_KEY, DEFAULT_LINE, FakeKavenegarApi
+from tests.support import eventually
+
+IRAN = "+989121234567"
+
+
+class Events:
+    """What the provider reports (the ProviderEvents it is given)."""
+
+    def __init__(self) -> None:
+        self.statuses: list[SmsStatusChanged] = []
+        self.received: list[InboundSms] = []
+
+    async def sms_status(self, event: SmsStatusChanged) -> None:
+        self.statuses.append(event)
+
+    async def sms_received(self, sms: InboundSms) -> Reply:
+        self.received.append(sms)
+        return Reply(text="")
+
+    async def call_ended(self, event: Any) -> None: ...
+    async def inbound_call(self, call: Any) -> None: ...
+    async def caller_waiting(self, event: Any) -> None: ...
+    async def caller_finished(self, event: Any) -> None: ...
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeKavenegarApi]:
+    async with FakeKavenegarApi() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def provider(api: FakeKavenegarApi) -> AsyncIterator[tuple[KavenegarProvider, Events]]:
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url)
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), retry=RetryPolicy(attempts=3), sleep=_no_sleep)
+    events = Events()
+    await kavenegar.open(events)
+    yield kavenegar, events
+    await kavenegar.close()
+
+
+def test_numbers_go_out_in_the_documented_forms_and_come_back_as_e164() -> None:
+    assert to_receptor(IRAN) == "09121234567"
+    assert to_receptor("+15550000001") == "0015550000001"
+    for raw in ("09121234567", "+989121234567", "989121234567", "00989121234567", " 0912 123 4567 "):
+        assert from_kavenegar(raw) == IRAN, raw
+    assert from_kavenegar("0015550000001") == "+15550000001"
+    assert from_kavenegar("") == "" and from_kavenegar("kavenegar") == ""
+
+
+async def test_an_sms_goes_out_with_receptor_sender_and_message(
+        api: FakeKavenegarApi, provider: tuple[KavenegarProvider, Events]) -> None:
+    kavenegar, _ = provider
+    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="Alert #1: disk full"))
+    assert [(m["receptor"], m["sender"], m["message"]) for m in api.messages] == [
+        ("09121234567", DEFAULT_LINE, "Alert #1: disk full")]
+    method, path, _ = api.requests[0]
+    assert (method, path) == ("POST", "/v1/{key}/sms/send.json")
+
+
+@pytest.mark.parametrize(("code", "what"), [(403, "invalid API key"), (418, "not enough credit"),
+                                            (401, "account disabled"), (412, "invalid sender"),
+                                            (501, "test account")])
+async def test_permanent_errors_are_not_retried(
+        api: FakeKavenegarApi, provider: tuple[KavenegarProvider, Events], code: int, what: str) -> None:
+    kavenegar, _ = provider
+    api.fail_next(code, times=5)
+    with pytest.raises(KavenegarError) as raised:
+        await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
+    assert raised.value.permanent and raised.value.code == code and what in str(raised.value)
+    assert len(api.requests) == 1 and api.messages == []
+
+
+async def test_a_wrong_api_key_and_low_credit_are_what_the_api_says(api: FakeKavenegarApi) -> None:
+    """Not injected: the peer checks the key and the credit itself, as Kavenegar does."""
+    wrong = KavenegarProvider(KavenegarSettings(api_key="not-the-key", sender=DEFAULT_LINE, api_url=api.base_url),
+                              clock=FakeClock(), sleep=_no_sleep)
+    await wrong.open(Events())
+    try:
+        with pytest.raises(KavenegarError) as raised:
+            await wrong.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
+        assert (raised.value.code, raised.value.permanent) == (403, True)
+    finally:
+        await wrong.close()
+    api.credit = 100
+    poor = KavenegarProvider(KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url),
+                             clock=FakeClock(), sleep=_no_sleep)
+    await poor.open(Events())
+    try:
+        with pytest.raises(KavenegarError) as raised:
+            await poor.send_sms(SmsRequest(sms_id="page-2", to=IRAN, body="x"))
+        assert (raised.value.code, raised.value.permanent) == (418, True)
+    finally:
+        await poor.close()
+
+
+@pytest.mark.parametrize("code", [409, 402, 451])
+async def test_transient_errors_are_retried_and_then_given_up(
+        api: FakeKavenegarApi, provider: tuple[KavenegarProvider, Events], code: int) -> None:
+    kavenegar, _ = provider
+    api.fail_next(code, times=2)
+    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))  # the third attempt goes through
+    assert len(api.messages) == 1 and len(api.requests) == 3
+
+    api.fail_next(code, times=3)
+    with pytest.raises(KavenegarError) as raised:
+        await kavenegar.send_sms(SmsRequest(sms_id="page-2", to=IRAN, body="x"))
+    assert not raised.value.permanent and raised.value.code == code
+    assert len(api.messages) == 1
+
+
+async def test_an_unreachable_api_is_transient(provider: tuple[KavenegarProvider, Events]) -> None:
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url="http://127.0.0.1:9")
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), retry=RetryPolicy(attempts=2), sleep=_no_sleep)
+    await kavenegar.open(Events())
+    try:
+        with pytest.raises(KavenegarError) as raised:
+            await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
+        assert not raised.value.permanent and not raised.value.lost_answer
+    finally:
+        await kavenegar.close()
+
+
+async def test_delivery_is_polled_and_reported_once(
+        api: FakeKavenegarApi, provider: tuple[KavenegarProvider, Events]) -> None:
+    kavenegar, events = provider
+    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="a"))
+    await kavenegar.send_sms(SmsRequest(sms_id="page-2", to="+15550000001", body="b"))
+    first, second = (m["messageid"] for m in api.messages)
+    await kavenegar.poll_once()
+    assert events.statuses == []  # both still queued
+
+    api.set_status(first, 4)
+    api.set_status(second, 11)
+    await kavenegar.poll_once()
+    assert events.statuses == [
+        SmsStatusChanged(sms_id="page-1", status=SmsStatus.SENT, detail="Kavenegar status 4: sent to the operator"),
+        SmsStatusChanged(sms_id="page-2", status=SmsStatus.FAILED,
+                         detail="Kavenegar status 11: not delivered (phone off or out of reach)"),
+    ]
+    api.set_status(first, 10)
+    await kavenegar.poll_once()
+    await kavenegar.poll_once()
+    assert events.statuses[2:] == [SmsStatusChanged(sms_id="page-1", status=SmsStatus.DELIVERED)]
+    status_requests = [fields for _, path, fields in api.requests if path.endswith("/sms/status.json")]
+    assert status_requests[0]["messageid"] == f"{first},{second}"
+    assert status_requests[-1]["messageid"] == str(first)  # the final ones are no longer asked about
+
+
+async def test_the_poller_runs_on_the_injected_clock(api: FakeKavenegarApi) -> None:
+    clock = FakeClock()
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url,
+                                 status_poll_interval_s=30)
+    kavenegar = KavenegarProvider(settings, clock=clock, sleep=_no_sleep)
+    events = Events()
+    await kavenegar.open(events)
+    try:
+        await kavenegar.send_sms(SmsRequest(sms_id="page-7", to=IRAN, body="a"))
+        api.set_status(api.messages[0]["messageid"], 10)
+        await clock.advance(30)
+        async def delivered() -> bool:
+            return bool(events.statuses)
+
+        await eventually(delivered)
+        assert events.statuses == [SmsStatusChanged(sms_id="page-7", status=SmsStatus.DELIVERED)]
+    finally:
+        await kavenegar.close()
