@@ -695,7 +695,7 @@ def _with_role(operation: Schema, role: Role) -> Schema:
 def operation_for(method: str, path: str, kind: Auth, role: Role | None = None) -> Schema:
     found = OPERATIONS.get((method, path))
     if found is None:
-        found = _twilio_operation(path) if kind is Auth.PROVIDER else _undocumented(path)
+        found = _provider_operation(method, path) if kind is Auth.PROVIDER else _undocumented(path)
     if kind in _ROLE_KINDS and role is not None:
         found = _with_role(found, role)
     return _with_path_parameters(found, path)
@@ -733,6 +733,8 @@ def document(app: web.Application) -> Schema:
                                "description": "Splunk only: it can set nothing but a URL"},
                 "twilioSignature": {"type": "apiKey", "in": "header", "name": "X-Twilio-Signature",
                                     "description": "HMAC-SHA1 over server.public_url + path and the form"},
+                "kavenegarSecret": {"type": "apiKey", "in": "query", "name": "secret",
+                                    "description": "kavenegar.inbound_secret: Kavenegar signs nothing"},
             },
         },
         "security": [{"bearerAuth": []}],
@@ -743,3 +745,32 @@ def document(app: web.Application) -> Schema:
 @auth(Auth.NONE)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document(request.app))
+
+
+def _provider_operation(method: str, path: str) -> Schema:
+    """A provider's webhook: Kavenegar's inbound forward, or Twilio's."""
+    return _kavenegar_operation(method) if path.startswith("/kavenegar/") else _twilio_operation(path)
+
+
+def _kavenegar_operation(method: str) -> Schema:
+    """Kavenegar forwarding an SMS received on the sender line (the URL set in its panel, with the secret)."""
+    names = ("from", "to", "message", "messageid")
+    fields = {"type": "object", "required": ["from", "message"],
+              "properties": {name: {"type": "string"} for name in names}}
+    request: Schema = (
+        {"parameters": [{"name": name, "in": "query", "required": name in ("from", "message"),
+                         "schema": {"type": "string"}} for name in names]} if method == "GET"
+        else {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": fields}}}})
+    return {
+        "summary": "Kavenegar forwards an SMS received on the line (an engineer's reply)",
+        "description": "Fields as a form POST, or as query parameters of a GET. The reply to the engineer is sent "
+                       "back through Kavenegar's REST API.",
+        "tags": ["kavenegar"],
+        "security": [{"kavenegarSecret": []}],
+        **request,
+        "responses": {"200": {"description": "taken", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "400": _json(_ERROR, "a field is missing, or the form cannot be read"),
+                      "403": _json(_ERROR, "missing or wrong secret"),
+                      "422": _json(_ERROR, "from is not a phone number"),
+                      "503": _json(_ERROR, "the SMS provider is not open yet")},
+    }

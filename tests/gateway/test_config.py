@@ -223,7 +223,8 @@ def test_problem_names_the_path_as_given(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     assert problems_of(Path("my.yaml")) == [
         "my.yaml: bogus: unknown key (expected one of: server, store, defaults, templates_dir, api_tokens, "
-        "engineers, teams, policies, routes, default_route, sandbox, hotlines, twilio, asterisk, dispatch, providers)"
+        "engineers, teams, policies, routes, default_route, sandbox, hotlines, twilio, asterisk, dispatch, providers, "
+        "kavenegar)"
     ]
 
 

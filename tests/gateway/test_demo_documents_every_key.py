@@ -83,6 +83,12 @@ asterisk:
   tts_resample: [sox, "{in}", "{out}"]
   sounds_dir: sounds
   record_dir: recordings
+kavenegar:
+  api_key: key
+  sender: "10004346"
+  api_url: https://api.kavenegar.com
+  inbound_secret: 0123456789abcdef0123
+  status_poll_interval: 30s
 """
 
 
