@@ -361,6 +361,33 @@ SCHEMAS: dict[str, Schema] = {
                 "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
         },
     },
+    "NewRelicWebhook": {
+        "type": "object",
+        "description": "A New Relic workflow's webhook, its default payload template (variant names of other "
+                       "templates are read too: issueId, issuePageUrl, severity, ...). The issue id is the dedup "
+                       "key; CREATED/ACTIVATED trigger, ACKNOWLEDGED (or acknowledgedBy) acknowledges, "
+                       "CLOSED/DEACTIVATED resolve.",
+        "required": ["id", "state"],
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "issueUrl": {"type": "string"},
+            "title": {"type": "string"},
+            "priority": {"enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
+            "impactedEntities": {"type": "array", "items": {"type": ["string", "object"]}},
+            "totalIncidents": {"type": "integer"},
+            "state": {"enum": ["CREATED", "ACTIVATED", "ACKNOWLEDGED", "CLOSED", "DEACTIVATED"]},
+            "trigger": {"type": "string"},
+            "isCorrelated": {"type": ["boolean", "string"]},
+            "createdAt": {"type": "integer"},
+            "updatedAt": {"type": "integer"},
+            "sources": {"type": "array", "items": {"type": "string"}},
+            "alertPolicyNames": {"type": "array", "items": {"type": "string"}},
+            "alertConditionNames": {"type": "array", "items": {"type": "string"}},
+            "workflowName": {"type": "string"},
+            "acknowledgedBy": {"type": ["string", "null"]},
+            "labels": {"type": "object"},
+        },
+    },
     "PagerDutyEvent": {
         "type": "object",
         "description": "PagerDuty Events API v2. routing_key is an API token or a route's routing_key.",
@@ -539,6 +566,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "requestBody": _body("GrafanaWebhook"),
         "responses": {"202": _json(_ref("IngestResults"), "at least one new alert"),
                       "200": _json(_ref("IngestResults"), "nothing new"), **_use(*_BODY_ERRORS)},
+    },
+    ("POST", "/api/v1/integrations/newrelic"): {
+        "summary": "New Relic workflow webhook (default payload template)", "tags": ["integrations"],
+        "requestBody": _body("NewRelicWebhook"),
+        "responses": {"202": _json(_ref("IngestResults"), "a new alert"),
+                      "200": _json(_ref("IngestResults"), "nothing new (the issue's alert is already open, or "
+                                                          "it was acknowledged or resolved)"),
+                      **_use(*_BODY_ERRORS)},
     },
     ("POST", "/api/v1/integrations/splunk"): {
         "summary": "Splunk webhook alert action (the token may come as ?token=)", "tags": ["integrations"],
