@@ -43,6 +43,8 @@ from providers.kavenegar.settings import KavenegarSettings
 log = logging.getLogger(__name__)
 
 INBOUND_PATH = "/kavenegar/sms/inbound"
+ACCOUNT_CHECK_INTERVAL_S = 300.0  # the API key and the credit are checked at open and this often
+CHECKING = "checking the Kavenegar API key"
 TRACK_FOR_S = 6 * 3600.0  # a message not final after this long is no longer polled
 _MEMORY = 1000  # inbound message ids remembered, so a forward repeated by Kavenegar acts once
 _SENT = frozenset({rest.SENT_TO_OPERATOR, rest.SENT_TO_OPERATOR_2})
@@ -82,6 +84,8 @@ class KavenegarProvider:
         self._tracked: dict[int, _Tracked] = {}  # Kavenegar message id -> our SMS
         self._seen_inbound: dict[str, None] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        self.account_status = CHECKING  # what /readyz shows: "ok", or what is wrong
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -103,11 +107,12 @@ class KavenegarProvider:
             await client.open()
             self._rest = client
             self._poller = asyncio.ensure_future(self._poll_forever())
+            self._checker = asyncio.ensure_future(self._check_forever())
         self.events = events
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *([self._poller] if self._poller is not None else [])]
-        self._poller = None
+        tasks = [*self._tasks, *(task for task in (self._poller, self._checker) if task is not None)]
+        self._poller = self._checker = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -116,7 +121,33 @@ class KavenegarProvider:
             await client.close()
 
     def readiness(self) -> dict[str, str]:
-        return {"sms:kavenegar": "ok" if self._rest is not None and self.events is not None else "not open"}
+        """``ok`` once the API key was checked and works with credit left; else what is wrong."""
+        if self._rest is None or self.events is None:
+            return {"sms:kavenegar": "not open"}
+        return {"sms:kavenegar": self.account_status}
+
+    async def check_account(self) -> None:
+        """Ask ``account/info.json``; log once per change of what /readyz shows."""
+        try:
+            account = await self._open_rest().account()
+        except KavenegarError as exc:
+            status = (f"unreachable: {exc}" if exc.code is None or not exc.permanent
+                      else f"refused: error {exc.code}, {rest.CODES.get(exc.code, 'error')}")
+        else:
+            status = "ok" if account.remaincredit > 0 else f"out of credit (remaincredit {account.remaincredit})"
+        if status != self.account_status:
+            level = (logging.INFO if status == "ok" else logging.WARNING if status.startswith("unreachable")
+                     else logging.ERROR)
+            log.log(level, "kavenegar account: %s", status)
+        self.account_status = status
+
+    async def _check_forever(self) -> None:
+        while True:
+            try:
+                await self.check_account()
+            except Exception:
+                log.exception("kavenegar: the account check failed")
+            await self._clock.sleep_until(self._clock.now() + ACCOUNT_CHECK_INTERVAL_S)
 
     # --------------------------------------------------------- provider API
 
@@ -205,6 +236,8 @@ class KavenegarProvider:
         sender = from_kavenegar(raw_from)
         if not sender:
             return _error(422, "invalid_phone", "from is not a phone number", field="from")
+        if self.events is None:
+            return _error(503, "not_ready", "the SMS provider is not open yet")
         messageid = fields.get("messageid", "")
         if messageid and messageid in self._seen_inbound:
             log.info("kavenegar inbound SMS %s from %s again: already handled", messageid, mask(sender))
@@ -213,8 +246,6 @@ class KavenegarProvider:
             self._seen_inbound[messageid] = None
             while len(self._seen_inbound) > _MEMORY:
                 self._seen_inbound.pop(next(iter(self._seen_inbound)))
-        if self.events is None:
-            return _error(503, "not_ready", "the SMS provider is not open yet")
         reply = await self.events.sms_received(InboundSms(sender=sender, to=fields.get("to", ""), text=text))
         if reply.text:
             self._spawn(self._send_reply(sender, reply.text))

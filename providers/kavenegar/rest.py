@@ -121,6 +121,15 @@ class Sent:
     receptor: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Account:
+    """``account/info.json``: what is left to spend (rials), and when the account expires (epoch seconds)."""
+
+    remaincredit: int
+    expiredate: int
+    type: str
+
+
 class KavenegarRest:
     """SMS through Kavenegar's REST API. Open inside the running loop; close on shutdown."""
 
@@ -182,10 +191,20 @@ class KavenegarRest:
                 log.warning("kavenegar: an unreadable status entry was skipped")
         return found
 
+    async def account(self) -> Account:
+        """``GET account/info.json``: checks the API key and the credit, sends nothing. One attempt."""
+        entries = await self._call("account/info.json", params={}, what="account check", attempts=1)
+        try:
+            return Account(remaincredit=int(entries["remaincredit"]), expiredate=int(entries.get("expiredate") or 0),
+                           type=str(entries.get("type", "")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise KavenegarError("Kavenegar account check: unreadable answer", permanent=True) from None
+
     async def _call(self, method: str, *, what: str, data: dict[str, str] | None = None,
-                    params: dict[str, str] | None = None, creates: bool = False) -> Any:
+                    params: dict[str, str] | None = None, creates: bool = False, attempts: int | None = None) -> Any:
         """One API method, retried while the failure is transient; returns ``entries``."""
-        for attempt in range(1, self._retry.attempts + 1):
+        attempts = attempts or self._retry.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 return await self._once(method, data=data, params=params, what=what)
             except KavenegarError as exc:
@@ -197,11 +216,11 @@ class KavenegarRest:
                 if creates and lost:
                     log.warning("%s; not sent again (it may have gone out)", error)
                     raise error from None
-            if error.permanent or attempt == self._retry.attempts:
+            if error.permanent or attempt == attempts:
                 log.warning("%s%s", error, "" if error.permanent else f" (gave up after {attempt} attempts)")
                 raise error
             delay = self._retry.delay(attempt, self._jitter())
-            log.info("%s; retry %d/%d in %.2f s", error, attempt, self._retry.attempts - 1, delay)
+            log.info("%s; retry %d/%d in %.2f s", error, attempt, attempts - 1, delay)
             await self._sleep(delay)
         raise AssertionError("unreachable")
 

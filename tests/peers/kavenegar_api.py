@@ -4,7 +4,8 @@ Every method is ``/v1/{API-KEY}/{scope}/{method}.json``, by GET (query) or POST 
 ``{"return": {"status": <code>, "message": "..."}, "entries": ...}`` with the same code as the HTTP status.
 Served: ``sms/send.json`` (receptor, sender, message; one entry per receptor), ``sms/status.json``
 (messageid, comma separated, at most 500; an unknown id has status 100) and ``sms/receive.json``
-(linenumber, isread=0: the unread messages received on the line, then marked read). Checked as Kavenegar
+(linenumber, isread=0: the unread messages received on the line, then marked read) and
+``account/info.json`` (remaincredit, expiredate, type). Checked as Kavenegar
 does: the API key (403), an empty required parameter (406), the receptor (411), the sender line (412),
 the message (413), too many ids (414) and the credit (418).
 
@@ -115,6 +116,8 @@ class FakeKavenegarApi:
             return self._status(fields)
         if (scope, method) == ("sms", "receive"):
             return self._receive(fields)
+        if (scope, method) == ("account", "info"):
+            return _answer(200, {"remaincredit": self.credit, "expiredate": 1893456000, "type": "Master"})
         return _answer(404, message="متد نامشخص است")
 
     def _send(self, fields: dict[str, str]) -> web.Response:

@@ -10,6 +10,7 @@ import pytest
 from core.clock import FakeClock
 from providers.base import InboundSms, Reply, SmsRequest, SmsStatus, SmsStatusChanged
 from providers.kavenegar import (
+    CHECKING,
     KavenegarError,
     KavenegarProvider,
     KavenegarSettings,
@@ -59,8 +60,13 @@ async def provider(api: FakeKavenegarApi) -> AsyncIterator[tuple[KavenegarProvid
     kavenegar = KavenegarProvider(settings, clock=FakeClock(), retry=RetryPolicy(attempts=3), sleep=_no_sleep)
     events = Events()
     await kavenegar.open(events)
+    await _checked(kavenegar)  # the account check at open is done: the requests below are the tests' own
     yield kavenegar, events
     await kavenegar.close()
+
+
+def _sends(api: FakeKavenegarApi) -> int:
+    return sum(1 for _, path, _ in api.requests if path.endswith("/sms/send.json"))
 
 
 def test_numbers_go_out_in_the_documented_forms_and_come_back_as_e164() -> None:
@@ -78,7 +84,7 @@ async def test_an_sms_goes_out_with_receptor_sender_and_message(
     await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="Alert #1: disk full"))
     assert [(m["receptor"], m["sender"], m["message"]) for m in api.messages] == [
         ("09121234567", DEFAULT_LINE, "Alert #1: disk full")]
-    method, path, _ = api.requests[0]
+    method, path, _ = api.requests[-1]
     assert (method, path) == ("POST", "/v1/{key}/sms/send.json")
 
 
@@ -92,7 +98,7 @@ async def test_permanent_errors_are_not_retried(
     with pytest.raises(KavenegarError) as raised:
         await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
     assert raised.value.permanent and raised.value.code == code and what in str(raised.value)
-    assert len(api.requests) == 1 and api.messages == []
+    assert _sends(api) == 1 and api.messages == []
 
 
 async def test_a_wrong_api_key_and_low_credit_are_what_the_api_says(api: FakeKavenegarApi) -> None:
@@ -124,7 +130,7 @@ async def test_transient_errors_are_retried_and_then_given_up(
     kavenegar, _ = provider
     api.fail_next(code, times=2)
     await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))  # the third attempt goes through
-    assert len(api.messages) == 1 and len(api.requests) == 3
+    assert len(api.messages) == 1 and _sends(api) == 3
 
     api.fail_next(code, times=3)
     with pytest.raises(KavenegarError) as raised:
@@ -189,3 +195,47 @@ async def test_the_poller_runs_on_the_injected_clock(api: FakeKavenegarApi) -> N
         assert events.statuses == [SmsStatusChanged(sms_id="page-7", status=SmsStatus.DELIVERED)]
     finally:
         await kavenegar.close()
+
+
+async def _checked(kavenegar: KavenegarProvider) -> str:
+    async def done() -> str | None:
+        status = kavenegar.readiness()["sms:kavenegar"]
+        return None if status == CHECKING else status
+
+    return str(await eventually(done))
+
+
+async def test_the_api_key_and_the_credit_are_checked_for_readiness(api: FakeKavenegarApi) -> None:
+    clock = FakeClock()
+    good = KavenegarProvider(KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url),
+                             clock=clock, sleep=_no_sleep)
+    assert good.readiness() == {"sms:kavenegar": "not open"}
+    await good.open(Events())
+    try:
+        assert await _checked(good) == "ok"
+        api.credit = 0
+        await clock.advance(300)  # checked again every 5 minutes
+        await eventually(lambda: _true(good.readiness()["sms:kavenegar"] == "out of credit (remaincredit 0)"))
+    finally:
+        await good.close()
+
+    wrong = KavenegarProvider(KavenegarSettings(api_key="not-the-key", sender=DEFAULT_LINE, api_url=api.base_url),
+                              clock=FakeClock(), sleep=_no_sleep)
+    await wrong.open(Events())
+    try:
+        assert await _checked(wrong) == "refused: error 403, invalid API key"
+    finally:
+        await wrong.close()
+
+    away = KavenegarProvider(KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE,
+                                               api_url="http://127.0.0.1:9"), clock=FakeClock(), sleep=_no_sleep)
+    await away.open(Events())
+    try:
+        assert (await _checked(away)).startswith("unreachable: ")
+    finally:
+        await away.close()
+    assert next(path for _, path, _ in api.requests if "account" in path) == "/v1/{key}/account/info.json"
+
+
+async def _true(value: bool) -> bool:
+    return value
