@@ -1,8 +1,9 @@
 """Kavenegar as an SMS provider: send over its REST API, delivery by polling, replies by its forward URL.
 
 - **Send**: ``sms/send.json`` with ``receptor`` (see :mod:`providers.kavenegar.numbers`), the configured
-  ``sender`` line and the text. Errors are transient or permanent as :mod:`providers.kavenegar.rest` says;
-  the provider manager fails over on either.
+  ``sender`` line, the text and a ``localid``. Errors are transient or permanent as
+  :mod:`providers.kavenegar.rest` says; the provider manager fails over on either. A send whose answer was
+  lost is looked up by its localid (``sms/statuslocalmessageid.json``) before it counts as not sent.
 - **Delivery**: every message not final yet is asked about with ``sms/status.json`` every
   ``status_poll_interval_s`` on the injected clock (500 ids per request): 4/5 (sent to the operator) is
   reported as SENT, 10 as DELIVERED, 6/11/13/14 as FAILED (the manager then fails over or the page fails).
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -152,12 +154,34 @@ class KavenegarProvider:
     # --------------------------------------------------------- provider API
 
     async def send_sms(self, request: SmsRequest) -> None:
-        """Send it; the message id is polled for its delivery. Raises ProviderError (KavenegarError)."""
+        """Send it; the message id is polled for its delivery. Raises ProviderError (KavenegarError).
+
+        Every send carries a ``localid`` made from the SMS id. When its answer is lost (it may have gone out),
+        the message is looked up by that localid before anything else: found, it is this SMS; not found, the
+        error is transient and whoever retries (the next provider) may send it.
+        """
         client = self._open_rest()
-        sent = await client.send(receptor=to_receptor(request.to), sender=request.sender or self.config.sender,
-                                 message=request.body)
-        self._tracked[sent.messageid] = _Tracked(sms_id=request.sms_id, sent_at=self._clock.now())
-        log.info("kavenegar SMS %s to %s sent as message %d", request.sms_id, mask(request.to), sent.messageid)
+        localid = local_id(request.sms_id)
+        try:
+            sent = await client.send(receptor=to_receptor(request.to), sender=request.sender or self.config.sender,
+                                     message=request.body, localid=localid)
+            messageid = sent.messageid
+        except KavenegarError as exc:
+            if not exc.lost_answer:
+                raise
+            try:
+                found = await client.by_localid(localid)
+            except ProviderError as lookup:
+                raise ProviderError(f"Kavenegar SMS {request.sms_id}: the answer was lost ({exc}) and the lookup "
+                                    f"failed ({lookup})", permanent=False) from None
+            if found is None:
+                raise ProviderError(f"Kavenegar SMS {request.sms_id}: the answer was lost ({exc}) and Kavenegar has "
+                                    "no message with its localid: not sent", permanent=False) from None
+            log.info("kavenegar SMS %s: the send whose answer was lost did go out as message %d", request.sms_id,
+                     found)
+            messageid = found
+        self._tracked[messageid] = _Tracked(sms_id=request.sms_id, sent_at=self._clock.now())
+        log.info("kavenegar SMS %s to %s sent as message %d", request.sms_id, mask(request.to), messageid)
 
     def _open_rest(self) -> KavenegarRest:
         if self._rest is None:
@@ -261,6 +285,11 @@ class KavenegarProvider:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def local_id(sms_id: str) -> str:
+    """Digits standing for an SMS id (the same on every gateway): 15 digits of its SHA-256."""
+    return str(int(hashlib.sha256(sms_id.encode()).hexdigest(), 16) % 10**15).rjust(15, "0")
 
 
 async def _form(request: web.Request) -> Mapping[str, str]:

@@ -166,10 +166,16 @@ class KavenegarRest:
         if session is not None:
             await session.close()
 
-    async def send(self, *, receptor: str, sender: str, message: str) -> Sent:
-        """``POST sms/send.json``: one SMS; its message id. A lost answer raises at once, never resent."""
-        entries = await self._call("sms/send.json", data={"receptor": receptor, "sender": sender, "message": message},
-                                   what=f"send to {mask_numbers_in(receptor)}", creates=True)
+    async def send(self, *, receptor: str, sender: str, message: str, localid: str | None = None) -> Sent:
+        """``POST sms/send.json``: one SMS; its message id. A lost answer raises at once, never resent.
+
+        ``localid`` (digits) is our own id for the message, which :meth:`by_localid` finds it by.
+        """
+        data = {"receptor": receptor, "sender": sender, "message": message}
+        if localid is not None:
+            data["localid"] = localid
+        entries = await self._call("sms/send.json", data=data, what=f"send to {mask_numbers_in(receptor)}",
+                                   creates=True)
         if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
             raise KavenegarError("Kavenegar send: the answer names no message", permanent=True)
         entry = entries[0]
@@ -190,6 +196,18 @@ class KavenegarRest:
             except (KeyError, TypeError, ValueError):
                 log.warning("kavenegar: an unreadable status entry was skipped")
         return found
+
+    async def by_localid(self, localid: str) -> int | None:
+        """``GET sms/statuslocalmessageid.json?localid=``: the message id sent with ``localid``, or None."""
+        entries = await self._call("sms/statuslocalmessageid.json", params={"localid": localid},
+                                   what="look up by localid")
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                if str(entry.get("localid")) == localid and int(entry["status"]) != UNKNOWN_ID:
+                    return int(entry["messageid"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("kavenegar: an unreadable localid entry was skipped")
+        return None
 
     async def account(self) -> Account:
         """``GET account/info.json``: checks the API key and the credit, sends nothing. One attempt."""

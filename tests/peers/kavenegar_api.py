@@ -2,7 +2,8 @@
 
 Every method is ``/v1/{API-KEY}/{scope}/{method}.json``, by GET (query) or POST (form), and answers
 ``{"return": {"status": <code>, "message": "..."}, "entries": ...}`` with the same code as the HTTP status.
-Served: ``sms/send.json`` (receptor, sender, message; one entry per receptor), ``sms/status.json``
+Served: ``sms/send.json`` (receptor, sender, message, localid; one entry per receptor),
+``sms/statuslocalmessageid.json`` (localid: the message sent with it, status 100 if none), ``sms/status.json``
 (messageid, comma separated, at most 500; an unknown id has status 100) and ``sms/receive.json``
 (linenumber, isread=0: the unread messages received on the line, then marked read) and
 ``account/info.json`` (remaincredit, expiredate, type). Checked as Kavenegar
@@ -18,6 +19,7 @@ Kavenegar forwarding an SMS received on a line to the URL set in its panel (a fo
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import time
@@ -53,6 +55,8 @@ class FakeKavenegarApi:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.inbox: list[dict[str, Any]] = []
         self._faults: list[int] = []
+        self._holds: list[bool] = []  # sends left unanswered: whether each went out first
+        self._released = asyncio.Event()
         self._ids = itertools.count(8792343)  # the documentation's first message id
         self._inbound_ids = itertools.count(41_000_000)
         self._runner: web.AppRunner | None = None
@@ -73,11 +77,17 @@ class FakeKavenegarApi:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
     def fail_next(self, code: int, times: int = 1) -> None:
         self._faults.extend([code] * times)
+
+    def hold_next_send(self, *, sent: bool) -> None:
+        """Leave the next send's answer out (until the peer closes): the client's answer is lost. ``sent``: the
+        SMS went out before the answer was lost (else the request never got that far)."""
+        self._holds.append(sent)
 
     def set_status(self, messageid: int, status: int) -> None:
         for message in self.messages:
@@ -111,7 +121,14 @@ class FakeKavenegarApi:
         if request.match_info["key"] != self.api_key:
             return _answer(403)
         if (scope, method) == ("sms", "send"):
+            if self._holds:
+                if self._holds.pop(0):
+                    self._send(fields)
+                await self._released.wait()  # until the peer closes: the client has given up long before
+                return _answer(409)
             return self._send(fields)
+        if (scope, method) == ("sms", "statuslocalmessageid"):
+            return self._by_localid(fields)
         if (scope, method) == ("sms", "status"):
             return self._status(fields)
         if (scope, method) == ("sms", "receive"):
@@ -140,7 +157,7 @@ class FakeKavenegarApi:
             self.credit -= COST
             entry = {"messageid": next(self._ids), "message": text, "status": 1, "statustext": _STATUS_TEXT[1],
                      "sender": sender, "receptor": receptor, "date": int(time.time()), "cost": COST}
-            self.messages.append(entry)
+            self.messages.append({**entry, "localid": fields.get("localid", "")})
             entries.append(dict(entry))
         return _answer(200, entries)
 
@@ -156,6 +173,18 @@ class FakeKavenegarApi:
             found = known.get(messageid)
             status = found["status"] if found else 100
             entries.append({"messageid": int(messageid) if messageid.isdigit() else messageid, "status": status,
+                            "statustext": _STATUS_TEXT.get(status, "")})
+        return _answer(200, entries)
+
+    def _by_localid(self, fields: dict[str, str]) -> web.Response:
+        ids = [i.strip() for i in fields.get("localid", "").split(",") if i.strip()]
+        if not ids:
+            return _answer(406)
+        entries = []
+        for localid in ids:
+            found = next((m for m in self.messages if localid and m["localid"] == localid), None)
+            status = found["status"] if found else 100
+            entries.append({"messageid": found["messageid"] if found else 0, "localid": localid, "status": status,
                             "statustext": _STATUS_TEXT.get(status, "")})
         return _answer(200, entries)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from core.clock import FakeClock
-from providers.base import InboundSms, Reply, SmsRequest, SmsStatus, SmsStatusChanged
+from providers.base import InboundSms, ProviderError, Reply, SmsRequest, SmsStatus, SmsStatusChanged
 from providers.kavenegar import (
     CHECKING,
     KavenegarError,
@@ -18,6 +18,7 @@ from providers.kavenegar import (
     from_kavenegar,
     to_receptor,
 )
+from providers.kavenegar.provider import local_id
 from tests.peers.kavenegar_api import DEFAULT_API_KEY, DEFAULT_LINE, FakeKavenegarApi
 from tests.support import eventually
 
@@ -239,3 +240,32 @@ async def test_the_api_key_and_the_credit_are_checked_for_readiness(api: FakeKav
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_send_whose_answer_was_lost_is_looked_up_by_its_localid(api: FakeKavenegarApi) -> None:
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url)
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep, request_timeout_s=0.3)
+    events = Events()
+    await kavenegar.open(events)
+    try:
+        await _checked(kavenegar)
+        # It went out, and only the answer was lost: it is found and followed, never sent twice.
+        api.hold_next_send(sent=True)
+        await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="a"))
+        [message] = api.messages
+        assert message["localid"] == local_id("page-1") and message["localid"].isdigit()
+        assert _sends(api) == 1
+        api.set_status(message["messageid"], 10)
+        await kavenegar.poll_once()
+        assert events.statuses == [SmsStatusChanged(sms_id="page-1", status=SmsStatus.DELIVERED)]
+
+        # It never went out: not found, so transient (the next provider may send it), and nothing was sent.
+        api.hold_next_send(sent=False)
+        with pytest.raises(ProviderError) as raised:
+            await kavenegar.send_sms(SmsRequest(sms_id="page-2", to=IRAN, body="b"))
+        assert not raised.value.permanent and "not sent" in str(raised.value)
+        assert len(api.messages) == 1 and _sends(api) == 2
+        lookups = [f for _, path, f in api.requests if path.endswith("/sms/statuslocalmessageid.json")]
+        assert [f["localid"] for f in lookups] == [local_id("page-1"), local_id("page-2")]
+    finally:
+        await kavenegar.close()
