@@ -1120,7 +1120,7 @@ class _Reader:
             return None
         p = "kavenegar"
         keys = ("api_key", "api_key_env", "sender", "api_url", "inbound_secret", "inbound_secret_env",
-                "status_poll_interval")
+                "status_poll_interval", "receive_poll_interval")
         section = self.mapping(raw, p, keys)
         api_key = self.secret(section, "api_key", p, required=True)
         sender = self.value(section, "sender", p, _as_line_number)
@@ -1131,10 +1131,13 @@ class _Reader:
         api_url = self.value(section, "api_url", p, _as_url, KAVENEGAR_API_URL)
         interval: timedelta = self.value(section, "status_poll_interval", p, _as_duration(timedelta(seconds=1)),
                                          timedelta(seconds=30))
+        receive: timedelta | None = self.value(section, "receive_poll_interval", p,
+                                               _as_duration(timedelta(seconds=1)), None)
         if api_key is None or sender is None:
             return None
         return KavenegarSettings(api_key=api_key, sender=sender, api_url=api_url, inbound_secret=inbound_secret,
-                                 status_poll_interval_s=interval.total_seconds())
+                                 status_poll_interval_s=interval.total_seconds(),
+                                 receive_poll_interval_s=receive.total_seconds() if receive is not None else None)
 
 
 def _as_line_number(raw: object) -> str:

@@ -13,6 +13,8 @@
   signs nothing, so that URL carries a secret (``/kavenegar/sms/inbound?secret=...``), compared in constant
   time before anything else is read; a wrong or missing one is 403. The gateway's answer to the text (the
   SMS reply grammar's "Alert #3 acknowledged", or help) is sent back to the engineer with ``send.json``.
+  Without a public URL, ``receive_poll_interval_s`` reads them with ``sms/receive.json`` instead (each is
+  marked read as it is read, so of several gateways polling one line, one takes each message).
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ class KavenegarProvider:
         request_timeout_s: float = rest.DEFAULT_REQUEST_TIMEOUT_S,
     ) -> None:
         self.config = config
-        self.capabilities = Capabilities(voice=False, sms=True, inbound_sms=config.inbound_secret is not None,
-                                         max_concurrent_calls=0)
+        two_way = config.inbound_secret is not None or config.receive_poll_interval_s is not None
+        self.capabilities = Capabilities(voice=False, sms=True, inbound_sms=two_way, max_concurrent_calls=0)
         self.events: ProviderEvents | None = None
         self._clock = clock
         self._retry = retry if retry is not None else RetryPolicy()
@@ -87,6 +89,7 @@ class KavenegarProvider:
         self._seen_inbound: dict[str, None] = {}
         self._poller: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
+        self._receiver: asyncio.Task[None] | None = None
         self.account_status = CHECKING  # what /readyz shows: "ok", or what is wrong
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -110,11 +113,13 @@ class KavenegarProvider:
             self._rest = client
             self._poller = asyncio.ensure_future(self._poll_forever())
             self._checker = asyncio.ensure_future(self._check_forever())
+            if self.config.receive_poll_interval_s is not None:
+                self._receiver = asyncio.ensure_future(self._receive_forever(self.config.receive_poll_interval_s))
         self.events = events
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *(task for task in (self._poller, self._checker) if task is not None)]
-        self._poller = self._checker = None
+        tasks = [*self._tasks, *(task for task in (self._poller, self._checker, self._receiver) if task is not None)]
+        self._poller = self._checker = self._receiver = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -262,18 +267,43 @@ class KavenegarProvider:
             return _error(422, "invalid_phone", "from is not a phone number", field="from")
         if self.events is None:
             return _error(503, "not_ready", "the SMS provider is not open yet")
-        messageid = fields.get("messageid", "")
+        await self._take(sender=sender, to=fields.get("to", ""), text=text, messageid=fields.get("messageid", ""))
+        return web.Response(text="OK")
+
+    async def receive_once(self) -> None:
+        """``sms/receive.json``: the SMS received on the line and not read yet (reading marks them read)."""
+        for entry in await self._open_rest().received(self.config.sender):
+            sender = from_kavenegar(entry.sender)
+            if not sender:
+                log.warning("kavenegar received SMS %s from something that is no phone number; ignored",
+                            entry.messageid)
+                continue
+            await self._take(sender=sender, to=entry.receptor, text=entry.message, messageid=str(entry.messageid))
+
+    async def _take(self, *, sender: str, to: str, text: str, messageid: str) -> None:
+        """An engineer's SMS (forwarded or polled): once per message id; the gateway's answer is sent back."""
+        if self.events is None:
+            return
         if messageid and messageid in self._seen_inbound:
             log.info("kavenegar inbound SMS %s from %s again: already handled", messageid, mask(sender))
-            return web.Response(text="OK")
+            return
         if messageid:
             self._seen_inbound[messageid] = None
             while len(self._seen_inbound) > _MEMORY:
                 self._seen_inbound.pop(next(iter(self._seen_inbound)))
-        reply = await self.events.sms_received(InboundSms(sender=sender, to=fields.get("to", ""), text=text))
+        reply = await self.events.sms_received(InboundSms(sender=sender, to=to, text=text))
         if reply.text:
             self._spawn(self._send_reply(sender, reply.text))
-        return web.Response(text="OK")
+
+    async def _receive_forever(self, interval: float) -> None:
+        while True:
+            await self._clock.sleep_until(self._clock.now() + interval)
+            try:
+                await self.receive_once()
+            except ProviderError as exc:
+                log.warning("kavenegar: could not read received SMS: %s", exc)
+            except Exception:
+                log.exception("kavenegar: reading received SMS failed")
 
     async def _send_reply(self, to: str, text: str) -> None:
         try:

@@ -122,6 +122,16 @@ class Sent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Received:
+    """One entry of receive.json: an SMS that came in on a line of the account."""
+
+    messageid: int
+    message: str
+    sender: str
+    receptor: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Account:
     """``account/info.json``: what is left to spend (rials), and when the account expires (epoch seconds)."""
 
@@ -208,6 +218,19 @@ class KavenegarRest:
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.warning("kavenegar: an unreadable localid entry was skipped")
         return None
+
+    async def received(self, line: str) -> list[Received]:
+        """``GET sms/receive.json?linenumber=&isread=0``: SMS received on ``line`` not read yet (now read)."""
+        entries = await self._call("sms/receive.json", params={"linenumber": line, "isread": "0"},
+                                   what="receive", attempts=1)
+        found: list[Received] = []
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                found.append(Received(messageid=int(entry["messageid"]), message=str(entry["message"]),
+                                      sender=str(entry["sender"]), receptor=str(entry.get("receptor", line))))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("kavenegar: an unreadable received message was skipped")
+        return found
 
     async def account(self) -> Account:
         """``GET account/info.json``: checks the API key and the credit, sends nothing. One attempt."""

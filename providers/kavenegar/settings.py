@@ -16,3 +16,5 @@ class KavenegarSettings:
     # The secret in the inbound URL (?secret=...) Kavenegar forwards received SMS to; None: one-way SMS only.
     inbound_secret: str | None = field(default=None, repr=False)
     status_poll_interval_s: float = 30.0  # how often sms/status.json is asked about messages not final yet
+    # How often sms/receive.json is read for replies (None: not read; replies come to the inbound URL).
+    receive_poll_interval_s: float | None = None

@@ -89,6 +89,7 @@ kavenegar:
   api_url: https://api.kavenegar.com
   inbound_secret: 0123456789abcdef0123
   status_poll_interval: 30s
+  receive_poll_interval: 10s
 """
 
 

@@ -72,7 +72,7 @@ def test_with_twilio_kavenegar_goes_first_unless_the_order_is_given(tmp_path: Pa
      "kavenegar.status_poll_interval: "),
     ("kavenegar: {api_key: k, sender: '1000', voice: true}\n",
      "kavenegar.voice: unknown key (expected one of: api_key, api_key_env, sender, api_url, inbound_secret, "
-     "inbound_secret_env, status_poll_interval)"),
+     "inbound_secret_env, status_poll_interval, receive_poll_interval)"),
     ("kavenegar: {api_key: k, sender: '1000'}\nproviders: {voice: [kavenegar]}\n",
      "providers.voice[0]: kavenegar cannot carry voice"),
     ("providers: {voice: [sandbox], sms: [kavenegar]}\n",

@@ -217,3 +217,27 @@ async def test_twilio_carries_the_sms_when_kavenegar_refuses(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_without_a_public_url_replies_are_read_from_the_inbox(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, api: FakeKavenegarApi) -> None:
+    text = kavenegar_config(api.base_url).replace("  inbound_secret_env: GATEWAY_TEST_KAVENEGAR_SECRET\n",
+                                                  "  receive_poll_interval: 10s\n")
+    gateway = await _gateway(aiohttp_client, tmp_path, text)
+    alert_id = await _dba_alert(gateway)
+    await _texted(api)
+    async with gateway.client.post("/kavenegar/sms/inbound", data={"from": CAROL_LOCAL, "message": "ack"}) as resp:
+        assert resp.status == 404  # no secret configured: no inbound URL at all
+
+    api.incoming(from_=CAROL_LOCAL, message="ack")
+    await gateway.clock.advance(10)
+    alert = await gateway.alert_where(alert_id, lambda a: a["status"] == "acknowledged")
+    assert alert["acknowledged_by"] == "carol"
+    _, reply = await _texted(api, 2)
+    assert reply["message"].startswith(f"Alert #{alert_id} acknowledged")
+    await gateway.clock.advance(10)  # read once: marked read, so the next poll finds nothing
+    await eventually(lambda: _true(sum(1 for _, p, _ in api.requests if p.endswith("/sms/receive.json")) >= 2))
+    assert len(api.sent_to(CAROL_LOCAL)) == 2
+    receive = next(f for _, p, f in api.requests if p.endswith("/sms/receive.json"))
+    assert receive == {"linenumber": DEFAULT_LINE, "isread": "0"}
+

@@ -89,6 +89,13 @@ class FakeKavenegarApi:
         SMS went out before the answer was lost (else the request never got that far)."""
         self._holds.append(sent)
 
+    def incoming(self, *, from_: str, message: str, line: str = DEFAULT_LINE) -> int:
+        """An SMS arrives on ``line`` (for ``sms/receive.json``); its message id."""
+        messageid = next(self._inbound_ids)
+        self.inbox.append({"messageid": messageid, "message": message, "sender": from_, "receptor": line,
+                           "date": int(time.time())})
+        return messageid
+
     def set_status(self, messageid: int, status: int) -> None:
         for message in self.messages:
             if message["messageid"] == messageid:
