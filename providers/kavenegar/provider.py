@@ -91,6 +91,7 @@ class KavenegarProvider:
         self._checker: asyncio.Task[None] | None = None
         self._receiver: asyncio.Task[None] | None = None
         self.account_status = CHECKING  # what /readyz shows: "ok", or what is wrong
+        self._on_refused: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -104,6 +105,10 @@ class KavenegarProvider:
         if self.config.inbound_secret is None:
             return []
         return [web.post(INBOUND_PATH, self.on_inbound), web.get(INBOUND_PATH, self.on_inbound)]
+
+    def on_signature_refused(self, count: Callable[[str], None]) -> None:
+        """``count(reason)`` for each inbound forward refused for its secret ("missing" or "mismatch"): a metric."""
+        self._on_refused = count
 
     async def open(self, events: ProviderEvents) -> None:
         if self._rest is None:
@@ -253,6 +258,8 @@ class KavenegarProvider:
         given = request.query.get("secret", "")
         if secret is None or not hmac.compare_digest(given.encode(), secret.encode()):
             log.warning("kavenegar inbound SMS refused (403): %s secret", "wrong" if given else "no")
+            if self._on_refused is not None:
+                self._on_refused("mismatch" if given else "missing")
             return _error(403, "forbidden", "missing or wrong secret in the URL")
         try:
             fields: Mapping[str, str] = request.query if request.method == "GET" else await _form(request)

@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from tests.peers.kavenegar_api import DEFAULT_API_KEY, DEFAULT_LINE, FakeKavenegarApi
 from tests.peers.twilio_api import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioApi
-from tests.support import BASE_CONFIG, CAROL, Gateway, eventually, write_config
+from tests.support import AUTH, BASE_CONFIG, CAROL, Gateway, eventually, write_config
 
 CAROL_IR = "+989121234567"  # carol (team dba, texted by the "texting" policy) lives in Tehran
 CAROL_LOCAL = "09121234567"  # how Kavenegar writes her number
@@ -241,3 +241,13 @@ async def test_without_a_public_url_replies_are_read_from_the_inbox(
     receive = next(f for _, p, f in api.requests if p.endswith("/sms/receive.json"))
     assert receive == {"linenumber": DEFAULT_LINE, "isread": "0"}
 
+
+
+async def test_refused_forwards_are_counted(gateway: Gateway, api: FakeKavenegarApi) -> None:
+    for secret in (None, "wrong-secret-0000000000", "wrong-secret-1111111111"):
+        status, _ = await api.forward(_inbound(gateway, secret), from_=CAROL_LOCAL, message="ack")
+        assert status == 403
+    async with gateway.client.get("/metrics", headers=AUTH) as resp:
+        text = await resp.text()
+    assert 'gateway_webhook_signature_failures_total{provider="kavenegar",reason="missing"} 1.0' in text
+    assert 'gateway_webhook_signature_failures_total{provider="kavenegar",reason="mismatch"} 2.0' in text
