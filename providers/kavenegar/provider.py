@@ -52,14 +52,14 @@ CHECKING = "checking the Kavenegar API key"
 TRACK_FOR_S = 6 * 3600.0  # a message not final after this long is no longer polled
 _MEMORY = 1000  # inbound message ids remembered, so a forward repeated by Kavenegar acts once
 _SENT = frozenset({rest.SENT_TO_OPERATOR, rest.SENT_TO_OPERATOR_2})
-_FAILED = frozenset({rest.FAILED, rest.UNDELIVERED, rest.CANCELED, rest.BLOCKED, rest.UNKNOWN_ID})
+_FAILED = frozenset({rest.FAILED, rest.UNDELIVERED, rest.CANCELED, rest.BLOCKED})
 
 
 @dataclass(kw_only=True)
 class _Tracked:
     sms_id: str
     sent_at: float
-    reported: int = 0  # the last status code reported
+    reported: SmsStatus | None = None  # the last status reported
 
 
 class KavenegarProvider:
@@ -92,7 +92,6 @@ class KavenegarProvider:
         self._receiver: asyncio.Task[None] | None = None
         self.account_status = CHECKING  # what /readyz shows: "ok", or what is wrong
         self._on_refused: Callable[[str], None] | None = None
-        self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -216,9 +215,13 @@ class KavenegarProvider:
 
     async def _status(self, messageid: int, code: int) -> None:
         tracked = self._tracked.get(messageid)
-        if tracked is None or code == tracked.reported:
+        if tracked is None:
             return
-        tracked.reported = code
+        if code == rest.UNKNOWN_ID:  # Kavenegar does not know an id it gave us: say nothing rather than guess
+            log.warning("kavenegar SMS %s: Kavenegar does not know message %d; no longer asked", tracked.sms_id,
+                        messageid)
+            del self._tracked[messageid]
+            return
         if code == rest.DELIVERED:
             status = SmsStatus.DELIVERED
         elif code in _FAILED:
@@ -227,6 +230,9 @@ class KavenegarProvider:
             status = SmsStatus.SENT
         else:
             return  # queued, scheduled: nothing to say yet
+        if status == tracked.reported:
+            return  # 4 then 5: both are "sent to the operator"
+        tracked.reported = status
         if status != SmsStatus.SENT:
             del self._tracked[messageid]
         detail = "" if status == SmsStatus.DELIVERED else f"Kavenegar status {code}: {rest.STATUS_TEXT.get(code, '?')}"

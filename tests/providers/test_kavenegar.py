@@ -169,6 +169,9 @@ async def test_delivery_is_polled_and_reported_once(
         SmsStatusChanged(sms_id="page-2", status=SmsStatus.FAILED,
                          detail="Kavenegar status 11: not delivered (phone off or out of reach)"),
     ]
+    api.set_status(first, 5)  # also "sent to the operator": nothing new to say
+    await kavenegar.poll_once()
+    assert len(events.statuses) == 2
     api.set_status(first, 10)
     await kavenegar.poll_once()
     await kavenegar.poll_once()
@@ -176,6 +179,15 @@ async def test_delivery_is_polled_and_reported_once(
     status_requests = [fields for _, path, fields in api.requests if path.endswith("/sms/status.json")]
     assert status_requests[0]["messageid"] == f"{first},{second}"
     assert status_requests[-1]["messageid"] == str(first)  # the final ones are no longer asked about
+
+    # An id Kavenegar says it does not know (status 100) is dropped without a verdict: no failover on a guess.
+    await kavenegar.send_sms(SmsRequest(sms_id="page-3", to=IRAN, body="c"))
+    api.set_status(api.messages[-1]["messageid"], 100)
+    await kavenegar.poll_once()
+    await kavenegar.poll_once()
+    assert len(events.statuses) == 3
+    status_requests = [fields for _, path, fields in api.requests if path.endswith("/sms/status.json")]
+    assert status_requests[-1]["messageid"] == str(api.messages[-1]["messageid"])  # asked once, then dropped
 
 
 async def test_the_poller_runs_on_the_injected_clock(api: FakeKavenegarApi) -> None:
