@@ -24,6 +24,8 @@ from gateway.durations import format_duration, parse_duration
 from gateway.expressions import Expression, compile_expression
 from gateway.notification_rules import NotificationRule, parse_rules
 from providers.asterisk_settings import AsteriskSettings
+from providers.kavenegar.settings import DEFAULT_API_URL as KAVENEGAR_API_URL
+from providers.kavenegar.settings import KavenegarSettings
 from providers.sandbox import SandboxPhone, SandboxSettings
 from providers.twilio.settings import TwilioSettings
 
@@ -242,6 +244,7 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
     notices: dict[str, TeamNotices] = field(default_factory=dict)  # by team id: handoff notices, summaries
+    kavenegar: KavenegarSettings | None = None
 
     @property
     def voice_provider(self) -> str:
@@ -276,9 +279,11 @@ _TOP_KEYS = (
     "directories", "cache",
     "priority_rules",
     "maintenance", "heartbeats",
+    "kavenegar",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
-PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",)}
+PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",),
+                     "kavenegar": ("sms",)}
 _ROUTE_KEYS = ("team", "policy", "priority")
 _SECRET_KEYS = ("routing_key", "routing_key_env")
 _RULE_KEYS = ("receiver", "when", "unless", "expression")  # conditions besides the matchers (gateway.routing)
@@ -796,13 +801,14 @@ class _Reader:
         )
         config = replace(config, notices=self.notices(top.get("teams"), teams, engineers, zone))
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
-                      "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top)}
+                      "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top),
+                      "kavenegar": "kavenegar" in top}
         voice, sms = self.providers(top.get("providers"), configured, config.sandbox.enabled)
         self.notice_channels(config.notices, sms)
         if not voice:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
             return config
-        return replace(config, voice_order=voice, sms_order=sms)
+        return replace(config, voice_order=voice, sms_order=sms, kavenegar=self.kavenegar(top.get("kavenegar")))
 
     def providers(self, raw: object, configured: dict[str, bool],
                   sandbox_enabled: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -814,6 +820,8 @@ class _Reader:
         """
         default_voice = tuple(n for n in ("asterisk", "twilio", "sandbox") if configured[n])[:1]
         default_sms = tuple(n for n in ("twilio", "sandbox") if configured[n])[:1]
+        if configured.get("kavenegar"):  # configured to carry the SMS: first, with Twilio (if any) behind it
+            default_sms = ("kavenegar", *(n for n in default_sms if n == "twilio"))
         if raw is None:
             return default_voice, default_sms
         section = self.mapping(raw, "providers", ("voice", "sms"))
@@ -1713,6 +1721,31 @@ class _Reader:
 
 #: a team's keys read by ``_Reader.notices``
 
+    def kavenegar(self, raw: object) -> KavenegarSettings | None:
+        """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""
+        if raw is None:
+            return None
+        p = "kavenegar"
+        keys = ("api_key", "api_key_env", "sender", "api_url", "inbound_secret", "inbound_secret_env",
+                "status_poll_interval", "receive_poll_interval")
+        section = self.mapping(raw, p, keys)
+        api_key = self.secret(section, "api_key", p, required=True)
+        sender = self.value(section, "sender", p, _as_line_number)
+        inbound_secret = self.secret(section, "inbound_secret", p, required=False)
+        if inbound_secret is not None and len(inbound_secret) < 16:
+            self.problem(f"{p}.inbound_secret", "is too short: use at least 16 random characters "
+                                                "(e.g. openssl rand -hex 16)")
+        api_url = self.value(section, "api_url", p, _as_url, KAVENEGAR_API_URL)
+        interval: timedelta = self.value(section, "status_poll_interval", p, _as_duration(timedelta(seconds=1)),
+                                         timedelta(seconds=30))
+        receive: timedelta | None = self.value(section, "receive_poll_interval", p,
+                                               _as_duration(timedelta(seconds=1)), None)
+        if api_key is None or sender is None:
+            return None
+        return KavenegarSettings(api_key=api_key, sender=sender, api_url=api_url, inbound_secret=inbound_secret,
+                                 status_poll_interval_s=interval.total_seconds(),
+                                 receive_poll_interval_s=receive.total_seconds() if receive is not None else None)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DirectorySettings:
@@ -1789,3 +1822,11 @@ class TeamNotices:
 
     handoff: HandoffNotice | None = None
     summary: OnCallSummary | None = None
+
+
+def _as_line_number(raw: object) -> str:
+    """A Kavenegar sender line: digits, like 10004346 or 0018018949161."""
+    text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    if isinstance(text, str) and re.fullmatch(r"[0-9]{4,20}", text.strip()):
+        return text.strip()
+    raise ValueError(f"expected a sender line number of 4 to 20 digits, like \"10004346\", got {_kind(raw)}")

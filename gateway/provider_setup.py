@@ -21,6 +21,7 @@ from gateway.provider_manager import CarriedBy, ProviderManager
 from providers.asterisk import AsteriskProvider
 from providers.base import Capabilities, ProviderEvents, SmsProvider, VoiceProvider
 from providers.call_session import SessionStore
+from providers.kavenegar import KavenegarProvider
 from providers.sandbox import SandboxProvider
 from providers.sandbox_api import JsonReader, sandbox_routes
 from providers.twilio import TwilioProvider
@@ -94,7 +95,7 @@ def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
     call on after a restart: Twilio, whose calls live in its cloud. The sandbox's phones live in this
     process, and an Asterisk call's FastAGI session ends with it, so neither stores its sessions.
     """
-    plugins: dict[str, SandboxProvider | AsteriskProvider | TwilioProvider] = {}
+    plugins: dict[str, SandboxProvider | AsteriskProvider | TwilioProvider | KavenegarProvider] = {}
     sandbox: SandboxProvider | None = None
     webhook_routes: list[web.RouteDef] = []
     api_routes: list[web.RouteDef] = []
@@ -117,9 +118,14 @@ def build_providers(config: Config, clock: Clock, *, read_json: JsonReader,
                                 shared_sessions=config.store_url is not None)
         plugins["twilio"] = twilio
         webhook_routes += twilio.routes(voice="twilio" in config.voice_order)
-    voice: list[VoiceProvider] = [plugins[n] for n in config.voice_order if n in plugins]
+    if "kavenegar" in names and config.kavenegar is not None:
+        kavenegar = KavenegarProvider(config.kavenegar, clock=clock)
+        plugins["kavenegar"] = kavenegar
+        webhook_routes += kavenegar.routes()
+    voice: list[VoiceProvider] = [p for n in config.voice_order if isinstance(
+        p := plugins.get(n), SandboxProvider | AsteriskProvider | TwilioProvider)]
     sms: list[SmsProvider] = [p for n in config.sms_order
-                              if isinstance(p := plugins.get(n), SandboxProvider | TwilioProvider)]
+                              if isinstance(p := plugins.get(n), SandboxProvider | TwilioProvider | KavenegarProvider)]
     if not sms:
         log.info("no SMS provider configured: SMS steps will fail")
     return Providers(manager=ProviderManager(voice=voice, sms=sms), plugins=list(plugins.values()), sandbox=sandbox,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
+from gateway.intake_newrelic import parse_newrelic
 from gateway.signals import IntakeError
 from gateway.web.alerts import result_json
 from gateway.web.auth import Auth, auth
@@ -59,3 +60,9 @@ async def pagerduty_enqueue(request: web.Request) -> web.Response:
     result = results[0]
     return web.json_response({"status": "success", "message": "Event processed", "dedup_key": result.dedup_key,
                               "id": result.alert.id if result.alert else None}, status=202)
+
+
+@routes.post("/api/v1/integrations/newrelic")
+async def newrelic(request: web.Request) -> web.Response:
+    """A New Relic workflow's webhook: the issue id is the dedup key (see gateway/intake_newrelic.py)."""
+    return await _webhook(request, parse_newrelic)

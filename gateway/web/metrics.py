@@ -10,6 +10,7 @@ from gateway.dispatch import QueueStats
 from gateway.provider_setup import Providers
 from gateway.telemetry import LinesStat, LiveState, ProviderStat, Telemetry
 from gateway.web.keys import CLOCK, PAGING, TELEMETRY
+from providers.kavenegar import KavenegarProvider
 from providers.twilio import TwilioProvider
 
 routes = web.RouteTableDef()
@@ -40,7 +41,7 @@ def install(app: web.Application, config: Config, providers: Providers) -> Telem
     telemetry.watch(LiveState(queues=queues, lines=lines, providers=health))
     telemetry.hotlines(hotline.name for hotline in config.hotlines)
     for plugin in providers.plugins:
-        if isinstance(plugin, TwilioProvider):
+        if isinstance(plugin, TwilioProvider | KavenegarProvider):
             plugin.on_signature_refused(telemetry.signature_refused(plugin.name))
     return telemetry
 

@@ -368,6 +368,33 @@ SCHEMAS: dict[str, Schema] = {
                 "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
         },
     },
+    "NewRelicWebhook": {
+        "type": "object",
+        "description": "A New Relic workflow's webhook, its default payload template (variant names of other "
+                       "templates are read too: issueId, issuePageUrl, severity, ...). The issue id is the dedup "
+                       "key; CREATED/ACTIVATED trigger, ACKNOWLEDGED (or acknowledgedBy) acknowledges, "
+                       "CLOSED/DEACTIVATED resolve.",
+        "required": ["id", "state"],
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "issueUrl": {"type": "string"},
+            "title": {"type": "string"},
+            "priority": {"enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
+            "impactedEntities": {"type": "array", "items": {"type": ["string", "object"]}},
+            "totalIncidents": {"type": "integer"},
+            "state": {"enum": ["CREATED", "ACTIVATED", "ACKNOWLEDGED", "CLOSED", "DEACTIVATED"]},
+            "trigger": {"type": "string"},
+            "isCorrelated": {"type": ["boolean", "string"]},
+            "createdAt": {"type": "integer"},
+            "updatedAt": {"type": "integer"},
+            "sources": {"type": "array", "items": {"type": "string"}},
+            "alertPolicyNames": {"type": "array", "items": {"type": "string"}},
+            "alertConditionNames": {"type": "array", "items": {"type": "string"}},
+            "workflowName": {"type": "string"},
+            "acknowledgedBy": {"type": ["string", "null"]},
+            "labels": {"type": "object"},
+        },
+    },
     "PagerDutyEvent": {
         "type": "object",
         "description": "PagerDuty Events API v2. routing_key is an API token or a route's routing_key.",
@@ -580,6 +607,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "responses": {"202": _json(_ref("IngestResults"), "at least one new alert"),
                       "200": _json(_ref("IngestResults"), "nothing new"), **_use(*_BODY_ERRORS)},
     },
+    ("POST", "/api/v1/integrations/newrelic"): {
+        "summary": "New Relic workflow webhook (default payload template)", "tags": ["integrations"],
+        "requestBody": _body("NewRelicWebhook"),
+        "responses": {"202": _json(_ref("IngestResults"), "a new alert"),
+                      "200": _json(_ref("IngestResults"), "nothing new (the issue's alert is already open, or "
+                                                          "it was acknowledged or resolved)"),
+                      **_use(*_BODY_ERRORS)},
+    },
     ("POST", "/api/v1/integrations/splunk"): {
         "summary": "Splunk webhook alert action (the token may come as ?token=)", "tags": ["integrations"],
         "security": [{"bearerAuth": []}, {"queryToken": []}],
@@ -755,7 +790,7 @@ def _with_role(operation: Schema, role: Role) -> Schema:
 def operation_for(method: str, path: str, kind: Auth, role: Role | None = None) -> Schema:
     found = OPERATIONS.get((method, path))
     if found is None:
-        found = _twilio_operation(path) if kind is Auth.PROVIDER else _undocumented(path)
+        found = _provider_operation(method, path) if kind is Auth.PROVIDER else _undocumented(path)
     if kind in _ROLE_KINDS and role is not None:
         found = _with_role(found, role)
     return _with_path_parameters(found, path)
@@ -793,6 +828,8 @@ def document(app: web.Application) -> Schema:
                                "description": "Splunk only: it can set nothing but a URL"},
                 "twilioSignature": {"type": "apiKey", "in": "header", "name": "X-Twilio-Signature",
                                     "description": "HMAC-SHA1 over server.public_url + path and the form"},
+                "kavenegarSecret": {"type": "apiKey", "in": "query", "name": "secret",
+                                    "description": "kavenegar.inbound_secret: Kavenegar signs nothing"},
             },
         },
         "security": [{"bearerAuth": []}],
@@ -897,3 +934,32 @@ OPERATIONS.update({
         "responses": {"200": _json(_ref("Heartbeat"), "checked in"), **_use("Unauthorized", "NotFound")},
     },
 })
+
+
+def _provider_operation(method: str, path: str) -> Schema:
+    """A provider's webhook: Kavenegar's inbound forward, or Twilio's."""
+    return _kavenegar_operation(method) if path.startswith("/kavenegar/") else _twilio_operation(path)
+
+
+def _kavenegar_operation(method: str) -> Schema:
+    """Kavenegar forwarding an SMS received on the sender line (the URL set in its panel, with the secret)."""
+    names = ("from", "to", "message", "messageid")
+    fields = {"type": "object", "required": ["from", "message"],
+              "properties": {name: {"type": "string"} for name in names}}
+    request: Schema = (
+        {"parameters": [{"name": name, "in": "query", "required": name in ("from", "message"),
+                         "schema": {"type": "string"}} for name in names]} if method == "GET"
+        else {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": fields}}}})
+    return {
+        "summary": "Kavenegar forwards an SMS received on the line (an engineer's reply)",
+        "description": "Fields as a form POST, or as query parameters of a GET. The reply to the engineer is sent "
+                       "back through Kavenegar's REST API.",
+        "tags": ["kavenegar"],
+        "security": [{"kavenegarSecret": []}],
+        **request,
+        "responses": {"200": {"description": "taken", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "400": _json(_ERROR, "a field is missing, or the form cannot be read"),
+                      "403": _json(_ERROR, "missing or wrong secret"),
+                      "422": _json(_ERROR, "from is not a phone number"),
+                      "503": _json(_ERROR, "the SMS provider is not open yet")},
+    }

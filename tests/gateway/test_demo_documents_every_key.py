@@ -116,6 +116,13 @@ directories:
   corp: {kind: keycloak, url: "https://sso.example.com", realm: company, client_id: oncall-gateway,
          client_secret: s3cret, phone_attribute: phoneNumber, email_attribute: email, cache_ttl: 5m, timeout: 10s}
 cache: {url: "redis://127.0.0.1:6379/0"}
+kavenegar:
+  api_key: key
+  sender: "10004346"
+  api_url: https://api.kavenegar.com
+  inbound_secret: 0123456789abcdef0123
+  status_poll_interval: 30s
+  receive_poll_interval: 10s
 """
 
 

@@ -185,6 +185,8 @@ _SHAPED: dict[str, list[Any]] = {
     "/api/v1/integrations/grafana": [_payload("grafana-webhook-firing.json"),
                                      _payload("grafana-webhook-resolved.json")],
     "/api/v1/integrations/splunk": [_payload("splunk-webhook-alert-action.json")],
+    "/api/v1/integrations/newrelic": [_payload("newrelic-workflow-activated.json"),
+                                      _payload("newrelic-workflow-closed.json")],
     "/v2/enqueue": [{**_payload("pagerduty-v2-trigger.json"), "routing_key": ROUTING_KEY},
                     _payload("pagerduty-v2-trigger.json"), _payload("pagerduty-v2-resolve.json")],
     "/api/v1/calls": [{"to": ALICE, "message": "hello"}, {"team": "sre", "message": "call me"}],

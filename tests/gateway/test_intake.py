@@ -18,6 +18,7 @@ from gateway.intake import (
     parse_pagerduty,
     parse_splunk,
 )
+from gateway.intake_newrelic import parse_newrelic
 from gateway.signals import AlertSignal, IntakeError
 
 PAYLOADS = Path(__file__).parent.parent / "fixtures" / "payloads"
@@ -39,6 +40,8 @@ def parser_for(name: str) -> Parser | None:
         return parse_grafana
     if "pagerduty-v2" in name:
         return parse_pagerduty
+    if name.startswith("newrelic-"):
+        return parse_newrelic
     return None
 
 
@@ -57,8 +60,8 @@ def field_of(parser: Parser, body: object) -> str:
 
 
 def test_every_request_fixture_is_covered() -> None:
-    # 7 Alertmanager + 3 Grafana + 4 PagerDuty + 2 Zabbix; guards against a silent glob.
-    assert len(REQUEST_FIXTURES) == 16
+    # 7 Alertmanager + 3 Grafana + 4 PagerDuty + 2 Zabbix + 5 New Relic; guards against a silent glob.
+    assert len(REQUEST_FIXTURES) == 21
 
 
 @pytest.mark.parametrize("name", REQUEST_FIXTURES)
@@ -658,7 +661,7 @@ def replaced(body: Any, path: tuple[Any, ...], value: Any) -> Any:
 
 
 PARSERS = {"api": parse_generic, "alertmanager": parse_alertmanager, "grafana": parse_grafana,
-           "pagerduty": parse_pagerduty, "splunk": parse_splunk}
+           "pagerduty": parse_pagerduty, "splunk": parse_splunk, "newrelic": parse_newrelic}
 
 
 @pytest.mark.parametrize("parser", list(PARSERS.values()), ids=list(PARSERS))

@@ -287,7 +287,8 @@ def test_the_config_knows_what_each_provider_carries(tmp_path: Path) -> None:
 twilio: {account_sid: AC1, auth_token: t, from_number: "+15559990000"}
 asterisk: {username: gw, secret: s, caller_id: "+15559990000"}
 sandbox: {enabled: true}
-providers: {voice: [asterisk, twilio, sandbox], sms: [twilio, sandbox]}
+kavenegar: {api_key: k, sender: "10004346"}
+providers: {voice: [asterisk, twilio, sandbox], sms: [twilio, sandbox, kavenegar]}
 """))
     providers = build_providers(config, FakeClock(), read_json=read_json)
     for plugin in providers.plugins:
