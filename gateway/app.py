@@ -12,12 +12,17 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from core.clock import Clock, SystemClock
+from gateway.action_links import ActionLinks
 from gateway.alerts import AlertService
+from gateway.chat import ChatPoster
 from gateway.config import Config
 from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
+from gateway.mailer import Mailer
+from gateway.message_pages import MessagePages
+from gateway.messages import MessageTemplates
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -30,6 +35,7 @@ from gateway.store_factory import describe as describe_store
 from gateway.store_factory import make_cluster, make_store
 from gateway.templates import Templates
 from gateway.web import (
+    action_links,
     alerts,
     calendar,
     calls,
@@ -50,6 +56,7 @@ from gateway.web.keys import (
     CLOCK,
     CLUSTER,
     CONFIG,
+    MAILER,
     PAGING,
     PROVIDERS,
     SANDBOX,
@@ -76,7 +83,12 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
-              calendar.routes]
+              calendar.routes, action_links.routes]
+    app[action_links.LINKS] = ActionLinks(config)
+    app[action_links.PAGES] = MessageTemplates(config.templates_dir)
+    app[action_links.LIMITER] = action_links.RateLimiter()
+    if config.email is not None:
+        app[MAILER] = Mailer(config.email)
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
@@ -105,9 +117,12 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     scheduler: Scheduler
     kinds = PageKinds(AlertCallKind(templates, lambda alert_id, by, how: alert_service.acknowledge(
         alert_id, by=by, how=how)))
+    chat = ChatPoster()
+    messages = MessagePages(config=config, store=store, clock=clock, links=app[action_links.LINKS],
+                            templates=app[action_links.PAGES], mailer=app.get(MAILER), chat=chat)
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines, telemetry=app[TELEMETRY])
+                    lines=cluster.lines, telemetry=app[TELEMETRY], messages=messages)
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
                           teams=schedule.team)
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
@@ -134,6 +149,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(refresh, return_exceptions=True)
         await scheduler.stop()
         await paging.stop()
+        await chat.close()
         await cluster.stop()
         await providers.close()
         await store.close()

@@ -25,7 +25,7 @@ class PageKind(Protocol):
         ...
 
     def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
-        """How a step pages: by call, SMS or both."""
+        """How a step pages: by call, SMS, email, chat, or several."""
         ...
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
@@ -38,7 +38,7 @@ class PageKind(Protocol):
 
 
 class AlertCallKind:
-    """Read the alert, press 1 to acknowledge; a step pages by call, SMS or both as it says."""
+    """Read the alert, press 1 to acknowledge; a step pages by call, SMS, email or chat as it says."""
 
     def __init__(self, templates: Templates, acknowledge: Callable[[int, str, str], Awaitable[object]]) -> None:
         self._templates = templates
@@ -48,7 +48,7 @@ class AlertCallKind:
         return AlertCallFlow(message=self._templates.render("alert_call", alert=alert), language=language)
 
     def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
-        return (Channel.CALL, Channel.SMS) if step.via == "both" else (Channel(step.via),)
+        return tuple(Channel(channel) for channel in step.channels)
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
         if outcome == CallOutcome.ACKNOWLEDGED:

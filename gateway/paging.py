@@ -19,6 +19,7 @@ from core.phone import mask
 from gateway.cluster import Lines
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
+from gateway.message_pages import MessageFailed, MessagePages, MessageWithdrawn
 from gateway.page_kinds import PageKinds
 from gateway.send_gate import SendGate
 from gateway.store import Alert, Page, Store, TimelineEntry
@@ -45,7 +46,7 @@ NEGATIVE = frozenset({
     CallOutcome.FAILED,
     CallOutcome.CANCELED,
 })
-_OUTCOME_TEXT = {
+_OUTCOME_TEXT: dict[str, str] = {
     CallOutcome.ACKNOWLEDGED: "acknowledged (pressed 1)",
     CallOutcome.ACCEPTED: "accepted",
     CallOutcome.DECLINED: "declined",
@@ -82,6 +83,7 @@ class Paging:
         on_step_failed: Callable[[Page], Awaitable[None]],
         lines: Lines | None = None,
         telemetry: Telemetry | None = None,
+        messages: MessagePages | None = None,
     ) -> None:
         self.config = config
         self.telemetry = telemetry or Telemetry()
@@ -92,6 +94,7 @@ class Paging:
         self.templates = templates
         self.kinds = kinds
         self._on_step_failed = on_step_failed
+        self.messages = messages  # email and chat pages (None: neither configured)
         self.dispatcher = Dispatcher(
             voice,
             now=clock.now,
@@ -167,6 +170,9 @@ class Paging:
                 ring_timeout_s=ring_s,
                 priority=alert.priority,
             ))
+            return
+        if page.channel in (Channel.EMAIL, Channel.CHAT):
+            self.spawn(self.send_message_page(page, alert))
             return
         if self.sms is None:
             await self._failed(page, "no SMS provider configured")
@@ -312,23 +318,26 @@ class Paging:
         elif event.outcome in NEGATIVE:
             await self._on_step_failed(page)
 
-    async def finish(self, page: Page, outcome: CallOutcome, detail: str, *, log_it: bool = True) -> Page | None:
+    async def finish(self, page: Page, outcome: CallOutcome | str, detail: str, *, log_it: bool = True) -> Page | None:
         """Record a page's outcome once (None when it was already finished)."""
         who = self._who(page)
-        text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome.value)}" + (f" ({detail})" if detail else "")
-        if page.channel == Channel.SMS:
-            text = f"SMS to {who}: {outcome.value}" + (f" ({detail})" if detail else "")
+        text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome)}" + (f" ({detail})" if detail else "")
+        if page.channel != Channel.CALL:
+            medium = {Channel.SMS: "SMS to", Channel.EMAIL: "email to", Channel.CHAT: "chat post to"}[page.channel]
+            text = f"{medium} {who}: {outcome}" + (f" ({detail})" if detail else "")
         note = TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
-                             message=text, data={"page": page.id, "channel": page.channel, "outcome": outcome.value})
-        finished = await self.store.finish_page(page.id, outcome=outcome.value, detail=detail,
+                             message=text, data={"page": page.id, "channel": page.channel, "outcome": str(outcome)})
+        finished = await self.store.finish_page(page.id, outcome=str(outcome), detail=detail,
                                                 now=self.clock.now(), note=note)
         if finished is not None:
-            self.telemetry.page_finished(call_id_for(page), channel=page.channel, outcome=outcome.value)
+            self.telemetry.page_finished(call_id_for(page), channel=page.channel, outcome=str(outcome))
         if finished is not None and log_it:
             log.info("alert %d: %s", page.alert_id, text)
         return finished
 
     def _who(self, page: Page) -> str:
+        if page.channel == Channel.CHAT:
+            return page.number  # the destination's name
         engineer = self.config.engineers.get(page.engineer or "")
         return engineer.name if engineer else mask(page.number)
 
@@ -355,3 +364,25 @@ class Paging:
         message = f"{page.channel} to {self._who(page)} carried by {provider}" + (f" {detail}" if detail else "")
         await self.store.add_timeline(TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
                                                     message=message, data={"page": page.id, "provider": provider}))
+
+    # ------------------------------------------------------ email and chat
+
+    async def send_message_page(self, page: Page, alert: Alert) -> None:
+        """Send one email or chat page (with its tries); it ends ``sent`` or ``failed``, never as an answer."""
+        if self.messages is None:
+            await self._failed(page, f"no {page.channel} configured")
+            return
+        if not await self.store.call_wanted(page.id):
+            await self.finish(page, CallOutcome.CANCELED, "alert closed; not sent", log_it=False)
+            return
+        try:
+            detail = await self.messages.deliver(page, alert)
+        except MessageWithdrawn as exc:
+            await self.finish(page, CallOutcome.CANCELED, str(exc), log_it=False)
+            return
+        except MessageFailed as exc:
+            log.warning("alert %d: %s to %s failed: %s", page.alert_id, page.channel, self._who(page), exc)
+            await self._failed(page, str(exc))
+            return
+        await self.store.mark_page_sent(page.id, now=self.clock.now())
+        await self.finish(page, "sent", detail)

@@ -581,6 +581,17 @@ class SqliteStore:
 
         return await self._write(revoke)
 
+    # ------------------------------------------------------- action links
+
+    async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
+        def use(db: Db) -> bool:
+            cursor = db.execute(
+                "INSERT INTO action_links_used (nonce, alert_id, action, engineer, used_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (nonce) DO NOTHING", (nonce, alert_id, action, engineer, now))
+            return cursor.rowcount == 1
+
+        return await self._write(use)
+
 
 def _setup(db: Db) -> None:
     db.execute("PRAGMA journal_mode=WAL")

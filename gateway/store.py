@@ -292,3 +292,8 @@ class Store(Protocol):
     async def revoke_calendar_feed(self, feed_id: int, *, by: str, now: float) -> CalendarFeed | None:
         """Revoke a live feed; None when there is no such live feed."""
         ...
+
+    # Signed action links (gateway/action_links.py): each works once, on whichever gateway it is used.
+    async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
+        """Record the one use of the link with ``nonce``; False (and nothing written) when it was used before."""
+        ...

@@ -8,6 +8,7 @@ from core.clock import Clock
 from gateway.alerts import AlertService
 from gateway.cluster import Cluster
 from gateway.config import Config
+from gateway.mailer import Mailer
 from gateway.paging import Paging
 from gateway.provider_setup import Providers
 from gateway.scheduler import Scheduler
@@ -25,3 +26,4 @@ SANDBOX = web.AppKey("sandbox", SandboxProvider)
 PROVIDERS = web.AppKey("providers", Providers)
 CLUSTER = web.AppKey("cluster", Cluster)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+MAILER = web.AppKey("mailer", Mailer)  # set when an email: section is configured (for any notice by mail)

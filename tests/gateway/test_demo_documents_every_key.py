@@ -29,7 +29,7 @@ templates_dir: templates
 api_tokens:
   - {name: tests, token: t0k3n}
 engineers:
-  alice: {name: Alice, phones: ["+15550000001"], language: en-US}
+  alice: {name: Alice, phones: ["+15550000001"], language: en-US, email: alice@example.com}
   bob: {name: Bob, phones: ["+15550000002"]}
 teams:
   sre:
@@ -42,6 +42,7 @@ policies:
     repeat: 1
     steps:
       - {notify: primary, via: call, timeout: 60s, ring_timeout: 30s}
+      - {notify: team, via: [email, chat], chat: [ops], timeout: 60s}
 routes:
   - {name: r, matchers: ['severity="critical"'], team: sre, policy: default, priority: high,
      routing_key: "0123456789abcdef0123456789abcdef"}
@@ -83,6 +84,11 @@ asterisk:
   tts_resample: [sox, "{in}", "{out}"]
   sounds_dir: sounds
   record_dir: recordings
+email: {host: smtp.example.com, port: 587, starttls: true, username: u, password: p, from: "On-call <o@example.com>",
+        timeout: 30s}
+chat:
+  ops: {kind: webhook, url: "https://hooks.example.com/x", secret: s, timeout: 10s}
+action_links: {expires_after: 24h}
 """
 
 

@@ -1,0 +1,96 @@
+"""Email and chat pages: the alert, its console link and signed acknowledge/resolve links, to a mailbox or a
+chat destination.
+
+Paging hands a written page here (outbox: written due, sent, then done). A page is delivered with a few
+tries on transient failures (each recorded on the alert's timeline), and its outcome is ``sent`` or
+``failed``. An email or a chat post never counts as an answer: only an acknowledgement stops escalation.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.clock import Clock
+from core.enums import Channel
+from gateway.action_links import ActionLinks
+from gateway.chat import MAX_RETRY_AFTER_S, ChatError, ChatPoster
+from gateway.config import Config
+from gateway.mailer import Mailer, MailError
+from gateway.messages import AlertMessage, MessageTemplates
+from gateway.store import Alert, Page, Store, TimelineEntry
+
+log = logging.getLogger(__name__)
+
+#: waits between tries of a transient failure (a Retry-After, when given and shorter than the cap, wins)
+RETRY_WAITS_S = (5.0, 30.0, 120.0)
+
+
+class MessageFailed(Exception):
+    """A page that could not be delivered (after its tries); the message says why."""
+
+
+class MessageWithdrawn(MessageFailed):
+    """The alert was closed while a page waited to try again: it is not sent."""
+
+
+class MessagePages:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, links: ActionLinks,
+                 templates: MessageTemplates, mailer: Mailer | None, chat: ChatPoster) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.links = links
+        self.templates = templates
+        self.mailer = mailer
+        self.chat = chat
+
+    def message(self, page: Page, alert: Alert) -> AlertMessage:
+        """The alert as this page carries it; the links act in the name of the page's engineer (or chat)."""
+        engineer = self.config.engineers.get(page.engineer or "")
+        actor = page.engineer if page.channel == Channel.EMAIL and page.engineer else f"chat:{page.number}"
+        now = self.clock.now()
+        return AlertMessage(
+            alert=alert,
+            recipient=engineer.name if engineer else page.number,
+            console_url=f"{self.config.public_url.rstrip('/')}/console/alerts/{alert.id}",
+            acknowledge_url=self.links.link(alert_id=alert.id, action="acknowledge", engineer=actor, now=now),
+            resolve_url=self.links.link(alert_id=alert.id, action="resolve", engineer=actor, now=now),
+        )
+
+    async def deliver(self, page: Page, alert: Alert) -> str:
+        """Deliver one email or chat page, trying again on transient failures; returns a detail for the
+        timeline ("" at the first try), or raises MessageFailed."""
+        message = self.message(page, alert)
+        what = f"email to {message.recipient}" if page.channel == Channel.EMAIL else f"chat post to {page.number}"
+        for attempt in range(len(RETRY_WAITS_S) + 1):
+            try:
+                await self._once(page, message)
+                return f"on try {attempt + 1}" if attempt else ""
+            except (MailError, ChatError) as exc:
+                wait = RETRY_WAITS_S[attempt] if attempt < len(RETRY_WAITS_S) else None
+                retry_after = exc.retry_after_s if isinstance(exc, ChatError) else None
+                if retry_after is not None:
+                    wait = retry_after if retry_after <= MAX_RETRY_AFTER_S and wait is not None else None
+                if not exc.transient or wait is None:
+                    raise MessageFailed(str(exc)) from None
+                log.warning("alert %d: %s failed (%s); trying again in %.0f s", alert.id, what, exc, wait)
+                await self.store.add_timeline(TimelineEntry(
+                    alert_id=alert.id, at=self.clock.now(), kind="page",
+                    message=f"{what} failed ({exc}); trying again in {wait:.0f} s",
+                    data={"page": page.id, "channel": page.channel, "attempt": attempt + 1}))
+                await self.clock.sleep_until(self.clock.now() + wait)
+                if not await self.store.call_wanted(page.id):
+                    raise MessageWithdrawn("alert closed; not sent") from None
+        raise MessageFailed("no try left")  # not reached: the last try returns or raises
+
+    async def _once(self, page: Page, message: AlertMessage) -> None:
+        if page.channel == Channel.EMAIL:
+            if self.mailer is None:
+                raise MailError("no email: section configured", transient=False)
+            subject, text, html = self.templates.email(message)
+            await self.mailer.send(page.number, subject, text, html)
+            return
+        destination = self.config.chat.get(page.number)
+        if destination is None:
+            raise ChatError(f"chat destination {page.number!r} is no longer configured", transient=False)
+        await self.chat.post(destination, message, now=self.clock.now())
