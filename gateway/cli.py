@@ -196,6 +196,10 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
+    from gateway.message_pages import email_gaps
+
+    for gap in email_gaps(config):  # warnings too: the step still calls or texts, and emails the others
+        print(f"warning: {config.source}: {gap}", file=sys.stderr)
     return 0
 
 

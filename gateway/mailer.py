@@ -67,6 +67,12 @@ class Mailer:
         except aiosmtplib.SMTPResponseException as exc:
             raise MailError(f"SMTP server answered {exc.code} {exc.message}".strip(),
                             transient=400 <= exc.code < 500) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            # No TLS offered (a downgrade), a connection refused or dropped, a timeout, a bad certificate
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                TimeoutError, ConnectionError) as exc:
+            raise MailError(f"SMTP {settings.host}:{settings.port}: {exc}", transient=True) from None
+        except (aiosmtplib.SMTPException, ssl.SSLError) as exc:
+            # No STARTTLS or AUTH offered (a downgrade is refused), a certificate that does not verify: the same
+            # mail would fail the same way
+            raise MailError(f"SMTP {settings.host}:{settings.port}: {exc}", transient=False) from None
+        except OSError as exc:
             raise MailError(f"SMTP {settings.host}:{settings.port}: {exc}", transient=True) from None

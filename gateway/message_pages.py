@@ -94,3 +94,25 @@ class MessagePages:
         if destination is None:
             raise ChatError(f"chat destination {page.number!r} is no longer configured", transient=False)
         await self.chat.post(destination, message, now=self.clock.now())
+
+
+def email_gaps(config: Config) -> list[str]:
+    """Who a step would email but has no address, per route (a route ties a team to a policy): warnings for
+    ``gateway check-config``; at run time such an engineer is skipped, with a note on the alert's timeline."""
+    found: list[str] = []
+    routes = [*config.routes, *([config.default_route] if config.default_route is not None else [])]
+    for route in routes:
+        policy = config.policies.get(route.policy)
+        team = config.teams.get(route.team)
+        if policy is None or team is None:
+            continue
+        for index, step in enumerate(policy.steps):
+            if "email" not in step.channels:
+                continue
+            ids = [step.engineer] if step.target == "engineer" and step.engineer else list(team.members)
+            missing = [config.engineers[i].name for i in ids if i in config.engineers and not config.engineers[i].email]
+            if missing:
+                found.append(f"route {route.name}: policies.{policy.id}.steps[{index}] emails, but "
+                              f"{', '.join(missing)} of team {team.id} {'has' if len(missing) == 1 else 'have'} "
+                              "no email address")
+    return found

@@ -80,8 +80,9 @@ def _closed_for(alert: Alert, action: str) -> bool:
     return alert.status != AlertStatus.TRIGGERED if action == "acknowledge" else alert.status == AlertStatus.RESOLVED
 
 
-async def _checked(request: web.Request) -> tuple[ActionLink, Alert] | web.Response:
-    """The link and its alert, or the page saying why it cannot be used (nothing changed)."""
+async def _checked(request: web.Request, *, closed_too: bool = True) -> tuple[ActionLink, Alert] | web.Response:
+    """The link and its alert, or the page saying why it cannot be used (nothing changed). ``closed_too``:
+    refuse an alert already closed for the link's action."""
     now = request.app[CLOCK].now()
     client = request.remote or "unknown"
     if not request.app[LIMITER].allow(client, now):
@@ -94,11 +95,15 @@ async def _checked(request: web.Request) -> tuple[ActionLink, Alert] | web.Respo
     alert = await request.app[STORE].get_alert(link.alert_id)
     if alert is None:
         return _page(request, 404, "No such alert", f"Alert #{link.alert_id} does not exist (any more).")
-    if _closed_for(alert, link.action):
-        return _page(request, 409, f"Already {alert.status}",
-                     f"Alert #{alert.id} is already {alert.status}: nothing was changed.",
-                     alert=alert, console_url=_console_url(request, alert))
+    if closed_too and _closed_for(alert, link.action):
+        return _already(request, alert)
     return link, alert
+
+
+def _already(request: web.Request, alert: Alert) -> web.Response:
+    return _page(request, 409, f"Already {alert.status}",
+                 f"Alert #{alert.id} is already {alert.status}: nothing was changed.",
+                 alert=alert, console_url=_console_url(request, alert))
 
 
 @routes.get("/a/{token}")
@@ -118,8 +123,9 @@ async def confirm(request: web.Request) -> web.Response:
 @routes.post("/a/{token}")
 @auth(Auth.NONE)
 async def act(request: web.Request) -> web.Response:
-    """Use the link once: acknowledge or resolve in the name of whom it was sent to."""
-    checked = await _checked(request)
+    """Use the link once: acknowledge or resolve in the name of whom it was sent to. A used link says so
+    (410) even when its alert is closed by now."""
+    checked = await _checked(request, closed_too=False)
     if isinstance(checked, web.Response):
         return checked
     link, alert = checked
@@ -128,6 +134,8 @@ async def act(request: web.Request) -> web.Response:
                                                     engineer=link.engineer, now=now):
         return _page(request, 410, "Link already used", "This link has been used already; each works once.",
                      alert=alert, console_url=_console_url(request, alert))
+    if _closed_for(alert, link.action):
+        return _already(request, alert)
     actor = _actor(request, link)
     via = "chat link" if link.engineer.startswith("chat:") else "email link"
     alerts = request.app[ALERTS]
@@ -135,9 +143,7 @@ async def act(request: web.Request) -> web.Response:
     change = alerts.acknowledge if link.action == "acknowledge" else alerts.resolve
     updated, changed = await change(alert.id, by=link.engineer, how=f"{done} by {actor} ({via})")
     if not changed:  # closed by someone else between the check and now
-        return _page(request, 409, f"Already {updated.status}",
-                     f"Alert #{alert.id} is already {updated.status}: nothing was changed.",
-                     alert=updated, console_url=_console_url(request, updated))
+        return _already(request, updated)
     return _page(request, 200, f"Alert #{alert.id} {done}", f"Done: {done} as {actor}.", alert=updated,
                  console_url=_console_url(request, updated))
 

@@ -208,7 +208,8 @@ def test_many_problems_reported_at_once_with_key_paths(tmp_path: Path) -> None:
         f"{name}: teams.sre.members[1]: unknown engineer 'carol'",
         f"{name}: teams.sre.members[2]: engineer 'alice' is listed twice",
         f"{name}: policies.p.steps[0].notify: unknown engineer 'zed'",
-        f"{name}: policies.p.steps[0].via: 'pigeon' is not one of: call, sms, both, email, chat (or a list of channels)",
+        f"{name}: policies.p.steps[0].via: 'pigeon' is not one of: call, sms, both, email, chat "
+        "(or a list of channels)",
         f"{name}: policies.p.steps[0].timeout: must be at least 1s, got '0.5s'",
         f"{name}: routes[0].team: unknown team 'nope'",
         f"{name}: routes[0].matchers[0]: 'sev=~\"((\"' has an invalid regular expression: "
@@ -223,7 +224,8 @@ def test_problem_names_the_path_as_given(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     assert problems_of(Path("my.yaml")) == [
         "my.yaml: bogus: unknown key (expected one of: server, store, defaults, templates_dir, api_tokens, "
-        "engineers, teams, policies, routes, default_route, sandbox, hotlines, twilio, asterisk, dispatch, providers, email, chat, action_links)"
+        "engineers, teams, policies, routes, default_route, sandbox, hotlines, twilio, asterisk, dispatch, providers, "
+        "email, chat, action_links)"
     ]
 
 
