@@ -127,6 +127,7 @@ class ChatPoster:
 
     async def post(self, destination: ChatDestination, message: AlertMessage, *, now: float) -> None:
         body = json.dumps(_PAYLOADS[destination.kind](message), separators=(",", ":")).encode()
+        hook = "webhook" if destination.kind == "webhook" else f"{destination.kind} webhook"
         headers = {"Content-Type": "application/json", "User-Agent": "oncall-telephony-gateway"}
         if destination.kind == "webhook" and destination.secret is not None:
             headers[SIGNATURE_HEADER] = signature(destination.secret, int(now), body)
@@ -139,11 +140,11 @@ class ChatPoster:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChatError(f"{destination.kind} webhook unreachable: {type(exc).__name__} {exc}".strip(),
+            raise ChatError(f"{hook} unreachable: {type(exc).__name__} {exc}".strip(),
                             transient=True) from None
         if 200 <= status < 300:
             return
-        what = f"{destination.kind} webhook answered HTTP {status}" + (f" ({answer[:120]})" if answer else "")
+        what = f"{hook} answered HTTP {status}" + (f" ({answer[:120]})" if answer else "")
         if status == 429 or status >= 500 or status == 408:
             raise ChatError(what, transient=True, retry_after_s=_seconds(retry_after))
         raise ChatError(what, transient=False)

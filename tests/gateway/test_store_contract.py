@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core.enums import Channel
 from gateway.pg_store import PgStore
 from gateway.sqlite_store import SqliteStore
 from gateway.store import Escalation, NewAlert, NewOverride, NewPage, StepPlan, Store, TimelineEntry
@@ -512,3 +513,43 @@ async def test_calendar_feeds_are_found_by_their_secret_hash_until_revoked(store
     assert await store.revoke_calendar_feed(team_feed.id, by="boss", now=8.0) is None
     assert await store.find_calendar_feed("a" * 64) is None
     assert await store.list_calendar_feeds() == [person_feed]
+
+
+# ------------------------------------------------------- email, chat and action links
+
+
+async def test_email_and_chat_pages_are_pages_like_the_others(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    pages = await store.add_pages(alert.id, [
+        NewPage(engineer="alice", number="alice@example.com", channel=Channel.EMAIL),
+        NewPage(engineer=None, number="ops-slack", channel=Channel.CHAT),
+    ], notes=[], now=2.0)
+    assert [(p.engineer, p.number, p.channel, p.status) for p in await store.pages_for(alert.id)] == [
+        ("alice", "alice@example.com", "email", "due"), (None, "ops-slack", "chat", "due")]
+    assert [p.id for p in await store.unsent_pages()] == [p.id for p in pages]
+    await store.mark_page_sent(pages[1].id, now=3.0)
+    done = await store.finish_page(pages[1].id, outcome="sent", detail="", now=3.0, note=None)
+    assert done is not None and (done.status, done.outcome) == ("done", "sent")
+
+
+async def test_an_action_link_is_used_once_whichever_store_or_gateway_uses_it(engine: Engine, store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    assert await store.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice", now=2.0)
+    assert not await store.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice", now=3.0)
+    assert await store.use_action_link("n-2", alert_id=alert.id, action="resolve", engineer="chat:ops", now=3.0)
+    others = [engine.make() for _ in range(3 if engine.name == "postgres" else 0)]  # other gateways
+    for other in others:
+        await other.open()
+    try:
+        for other in others:
+            assert not await other.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice",
+                                                   now=4.0)
+        racers = [store, *others]
+        results = await asyncio.gather(*(
+            racers[i % len(racers)].use_action_link("n-race", alert_id=alert.id, action="acknowledge",
+                                                    engineer="bob", now=5.0)
+            for i in range(8)))
+        assert sorted(results) == [False] * 7 + [True]
+    finally:
+        for other in others:
+            await other.close()
