@@ -158,7 +158,8 @@ async def test_transient_errors_are_tried_again_and_permanent_ones_fail_without_
     assert found.hook.requests == 1  # a 4xx is not tried again
     await gateway.alert_where(alert_id, lambda a: sum("trying again" in t["message"] for t in a["timeline"]) == 2)
     timeline = [t["message"] for t in (await gateway.alert(alert_id))["timeline"]]
-    slack_refused = "chat post to ops-slack failed (slack webhook answered HTTP 429 (rate_limited)); trying again in 7 s"
+    slack_refused = ("chat post to ops-slack failed (slack webhook answered HTTP 429 (rate_limited)); "
+                     "trying again in 7 s")
     assert slack_refused in timeline, timeline
     assert any("chat post to noc-teams failed" in m and "trying again in 5 s" in m for m in timeline), timeline
 
