@@ -107,7 +107,7 @@ def _already(request: web.Request, alert: Alert) -> web.Response:
 
 
 @routes.get("/a/{token}")
-@auth(Auth.NONE)
+@auth(Auth.ACTION_LINK)
 async def confirm(request: web.Request) -> web.Response:
     """Show what the link does and ask to confirm; changes nothing (scanners fetch links)."""
     checked = await _checked(request)
@@ -121,7 +121,7 @@ async def confirm(request: web.Request) -> web.Response:
 
 
 @routes.post("/a/{token}")
-@auth(Auth.NONE)
+@auth(Auth.ACTION_LINK)
 async def act(request: web.Request) -> web.Response:
     """Use the link once: acknowledge or resolve in the name of whom it was sent to. A used link says so
     (410) even when its alert is closed by now."""

@@ -748,14 +748,18 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 # The signed action links of emails and chat posts (gateway/web/action_links.py): HTML pages, no API token.
 _LINK_TOKEN = {"name": "token", "in": "path", "required": True,
-               "description": "the signed token from the email or chat post", "schema": {"type": "string"}}
+               "description": "the signed token from the email or chat post",
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+$"}}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
 _LINK_PAGES = {
-    status: {"description": text, "content": {"text/html": {"schema": {"type": "string"}}}}
-    for status, text in (("403", "not a genuine link (cut or changed)"), ("404", "no such alert"),
+    status: {"description": text, "content": _HTML}
+    for status, text in (("403", "not a genuine link (cut or changed)"),
                          ("409", "the alert is already acknowledged or resolved: nothing changed"),
                          ("410", "the link has expired, or (POST) was used already"),
                          ("429", "too many link requests from one address"))
 }
+# No such alert (a page), or no such path at all (an empty token: the JSON 404 of every unknown path)
+_LINK_PAGES["404"] = {"description": "no such alert", "content": {**_HTML, **RESPONSES["NotFound"]["content"]}}
 OPERATIONS.update({
     ("GET", "/a/{token}"): {
         "summary": "An action link: what it would do, with a button to confirm (changes nothing)",
