@@ -182,3 +182,10 @@ def test_a_token_from_another_key_is_refused(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(LinkRefused):
         keyed.read(token, now=1.0)
     assert keyed.read(keyed.issue(alert_id=2, action="resolve", engineer="bob", now=0.0), now=1.0).engineer == "bob"
+
+
+def test_access_logs_never_hold_a_usable_link() -> None:
+    from gateway.web.log_paths import loggable
+
+    assert loggable("/a/eyJhIjoxfQ.c2lnbmF0dXJl") == "/a/<redacted>"
+    assert loggable("/api/v1/alerts/1") == "/api/v1/alerts/1"
