@@ -3,6 +3,7 @@ test CA's certificate, AUTH), and the signed one-time links in them."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ from gateway.config import load_config
 from gateway.mailer import Mailer, MailError
 from gateway.message_settings import EmailSettings
 from tests.peers.smtp_server import PASSWORD, USER, Received, SmtpServer
+from tests.postgres import PgDatabase
 from tests.support import ALICE, BOB, Gateway, eventually, write_config
 
 PUBLIC = "https://oncall.example.com"
@@ -304,3 +306,34 @@ async def test_the_mailer_refuses_a_server_without_starttls_a_wrong_password_and
         await mailer(smtp).send("a@example.com", "s", "t")
     assert later.value.transient
     assert smtp.received == []
+
+
+async def test_two_gateways_on_one_postgres_accept_a_link_once(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, smtp: SmtpServer, pg_database: PgDatabase,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_SMTP_PASSWORD", PASSWORD)
+    store = f'store: {{url: "{pg_database.url}"'
+    if pg_database.password is not None:
+        monkeypatch.setenv("GATEWAY_TEST_DB_PASSWORD", pg_database.password)
+        store += ", password_env: GATEWAY_TEST_DB_PASSWORD"
+    text = config_text(smtp, steps=CALL_AND_EMAIL).replace("store: {path: gateway.db}", store + "}")
+    clock = FakeClock()
+    config = load_config(write_config(tmp_path, text))
+    assert config.store_url is not None
+    first = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+    second = Gateway(await aiohttp_client(create_app(config, clock=clock)), clock)
+
+    alert_id = await trigger(first)
+    [mail] = await mails(smtp)
+    text, _ = parts(mail.message)
+    acknowledge = link(text, "Acknowledge")
+    assert (await page(second, "GET", acknowledge))[0] == 200  # the other gateway reads the same alert
+
+    async def use(gateway: Gateway) -> int:
+        status, _ = await page(gateway, "POST", acknowledge)
+        return status
+
+    assert sorted(await asyncio.gather(use(first), use(second), use(first), use(second))) == [200, 410, 410, 410]
+    alert = await second.alert(alert_id)
+    assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", "alice")
+    assert sum(t["message"] == "acknowledged by Alice (email link)" for t in alert["timeline"]) == 1
