@@ -68,8 +68,8 @@ async def test_an_empty_database_is_migrated_once_even_by_gateways_starting_toge
         tables = await _fetch(url, server.password, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
                                                     " ORDER BY tablename")
         assert tables == [("action_links_used",), ("alerts",), ("calendar_feeds",), ("call_sessions",),
-                          ("escalations",), ("gateways",), ("line_demand",), ("line_pace",), ("line_use",), ("overrides",), ("pages",),
-                          ("schema_version",), ("timeline",)]
+                          ("escalations",), ("gateways",), ("line_demand",), ("line_pace",), ("line_use",),
+                          ("overrides",), ("pages",), ("schema_version",), ("timeline",)]
     finally:
         await drop_database(server, name)
 
