@@ -55,7 +55,9 @@ def slack_payload(message: AlertMessage) -> dict[str, Any]:
     fields = [{"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"[:2000]}
               for k, v in _facts(message)]
     return {
-        "text": f"Alert #{alert.id} ({alert.priority}, team {alert.team or '-'}): {message.title}"[:3000],
+        # escaped too: Slack reads the notification text as mrkdwn, where <!channel> would ping a whole channel
+        "text": _slack_escape(f"Alert #{alert.id} ({alert.priority}, team {alert.team or '-'}): "
+                              f"{message.title}")[:3000],
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": title[:3000]}},
             {"type": "section", "fields": fields[:10]},

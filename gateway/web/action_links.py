@@ -117,7 +117,7 @@ async def confirm(request: web.Request) -> web.Response:
     verb, _ = _VERB[link.action]
     return _page(request, 200, f"{verb} alert #{alert.id}?",
                  f"Press the button to {link.action} this alert as {_actor(request, link)}.",
-                 alert=alert, confirm=request.path, button=verb, console_url=_console_url(request, alert))
+                 alert=alert, confirm=True, button=verb, console_url=_console_url(request, alert))
 
 
 @routes.post("/a/{token}")

@@ -106,7 +106,7 @@ async def test_one_step_posts_to_slack_teams_and_a_signed_webhook(gateway_for: C
     await gateway.ringing(ALICE)
 
     [slack] = await accepted(found.slack)
-    assert f"Alert #{alert_id}" in slack["text"] and "queue <backlog> growing" in slack["text"]
+    assert f"Alert #{alert_id}" in slack["text"] and "queue &lt;backlog&gt; growing" in slack["text"]
     assert "queue &lt;backlog&gt; growing" in slack["blocks"][0]["text"]["text"]  # mrkdwn escapes
     buttons = {b["action_id"]: b["url"] for b in slack["blocks"][2]["elements"]}
     assert buttons["open"] == f"{PUBLIC}/console/alerts/{alert_id}"

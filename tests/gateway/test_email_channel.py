@@ -159,7 +159,7 @@ async def test_a_link_asks_on_get_and_acknowledges_once_on_post(gateway: Gateway
     for _ in range(3):
         status, body = await page(gateway, "GET", acknowledge)
         assert status == 200
-        assert f'<form method="post" action="{acknowledge}">' in body and "Acknowledge</button>" in body
+        assert '<form method="post">' in body and "Acknowledge</button>" in body
         assert "disk &lt;full&gt; &amp; slow" in body
     assert (await gateway.alert(alert_id))["status"] == "triggered"
 
