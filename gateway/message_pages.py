@@ -43,6 +43,11 @@ class MessagePages:
         self.templates = templates
         self.mailer = mailer
         self.chat = chat
+        self._sending: set[int] = set()  # pages in a try now (not while they wait for the next)
+
+    def sending(self, page_id: int) -> bool:
+        """Whether the page is being handed over right now (so closing its alert must not call it unsent)."""
+        return page_id in self._sending
 
     def message(self, page: Page, alert: Alert) -> AlertMessage:
         """The alert as this page carries it; the links act in the name of the page's engineer (or chat)."""
@@ -59,7 +64,16 @@ class MessagePages:
 
     async def deliver(self, page: Page, alert: Alert) -> str:
         """Deliver one email or chat page, trying again on transient failures; returns a detail for the
-        timeline ("" at the first try), or raises MessageFailed."""
+        timeline ("" at the first try), or raises MessageFailed (MessageWithdrawn: its alert is closed)."""
+        self._sending.add(page.id)  # before the check, with no await between: see Paging.cancel_pages
+        try:
+            if not await self.store.call_wanted(page.id):
+                raise MessageWithdrawn("alert closed; not sent")
+            return await self._tries(page, alert)
+        finally:
+            self._sending.discard(page.id)
+
+    async def _tries(self, page: Page, alert: Alert) -> str:
         message = self.message(page, alert)
         what = f"email to {message.recipient}" if page.channel == Channel.EMAIL else f"chat post to {page.number}"
         for attempt in range(len(RETRY_WAITS_S) + 1):
@@ -78,7 +92,9 @@ class MessagePages:
                     alert_id=alert.id, at=self.clock.now(), kind="page",
                     message=f"{what} failed ({exc}); trying again in {wait:.0f} s",
                     data={"page": page.id, "channel": page.channel, "attempt": attempt + 1}))
+                self._sending.discard(page.id)
                 await self.clock.sleep_until(self.clock.now() + wait)
+                self._sending.add(page.id)
                 if not await self.store.call_wanted(page.id):
                     raise MessageWithdrawn("alert closed; not sent") from None
         raise MessageFailed("no try left")  # not reached: the last try returns or raises

@@ -226,6 +226,11 @@ class Paging:
         for page in await self.store.pages_for(alert_id):
             if page.status == PageStatus.DUE and page.channel == Channel.SMS:
                 await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches the provider first
+            if (page.status == PageStatus.DUE and page.channel in (Channel.EMAIL, Channel.CHAT)
+                    and not (self.messages is not None and self.messages.sending(page.id))):
+                # Not being handed over now (not started, or waiting to try again): it will not be.
+                await self.finish(page, CallOutcome.CANCELED, "alert closed; not sent", log_it=False)
+                continue
             if page.status == PageStatus.DONE or page.channel != Channel.CALL:
                 continue
             call_id = call_id_for(page)
@@ -371,9 +376,6 @@ class Paging:
         """Send one email or chat page (with its tries); it ends ``sent`` or ``failed``, never as an answer."""
         if self.messages is None:
             await self._failed(page, f"no {page.channel} configured")
-            return
-        if not await self.store.call_wanted(page.id):
-            await self.finish(page, CallOutcome.CANCELED, "alert closed; not sent", log_it=False)
             return
         try:
             detail = await self.messages.deliver(page, alert)

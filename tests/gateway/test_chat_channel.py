@@ -193,3 +193,21 @@ def test_the_documented_signature_is_what_a_receiver_computes() -> None:
     timestamp, mac = (part.split("=", 1)[1] for part in header.split(","))
     assert timestamp == "1767787200"
     assert mac == hmac.new(HOOK_SECRET.encode(), b"1767787200." + body, hashlib.sha256).hexdigest()
+
+
+async def test_closing_the_alert_cancels_a_post_waiting_to_try_again(gateway_for: Callable[[str], Any],
+                                                                       receivers: tuple[Receivers, str]) -> None:
+    found, _ = receivers
+    found.teams.fail_next(503, "busy")
+    gateway = await started(gateway_for, """      - {notify: primary, via: [call, chat], chat: [noc-teams], timeout: 20s}""")
+    alert_id = await trigger(gateway)
+    await gateway.alert_where(alert_id, lambda a: any("trying again in 5 s" in t["message"] for t in a["timeline"]))
+    status, _ = await gateway.post(f"/api/v1/alerts/{alert_id}/acknowledge")
+    assert status == 200
+    alert = await gateway.alert(alert_id)  # at once, not when the wait is over
+    assert (chat_pages(alert)["noc-teams"]["outcome"], chat_pages(alert)["noc-teams"]["detail"]) == (
+        "canceled", "alert closed; not sent")
+    await gateway.clock.advance(60)
+    alert = await gateway.alert(alert_id)
+    assert found.teams.requests == 1 and found.teams.accepted == []
+    assert chat_pages(alert)["noc-teams"]["outcome"] == "canceled"
