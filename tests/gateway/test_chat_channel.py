@@ -199,7 +199,8 @@ async def test_closing_the_alert_cancels_a_post_waiting_to_try_again(gateway_for
                                                                        receivers: tuple[Receivers, str]) -> None:
     found, _ = receivers
     found.teams.fail_next(503, "busy")
-    gateway = await started(gateway_for, """      - {notify: primary, via: [call, chat], chat: [noc-teams], timeout: 20s}""")
+    step = """      - {notify: primary, via: [call, chat], chat: [noc-teams], timeout: 20s}"""
+    gateway = await started(gateway_for, step)
     alert_id = await trigger(gateway)
     await gateway.alert_where(alert_id, lambda a: any("trying again in 5 s" in t["message"] for t in a["timeline"]))
     status, _ = await gateway.post(f"/api/v1/alerts/{alert_id}/acknowledge")
