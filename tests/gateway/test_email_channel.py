@@ -337,3 +337,27 @@ async def test_two_gateways_on_one_postgres_accept_a_link_once(
     alert = await second.alert(alert_id)
     assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", "alice")
     assert sum(t["message"] == "acknowledged by Alice (email link)" for t in alert["timeline"]) == 1
+
+
+async def test_an_email_not_delivered_before_a_stop_is_sent_after_the_restart(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_SMTP_PASSWORD", PASSWORD)
+    smtp = SmtpServer(tmp_path)  # not listening yet: the first gateway cannot deliver
+    path = write_config(tmp_path, config_text(smtp, steps="""      - {notify: primary, via: email, timeout: 5m}"""))
+    clock = FakeClock()
+    first = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    alert_id = await trigger(first)
+    alert = await first.alert_where(alert_id, lambda a: any("trying again" in t["message"] for t in a["timeline"]))
+    assert alert["timeline"][-1]["message"].startswith(
+        f"email to Alice failed (SMTP 127.0.0.1:{smtp.port}: Error connecting to 127.0.0.1")
+    await first.client.close()  # the gateway stops; the page is still due (written, never sent)
+
+    smtp.start()
+    try:
+        second = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+        [mail] = await mails(smtp)
+        assert mail.recipients == ["alice@example.com"]
+        alert = await second.alert_where(alert_id, lambda a: a["pages"][0]["outcome"] == "sent")
+        assert len(alert["pages"]) == 1  # the same page, sent once
+    finally:
+        smtp.stop()
