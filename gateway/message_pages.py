@@ -87,13 +87,14 @@ class MessagePages:
                     wait = retry_after if retry_after <= MAX_RETRY_AFTER_S and wait is not None else None
                 if not exc.transient or wait is None:
                     raise MessageFailed(str(exc)) from None
+                until = self.clock.now() + wait  # from the failure, however long the note takes to write
                 log.warning("alert %d: %s failed (%s); trying again in %.0f s", alert.id, what, exc, wait)
                 await self.store.add_timeline(TimelineEntry(
                     alert_id=alert.id, at=self.clock.now(), kind="page",
                     message=f"{what} failed ({exc}); trying again in {wait:.0f} s",
                     data={"page": page.id, "channel": page.channel, "attempt": attempt + 1}))
                 self._sending.discard(page.id)
-                await self.clock.sleep_until(self.clock.now() + wait)
+                await self.clock.sleep_until(until)
                 self._sending.add(page.id)
                 if not await self.store.call_wanted(page.id):
                     raise MessageWithdrawn("alert closed; not sent") from None
