@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from core.clock import FakeClock
@@ -212,3 +213,26 @@ async def test_closing_the_alert_cancels_a_post_waiting_to_try_again(gateway_for
     alert = await gateway.alert(alert_id)
     assert found.teams.requests == 1 and found.teams.accepted == []
     assert chat_pages(alert)["noc-teams"]["outcome"] == "canceled"
+
+
+async def test_the_receivers_refuse_what_the_services_refuse(receivers: tuple[Receivers, str]) -> None:
+    found, base = receivers
+    good_slack = {"text": "t", "blocks": [{"type": "actions", "elements": [
+        {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "A"}, "url": "https://x"}]}]}
+    bad = [
+        ("slack", "text/plain", json.dumps(good_slack)),  # Slack wants JSON
+        ("slack", "application/json", json.dumps({"blocks": []})),  # no text, no blocks
+        ("slack", "application/json", json.dumps({**good_slack, "blocks": [{**good_slack["blocks"][0], "elements": [
+            {**good_slack["blocks"][0]["elements"][0], "text": {"type": "mrkdwn", "text": "A"}}]}]})),  # button text
+        ("teams", "application/json", json.dumps({"type": "message", "attachments": []})),
+        ("teams", "application/json", json.dumps({"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.teams.card.o365connector", "content": {}}]})),  # old cards
+        ("hook", "application/json", json.dumps({"a": 1})),  # unsigned
+    ]
+    async with aiohttp.ClientSession() as session:
+        for path, content_type, body in bad:
+            async with session.post(f"{base}/{path}", data=body, headers={"Content-Type": content_type}) as response:
+                assert response.status == 400, (path, body)
+        async with session.post(f"{base}/slack", json=good_slack) as response:
+            assert (response.status, await response.text()) == (200, "ok")
+    assert len(found.slack.refused) == 3 and len(found.teams.refused) == 2 and len(found.hook.refused) == 1
