@@ -196,9 +196,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
-    from gateway.message_pages import email_gaps
+    from gateway.message_pages import email_gaps, link_warnings
 
-    for gap in email_gaps(config):  # warnings too: the step still calls or texts, and emails the others
+    for gap in link_warnings(config) + email_gaps(config):  # warnings too: the steps still page
         print(f"warning: {config.source}: {gap}", file=sys.stderr)
     return 0
 

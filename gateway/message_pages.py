@@ -9,6 +9,7 @@ tries on transient failures (each recorded on the alert's timeline), and its out
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from core.clock import Clock
 from core.enums import Channel
@@ -111,6 +112,17 @@ class MessagePages:
         if destination is None:
             raise ChatError(f"chat destination {page.number!r} is no longer configured", transient=False)
         await self.chat.post(destination, message, now=self.clock.now())
+
+
+def link_warnings(config: Config) -> list[str]:
+    """Email or chat steps whose links would point at a loopback address nobody else can reach."""
+    uses_links = any({"email", "chat"} & set(step.channels) for policy in config.policies.values()
+                     for step in policy.steps)
+    host = urlsplit(config.public_url).hostname or ""
+    if uses_links and (host in ("localhost", "::1") or host.startswith("127.")):
+        return [f"server.public_url is {config.public_url}: the console and action links in emails and chat posts "
+                "point there; set it to the address people reach the gateway at"]
+    return []
 
 
 def email_gaps(config: Config) -> list[str]:

@@ -141,6 +141,12 @@ email: {host: smtp.example.com, from: oncall@example.com}
 """)
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().err.splitlines() == [
+        f"warning: {path}: server.public_url is http://127.0.0.1:8080: the console and action links in emails "
+        "and chat posts point there; set it to the address people reach the gateway at",
+        f"warning: {path}: route default: policies.p.steps[0] emails, but Bob of team sre has no email address"]
+    path.write_text(path.read_text() + 'server: {public_url: "https://oncall.example.com"}\n')
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
         f"warning: {path}: route default: policies.p.steps[0] emails, but Bob of team sre has no email address"]
 
 
