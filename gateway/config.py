@@ -1249,19 +1249,31 @@ def _as_via(raw: object) -> str:
 
 
 def _as_email(raw: object) -> str:
+    from email.errors import HeaderParseError
+    from email.headerregistry import Address
+
     address = _as_text(raw)
-    if not _EMAIL.fullmatch(address):
+    try:
+        valid = bool(_EMAIL.fullmatch(address)) and str(Address(addr_spec=address)) == address
+    except (HeaderParseError, ValueError, IndexError):
+        valid = False
+    if not valid:
         raise ValueError(f"{address!r} is not an email address like alice@example.com")
     return address
 
 
 def _as_sender(raw: object) -> str:
     """A From header: ``oncall@example.com`` or ``On-call <oncall@example.com>``."""
+    from email.errors import HeaderParseError
     from email.headerregistry import Address
     from email.utils import parseaddr
 
     text = _as_text(raw)
     name, address = parseaddr(text)
-    if not _EMAIL.fullmatch(address) or any(c in text for c in "\r\n"):
-        raise ValueError(f"{text!r} is not a sender like \"On-call <oncall@example.com>\"")
-    return str(Address(display_name=name, addr_spec=address))
+    problem = ValueError(f"{text!r} is not a sender like \"On-call <oncall@example.com>\"")
+    if not _EMAIL.fullmatch(address) or address not in text or any(c in text for c in "\r\n"):
+        raise problem  # (parseaddr glues "a@b.c extra" into "a@b.cextra": the address must be as written)
+    try:
+        return str(Address(display_name=name, addr_spec=address))
+    except (HeaderParseError, ValueError, IndexError):
+        raise problem from None

@@ -7,6 +7,7 @@ a connection refused: worth another try) or permanent (a 5xx reply: the same mai
 
 from __future__ import annotations
 
+import email.errors
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -47,10 +48,14 @@ class Mailer:
         if not recipients:
             raise MailError("no recipient", transient=False)
         settings = self.settings
-        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        try:
+            message = self.message(recipients, subject, text, html)
+            context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        except (ValueError, IndexError, OSError, email.errors.MessageError) as exc:  # a header it cannot write
+            raise MailError(f"the message cannot be built: {exc}", transient=False) from None
         try:
             await aiosmtplib.send(
-                self.message(recipients, subject, text, html),
+                message,
                 hostname=settings.host,
                 port=settings.port,
                 username=settings.username,

@@ -301,6 +301,9 @@ async def test_the_mailer_refuses_a_server_without_starttls_a_wrong_password_and
     with pytest.raises(MailError, match="CERTIFICATE_VERIFY_FAILED") as untrusted:
         await mailer(smtp, ca_file=None).send("a@example.com", "s", "t")
     assert not untrusted.value.transient
+    with pytest.raises(MailError, match="cannot be built") as injected:  # no header injection through an address
+        await mailer(smtp).send("a@example.com\nBcc: b@example.com", "s", "t")
+    assert not injected.value.transient
     smtp.handler.fail_with = "451 4.3.0 try again later"
     with pytest.raises(MailError, match="451") as later:
         await mailer(smtp).send("a@example.com", "s", "t")

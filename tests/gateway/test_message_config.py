@@ -195,3 +195,13 @@ def test_access_logs_never_hold_a_usable_link() -> None:
 
     assert loggable("/a/eyJhIjoxfQ.c2lnbmF0dXJl") == "/a/<redacted>"
     assert loggable("/api/v1/alerts/1") == "/api/v1/alerts/1"
+
+
+@pytest.mark.parametrize("address", ["alice at example", "a@b..c", "a@b.c extra", 'x"y@b.c', "a@@b.c"])
+def test_an_address_that_mail_could_not_carry_is_refused(tmp_path: Path, address: str) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(HEAD.replace("alice@example.com", f"'{address}'")
+                    + f"policies: {{p: {{steps: [{{notify: primary}}]}}}}\nemail: {{host: h, from: '{address}'}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [p.split(": ")[1] for p in caught.value.problems] == ["engineers.alice.email", "email.from"]
