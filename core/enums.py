@@ -19,6 +19,8 @@ class AlertStatus(StrEnum):
 class Channel(StrEnum):
     CALL = "call"
     SMS = "sms"
+    EMAIL = "email"
+    CHAT = "chat"  # a post to a named chat destination (Slack, Teams, a generic webhook)
 
 
 class PageStatus(StrEnum):

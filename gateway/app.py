@@ -12,7 +12,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
 from core.clock import Clock, SystemClock
+from gateway.action_links import ActionLinks
 from gateway.alerts import AlertService
+from gateway.chat import ChatPoster
 from gateway.config import Config
 from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
@@ -21,7 +23,10 @@ from gateway.heartbeats import Heartbeats
 from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.later_pages import LaterPages
+from gateway.mailer import Mailer
 from gateway.maintenance import Maintenance
+from gateway.message_pages import MessagePages
+from gateway.messages import MessageTemplates
 from gateway.notices import NoticeService
 from gateway.notifiers import SmsNotifier
 from gateway.overrides import Schedule
@@ -37,6 +42,7 @@ from gateway.store_factory import describe as describe_store
 from gateway.store_factory import make_cluster, make_store
 from gateway.templates import Templates
 from gateway.web import (
+    action_links,
     alerts,
     calendar,
     calls,
@@ -59,6 +65,7 @@ from gateway.web.keys import (
     CLOCK,
     CLUSTER,
     CONFIG,
+    MAILER,
     PAGING,
     PROVIDERS,
     ROSTER,
@@ -87,7 +94,13 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     metrics.install(app, config, providers)
     tables = [health.routes, alerts.routes, integrations.routes, calls.routes, oncall.routes, queues.routes,
               metrics.routes, openapi.routes, overrides.routes,
-              calendar.routes, maintenance.routes, notification_rules.routes]
+              calendar.routes, maintenance.routes, notification_rules.routes,
+              action_links.routes]
+    app[action_links.LINKS] = ActionLinks(config)
+    app[action_links.PAGES] = MessageTemplates(config.templates_dir)
+    app[action_links.LIMITER] = action_links.RateLimiter()
+    if config.email is not None:
+        app[MAILER] = Mailer(config.email)
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
@@ -123,9 +136,12 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     scheduler: Scheduler
     kinds = PageKinds(AlertCallKind(templates, lambda alert_id, by, how: alert_service.acknowledge(
         alert_id, by=by, how=how)))
+    chat = ChatPoster()
+    messages = MessagePages(config=config, store=store, clock=clock, links=app[action_links.LINKS],
+                            templates=app[action_links.PAGES], mailer=app.get(MAILER), chat=chat)
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
-                    lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer,
+                    lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer, messages=messages,
                     on_later_page=lambda when: scheduler.due_at(when))
     later = LaterPages(config=config, store=store, clock=clock,
                        # resent: a rule's chosen delay is no dial latency (gateway_alert_to_first_dial_seconds)
@@ -178,6 +194,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await notices.stop()
         await scheduler.stop()
         await paging.stop()
+        await chat.close()
         await cluster.stop()
         await providers.close()
         await roster.close()

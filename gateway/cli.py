@@ -209,7 +209,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
         for problem in public_url_problems(config.public_url):
             print(f"warning: {config.source}: {problem}", file=sys.stderr)
-    for problem in [*layer_gaps(config, datetime.now(UTC)), *never_fire(config)]:
+    from gateway.message_pages import email_gaps, link_warnings
+
+    warnings = [*layer_gaps(config, datetime.now(UTC)), *never_fire(config), *link_warnings(config),
+                *email_gaps(config)]  # the steps still page: warnings, not errors
+    for problem in warnings:
         print(f"warning: {config.source}: {problem}", file=sys.stderr)
     return 0
 

@@ -22,6 +22,7 @@ from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from gateway.expressions import Expression, compile_expression
+from gateway.message_settings import CHAT_KINDS, ActionLinkSettings, ChatDestination, EmailSettings
 from gateway.notification_rules import NotificationRule, parse_rules
 from providers.asterisk_settings import AsteriskSettings
 from providers.kavenegar.settings import DEFAULT_API_URL as KAVENEGAR_API_URL
@@ -39,6 +40,7 @@ class Engineer:
     phones: tuple[str, ...]  # E.164, first is preferred
     language: str = "en-US"
     notification_rules: tuple[NotificationRule, ...] = ()  # empty: each step's ``via`` (gateway.notification_rules)
+    email: str | None = None  # where a step with ``via: email`` sends the alert
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,10 +74,16 @@ class Team:
 class PolicyStep:
     target: str  # "primary" | "secondary" | "team" | "engineer"
     engineer: str | None = None  # set when target == "engineer"
-    via: str = "call"  # "call" | "sms" | "both"
+    via: str = "call"  # "call" | "sms" | "both" | "email" | "chat", or channels joined by "+" ("call+email")
     timeout_s: int = 300
     ring_timeout_s: int | None = None  # how long a call rings before it counts as unanswered
     group: DirectoryGroup | None = None  # set when target == "group": every member of a directory group
+    chat: tuple[str, ...] = ()  # the chat destinations a step with chat in ``via`` posts to
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels the step pages by, in order: "both" is a call and an SMS."""
+        return ("call", "sms") if self.via == "both" else tuple(self.via.split("+"))
 
     @property
     def ring_s(self) -> int:
@@ -245,6 +253,9 @@ class Config:
     heartbeats: dict[str, Heartbeat] = field(default_factory=dict)
     notices: dict[str, TeamNotices] = field(default_factory=dict)  # by team id: handoff notices, summaries
     kavenegar: KavenegarSettings | None = None
+    email: EmailSettings | None = None  # SMTP for ``via: email`` (gateway.mailer)
+    chat: dict[str, ChatDestination] = field(default_factory=dict)  # named chat webhooks (gateway.chat)
+    action_links: ActionLinkSettings = field(default_factory=ActionLinkSettings)  # gateway.action_links
 
     @property
     def voice_provider(self) -> str:
@@ -280,6 +291,7 @@ _TOP_KEYS = (
     "priority_rules",
     "maintenance", "heartbeats",
     "kavenegar",
+    "email", "chat", "action_links",
 )  # fmt: skip
 #: what each provider can carry (the provider classes declare the same as CHANNELS; a test keeps them equal)
 PROVIDER_CHANNELS = {"sandbox": ("voice", "sms"), "twilio": ("voice", "sms"), "asterisk": ("voice",),
@@ -798,8 +810,12 @@ class _Reader:
             cache_password=cache_password,
             maintenance=self.maintenance(top.get("maintenance"), zone, time_windows),
             heartbeats=self.heartbeats(top.get("heartbeats"), teams),
+            email=self.email(top.get("email")),
+            chat=self.chat(top.get("chat")),
+            action_links=self.action_links(top.get("action_links")),
         )
         config = replace(config, notices=self.notices(top.get("teams"), teams, engineers, zone))
+        self.message_channels(config)
         configured = {"twilio": "twilio" in top, "asterisk": "asterisk" in top,
                       "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top),
                       "kavenegar": "kavenegar" in top}
@@ -1015,7 +1031,7 @@ class _Reader:
         engineers: dict[str, Engineer] = {}
         for engineer_id, item in self.entries(raw, "engineers"):
             path = f"engineers.{engineer_id}"
-            section = self.mapping(item, path, ("name", "phones", "language", "notification_rules"))
+            section = self.mapping(item, path, ("name", "phones", "language", "notification_rules", "email"))
             phones: list[tuple[str, str]] = []
             raw_phones = section.get("phones")
             if raw_phones is not None and not isinstance(raw_phones, list):  # one number
@@ -1034,6 +1050,7 @@ class _Reader:
                 phones=tuple(dict.fromkeys(number for _, number in phones)),
                 language=self.value(section, "language", path, _as_language, language),
                 notification_rules=self.notification_rules(section.get("notification_rules"), path),
+                email=self.value(section, "email", path, _as_email, None),
             )
         return engineers
 
@@ -1205,12 +1222,13 @@ class _Reader:
             section = self.mapping(item, path, ("repeat", "steps"))
             steps: list[PolicyStep] = []
             for step_path, step in self.items(section.get("steps"), f"{path}.steps", required=True):
-                step_section = self.mapping(step, step_path, ("notify", "via", "timeout", "ring_timeout"))
+                step_section = self.mapping(step, step_path, ("notify", "via", "timeout", "ring_timeout", "chat"))
                 if not isinstance(step, dict):
                     continue
                 notify = self.value(step_section, "notify", step_path, _as_text)
                 target, engineer = self.notify_target(notify, f"{step_path}.notify", engineers)
-                via = self.value(step_section, "via", step_path, _as_choice("call", "sms", "both"), "call")
+                via = self.value(step_section, "via", step_path, _as_via, "call")
+                chat = self.step_chat(step_section, step_path, via)
                 timeout_s = self.value(step_section, "timeout", step_path, _as_whole_seconds, 300)
                 ring_s = self.value(step_section, "ring_timeout", step_path, _as_ring_seconds, None)
                 if ring_s is not None and timeout_s is not None and ring_s > timeout_s:
@@ -1225,6 +1243,7 @@ class _Reader:
                         timeout_s=timeout_s,
                         ring_timeout_s=ring_s,
                         group=self.step_group(notify, f"{step_path}.notify") if target == "group" else None,
+                        chat=chat,
                     )
                 )
             policies[policy_id] = Policy(
@@ -1746,6 +1765,107 @@ class _Reader:
                                  status_poll_interval_s=interval.total_seconds(),
                                  receive_poll_interval_s=receive.total_seconds() if receive is not None else None)
 
+    # message channels (gateway.message_settings): email, chat webhooks, signed action links
+
+    def step_chat(self, section: dict[str, Any], path: str, via: str | None) -> tuple[str, ...]:
+        """A step's ``chat:`` destinations: required when ``via`` includes chat, refused otherwise."""
+        wants_chat = via is not None and "chat" in via.split("+")
+        names: list[tuple[str, str]] = []
+        for item_path, name in self.items(section.get("chat"), f"{path}.chat", required=wants_chat):
+            if not isinstance(name, str) or not _ID.fullmatch(name):
+                self.problem(item_path, f"expected the name of a chat destination, got {_kind(name)}")
+            else:
+                names.append((item_path, name))
+        self.duplicates(names, "chat destination")
+        if names and via is not None and not wants_chat:
+            self.problem(f"{path}.chat", "only used when via includes chat (e.g. via: [call, chat])")
+        return tuple(dict.fromkeys(name for _, name in names))
+
+    def email(self, raw: object) -> EmailSettings | None:
+        if raw is None:
+            return None
+        p = "email"
+        keys = ("host", "port", "starttls", "implicit_tls", "username", "password", "password_env", "from",
+                "ca_file", "timeout")
+        section = self.mapping(raw, p, keys)
+        host = self.value(section, "host", p, _as_text)
+        sender = self.value(section, "from", p, _as_sender)
+        starttls = self.value(section, "starttls", p, _as_bool, True)
+        implicit_tls = self.value(section, "implicit_tls", p, _as_bool, False)
+        if starttls and implicit_tls and "starttls" in section:
+            self.problem(p, "set starttls or implicit_tls, not both (implicit TLS is encrypted from the start)")
+        username = self.value(section, "username", p, _as_text, None)
+        password = self.secret(section, "password", p, required=username is not None)
+        if password is not None and username is None:
+            self.problem(f"{p}.username", "is required with a password")
+        ca_file = None
+        raw_ca = self.value(section, "ca_file", p, _as_text, None)
+        if raw_ca is not None:
+            ca_file = self.relative(raw_ca)
+            if not ca_file.is_file():
+                self.problem(f"{p}.ca_file", f"file does not exist: {ca_file}")
+        timeout: timedelta = self.value(section, "timeout", p, _as_duration(timedelta(seconds=1)),
+                                        timedelta(seconds=30))
+        if host is None or sender is None:
+            return None
+        return EmailSettings(
+            host=host,
+            port=self.value(section, "port", p, _as_int(1, 65535), 465 if implicit_tls else 587),
+            sender=sender,
+            starttls=bool(starttls) and not implicit_tls,
+            implicit_tls=bool(implicit_tls),
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            timeout_s=timeout.total_seconds(),
+        )
+
+    def chat(self, raw: object) -> dict[str, ChatDestination]:
+        found: dict[str, ChatDestination] = {}
+        for name, item in self.entries(raw, "chat"):
+            path = f"chat.{name}"
+            section = self.mapping(item, path, ("kind", "url", "url_env", "secret", "secret_env", "timeout"))
+            if not isinstance(item, dict):
+                continue
+            kind = self.value(section, "kind", path, _as_choice(*CHAT_KINDS))
+            url = self.secret(section, "url", path, required=True)
+            if url is not None:
+                try:
+                    url = _as_url(url)
+                except ValueError as exc:
+                    key = "url" if "url" in section else "url_env"
+                    self.problem(f"{path}.{key}", str(exc).replace(repr(url), "the URL"))  # never echo a secret
+                    url = None
+            secret = self.secret(section, "secret", path, required=kind == "webhook")
+            if secret is not None and kind in ("slack", "teams"):
+                self.problem(path, f"a {kind} webhook is not signed: secret is only for kind: webhook")
+            timeout: timedelta = self.value(section, "timeout", path, _as_duration(timedelta(seconds=1)),
+                                            timedelta(seconds=10))
+            if kind is not None and url is not None:
+                found[name] = ChatDestination(name=name, kind=kind, url=url, secret=secret,
+                                              timeout_s=timeout.total_seconds())
+        return found
+
+    def action_links(self, raw: object) -> ActionLinkSettings:
+        section = self.mapping(raw, "action_links", ("secret_env", "expires_after"))
+        secret = self.secret(section, "secret", "action_links", required=False) if "secret_env" in section else None
+        expires: timedelta = self.value(section, "expires_after", "action_links",
+                                        _as_duration(timedelta(minutes=5)), timedelta(hours=24))
+        if expires > timedelta(days=30):
+            self.problem("action_links.expires_after", "must be at most 30d (a link in an old email must die)")
+        return ActionLinkSettings(secret=secret, expires_after_s=int(expires.total_seconds()))
+
+    def message_channels(self, config: Config) -> None:
+        """Steps that email need ``email:``; steps that post to chat name configured destinations."""
+        for policy in config.policies.values():
+            for index, step in enumerate(policy.steps):
+                path = f"policies.{policy.id}.steps[{index}]"
+                if "email" in step.channels and config.email is None:
+                    self.problem(f"{path}.via", "sends email, but there is no email: section (SMTP server)")
+                for position, name in enumerate(step.chat):
+                    if name not in config.chat:
+                        self.problem(f"{path}.chat[{position}]", f"unknown chat destination {name!r}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DirectorySettings:
@@ -1830,3 +1950,55 @@ def _as_line_number(raw: object) -> str:
     if isinstance(text, str) and re.fullmatch(r"[0-9]{4,20}", text.strip()):
         return text.strip()
     raise ValueError(f"expected a sender line number of 4 to 20 digits, like \"10004346\", got {_kind(raw)}")
+
+
+_VIA = ("call", "sms", "email", "chat")
+_EMAIL = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+")
+
+
+def _as_via(raw: object) -> str:
+    """``call``, ``sms``, ``both``, ``email``, ``chat``, or a list of channels: stored joined by '+'."""
+    if isinstance(raw, str) and raw in ("both", *_VIA):
+        return raw
+    if not isinstance(raw, list) or not raw:
+        shown = repr(raw) if isinstance(raw, str) else _kind(raw)
+        raise ValueError(f"{shown} is not one of: call, sms, both, email, chat (or a list of channels)")
+    channels: list[str] = []
+    for item in raw:
+        if item not in _VIA:
+            raise ValueError(f"{item!r} is not one of: {', '.join(_VIA)}")
+        if item in channels:
+            raise ValueError(f"{item!r} is listed twice")
+        channels.append(item)
+    return "+".join(channels)
+
+
+def _as_email(raw: object) -> str:
+    from email.errors import HeaderParseError
+    from email.headerregistry import Address
+
+    address = _as_text(raw)
+    try:
+        valid = bool(_EMAIL.fullmatch(address)) and str(Address(addr_spec=address)) == address
+    except (HeaderParseError, ValueError, IndexError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{address!r} is not an email address like alice@example.com")
+    return address
+
+
+def _as_sender(raw: object) -> str:
+    """A From header: ``oncall@example.com`` or ``On-call <oncall@example.com>``."""
+    from email.errors import HeaderParseError
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    text = _as_text(raw)
+    name, address = parseaddr(text)
+    problem = ValueError(f"{text!r} is not a sender like \"On-call <oncall@example.com>\"")
+    if not _EMAIL.fullmatch(address) or address not in text or any(c in text for c in "\r\n"):
+        raise problem  # (parseaddr glues "a@b.c extra" into "a@b.cextra": the address must be as written)
+    try:
+        return str(Address(display_name=name, addr_spec=address))
+    except (HeaderParseError, ValueError, IndexError):
+        raise problem from None

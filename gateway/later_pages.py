@@ -40,12 +40,14 @@ def earliest(*moments: float | None) -> float | None:
 def personal_pages(engineer: Engineer, step: PolicyStep, kind: PageKind, rules: tuple[NotificationRule, ...], *,
                    now: float, label: str, notes: list[TimelineEntry]) -> list[NewPage]:
     """The pages of ``step`` for ``engineer``: as the step says, or as their rules say (with a note)."""
+    phone = [channel for channel in kind.channels(step) if channel in (Channel.CALL, Channel.SMS)]
+    if not phone:
+        return []  # an email or chat step: those pages are the scheduler's (Scheduler._message_pages)
     follows = bool(getattr(kind, "follows_personal_rules", False))
-    if follows and step.via == Channel.SMS:
+    if follows and phone == [Channel.SMS]:
         rules = tuple(rule for rule in rules if rule.via == Channel.SMS)
     if not follows or not rules:
-        return [NewPage(engineer=engineer.id, number=engineer.phones[0], channel=Channel(channel))
-                for channel in kind.channels(step)]
+        return [NewPage(engineer=engineer.id, number=engineer.phones[0], channel=channel) for channel in phone]
     kept = [rule for rule in rules if rule.after_s < step.timeout_s]
     late = [rule for rule in rules if rule.after_s >= step.timeout_s]
     message = (f"{label}: {engineer.name} is paged by their notification rules: "

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 RULE_KEYS = ("via", "after")
 MAX_RULES = 10
 MAX_AFTER_S = 24 * 3600  # no step waits a day for an answer
-_VIAS = tuple(channel.value for channel in Channel)
+_VIAS = (Channel.CALL.value, Channel.SMS.value)  # the phone channels: email and chat are a step's own (via:)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ class PageKind(Protocol):
         ...
 
     def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
-        """How a step pages: by call, SMS or both."""
+        """How a step pages: by call, SMS, email, chat, or several."""
         ...
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
@@ -38,7 +38,7 @@ class PageKind(Protocol):
 
 
 class AlertCallKind:
-    """Read the alert, press 1 to acknowledge; a step pages by call, SMS or both as it says."""
+    """Read the alert, press 1 to acknowledge; a step pages by call, SMS, email or chat as it says."""
 
     follows_personal_rules = True  # an engineer's notification rules replace the step's via (gateway.later_pages)
 
@@ -50,7 +50,7 @@ class AlertCallKind:
         return AlertCallFlow(message=self._templates.render("alert_call", alert=alert), language=language)
 
     def channels(self, step: PolicyStep) -> tuple[Channel, ...]:
-        return (Channel.CALL, Channel.SMS) if step.via == "both" else (Channel(step.via),)
+        return tuple(Channel(channel) for channel in step.channels)
 
     async def answered(self, alert: Alert, page: Page, outcome: CallOutcome, who: str) -> None:
         if outcome == CallOutcome.ACKNOWLEDGED:

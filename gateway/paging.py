@@ -19,6 +19,7 @@ from core.phone import mask
 from gateway.cluster import Lines
 from gateway.config import Config, Engineer
 from gateway.dispatch import Dispatcher
+from gateway.message_pages import MessageFailed, MessagePages, MessageWithdrawn
 from gateway.page_kinds import PageKinds
 from gateway.send_gate import SendGate
 from gateway.store import Alert, Page, Store, TimelineEntry
@@ -45,7 +46,7 @@ NEGATIVE = frozenset({
     CallOutcome.FAILED,
     CallOutcome.CANCELED,
 })
-_OUTCOME_TEXT = {
+_OUTCOME_TEXT: dict[str, str] = {
     CallOutcome.ACKNOWLEDGED: "acknowledged (pressed 1)",
     CallOutcome.ACCEPTED: "accepted",
     CallOutcome.DECLINED: "declined",
@@ -84,6 +85,7 @@ class Paging:
         telemetry: Telemetry | None = None,
         engineers: Callable[[str], Engineer | None] | None = None,
         on_later_page: Callable[[float], None] | None = None,
+        messages: MessagePages | None = None,
     ) -> None:
         self.config = config
         # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
@@ -97,6 +99,7 @@ class Paging:
         self.templates = templates
         self.kinds = kinds
         self._on_step_failed = on_step_failed
+        self.messages = messages  # email and chat pages (None: neither configured)
         self.dispatcher = Dispatcher(
             voice,
             now=clock.now,
@@ -178,6 +181,9 @@ class Paging:
                 priority=alert.priority,
             ))
             return
+        if page.channel in (Channel.EMAIL, Channel.CHAT):
+            self.spawn(self.send_message_page(page, alert))
+            return
         if self.sms is None:
             await self._failed(page, "no SMS provider configured")
             return
@@ -233,6 +239,11 @@ class Paging:
                 continue
             if page.status == PageStatus.DUE and page.channel == Channel.SMS:
                 await self._sms_gate.withdraw(call_id_for(page))  # an SMS being sent now reaches the provider first
+            if (page.status == PageStatus.DUE and page.channel in (Channel.EMAIL, Channel.CHAT)
+                    and not (self.messages is not None and self.messages.sending(page.id))):
+                # Not being handed over now (not started, or waiting to try again): it will not be.
+                await self.finish(page, CallOutcome.CANCELED, "alert closed; not sent", log_it=False)
+                continue
             if page.status == PageStatus.DONE or page.channel != Channel.CALL:
                 continue
             call_id = call_id_for(page)
@@ -325,23 +336,26 @@ class Paging:
         elif event.outcome in NEGATIVE:
             await self._on_step_failed(page)
 
-    async def finish(self, page: Page, outcome: CallOutcome, detail: str, *, log_it: bool = True) -> Page | None:
+    async def finish(self, page: Page, outcome: CallOutcome | str, detail: str, *, log_it: bool = True) -> Page | None:
         """Record a page's outcome once (None when it was already finished)."""
         who = self._who(page)
-        text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome.value)}" + (f" ({detail})" if detail else "")
-        if page.channel == Channel.SMS:
-            text = f"SMS to {who}: {outcome.value}" + (f" ({detail})" if detail else "")
+        text = f"{who} {_OUTCOME_TEXT.get(outcome, outcome)}" + (f" ({detail})" if detail else "")
+        if page.channel != Channel.CALL:
+            medium = {Channel.SMS: "SMS to", Channel.EMAIL: "email to", Channel.CHAT: "chat post to"}[page.channel]
+            text = f"{medium} {who}: {outcome}" + (f" ({detail})" if detail else "")
         note = TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
-                             message=text, data={"page": page.id, "channel": page.channel, "outcome": outcome.value})
-        finished = await self.store.finish_page(page.id, outcome=outcome.value, detail=detail,
+                             message=text, data={"page": page.id, "channel": page.channel, "outcome": str(outcome)})
+        finished = await self.store.finish_page(page.id, outcome=str(outcome), detail=detail,
                                                 now=self.clock.now(), note=note)
         if finished is not None:
-            self.telemetry.page_finished(call_id_for(page), channel=page.channel, outcome=outcome.value)
+            self.telemetry.page_finished(call_id_for(page), channel=page.channel, outcome=str(outcome))
         if finished is not None and log_it:
             log.info("alert %d: %s", page.alert_id, text)
         return finished
 
     def _who(self, page: Page) -> str:
+        if page.channel == Channel.CHAT:
+            return page.number  # the destination's name
         engineer = self.engineer(page.engineer or "")
         return engineer.name if engineer else mask(page.number)
 
@@ -368,3 +382,22 @@ class Paging:
         message = f"{page.channel} to {self._who(page)} carried by {provider}" + (f" {detail}" if detail else "")
         await self.store.add_timeline(TimelineEntry(alert_id=page.alert_id, at=self.clock.now(), kind="page",
                                                     message=message, data={"page": page.id, "provider": provider}))
+
+    # ------------------------------------------------------ email and chat
+
+    async def send_message_page(self, page: Page, alert: Alert) -> None:
+        """Send one email or chat page (with its tries); it ends ``sent`` or ``failed``, never as an answer."""
+        if self.messages is None:
+            await self._failed(page, f"no {page.channel} configured")
+            return
+        try:
+            detail = await self.messages.deliver(page, alert)
+        except MessageWithdrawn as exc:
+            await self.finish(page, CallOutcome.CANCELED, str(exc), log_it=False)
+            return
+        except MessageFailed as exc:
+            log.warning("alert %d: %s to %s failed: %s", page.alert_id, page.channel, self._who(page), exc)
+            await self._failed(page, str(exc))
+            return
+        await self.store.mark_page_sent(page.id, now=self.clock.now())
+        await self.finish(page, "sent", detail)

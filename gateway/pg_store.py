@@ -907,6 +907,16 @@ class PgStore:
             key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel)
         return notice_from_row(row) if row is not None else None
 
+    async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
+        # The primary key decides: of two gateways inserting the same nonce, the second waits for the first
+        # to commit and then inserts nothing. Not through single(): run again after a lost reply, the insert
+        # would find its own row and call the link used.
+        async with self.transaction() as db:
+            used = await db.fetchval(
+                "INSERT INTO action_links_used (nonce, alert_id, action, engineer, used_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (nonce) DO NOTHING RETURNING true",
+                nonce, alert_id, action, _in(engineer), now)
+        return used is True
 
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from core.clock import Clock, to_datetime
-from core.enums import AlertStatus, PageStatus
+from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
-from gateway.config import Config, DirectoryGroup, Engineer, Policy, Team
+from gateway.config import Config, DirectoryGroup, Engineer, Policy, PolicyStep, Team
 from gateway.later_pages import LaterPages, earliest, personal_pages
 from gateway.notification_rules import NotificationRule
 from gateway.oncall import who_is_on_call
@@ -26,6 +26,7 @@ from gateway.paging import NEGATIVE
 from gateway.store import (
     Alert,
     Escalation,
+    NewPage,
     Page,
     StepPlan,
     Store,
@@ -98,10 +99,12 @@ class Scheduler:
         else:
             targets = self._targets(team, step.target, step.engineer, now)
         label = f"step {step_index + 1} of {len(policy.steps)}"
+        channels = kind.channels(step)
         notes = list(notes or [])
         rule_notes: list[TimelineEntry] = []  # after the step's own note
         pages = [page for eng in targets for page in
                  personal_pages(eng, step, kind, self.rules(eng.id), now=now, label=label, notes=rule_notes)]
+        pages += self._message_pages(step, channels, targets, label, now, notes)
         if pages:
             who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
@@ -119,6 +122,23 @@ class Scheduler:
             next_due = now
         notes += rule_notes
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
+
+    @staticmethod
+    def _message_pages(step: PolicyStep, channels: tuple[Channel, ...], targets: list[Engineer], label: str,
+                       now: float, notes: list[TimelineEntry]) -> list[NewPage]:
+        """A step's email pages (to each target with an address) and chat posts (to each destination named)."""
+        pages: list[NewPage] = []
+        if Channel.EMAIL in channels:
+            for eng in targets:
+                if eng.email:
+                    pages.append(NewPage(engineer=eng.id, number=eng.email, channel=Channel.EMAIL))
+                else:
+                    log.warning("%s: %s has no email address; not emailed", label, eng.name)
+                    notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
+                                               message=f"{label}: {eng.name} has no email address; not emailed"))
+        if Channel.CHAT in channels:
+            pages += [NewPage(engineer=None, number=name, channel=Channel.CHAT) for name in step.chat]
+        return pages
 
     def _targets(self, team_id: str, target: str, engineer: str | None, now: float) -> list[Engineer]:
         if target == "engineer":
@@ -212,6 +232,9 @@ class Scheduler:
             return  # the page belongs to an older step
         siblings = [p for p in await self.store.pages_for(page.alert_id)
                     if (p.step, p.repeat) == (page.step, page.repeat)]
+        # An email or chat post never answers: beside calls or SMS, only those decide whether nobody can take it.
+        phones = [p for p in siblings if p.channel in (Channel.CALL, Channel.SMS)]
+        siblings = phones or siblings
         if all(p.status == PageStatus.DONE and p.outcome in {o.value for o in NEGATIVE} for p in siblings):
             now = self.clock.now()
             if esc.next_due > now and await self.store.reschedule(

@@ -718,6 +718,16 @@ class SqliteStore:
             (key.kind, key.team, key.role, key.moment, key.engineer, key.channel)).fetchone())
         return notice_from_row(row) if row else None
 
+    # ------------------------------------------------------- action links
+
+    async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
+        def use(db: Db) -> bool:
+            cursor = db.execute(
+                "INSERT INTO action_links_used (nonce, alert_id, action, engineer, used_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (nonce) DO NOTHING", (nonce, alert_id, action, engineer, now))
+            return cursor.rowcount == 1
+
+        return await self._write(use)
 
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"

@@ -438,3 +438,8 @@ class Store(Protocol):
     async def find_notice(self, key: NoticeKey) -> Notice | None:
         """The notice written under ``key``, or None (never claimed)."""
         ...
+
+    # Signed action links (gateway/action_links.py): each works once, on whichever gateway it is used.
+    async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
+        """Record the one use of the link with ``nonce``; False (and nothing written) when it was used before."""
+        ...

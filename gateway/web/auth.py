@@ -45,6 +45,7 @@ class Auth(enum.Enum):
     PROVIDER = "provider signature"  # e.g. X-Twilio-Signature, checked by the provider's own routes
     NONE = "none"  # health, readiness, the API description
     SESSION = "console session cookie"  # the console's pages (gateway/console/gate.py)
+    ACTION_LINK = "signed action link"  # /a/{token}: the token's signature, checked by its handler first
 
 
 class Role(enum.Enum):
@@ -191,7 +192,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if match.http_exception is not None:  # no such route or method: 404/405 reach nothing
         return await handler(request)
     kind = declared(match.handler)
-    if kind in (Auth.NONE, Auth.PROVIDER):
+    if kind in (Auth.NONE, Auth.PROVIDER, Auth.ACTION_LINK):
         return await handler(request)
     if kind is Auth.SESSION:
         from gateway.console.gate import session_gate  # it imports this module

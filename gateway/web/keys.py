@@ -9,6 +9,7 @@ from gateway.alerts import AlertService
 from gateway.cluster import Cluster
 from gateway.config import Config
 from gateway.directory.roster import Roster
+from gateway.mailer import Mailer
 from gateway.paging import Paging
 from gateway.provider_setup import Providers
 from gateway.scheduler import Scheduler
@@ -27,3 +28,4 @@ PROVIDERS = web.AppKey("providers", Providers)
 CLUSTER = web.AppKey("cluster", Cluster)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 ROSTER = web.AppKey("roster", Roster)  # directory teams' members and people
+MAILER = web.AppKey("mailer", Mailer)  # set when an email: section is configured (for any notice by mail)

@@ -100,8 +100,9 @@ SCHEMAS: dict[str, Schema] = {
             "step": _nullable("integer"),
             "round": _nullable("integer"),
             "engineer": _nullable("string"),
-            "number": {"type": "string", "description": "masked: +1555***0001"},
-            "channel": {"enum": ["call", "sms"]},
+            "number": {"type": "string", "description": "masked: +1555***0001 (an email address likewise; a chat "
+                                                        "page: the destination's name)"},
+            "channel": {"enum": ["call", "sms", "email", "chat"]},
             "status": {"enum": ["due", "sent", "done"]},
             "outcome": _nullable("string"),
             "detail": {"type": "string"},
@@ -963,3 +964,35 @@ def _kavenegar_operation(method: str) -> Schema:
                       "422": _json(_ERROR, "from is not a phone number"),
                       "503": _json(_ERROR, "the SMS provider is not open yet")},
     }
+
+
+# The signed action links of emails and chat posts (gateway/web/action_links.py): HTML pages, no API token.
+_LINK_TOKEN = {"name": "token", "in": "path", "required": True,
+               "description": "the signed token from the email or chat post",
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+$"}}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_LINK_PAGES = {
+    status: {"description": text, "content": _HTML}
+    for status, text in (("403", "not a genuine link (cut or changed)"),
+                         ("409", "the alert is already acknowledged or resolved: nothing changed"),
+                         ("410", "the link has expired, or (POST) was used already"),
+                         ("429", "too many link requests from one address"))
+}
+# No such alert (a page), or no such path at all (an empty token: the JSON 404 of every unknown path)
+_LINK_PAGES["404"] = {"description": "no such alert", "content": {**_HTML, **RESPONSES["NotFound"]["content"]}}
+OPERATIONS.update({
+    ("GET", "/a/{token}"): {
+        "summary": "An action link: what it would do, with a button to confirm (changes nothing)",
+        "description": "Mail scanners fetch links, so a GET never acts. Authenticated by the signed token alone.",
+        "tags": ["action links"], "security": _PUBLIC, "parameters": [_LINK_TOKEN],
+        "responses": {"200": {"description": "the confirmation page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}, **_LINK_PAGES},
+    },
+    ("POST", "/a/{token}"): {
+        "summary": "Use an action link once: acknowledge or resolve in the name of whom it was sent to",
+        "description": "Authenticated by the signed token alone; its one use is recorded in the store.",
+        "tags": ["action links"], "security": _PUBLIC, "parameters": [_LINK_TOKEN],
+        "responses": {"200": {"description": "done",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}, **_LINK_PAGES},
+    },
+})

@@ -36,7 +36,7 @@ def page_json(page: Page) -> dict[str, Any]:
         "step": None if page.step is None else page.step + 1,
         "round": None if page.repeat is None else page.repeat + 1,
         "engineer": page.engineer,
-        "number": mask(page.number),
+        "number": page.number if page.channel == "chat" else mask(page.number),  # chat: the destination's name
         "channel": page.channel,
         "status": page.status,
         "outcome": page.outcome,

@@ -202,14 +202,16 @@ def test_many_problems_reported_at_once_with_key_paths(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{name}: server.colour: unknown key (expected one of: host, port, public_url, max_body_bytes)",
         f"{name}: server.port: 70000 is out of range (0..65535)",
-        f"{name}: engineers.alice.nmae: unknown key (expected one of: name, phones, language, notification_rules)",
+        f"{name}: engineers.alice.nmae: unknown key (expected one of: name, phones, language, notification_rules, "
+        "email)",
         f"{name}: engineers.alice.phones[0]: '+1 555' is not a phone number (too short)",
         f"{name}: engineers.bob.phones: 'hello' is not a phone number "
         "(could not parse: the string supplied did not seem to be a phone number)",
         f"{name}: teams.sre.members[1]: unknown engineer 'carol'",
         f"{name}: teams.sre.members[2]: engineer 'alice' is listed twice",
         f"{name}: policies.p.steps[0].notify: unknown engineer 'zed'",
-        f"{name}: policies.p.steps[0].via: 'pigeon' is not one of: call, sms, both",
+        f"{name}: policies.p.steps[0].via: 'pigeon' is not one of: call, sms, both, email, chat "
+        "(or a list of channels)",
         f"{name}: policies.p.steps[0].timeout: must be at least 1s, got '0.5s'",
         f"{name}: routes[0].team: unknown team 'nope'",
         f"{name}: routes[0].matchers[0]: 'sev=~\"((\"' has an invalid regular expression: "

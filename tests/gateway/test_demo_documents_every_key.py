@@ -29,7 +29,7 @@ templates_dir: templates
 api_tokens:
   - {name: tests, token: t0k3n}
 engineers:
-  alice: {name: Alice, phones: ["+15550000001"], language: en-US}
+  alice: {name: Alice, phones: ["+15550000001"], language: en-US, email: alice@example.com}
   bob: {name: Bob, phones: ["+15550000002"]}
 teams:
   sre:
@@ -66,6 +66,7 @@ policies:
     repeat: 1
     steps:
       - {notify: primary, via: call, timeout: 60s, ring_timeout: 30s}
+      - {notify: team, via: [email, chat], chat: [ops], timeout: 60s}
 routes:
   - {name: r, matchers: ['severity="critical"'], team: sre, policy: default, priority: high,
      routing_key: "0123456789abcdef0123456789abcdef"}
@@ -123,6 +124,11 @@ kavenegar:
   inbound_secret: 0123456789abcdef0123
   status_poll_interval: 30s
   receive_poll_interval: 10s
+email: {host: smtp.example.com, port: 587, starttls: true, username: u, password: p, from: "On-call <o@example.com>",
+        timeout: 30s}
+chat:
+  ops: {kind: webhook, url: "https://hooks.example.com/x", secret: s, timeout: 10s}
+action_links: {expires_after: 24h}
 """
 
 

@@ -67,11 +67,11 @@ async def test_an_empty_database_is_migrated_once_even_by_gateways_starting_toge
         assert versions == [(m.version,) for m in scripts("postgres")]
         tables = await _fetch(url, server.password, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
                                                     " ORDER BY tablename")
-        assert tables == [("alerts",), ("calendar_feeds",), ("call_sessions",), ("escalations",), ("gateways",),
-                          ("heartbeats",), ("line_demand",), ("line_pace",), ("line_use",), ("maintenance_holds",),
-                          ("maintenance_windows",), ("notices",), ("notification_rule_changes",), ("overrides",),
-                          ("pages",),
-                          ("schema_version",), ("timeline",)]
+        assert tables == [("action_links_used",), ("alerts",), ("calendar_feeds",), ("call_sessions",),
+                          ("escalations",), ("gateways",), ("heartbeats",), ("line_demand",), ("line_pace",),
+                          ("line_use",), ("maintenance_holds",), ("maintenance_windows",), ("notices",),
+                          ("notification_rule_changes",), ("overrides",), ("pages",), ("schema_version",),
+                          ("timeline",)]
     finally:
         await drop_database(server, name)
 

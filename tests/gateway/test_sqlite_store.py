@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from core.enums import Channel
 from gateway.migrations import scripts
 from gateway.sqlite_store import SqliteStore
-from gateway.store import NewAlert
+from gateway.store import NewAlert, NewPage
 
 ALL_VERSIONS = [(m.version,) for m in scripts("sqlite")]
 
@@ -152,3 +155,36 @@ CREATE TABLE timeline (
 );
 CREATE INDEX timeline_alert ON timeline (alert_id, id);
 """
+
+
+async def test_migration_008_rebuilds_pages_keeping_rows_ids_and_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for migration in scripts("sqlite")[:7]:
+            db.executescript(migration.sql)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (migration.version,))
+        db.execute("INSERT INTO alerts (dedup_key, status, priority, source, summary, team, policy, route,"
+                   " created_at, updated_at) VALUES ('old', 'triggered', 'high', 'api', 's', 'sre', 'p', 'r', 1, 1)")
+        db.execute("INSERT INTO pages (id, alert_id, step, repeat, engineer, number, channel, status, outcome,"
+                   " detail, created_at, updated_at, owner, due_at) VALUES (41, 1, 0, 0, 'alice', '+15550000001',"
+                   " 'call', 'done', 'no_answer', 'rang out', 1, 2, NULL, 7.5)")
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # before 008 an email page is refused
+            db.execute("INSERT INTO pages (alert_id, number, channel, status, created_at, updated_at)"
+                       " VALUES (1, 'a@example.com', 'email', 'due', 1, 1)")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        [old] = await store.pages_for(1)
+        assert (old.id, old.engineer, old.channel, old.outcome, old.detail, old.due_at) == (
+            41, "alice", "call", "no_answer", "rang out", 7.5)
+        [email] = await store.add_pages(1, [NewPage(engineer="alice", number="a@example.com", channel=Channel.EMAIL)],
+                                        notes=[], now=3.0)
+        assert email.id == 42  # AUTOINCREMENT carries on from the rows copied
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'"
+                                                " AND tbl_name = 'pages' AND name NOT LIKE 'sqlite_%'")}
+        assert indexes == {"pages_alert", "pages_status", "pages_engineer", "pages_due_at"}
+        assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS

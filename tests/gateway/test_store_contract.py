@@ -678,3 +678,43 @@ async def test_a_claim_never_finished_is_taken_again_after_its_lease(store: Stor
 async def test_two_senders_claiming_at_once_get_one_notice(store: Store) -> None:
     results = await asyncio.gather(*(store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0) for _ in range(8)))
     assert len([result for result in results if result is not None]) == 1
+
+
+# ------------------------------------------------------- email, chat and action links
+
+
+async def test_email_and_chat_pages_are_pages_like_the_others(store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    pages = await store.add_pages(alert.id, [
+        NewPage(engineer="alice", number="alice@example.com", channel=Channel.EMAIL),
+        NewPage(engineer=None, number="ops-slack", channel=Channel.CHAT),
+    ], notes=[], now=2.0)
+    assert [(p.engineer, p.number, p.channel, p.status) for p in await store.pages_for(alert.id)] == [
+        ("alice", "alice@example.com", "email", "due"), (None, "ops-slack", "chat", "due")]
+    assert [p.id for p in await store.unsent_pages()] == [p.id for p in pages]
+    await store.mark_page_sent(pages[1].id, now=3.0)
+    done = await store.finish_page(pages[1].id, outcome="sent", detail="", now=3.0, note=None)
+    assert done is not None and (done.status, done.outcome) == ("done", "sent")
+
+
+async def test_an_action_link_is_used_once_whichever_store_or_gateway_uses_it(engine: Engine, store: Store) -> None:
+    alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t")
+    assert await store.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice", now=2.0)
+    assert not await store.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice", now=3.0)
+    assert await store.use_action_link("n-2", alert_id=alert.id, action="resolve", engineer="chat:ops", now=3.0)
+    others = [engine.make() for _ in range(3 if engine.name == "postgres" else 0)]  # other gateways
+    for other in others:
+        await other.open()
+    try:
+        for other in others:
+            assert not await other.use_action_link("n-1", alert_id=alert.id, action="acknowledge", engineer="alice",
+                                                   now=4.0)
+        racers = [store, *others]
+        results = await asyncio.gather(*(
+            racers[i % len(racers)].use_action_link("n-race", alert_id=alert.id, action="acknowledge",
+                                                    engineer="bob", now=5.0)
+            for i in range(8)))
+        assert sorted(results) == [False] * 7 + [True]
+    finally:
+        for other in others:
+            await other.close()

@@ -1,0 +1,41 @@
+"""Settings of the message channels: email over SMTP, chat webhooks, and the signed action links in both.
+
+Read and validated by ``gateway.config`` (the ``email:``, ``chat:`` and ``action_links:`` sections); secrets
+come from the environment (``*_env`` keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: the kinds of chat destination: Slack incoming webhook, Teams workflow webhook, generic signed JSON
+CHAT_KINDS = ("slack", "teams", "webhook")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailSettings:
+    host: str
+    port: int
+    sender: str  # the From header, e.g. "On-call <oncall@example.com>"
+    starttls: bool = True  # upgrade a plain connection with STARTTLS (required: a server without it is refused)
+    implicit_tls: bool = False  # TLS from the first byte (SMTPS, usually port 465)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None  # trust this CA bundle instead of the system's (an internal CA)
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatDestination:
+    name: str  # the key under ``chat:``
+    kind: str  # one of CHAT_KINDS
+    url: str = field(repr=False)  # incoming webhook URLs are secrets
+    secret: str | None = field(default=None, repr=False)  # the generic webhook's signing key
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionLinkSettings:
+    secret: str | None = field(default=None, repr=False)  # None: derived from the API tokens
+    expires_after_s: int = 24 * 3600
