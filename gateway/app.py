@@ -28,7 +28,7 @@ from gateway.maintenance import Maintenance
 from gateway.message_pages import MessagePages
 from gateway.messages import MessageTemplates
 from gateway.notices import NoticeService
-from gateway.notifiers import SmsNotifier
+from gateway.notifiers import EmailNotifier, SmsNotifier
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -177,7 +177,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
     notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
-                            notifiers=[SmsNotifier(providers.sms)])
+                            notifiers=[SmsNotifier(providers.sms), EmailNotifier(app.get(MAILER))])
     schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
     await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",

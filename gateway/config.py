@@ -820,7 +820,7 @@ class _Reader:
                       "sandbox": config.sandbox.enabled and not ("twilio" in top or "asterisk" in top),
                       "kavenegar": "kavenegar" in top}
         voice, sms = self.providers(top.get("providers"), configured, config.sandbox.enabled)
-        self.notice_channels(config.notices, sms)
+        self.notice_channels(config.notices, sms, config.email)
         if not voice:
             self.problem("sandbox.enabled", "no phone provider: configure twilio or asterisk, or enable the sandbox")
             return config
@@ -1728,17 +1728,17 @@ class _Reader:
         self.duplicates(chosen, "value")
         return tuple(dict.fromkeys(value for _, value in chosen))
 
-    def notice_channels(self, notices: dict[str, TeamNotices], sms_order: tuple[str, ...]) -> None:
-        """Notices by SMS need a provider that sends SMS."""
-        if sms_order:
-            return
+    def notice_channels(self, notices: dict[str, TeamNotices], sms_order: tuple[str, ...],
+                        email: EmailSettings | None) -> None:
+        """Notices by SMS need a provider that sends SMS; by email, an email: section."""
         for team_id, settings in notices.items():
             for key, item in (("handoff_notice", settings.handoff), ("summary", settings.summary)):
-                if item is not None and "sms" in item.via:
+                if item is not None and "sms" in item.via and not sms_order:
                     self.problem(f"teams.{team_id}.{key}.via", "sms needs a provider that sends SMS (providers.sms)")
+                if item is not None and "email" in item.via and email is None:
+                    self.problem(f"teams.{team_id}.{key}.via", "email needs an email: section (the SMTP server)")
 
 
-#: a team's keys read by ``_Reader.notices``
 
     def kavenegar(self, raw: object) -> KavenegarSettings | None:
         """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""
@@ -1889,9 +1889,10 @@ class DirectoryGroup:
     group: str  # the group's path, e.g. /sre/companyapp2
 
 
+#: a team's keys read by ``_Reader.notices``
 _NOTICE_KEYS = ("handoff_notice", "summary")
 #: how a handoff notice or summary can reach an engineer (an email notifier adds "email")
-NOTICE_CHANNELS = ("sms",)
+NOTICE_CHANNELS = ("sms", "email")
 _WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 

@@ -177,7 +177,7 @@ class Roster:
                 continue
             for person in group.entry.members.people:
                 people[person.id] = Engineer(id=person.id, name=person.name, phones=person.phones,
-                                             language=self.config.default_language)
+                                             language=self.config.default_language, email=person.email)
         self._people = people
         self._by_number = {number: engineer for engineer in people.values() for number in engineer.phones}
         if before is None or before.unpageable != entry.members.unpageable:  # once per change, not every refresh
