@@ -11,7 +11,7 @@ import random
 import re
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from core.clock import FakeClock
 from gateway import layers
 from gateway.app import create_app
-from gateway.config import ConfigError, Override, Team, load_config
+from gateway.config import ConfigError, Layer, Override, Rotation, Team, TimeWindow, WeeklyRange, load_config
 from gateway.console.picture import picture
 from gateway.layers import HORIZON, active_layer
 from gateway.oncall import who_is_on_call
@@ -173,6 +173,34 @@ def test_answers_do_not_depend_on_what_was_asked_before(noc: Team) -> None:
         remembered = who_is_on_call(noc, at)
         layers._known.clear()
         assert who_is_on_call(noc, at) == remembered, at
+
+
+def test_until_is_never_past_a_change_across_the_night_the_clocks_go_back(noc: Team) -> None:
+    """Every minute of the weekend Berlin goes back to CET (02:00-03:00 comes twice on 2026-10-25), under a
+    night layer whose window ends and whose rotation hands off inside that hour, with an override: asked in
+    random order, no answer changes before the ``until`` given with it."""
+    late = TimeWindow(name="late", time_zone="Europe/Berlin",
+                      weekly=(WeeklyRange(days=frozenset(range(7)), start=time(22), end=time(2, 30)),))
+    nightly = Rotation(kind="daily", shift=timedelta(days=1), start=date(2026, 1, 1), handoff=time(2, 15),
+                       time_zone="Europe/Berlin")
+    team = Team(id="noc", members=noc.members, rotation=None, layers=(
+        noc.layers[0], noc.layers[1], Layer(name="late", members=("bob", "frank"), rotation=nightly, when=(late,)),
+    ), overrides=(Override(start=utc("2026-10-25T01:10"), end=utc("2026-10-25T01:40"), role="secondary",
+                           engineer="alice"),))
+    start = utc("2026-10-24T12:00")
+    minutes = [start + timedelta(minutes=n) for n in range(48 * 60)]
+    answers = [pair(team, moment) for moment in minutes]
+    assert len(set(answers)) > 4  # the scenario does change hands
+    rng = random.Random(7)
+    for _ in range(400):
+        index = rng.randrange(len(minutes))
+        at = minutes[index] + timedelta(seconds=rng.randrange(60))
+        until = who_is_on_call(team, at).until
+        assert until is not None and until > at
+        for later in range(index + 1, len(minutes)):
+            if minutes[later] >= until:
+                break
+            assert answers[later] == answers[index], (at, until, minutes[later])
 
 
 def test_an_override_beats_every_layer(noc: Team) -> None:
