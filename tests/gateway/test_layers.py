@@ -358,6 +358,18 @@ def test_bad_layers_are_reported_with_key_paths(tmp_path: Path) -> None:
     ]
 
 
+def test_a_directory_team_with_layers_is_refused_with_its_key_path(tmp_path: Path) -> None:
+    # A directory team's members come from its group, in one rotation: layers of configured engineers beside it
+    # would say two things about who is on call.
+    found = problems(tmp_path, """\
+      noc:
+        directory: {name: corp, group: /sre}
+        layers:
+          - {name: day, members: [alice]}
+    """)
+    assert found == ["teams.noc: set either directory or layers, not both"]
+
+
 def test_a_layer_rotation_is_checked_like_a_team_rotation(tmp_path: Path) -> None:
     found = problems(tmp_path, """\
       noc:
