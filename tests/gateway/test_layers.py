@@ -11,6 +11,7 @@ import random
 import re
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,16 @@ def test_until_is_never_past_a_change_across_the_night_the_clocks_go_back(noc: T
             if minutes[later] >= until:
                 break
             assert answers[later] == answers[index], (at, until, minutes[later])
+
+
+def test_the_remembered_window_changes_stay_bounded(noc: Team) -> None:
+    # Each config loaded brings new windows (the entries keep them alive): the memory is emptied, not grown.
+    at = utc("2026-03-20T00:00")
+    for _ in range(layers._KNOWN_MAX + 10):
+        fresh = replace(noc.layers[1], when=tuple(replace(window) for window in noc.layers[1].when))
+        layers.next_window_change(fresh, at, at + HORIZON)
+    assert len(layers._known) <= layers._KNOWN_MAX
+    assert layers.next_window_change(noc.layers[1], at, at + HORIZON) == utc("2026-03-20T17:00")
 
 
 def test_an_override_beats_every_layer(noc: Team) -> None:
