@@ -72,6 +72,12 @@ def active_layer(team: Team, at: datetime) -> Layer | None:
     return next((layer for layer in reversed(team.layers) if is_active(layer, at)), None)
 
 
+def why_nobody(team: Team, at: datetime) -> str:
+    """Said after "nobody is on call": " (no layer is active)" for a layered team none of whose layers covers
+    ``at``, else nothing."""
+    return " (no layer is active)" if team.layers and active_layer(team, at) is None else ""
+
+
 def time_zone(team: Team, default: str) -> str:
     """The zone to show a team's times in: its (first) rotation's, else ``default``."""
     return next((layer.rotation.time_zone for layer in layers_of(team) if layer.rotation is not None), default)

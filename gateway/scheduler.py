@@ -18,6 +18,7 @@ from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, DirectoryGroup, Engineer, Policy, Team
+from gateway.layers import why_nobody
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
 from gateway.paging import NEGATIVE
@@ -103,7 +104,8 @@ class Scheduler:
             next_due = now + step.timeout_s
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
-                                       message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))
+                                       message=f"{label}: nobody is {step.target} on call for team {team}"
+                                       f"{self._why_nobody(team, step.target, now)}; skipped"))
             next_due = now
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
 
@@ -204,6 +206,11 @@ class Scheduler:
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
                 self.due_at(now)
+
+    def _why_nobody(self, team_id: str, target: str, now: float) -> str:
+        """Why a primary or secondary step found nobody, when the team's layers say (gateway.layers)."""
+        team = self.teams(team_id)
+        return why_nobody(team, to_datetime(now)) if team is not None and target in ("primary", "secondary") else ""
 
 
 def _found(engineer: Engineer | None) -> list[Engineer]:

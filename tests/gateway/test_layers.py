@@ -291,6 +291,46 @@ async def test_an_alert_pages_the_weekday_layer_before_friday_evening_and_the_we
     assert [page["engineer"] for page in alert["pages"]] == ["dave", "erin"]
 
 
+async def test_a_moment_no_layer_covers_is_nobody_everywhere(tmp_path: Path,
+                                                            aiohttp_client: Callable[..., Any]) -> None:
+    # Only the weekend and holiday layers: on a Wednesday nobody is on call. The scheduler skips each step and
+    # says why; the API, a direct call to the team and the console say nobody; the calendar has a hole there.
+    windowed = LAYERED.replace("""      - name: weekdays
+        members: [alice, bob, carol]
+        rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: Europe/Berlin}
+""", "")
+    clock = FakeClock(start=utc("2026-03-25T12:00").timestamp())  # a Wednesday
+    gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, windowed)), clock=clock)),
+                      clock)
+    status, alert = await gateway.post("/api/v1/alerts", {"summary": "midweek", "team": "noc"})
+    assert status == 202, alert
+    done = await gateway.alert_where(alert["id"], lambda found: found["escalation"]["next_due"] is None)
+    notes = [entry["message"] for entry in done["timeline"]]
+    assert "step 1 of 2: nobody is primary on call for team noc (no layer is active); skipped" in notes, notes
+    assert "step 2 of 2: nobody is secondary on call for team noc (no layer is active); skipped" in notes, notes
+    assert done["pages"] == []
+
+    status, body = await gateway.get("/api/v1/oncall?team=noc")
+    assert status == 200
+    assert body["teams"] == [{"team": "noc", "primary": None, "secondary": None, "layer": None,
+                              "until": "2026-03-27T17:00:00Z"}]
+    status, body = await gateway.post("/api/v1/calls", {"team": "noc", "message": "anyone?"})
+    assert (status, body["error"]) == (409, "nobody_on_call")
+
+    assert (await gateway.client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)).status == 303
+    html = await (await gateway.client.get("/console/oncall")).text()
+    section = html[html.index('id="team-noc"'):html.index('id="team-sre"')]
+    assert 'class="primary-now">nobody<' in section and "layer-now" not in section
+
+    status, feed = await gateway.post("/api/v1/calendar-feeds", {"team": "noc"})
+    assert status == 201, feed
+    async with gateway.client.get(feed["url"].removeprefix("http://127.0.0.1:8080")) as response:
+        assert response.status == 200
+        text = (await response.read()).decode()
+    assert "DTSTART:20260327T170000Z" in text and "DTEND:20260330T070000Z" in text  # the weekend, then a hole
+    assert "DTSTART:20260330T070000Z" not in text
+
+
 def test_gateway_oncall_shows_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from gateway.cli import main
 
