@@ -25,7 +25,7 @@ from gateway.config import ConfigError, Layer, Override, Rotation, Team, TimeWin
 from gateway.console.picture import picture
 from gateway.layers import HORIZON, active_layer
 from gateway.oncall import who_is_on_call
-from tests.support import AUTH, BASE_CONFIG, CAROL, TOKEN, Gateway, write_config
+from tests.support import AUTH, BASE_CONFIG, CAROL, TOKEN, Gateway, eventually, write_config
 
 LAYERS = """\
   noc:
@@ -59,6 +59,12 @@ ENGINEERS = """\
 DAVE, ERIN = "+15550000004", "+15550000005"
 LAYERED = BASE_CONFIG.replace("teams:\n", "teams:\n" + LAYERS).replace("engineers:\n", "engineers:\n" + ENGINEERS) \
     + WINDOWS
+
+
+WEEKEND_ONLY = LAYERED.replace("""      - name: weekdays
+        members: [alice, bob, carol]
+        rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: Europe/Berlin}
+""", "")  # noc without its weekday layer: nobody on call from Monday 09:00 to Friday 18:00
 
 
 def utc(text: str) -> datetime:
@@ -295,10 +301,7 @@ async def test_a_moment_no_layer_covers_is_nobody_everywhere(tmp_path: Path,
                                                             aiohttp_client: Callable[..., Any]) -> None:
     # Only the weekend and holiday layers: on a Wednesday nobody is on call. The scheduler skips each step and
     # says why; the API, a direct call to the team and the console say nobody; the calendar has a hole there.
-    windowed = LAYERED.replace("""      - name: weekdays
-        members: [alice, bob, carol]
-        rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: Europe/Berlin}
-""", "")
+    windowed = WEEKEND_ONLY
     clock = FakeClock(start=utc("2026-03-25T12:00").timestamp())  # a Wednesday
     gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, windowed)), clock=clock)),
                       clock)
@@ -329,6 +332,35 @@ async def test_a_moment_no_layer_covers_is_nobody_everywhere(tmp_path: Path,
         text = (await response.read()).decode()
     assert "DTSTART:20260327T170000Z" in text and "DTEND:20260330T070000Z" in text  # the weekend, then a hole
     assert "DTSTART:20260330T070000Z" not in text
+
+
+async def test_a_hotline_call_when_no_layer_is_active_goes_to_voicemail_and_the_team_is_texted(
+        tmp_path: Path, aiohttp_client: Callable[..., Any]) -> None:
+    windowed = WEEKEND_ONLY + """
+hotlines:
+  - name: ops
+    number: "+15557770000"
+    team: noc
+    policy: default
+"""
+    clock = FakeClock(start=utc("2026-03-25T12:00").timestamp())  # a Wednesday: no layer is active
+    gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, windowed)), clock=clock)),
+                      clock)
+    caller = "+15557770001"
+    status, _ = await gateway.post(f"/api/v1/sandbox/phones/{caller}/dial", {"to": "+15557770000"})
+    assert status == 200
+
+    async def recording() -> dict[str, Any] | None:
+        phone = await gateway.phone(caller)
+        return phone if phone["call"]["recording"] else None
+
+    assert "leave a message after the beep" in (await eventually(recording))["call"]["hearing"]
+    await gateway.post(f"/api/v1/sandbox/phones/{caller}/hangup")
+    _, listed = await gateway.get("/api/v1/alerts")
+    alert = await gateway.alert_where(listed["alerts"][0]["id"], lambda found: found["status"] == "resolved")
+    assert any("(no layer is active); skipped" in entry["message"] for entry in alert["timeline"])
+    for number in (DAVE, ERIN):  # the team is every layer's engineers
+        assert len((await gateway.phone(number))["sms"]) == 1
 
 
 def test_gateway_oncall_shows_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
