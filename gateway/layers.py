@@ -45,8 +45,11 @@ def next_window_change(layer: Layer, at: datetime, limit: datetime) -> datetime:
 
 
 #: per window (by id, the window itself kept so the id is not reused): the last stretch found without a change,
-#: [start, end), and whether ``end`` is a change (else only the end of what was looked at)
+#: [start, end), and whether ``end`` is a change (else only the end of what was looked at). Each entry is one
+#: tuple, read and replaced whole, so the calendar feeds (built in a worker thread) and the event loop can share
+#: it; emptied when it holds ``_KNOWN_MAX`` windows (each config loaded brings new ones: tests, check-config)
 _known: dict[int, tuple[TimeWindow, datetime, datetime, bool]] = {}
+_KNOWN_MAX = 1024
 
 
 def _next_change(window: TimeWindow, at: datetime, limit: datetime) -> datetime:
@@ -57,6 +60,8 @@ def _next_change(window: TimeWindow, at: datetime, limit: datetime) -> datetime:
     if known is not None and known[0] is window and known[1] <= at < known[2] and (known[3] or limit <= known[2]):
         return min(known[2], limit)
     change = time_windows.next_change(window, at, horizon=limit - at)
+    if len(_known) >= _KNOWN_MAX:
+        _known.clear()
     _known[id(window)] = (window, at, change if change is not None else limit, change is not None)
     return min(change, limit) if change is not None else limit
 
@@ -65,6 +70,12 @@ def active_layer(team: Team, at: datetime) -> Layer | None:
     """The layer of a layered team that gives the answer at ``at`` (before overrides); None for a team
     without ``layers:`` or when no layer is active."""
     return next((layer for layer in reversed(team.layers) if is_active(layer, at)), None)
+
+
+def why_nobody(team: Team, at: datetime) -> str:
+    """Said after "nobody is on call": " (no layer is active)" for a layered team none of whose layers covers
+    ``at``, else nothing."""
+    return " (no layer is active)" if team.layers and active_layer(team, at) is None else ""
 
 
 def time_zone(team: Team, default: str) -> str:

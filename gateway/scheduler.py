@@ -19,6 +19,7 @@ from core.phone import mask
 from gateway import failpoints
 from gateway.config import Config, DirectoryGroup, Engineer, Policy, PolicyStep, Team
 from gateway.later_pages import LaterPages, earliest, personal_pages
+from gateway.layers import why_nobody
 from gateway.notification_rules import NotificationRule
 from gateway.oncall import who_is_on_call
 from gateway.page_kinds import PageKind, PageKinds
@@ -118,7 +119,8 @@ class Scheduler:
             next_due = now
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
-                                       message=f"{label}: nobody is {step.target} on call for team {team}; skipped"))
+                                       message=f"{label}: nobody is {step.target} on call for team {team}"
+                                       f"{self._why_nobody(team, step.target, now)}; skipped"))
             next_due = now
         notes += rule_notes
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
@@ -242,6 +244,11 @@ class Scheduler:
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
                 self.due_at(now)
+
+    def _why_nobody(self, team_id: str, target: str, now: float) -> str:
+        """Why a primary or secondary step found nobody, when the team's layers say (gateway.layers)."""
+        team = self.teams(team_id)
+        return why_nobody(team, to_datetime(now)) if team is not None and target in ("primary", "secondary") else ""
 
 
 def _found(engineer: Engineer | None) -> list[Engineer]:

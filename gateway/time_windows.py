@@ -6,7 +6,8 @@ across DST changes; routes, maintenance windows and schedule layers all use them
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from gateway.config import TimeWindow, WeeklyRange
@@ -72,18 +73,60 @@ def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
     return high.replace(microsecond=0)
 
 
+@lru_cache(maxsize=4096)
+def _shifts(name: str, first: date, count: int) -> tuple[datetime, ...]:
+    """The instants within ``count`` UTC days from ``first`` at which the offset of zone ``name`` changes (at
+    most one a day is found).
+
+    When the clocks go back, the wall time steps back there (to the previous day, in a zone that changes at
+    midnight) and the wall times of the repeated stretch come twice: a window can change at that instant, and
+    at the second passing of its edges."""
+    zone = _zone(name)
+    found = []
+    edges = [datetime.combine(first + timedelta(days=n), _MIDNIGHT, tzinfo=UTC) for n in range(count + 1)]
+    offsets = [edge.astimezone(zone).utcoffset() for edge in edges]
+    for (low, high), (before, after) in zip(pairwise(edges), pairwise(offsets), strict=True):
+        if after == before:
+            continue
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            if middle.astimezone(zone).utcoffset() == before:
+                low = middle
+            else:
+                high = middle
+        found.append(high.replace(microsecond=0))
+    return tuple(found)
+
+
+def _second_passing(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    """The later instant of a wall time that comes twice (the clocks went back), else the only one."""
+    late = datetime.combine(day, clock, tzinfo=zone).replace(fold=1)
+    if late.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == late.replace(tzinfo=None, fold=0):
+        return late.astimezone(UTC)
+    return _instant(day, clock, zone)
+
+
 def next_change(window: TimeWindow, at: datetime, horizon: timedelta = HORIZON) -> datetime | None:
     """The first moment after ``at`` at which ``contains`` gives another answer (UTC), or None when it
     does not change within ``horizon``."""
     at = at.astimezone(UTC)
     now_inside = contains(window, at)
     times = _clock_times(window)
+    zones = {zone for zone, _ in times}
     week = timedelta(days=7)
     start = datetime.combine(at.date(), _MIDNIGHT, tzinfo=UTC)
     while start <= at + horizon:
-        # Wall times of the days around this week (zones lie within a day of UTC), taken in UTC order.
+        # Wall times of the days around this week (zones lie within a day of UTC), taken in UTC order; in a
+        # zone whose clocks change meanwhile, also the change itself and the second passing of each wall time.
         days = [start.date() + timedelta(days=offset) for offset in range(-1, 9)]
-        candidates = sorted({_instant(day, clock, _zone(zone)) for day in days for zone, clock in times})
+        found = {_instant(day, clock, _zone(zone)) for day in days for zone, clock in times}
+        for name in zones:
+            shifts = _shifts(name, days[0], len(days))
+            if shifts:
+                found.update(shifts)
+                found.update(_second_passing(day, clock, _zone(name)) for day in days for zone, clock in times
+                             if zone == name)
+        candidates = sorted(found)
         for moment in candidates:
             if at < moment < start + week and moment >= start and contains(window, moment) != now_inside:
                 return moment

@@ -11,7 +11,8 @@ import random
 import re
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ import pytest
 from core.clock import FakeClock
 from gateway import layers
 from gateway.app import create_app
-from gateway.config import ConfigError, Override, Team, load_config
+from gateway.config import ConfigError, Layer, Override, Rotation, Team, TimeWindow, WeeklyRange, load_config
 from gateway.console.picture import picture
 from gateway.layers import HORIZON, active_layer
 from gateway.oncall import who_is_on_call
-from tests.support import AUTH, BASE_CONFIG, CAROL, TOKEN, Gateway, write_config
+from tests.support import AUTH, BASE_CONFIG, CAROL, TOKEN, Gateway, eventually, write_config
 
 LAYERS = """\
   noc:
@@ -58,6 +59,12 @@ ENGINEERS = """\
 DAVE, ERIN = "+15550000004", "+15550000005"
 LAYERED = BASE_CONFIG.replace("teams:\n", "teams:\n" + LAYERS).replace("engineers:\n", "engineers:\n" + ENGINEERS) \
     + WINDOWS
+
+
+WEEKEND_ONLY = LAYERED.replace("""      - name: weekdays
+        members: [alice, bob, carol]
+        rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: Europe/Berlin}
+""", "")  # noc without its weekday layer: nobody on call from Monday 09:00 to Friday 18:00
 
 
 def utc(text: str) -> datetime:
@@ -175,6 +182,44 @@ def test_answers_do_not_depend_on_what_was_asked_before(noc: Team) -> None:
         assert who_is_on_call(noc, at) == remembered, at
 
 
+def test_until_is_never_past_a_change_across_the_night_the_clocks_go_back(noc: Team) -> None:
+    """Every minute of the weekend Berlin goes back to CET (02:00-03:00 comes twice on 2026-10-25), under a
+    night layer whose window ends and whose rotation hands off inside that hour, with an override: asked in
+    random order, no answer changes before the ``until`` given with it."""
+    late = TimeWindow(name="late", time_zone="Europe/Berlin",
+                      weekly=(WeeklyRange(days=frozenset(range(7)), start=time(22), end=time(2, 30)),))
+    nightly = Rotation(kind="daily", shift=timedelta(days=1), start=date(2026, 1, 1), handoff=time(2, 15),
+                       time_zone="Europe/Berlin")
+    team = Team(id="noc", members=noc.members, rotation=None, layers=(
+        noc.layers[0], noc.layers[1], Layer(name="late", members=("bob", "frank"), rotation=nightly, when=(late,)),
+    ), overrides=(Override(start=utc("2026-10-25T01:10"), end=utc("2026-10-25T01:40"), role="secondary",
+                           engineer="alice"),))
+    start = utc("2026-10-24T12:00")
+    minutes = [start + timedelta(minutes=n) for n in range(48 * 60)]
+    answers = [pair(team, moment) for moment in minutes]
+    assert len(set(answers)) > 4  # the scenario does change hands
+    rng = random.Random(7)
+    for _ in range(400):
+        index = rng.randrange(len(minutes))
+        at = minutes[index] + timedelta(seconds=rng.randrange(60))
+        until = who_is_on_call(team, at).until
+        assert until is not None and until > at
+        for later in range(index + 1, len(minutes)):
+            if minutes[later] >= until:
+                break
+            assert answers[later] == answers[index], (at, until, minutes[later])
+
+
+def test_the_remembered_window_changes_stay_bounded(noc: Team) -> None:
+    # Each config loaded brings new windows (the entries keep them alive): the memory is emptied, not grown.
+    at = utc("2026-03-20T00:00")
+    for _ in range(layers._KNOWN_MAX + 10):
+        fresh = replace(noc.layers[1], when=tuple(replace(window) for window in noc.layers[1].when))
+        layers.next_window_change(fresh, at, at + HORIZON)
+    assert len(layers._known) <= layers._KNOWN_MAX
+    assert layers.next_window_change(noc.layers[1], at, at + HORIZON) == utc("2026-03-20T17:00")
+
+
 def test_an_override_beats_every_layer(noc: Team) -> None:
     covered = Team(id=noc.id, members=noc.members, rotation=None, layers=noc.layers, overrides=(
         Override(start=utc("2026-03-28T10:00"), end=utc("2026-03-28T20:00"), role="primary", engineer="carol"),
@@ -250,6 +295,72 @@ async def test_an_alert_pages_the_weekday_layer_before_friday_evening_and_the_we
     await gateway.ringing(ERIN)
     alert = await gateway.alert(weekend["id"])
     assert [page["engineer"] for page in alert["pages"]] == ["dave", "erin"]
+
+
+async def test_a_moment_no_layer_covers_is_nobody_everywhere(tmp_path: Path,
+                                                            aiohttp_client: Callable[..., Any]) -> None:
+    # Only the weekend and holiday layers: on a Wednesday nobody is on call. The scheduler skips each step and
+    # says why; the API, a direct call to the team and the console say nobody; the calendar has a hole there.
+    windowed = WEEKEND_ONLY
+    clock = FakeClock(start=utc("2026-03-25T12:00").timestamp())  # a Wednesday
+    gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, windowed)), clock=clock)),
+                      clock)
+    status, alert = await gateway.post("/api/v1/alerts", {"summary": "midweek", "team": "noc"})
+    assert status == 202, alert
+    done = await gateway.alert_where(alert["id"], lambda found: found["escalation"]["next_due"] is None)
+    notes = [entry["message"] for entry in done["timeline"]]
+    assert "step 1 of 2: nobody is primary on call for team noc (no layer is active); skipped" in notes, notes
+    assert "step 2 of 2: nobody is secondary on call for team noc (no layer is active); skipped" in notes, notes
+    assert done["pages"] == []
+
+    status, body = await gateway.get("/api/v1/oncall?team=noc")
+    assert status == 200
+    assert body["teams"] == [{"team": "noc", "primary": None, "secondary": None, "layer": None,
+                              "until": "2026-03-27T17:00:00Z"}]
+    status, body = await gateway.post("/api/v1/calls", {"team": "noc", "message": "anyone?"})
+    assert (status, body["error"]) == (409, "nobody_on_call")
+
+    assert (await gateway.client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)).status == 303
+    html = await (await gateway.client.get("/console/oncall")).text()
+    section = html[html.index('id="team-noc"'):html.index('id="team-sre"')]
+    assert 'class="primary-now">nobody<' in section and "layer-now" not in section
+
+    status, feed = await gateway.post("/api/v1/calendar-feeds", {"team": "noc"})
+    assert status == 201, feed
+    async with gateway.client.get(feed["url"].removeprefix("http://127.0.0.1:8080")) as response:
+        assert response.status == 200
+        text = (await response.read()).decode()
+    assert "DTSTART:20260327T170000Z" in text and "DTEND:20260330T070000Z" in text  # the weekend, then a hole
+    assert "DTSTART:20260330T070000Z" not in text
+
+
+async def test_a_hotline_call_when_no_layer_is_active_goes_to_voicemail_and_the_team_is_texted(
+        tmp_path: Path, aiohttp_client: Callable[..., Any]) -> None:
+    windowed = WEEKEND_ONLY + """
+hotlines:
+  - name: ops
+    number: "+15557770000"
+    team: noc
+    policy: default
+"""
+    clock = FakeClock(start=utc("2026-03-25T12:00").timestamp())  # a Wednesday: no layer is active
+    gateway = Gateway(await aiohttp_client(create_app(load_config(write_config(tmp_path, windowed)), clock=clock)),
+                      clock)
+    caller = "+15557770001"
+    status, _ = await gateway.post(f"/api/v1/sandbox/phones/{caller}/dial", {"to": "+15557770000"})
+    assert status == 200
+
+    async def recording() -> dict[str, Any] | None:
+        phone = await gateway.phone(caller)
+        return phone if phone["call"]["recording"] else None
+
+    assert "leave a message after the beep" in (await eventually(recording))["call"]["hearing"]
+    await gateway.post(f"/api/v1/sandbox/phones/{caller}/hangup")
+    _, listed = await gateway.get("/api/v1/alerts")
+    alert = await gateway.alert_where(listed["alerts"][0]["id"], lambda found: found["status"] == "resolved")
+    assert any("(no layer is active); skipped" in entry["message"] for entry in alert["timeline"])
+    for number in (DAVE, ERIN):  # the team is every layer's engineers
+        assert len((await gateway.phone(number))["sms"]) == 1
 
 
 def test_gateway_oncall_shows_the_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -328,6 +439,18 @@ def test_bad_layers_are_reported_with_key_paths(tmp_path: Path) -> None:
         "teams.noc.layers[2].name: layer name 'day' is listed twice",
         "teams.ops.layers: at least one entry is required",
     ]
+
+
+def test_a_directory_team_with_layers_is_refused_with_its_key_path(tmp_path: Path) -> None:
+    # A directory team's members come from its group, in one rotation: layers of configured engineers beside it
+    # would say two things about who is on call.
+    found = problems(tmp_path, """\
+      noc:
+        directory: {name: corp, group: /sre}
+        layers:
+          - {name: day, members: [alice]}
+    """)
+    assert found == ["teams.noc: set either directory or layers, not both"]
 
 
 def test_a_layer_rotation_is_checked_like_a_team_rotation(tmp_path: Path) -> None:

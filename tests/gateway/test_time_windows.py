@@ -143,3 +143,32 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def load(tmp_path: Path, text: str) -> Config:
     return load_config(write(tmp_path, text))
+
+
+# Edges inside the hour the clocks go back: 02:30 in Amsterdam (02:00-03:00 comes twice on 2026-10-25), 01:30 in
+# New York (01:00-02:00 twice on 2026-11-01), and midnight in Santiago (2026-04-05 00:00 goes back to 04-04 23:00).
+REPEATED = [
+    (TimeWindow(name="late", time_zone=AMS, weekly=(WeeklyRange(days=frozenset(range(7)), start=time(22),
+                                                                end=time(2, 30)),)), utc(2026, 10, 24, 12, 0)),
+    (TimeWindow(name="ny", time_zone="America/New_York", weekly=(WeeklyRange(days=frozenset(range(7)),
+                                                                             start=time(1, 30), end=time(2)),)),
+     utc(2026, 10, 31, 18, 0)),
+    (TimeWindow(name="sunday", time_zone="America/Santiago", dates=frozenset({date(2026, 4, 5)})),
+     utc(2026, 4, 4, 12, 0)),
+]
+
+
+@pytest.mark.parametrize(("window", "start"), REPEATED, ids=[window.name for window, _ in REPEATED])
+def test_next_change_is_the_first_change_across_the_hour_that_comes_twice(window: TimeWindow,
+                                                                         start: datetime) -> None:
+    # Every minute for 36 hours around the change: next_change must name the first minute with another answer.
+    minutes = [start + timedelta(minutes=n) for n in range(36 * 60)]
+    inside = [contains(window, moment) for moment in minutes]
+    for index in range(0, len(minutes) - 1, 3):
+        expected = next((minutes[later] for later in range(index + 1, len(minutes))
+                         if inside[later] != inside[index]), None)
+        found = next_change(window, minutes[index], timedelta(days=3))
+        if expected is not None:
+            assert found == expected, minutes[index]
+        else:
+            assert found is None or found > minutes[-1], minutes[index]
