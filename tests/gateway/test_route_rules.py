@@ -398,3 +398,43 @@ def test_any_alert_gets_a_route_and_nothing_raises(config: Config, labels: dict[
 def test_intake_passes_the_receiver_on(fixture: str, parse: Callable[[object], list[AlertSignal]],
                                        receivers: set[str]) -> None:
     assert {signal.receiver for signal in parse(payload(fixture))} == receivers
+
+
+class TickingClock(FakeClock):
+    """A fake clock that, once ``ticking``, moves one second on every reading: time passes while a batch is stored."""
+
+    ticking = False
+
+    def now(self) -> float:
+        if self.ticking:
+            self._now += 1
+        return self._now
+
+
+async def test_a_batch_takes_the_routes_it_was_checked_against(aiohttp_client: Callable[..., Any],
+                                                                tmp_path: Path) -> None:
+    """The route is chosen once per alert, when the batch is checked: a window that ends while the batch is
+    stored does not send part of it elsewhere."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(f"""
+        store: {{path: gateway.db}}
+        defaults: {{time_zone: Europe/Amsterdam}}
+        api_tokens: [{{name: tests, token: {TOKEN}}}]
+        engineers: {{bob: {{phones: ["{BOB}"]}}}}
+        teams: {{desk: {{members: [bob]}}}}
+        time_windows:
+          business_hours: {{weekly: [{{days: mon-fri, from: "09:00", to: "18:00"}}]}}
+        policies: {{sms: {{steps: [{{notify: primary, via: sms, timeout: 5m}}]}}}}
+        routes:
+          - {{name: day, when: business_hours, team: desk, policy: sms}}
+        default_route: {{team: desk, policy: sms}}
+    """))
+    clock = TickingClock(utc(2026, 3, 24, 16, 59, 57).timestamp())  # Tuesday 17:59:57 CET
+    gateway = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    clock._now = utc(2026, 3, 24, 16, 59, 57).timestamp()
+    clock.ticking = True
+    status, answer = await gateway.post("/api/v1/integrations/alertmanager",
+                                        payload("alertmanager-v4-firing-2-alerts.json"))
+    clock.ticking = False
+    assert status == 202, answer
+    assert [(await gateway.alert(item["id"]))["route"] for item in answer["alerts"]] == ["day", "day"]
