@@ -438,3 +438,61 @@ async def test_a_batch_takes_the_routes_it_was_checked_against(aiohttp_client: C
     clock.ticking = False
     assert status == 202, answer
     assert [(await gateway.alert(item["id"]))["route"] for item in answer["alerts"]] == ["day", "day"]
+
+
+
+def _one_route_config(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent("""
+        api_tokens: [{name: t, token: t}]
+        engineers: {a: {phones: ["+15550000001"]}}
+        teams: {t: {members: [a]}}
+        policies: {p: {steps: [{notify: primary}]}}
+        default_route: {team: t, policy: p}
+    """) + textwrap.dedent(extra))
+    return path
+
+
+def test_weekdays_are_day_names_or_their_starts_and_not_takes_no_zone(tmp_path: Path) -> None:
+    path = _one_route_config(tmp_path, """
+        time_windows:
+          a: {weekly: [{days: "monkey-fri", from: "09:00", to: "17:00"}]}
+          b: {weekly: [{days: [sunshine], from: "09:00", to: "17:00"}]}
+          c: {weekly: [{days: "Monday-Thurs", from: "09:00", to: "17:00"}]}
+          d: {not: c, time_zone: Asia/Tokyo}
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [problem.removeprefix(f"{path}: ") for problem in caught.value.problems] == [
+        "time_windows.a.weekly[0].days: 'monkey-fri' is not a weekday: use mon, tue, wed, thu, fri, sat, sun, a "
+        "range like mon-fri, or daily",
+        "time_windows.b.weekly[0].days: 'sunshine' is not a weekday: use mon, tue, wed, thu, fri, sat, sun, a range "
+        "like mon-fri, or daily",
+        "time_windows.d.not: stands alone: a window is either not: <other> (in that window's time zone) or its own "
+        "times",
+    ]
+
+
+def test_a_runaway_comprehension_is_cut_off_and_counts_as_no_match(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """cel-cpp stops a comprehension after its iteration budget (about 10,000 iterations per evaluation), so an
+    expression cannot hang the gateway; past the budget it is an evaluation error, i.e. no match."""
+    ten = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+    def nested(depth: int) -> str:  # 10^depth iterations
+        names = [f"v{n}" for n in range(depth)]
+        text = " + ".join(names) + " >= 0"
+        for name in reversed(names):
+            text = f"{ten}.all({name}, {text})"
+        return text
+
+    at = utc(2026, 3, 24, 13, 0)
+    small = load_config(_one_route_config(tmp_path, f"routes: [{{name: small, expression: '{nested(3)}', team: t, "
+                                                    "policy: p}]"))
+    assert _route(small, {}, at) == "small"  # 1,110 iterations: within the budget
+    runaway = load_config(_one_route_config(tmp_path, f"routes: [{{name: runaway, expression: '{nested(9)}', "
+                                                      "team: t, policy: p}]"))
+    with caplog.at_level(logging.WARNING, logger="gateway.routing"):
+        assert _route(runaway, {}, at) == "default"
+    assert [r.getMessage() for r in caplog.records] == [
+        "route runaway: expression counts as no match: Iteration budget exceeded (logged once)"]
