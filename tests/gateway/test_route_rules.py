@@ -4,6 +4,7 @@ then the whole story through the real app, a real SQLite file and the sandbox ph
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from core.clock import FakeClock
 from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.expressions import compile_expression
 from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
 from gateway.priority_rules import raising_rule
 from gateway.routing import Arrival, select_route
@@ -496,3 +498,42 @@ def test_a_runaway_comprehension_is_cut_off_and_counts_as_no_match(tmp_path: Pat
         assert _route(runaway, {}, at) == "default"
     assert [r.getMessage() for r in caplog.records] == [
         "route runaway: expression counts as no match: Iteration budget exceeded (logged once)"]
+
+
+@pytest.mark.parametrize("text", [
+    'labels.tier == "enterprise" && labels.equipment in ["core-router", "edge-router"]',
+    'labels.site + "/" + labels.rack == "ams1/r2"',  # joining text once is fine
+    'labels.tags.split(",").map(t, t.trim()).exists(t, t == "core")',
+    'labels.tags.split(",").filter(t, t != "").size() > 2',
+    'labels.instance.replace(":9100", "") == "node1"',  # replacements that cannot lengthen the text
+    'labels.site.replace("-", "_") == "pop_ams1"',
+    'labels.all(k, k.startsWith("x"))',
+    '"%s".format([labels.site]) == "pop-ams1"',
+])
+def test_expressions_that_cannot_grow_values_compile(text: str) -> None:
+    assert compile_expression(text).source == text
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('labels.a.replace("", "ab") == ""', "replace() may lengthen the text"),  # "ab" between every character
+    ('labels.a.replace("a", labels.b) == ""', "replace() may lengthen the text"),
+    ('labels.a.split("").join("-") == ""', "join() with a separator may build text without bound"),
+    ('["ab"].map(a, a + a).map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
+    ('["a"].map(a, "%s%s".format([a, a])).size() > 0', "format() inside all/exists/exists_one/map/filter"),
+    ('[["a"]].map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
+])
+def test_expressions_that_could_build_huge_values_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        compile_expression(text)
+
+
+def test_a_refused_expression_is_a_config_error_with_its_key_path(tmp_path: Path) -> None:
+    path = _one_route_config(tmp_path, """
+        routes:
+          - {team: t, policy: p, expression: 'labels.x.replace("", labels.x).replace("", labels.x).size() > 0'}
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        f"{path}: routes[0].expression: replace() may lengthen the text (chained, without bound): give the "
+        "replacement as a literal no longer than the literal it replaces"]
