@@ -537,3 +537,25 @@ def test_a_refused_expression_is_a_config_error_with_its_key_path(tmp_path: Path
     assert caught.value.problems == [
         f"{path}: routes[0].expression: replace() may lengthen the text (chained, without bound): give the "
         "replacement as a literal no longer than the literal it replaces"]
+
+
+def test_run_time_errors_stop_being_logged_after_a_thousand_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """An error's text can carry the alert's data (a regex made from a label): each kind is logged once, and
+    past the cap none is, rather than every one every time."""
+    monkeypatch.setattr("gateway.routing._reported", set())
+    monkeypatch.setattr("gateway.routing._REPORTED_MAX", 3)
+    config = load_config(_one_route_config(tmp_path, """
+        routes: [{name: pattern, expression: 'labels.text.matches(labels.pattern)', team: t, policy: p}]
+    """))
+    at = utc(2026, 3, 24, 13, 0)
+    with caplog.at_level(logging.WARNING, logger="gateway.routing"):
+        for _ in range(2):
+            for n in range(6):
+                assert _route(config, {"text": "x", "pattern": f"({n}"}, at) == "default"
+    assert [r.getMessage() for r in caplog.records] == [
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (0 (logged once)",
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (1 (logged once)",
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (2 (logged once)",
+        "route pattern: expression counts as no match (and so do more errors, no longer logged)",
+    ]
