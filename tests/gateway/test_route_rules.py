@@ -559,3 +559,14 @@ def test_run_time_errors_stop_being_logged_after_a_thousand_kinds(tmp_path: Path
         "route pattern: expression counts as no match: invalid regular expression: missing ): (2 (logged once)",
         "route pattern: expression counts as no match (and so do more errors, no longer logged)",
     ]
+
+
+def test_a_priority_rule_may_name_the_default_route(tmp_path: Path) -> None:
+    config = load_config(_one_route_config(tmp_path, """
+        priority_rules: [{name: gold, matchers: ['tier="gold"'], routes: [default]}]
+    """))
+    at = Arrival(at=utc(2026, 3, 24, 13, 0))
+    route = select_route(config, {"tier": "gold"}, arrival=at)
+    assert route.name == "default"
+    found = raising_rule(config, route, {"tier": "gold"}, at, Priority.LOW)
+    assert found is not None and found.name == "gold"
