@@ -18,8 +18,8 @@ are enabled.
 
 Bounded at run time: cel-cpp stops a comprehension after about 10,000 iterations (an evaluation error, so no
 match), and ``compile_expression`` refuses what could still build a huge value from an alert's labels: text or
-lists joined inside a comprehension (doubling at each ``map``), ``join`` with a separator and a ``replace`` that
-can lengthen text (chained, they grow a value exponentially). See ``_unbounded``.
+lists joined inside a macro (doubling at each ``map`` or ``optMap``), ``join`` with a separator and a ``replace``
+that can lengthen text (chained, they grow a value exponentially). See ``_unbounded``.
 """
 
 from __future__ import annotations
@@ -195,11 +195,11 @@ def _walk(expr: bytes, overloads: dict[int, list[str]], accumulator: str | None)
         elif number == 8:  # map: keys and values
             children += [(part, accumulator) for entry in _messages(value, 2) for part in
                          (*_messages(entry, 3), *_messages(entry, 4))]
-        elif number == 9:  # comprehension: condition and step run once per iteration
+        elif number == 9:  # comprehension: condition and step run once per iteration; the result of a
+            # bind-like macro (optMap, optFlatMap) sees the value it was given, so chained they can double it too
             accu = next((name.decode() for name in _messages(value, 3)), "")
-            children += [(part, accumulator) for part in (*_messages(value, 2), *_messages(value, 4),
-                                                          *_messages(value, 7))]
-            children += [(part, accu) for part in (*_messages(value, 5), *_messages(value, 6))]
+            children += [(part, accumulator) for part in (*_messages(value, 2), *_messages(value, 4))]
+            children += [(part, accu) for part in (*_messages(value, 5), *_messages(value, 6), *_messages(value, 7))]
         elif number == 6:  # call
             problem = _call(value, overloads.get(node, []), accumulator)
             if problem:
@@ -224,10 +224,10 @@ def _call(call: bytes, overloads: list[str], accumulator: str | None) -> str:
     if "list_join_string" in overloads:
         return "join() with a separator may build text without bound: compare the parts instead"
     if accumulator is not None and any(overload.startswith(_JOINING) for overload in overloads):
-        if function == "_+_" and args and _ident(args[0]) == accumulator:
-            return ""  # the map or filter macro appending to its own result
-        return (f"{name} inside all/exists/exists_one/map/filter may build values without bound (each "
-                "iteration can double them): compare the parts instead")
+        if function == "_+_" and args and _ident(args[0]) == accumulator and accumulator.startswith("@"):
+            return ""  # the map or filter macro appending to its own result (@result: not a name one can write)
+        return (f"{name} inside all/exists/exists_one/map/filter/optMap/optFlatMap may build values without "
+                "bound (each iteration or chained call can double them): compare the parts instead")
     return ""
 
 

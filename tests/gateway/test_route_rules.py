@@ -509,6 +509,7 @@ def test_a_runaway_comprehension_is_cut_off_and_counts_as_no_match(tmp_path: Pat
     'labels.site.replace("-", "_") == "pop_ams1"',
     'labels.all(k, k.startsWith("x"))',
     '"%s".format([labels.site]) == "pop-ams1"',
+    'labels.?site.optMap(v, v.lowerAscii()).orValue("") == "pop-ams1"',
 ])
 def test_expressions_that_cannot_grow_values_compile(text: str) -> None:
     assert compile_expression(text).source == text
@@ -521,6 +522,8 @@ def test_expressions_that_cannot_grow_values_compile(text: str) -> None:
     ('["ab"].map(a, a + a).map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
     ('["a"].map(a, "%s%s".format([a, a])).size() > 0', "format() inside all/exists/exists_one/map/filter"),
     ('[["a"]].map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
+    ('labels.?x.optMap(v, v + v).optMap(v, v + v).orValue("") == ""', "+ inside all/exists/exists_one/map/filter"),
+    ('optional.of(labels.x).optFlatMap(v, optional.of(v + v)).hasValue()', "+ inside all/exists/exists_one/map"),
 ])
 def test_expressions_that_could_build_huge_values_are_refused(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):
