@@ -223,6 +223,8 @@ def _call(call: bytes, overloads: list[str], accumulator: str | None) -> str:
                     "literal no longer than the literal it replaces")
     if "list_join_string" in overloads:
         return "join() with a separator may build text without bound: compare the parts instead"
+    if "strings_quote" in overloads:  # each call can double the backslashes of the one before
+        return "strings.quote() may build text without bound (chained, it doubles): compare the text itself"
     if accumulator is not None and any(overload.startswith(_JOINING) for overload in overloads):
         if function == "_+_" and args and _ident(args[0]) == accumulator and accumulator.startswith("@"):
             return ""  # the map or filter macro appending to its own result (@result: not a name one can write)

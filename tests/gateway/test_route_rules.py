@@ -519,6 +519,7 @@ def test_expressions_that_cannot_grow_values_compile(text: str) -> None:
     ('labels.a.replace("", "ab") == ""', "replace() may lengthen the text"),  # "ab" between every character
     ('labels.a.replace("a", labels.b) == ""', "replace() may lengthen the text"),
     ('labels.a.split("").join("-") == ""', "join() with a separator may build text without bound"),
+    ('strings.quote(strings.quote(labels.a)) == ""', "strings.quote() may build text without bound"),
     ('["ab"].map(a, a + a).map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
     ('["a"].map(a, "%s%s".format([a, a])).size() > 0', "format() inside all/exists/exists_one/map/filter"),
     ('[["a"]].map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
