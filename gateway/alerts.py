@@ -55,23 +55,31 @@ class AlertService:
     # --------------------------------------------------------------- intake
 
     async def ingest_all(self, signals: list[AlertSignal]) -> list[IngestResult]:
-        """Check that every signal can be routed before storing any, then store each durably."""
-        for index, signal in enumerate(signals):
-            if signal.action == "trigger":
-                try:
-                    self.route_for(signal)
-                except UnknownTeam:
-                    raise
-                except LookupError:
-                    raise NoRoute(index, signal.labels) from None
-        return [await self.ingest(signal) for signal in signals]
+        """Check that every signal can be routed before storing any, then store each durably.
 
-    async def ingest(self, signal: AlertSignal) -> IngestResult:
-        """Act on one signal. ``IngestResult.dedup_key`` is the key as the sender knows it."""
+        Each trigger's route is chosen here, once: the route checked is the route taken, even when a time
+        window ends while the batch is being stored."""
+        routed: list[tuple[Arrival, Route] | None] = []
+        for index, signal in enumerate(signals):
+            if signal.action != "trigger":
+                routed.append(None)
+                continue
+            arrival = Arrival.of(signal, self.clock.now())
+            try:
+                routed.append((arrival, self.route_for(signal, arrival)))
+            except UnknownTeam:
+                raise
+            except LookupError:
+                raise NoRoute(index, signal.labels) from None
+        return [await self.ingest(signal, route) for signal, route in zip(signals, routed, strict=True)]
+
+    async def ingest(self, signal: AlertSignal, routed: tuple[Arrival, Route] | None = None) -> IngestResult:
+        """Act on one signal; a trigger takes ``routed`` (its arrival and route) when they are known already.
+        ``IngestResult.dedup_key`` is the key as the sender knows it."""
         public_key = signal.dedup_key or uuid.uuid4().hex
         stored_key = self._stored_key(signal, public_key)
         if signal.action == "trigger":
-            return await self._trigger(signal, stored_key, public_key)
+            return await self._trigger(signal, stored_key, public_key, routed)
         existing = await self.store.find_open_alert(stored_key)
         if existing is None:
             log.info("%s %s: no open alert with that dedup key; nothing to do", signal.source, signal.action)
@@ -111,10 +119,13 @@ class AlertService:
         return Route(name=f"team:{signal.team}", matchers=(), team=signal.team, policy=default.policy,
                      priority=default.priority)
 
-    async def _trigger(self, signal: AlertSignal, dedup_key: str, public_key: str) -> IngestResult:
+    async def _trigger(self, signal: AlertSignal, dedup_key: str, public_key: str,
+                       routed: tuple[Arrival, Route] | None) -> IngestResult:
         now = self.clock.now()
-        arrival = Arrival.of(signal, now)
-        route = self.route_for(signal, arrival)
+        if routed is None:
+            arrival = Arrival.of(signal, now)
+            routed = arrival, self.route_for(signal, arrival)
+        arrival, route = routed
         priority = Priority(signal.priority or route.priority)
         raised_by = raising_rule(self.config, route, signal.labels, arrival, priority)
         new = NewAlert(

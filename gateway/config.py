@@ -529,7 +529,7 @@ def _as_days(raw: object) -> frozenset[int]:
         text = part.strip().lower() if isinstance(part, str) else ""
         if text in ("daily", "all"):
             return frozenset(range(7))
-        first, _, last = (piece.strip()[:3] if len(piece.strip()) >= 3 else "?" for piece in text.partition("-"))
+        first, _, last = (_day_abbreviation(piece) for piece in text.partition("-"))
         if first in _DAY_NAMES and (last in _DAY_NAMES or not text.partition("-")[1]):
             start = _DAY_NAMES.index(first)
             end = _DAY_NAMES.index(last) if last in _DAY_NAMES else start
@@ -540,6 +540,13 @@ def _as_days(raw: object) -> frozenset[int]:
     if not days:
         raise ValueError("name at least one weekday, e.g. mon-fri")
     return frozenset(days)
+
+
+def _day_abbreviation(piece: str) -> str:
+    """``mon`` for mon, mond or monday (the start of a day's name, 3 letters at least); "?" for anything else."""
+    text = piece.strip()
+    full = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    return next((name[:3] for name in full if len(text) >= 3 and name.startswith(text)), "?")
 
 
 def _as_day_end_is_midnight(raw: object) -> bool:
@@ -798,7 +805,8 @@ class _Reader:
             routes=routes,
             default_route=default_route,
             api_tokens=self.api_tokens(top.get("api_tokens")),
-            priority_rules=self.priority_rules(top.get("priority_rules"), routes),
+            priority_rules=self.priority_rules(top.get("priority_rules"),
+                                               (*routes, *([default_route] if default_route else []))),
             sandbox=self.sandbox(top.get("sandbox"), region),
             hotlines=self.hotlines(top.get("hotlines"), region, teams, policies),
             reserved_for_high=reserved_for_high,
@@ -1174,8 +1182,9 @@ class _Reader:
             return found
 
         negated = other(f"{path}.not", section["not"]) if "not" in section else None
-        if "not" in section and len(section) > 1 + ("time_zone" in section):
-            self.problem(f"{path}.not", "stands alone: a window is either not: <other> or its own times")
+        if "not" in section and len(section) > 1:
+            self.problem(f"{path}.not", "stands alone: a window is either not: <other> (in that window's time "
+                                        "zone) or its own times")
         weekly: list[WeeklyRange] = []
         for range_path, item in self.items(section.get("weekly"), f"{path}.weekly", required=False):
             part = self.mapping(item, range_path, ("days", "from", "to"))

@@ -213,10 +213,12 @@ class Check:
         if isinstance(result, bool):
             return result
         key = (what, result)
-        if key not in _reported:
-            if len(_reported) < _REPORTED_MAX:
-                _reported.add(key)
-            log.warning("%s: expression counts as no match: %s (logged once)", what, result)
+        if key not in _reported and len(_reported) <= _REPORTED_MAX:
+            _reported.add(key)
+            if len(_reported) > _REPORTED_MAX:  # error texts can carry an alert's data: do not log them without end
+                log.warning("%s: expression counts as no match (and so do more errors, no longer logged)", what)
+            else:
+                log.warning("%s: expression counts as no match: %s (logged once)", what, result)
         return False
 
     def facts(self) -> Facts:

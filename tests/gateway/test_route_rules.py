@@ -4,6 +4,7 @@ then the whole story through the real app, a real SQLite file and the sandbox ph
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from core.clock import FakeClock
 from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
+from gateway.expressions import compile_expression
 from gateway.intake import parse_alertmanager, parse_grafana, parse_pagerduty, parse_splunk
 from gateway.priority_rules import raising_rule
 from gateway.routing import Arrival, select_route
@@ -398,3 +400,177 @@ def test_any_alert_gets_a_route_and_nothing_raises(config: Config, labels: dict[
 def test_intake_passes_the_receiver_on(fixture: str, parse: Callable[[object], list[AlertSignal]],
                                        receivers: set[str]) -> None:
     assert {signal.receiver for signal in parse(payload(fixture))} == receivers
+
+
+class TickingClock(FakeClock):
+    """A fake clock that, once ``ticking``, moves one second on every reading: time passes while a batch is stored."""
+
+    ticking = False
+
+    def now(self) -> float:
+        if self.ticking:
+            self._now += 1
+        return self._now
+
+
+async def test_a_batch_takes_the_routes_it_was_checked_against(aiohttp_client: Callable[..., Any],
+                                                                tmp_path: Path) -> None:
+    """The route is chosen once per alert, when the batch is checked: a window that ends while the batch is
+    stored does not send part of it elsewhere."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(f"""
+        store: {{path: gateway.db}}
+        defaults: {{time_zone: Europe/Amsterdam}}
+        api_tokens: [{{name: tests, token: {TOKEN}}}]
+        engineers: {{bob: {{phones: ["{BOB}"]}}}}
+        teams: {{desk: {{members: [bob]}}}}
+        time_windows:
+          business_hours: {{weekly: [{{days: mon-fri, from: "09:00", to: "18:00"}}]}}
+        policies: {{sms: {{steps: [{{notify: primary, via: sms, timeout: 5m}}]}}}}
+        routes:
+          - {{name: day, when: business_hours, team: desk, policy: sms}}
+        default_route: {{team: desk, policy: sms}}
+    """))
+    clock = TickingClock(utc(2026, 3, 24, 16, 59, 57).timestamp())  # Tuesday 17:59:57 CET
+    gateway = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    clock._now = utc(2026, 3, 24, 16, 59, 57).timestamp()
+    clock.ticking = True
+    status, answer = await gateway.post("/api/v1/integrations/alertmanager",
+                                        payload("alertmanager-v4-firing-2-alerts.json"))
+    clock.ticking = False
+    assert status == 202, answer
+    assert [(await gateway.alert(item["id"]))["route"] for item in answer["alerts"]] == ["day", "day"]
+
+
+
+def _one_route_config(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent("""
+        api_tokens: [{name: t, token: t}]
+        engineers: {a: {phones: ["+15550000001"]}}
+        teams: {t: {members: [a]}}
+        policies: {p: {steps: [{notify: primary}]}}
+        default_route: {team: t, policy: p}
+    """) + textwrap.dedent(extra))
+    return path
+
+
+def test_weekdays_are_day_names_or_their_starts_and_not_takes_no_zone(tmp_path: Path) -> None:
+    path = _one_route_config(tmp_path, """
+        time_windows:
+          a: {weekly: [{days: "monkey-fri", from: "09:00", to: "17:00"}]}
+          b: {weekly: [{days: [sunshine], from: "09:00", to: "17:00"}]}
+          c: {weekly: [{days: "Monday-Thurs", from: "09:00", to: "17:00"}]}
+          d: {not: c, time_zone: Asia/Tokyo}
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [problem.removeprefix(f"{path}: ") for problem in caught.value.problems] == [
+        "time_windows.a.weekly[0].days: 'monkey-fri' is not a weekday: use mon, tue, wed, thu, fri, sat, sun, a "
+        "range like mon-fri, or daily",
+        "time_windows.b.weekly[0].days: 'sunshine' is not a weekday: use mon, tue, wed, thu, fri, sat, sun, a range "
+        "like mon-fri, or daily",
+        "time_windows.d.not: stands alone: a window is either not: <other> (in that window's time zone) or its own "
+        "times",
+    ]
+
+
+def test_a_runaway_comprehension_is_cut_off_and_counts_as_no_match(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """cel-cpp stops a comprehension after its iteration budget (about 10,000 iterations per evaluation), so an
+    expression cannot hang the gateway; past the budget it is an evaluation error, i.e. no match."""
+    ten = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+    def nested(depth: int) -> str:  # 10^depth iterations
+        names = [f"v{n}" for n in range(depth)]
+        text = " + ".join(names) + " >= 0"
+        for name in reversed(names):
+            text = f"{ten}.all({name}, {text})"
+        return text
+
+    at = utc(2026, 3, 24, 13, 0)
+    small = load_config(_one_route_config(tmp_path, f"routes: [{{name: small, expression: '{nested(3)}', team: t, "
+                                                    "policy: p}]"))
+    assert _route(small, {}, at) == "small"  # 1,110 iterations: within the budget
+    runaway = load_config(_one_route_config(tmp_path, f"routes: [{{name: runaway, expression: '{nested(9)}', "
+                                                      "team: t, policy: p}]"))
+    with caplog.at_level(logging.WARNING, logger="gateway.routing"):
+        assert _route(runaway, {}, at) == "default"
+    assert [r.getMessage() for r in caplog.records] == [
+        "route runaway: expression counts as no match: Iteration budget exceeded (logged once)"]
+
+
+@pytest.mark.parametrize("text", [
+    'labels.tier == "enterprise" && labels.equipment in ["core-router", "edge-router"]',
+    'labels.site + "/" + labels.rack == "ams1/r2"',  # joining text once is fine
+    'labels.tags.split(",").map(t, t.trim()).exists(t, t == "core")',
+    'labels.tags.split(",").filter(t, t != "").size() > 2',
+    'labels.instance.replace(":9100", "") == "node1"',  # replacements that cannot lengthen the text
+    'labels.site.replace("-", "_") == "pop_ams1"',
+    'labels.all(k, k.startsWith("x"))',
+    '"%s".format([labels.site]) == "pop-ams1"',
+    'labels.?site.optMap(v, v.lowerAscii()).orValue("") == "pop-ams1"',
+])
+def test_expressions_that_cannot_grow_values_compile(text: str) -> None:
+    assert compile_expression(text).source == text
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('labels.a.replace("", "ab") == ""', "replace() may lengthen the text"),  # "ab" between every character
+    ('labels.a.replace("a", labels.b) == ""', "replace() may lengthen the text"),
+    ('labels.a.split("").join("-") == ""', "join() with a separator may build text without bound"),
+    ('strings.quote(strings.quote(labels.a)) == ""', "strings.quote() may build text without bound"),
+    ('["ab"].map(a, a + a).map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
+    ('["a"].map(a, "%s%s".format([a, a])).size() > 0', "format() inside all/exists/exists_one/map/filter"),
+    ('[["a"]].map(a, a + a).size() > 0', "+ inside all/exists/exists_one/map/filter"),
+    ('labels.?x.optMap(v, v + v).optMap(v, v + v).orValue("") == ""', "+ inside all/exists/exists_one/map/filter"),
+    ('optional.of(labels.x).optFlatMap(v, optional.of(v + v)).hasValue()', "+ inside all/exists/exists_one/map"),
+])
+def test_expressions_that_could_build_huge_values_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        compile_expression(text)
+
+
+def test_a_refused_expression_is_a_config_error_with_its_key_path(tmp_path: Path) -> None:
+    path = _one_route_config(tmp_path, """
+        routes:
+          - {team: t, policy: p, expression: 'labels.x.replace("", labels.x).replace("", labels.x).size() > 0'}
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        f"{path}: routes[0].expression: replace() may lengthen the text (chained, without bound): give the "
+        "replacement as a literal no longer than the literal it replaces"]
+
+
+def test_run_time_errors_stop_being_logged_after_a_thousand_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """An error's text can carry the alert's data (a regex made from a label): each kind is logged once, and
+    past the cap none is, rather than every one every time."""
+    monkeypatch.setattr("gateway.routing._reported", set())
+    monkeypatch.setattr("gateway.routing._REPORTED_MAX", 3)
+    config = load_config(_one_route_config(tmp_path, """
+        routes: [{name: pattern, expression: 'labels.text.matches(labels.pattern)', team: t, policy: p}]
+    """))
+    at = utc(2026, 3, 24, 13, 0)
+    with caplog.at_level(logging.WARNING, logger="gateway.routing"):
+        for _ in range(2):
+            for n in range(6):
+                assert _route(config, {"text": "x", "pattern": f"({n}"}, at) == "default"
+    assert [r.getMessage() for r in caplog.records] == [
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (0 (logged once)",
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (1 (logged once)",
+        "route pattern: expression counts as no match: invalid regular expression: missing ): (2 (logged once)",
+        "route pattern: expression counts as no match (and so do more errors, no longer logged)",
+    ]
+
+
+def test_a_priority_rule_may_name_the_default_route(tmp_path: Path) -> None:
+    config = load_config(_one_route_config(tmp_path, """
+        priority_rules: [{name: gold, matchers: ['tier="gold"'], routes: [default]}]
+    """))
+    at = Arrival(at=utc(2026, 3, 24, 13, 0))
+    route = select_route(config, {"tier": "gold"}, arrival=at)
+    assert route.name == "default"
+    found = raising_rule(config, route, {"tier": "gold"}, at, Priority.LOW)
+    assert found is not None and found.name == "gold"
