@@ -233,6 +233,16 @@ def _call(call: bytes, overloads: list[str], accumulator: str | None) -> str:
     return ""
 
 
+#: the longest label or annotation value an expression sees (longer ones are cut): an expression may run a
+#: loop over one value per item of another (up to the library's 10,000 iterations), so the sender's data must
+#: not be able to make one evaluation take seconds on the event loop
+MAX_VALUE_CHARS = 4096
+
+
+def _capped(values: Mapping[str, str]) -> dict[str, str]:
+    return {key[:MAX_VALUE_CHARS]: value[:MAX_VALUE_CHARS] for key, value in values.items()}
+
+
 class Activation:
     """The facts of one alert bound once, for every expression evaluated on it."""
 
@@ -241,8 +251,8 @@ class Activation:
         self._unbound = ""  # why the facts could not be bound, if they could not
         try:
             self._bound = _env().Activation({
-                "labels": dict(facts.labels),
-                "annotations": dict(facts.annotations),
+                "labels": _capped(facts.labels),
+                "annotations": _capped(facts.annotations),
                 "priority": facts.priority,
                 "source": facts.source,
                 "receiver": facts.receiver,

@@ -574,3 +574,23 @@ def test_a_priority_rule_may_name_the_default_route(tmp_path: Path) -> None:
     assert route.name == "default"
     found = raising_rule(config, route, {"tier": "gold"}, at, Priority.LOW)
     assert found is not None and found.name == "gold"
+
+
+def test_expressions_see_label_and_annotation_values_cut_to_a_bounded_length(tmp_path: Path) -> None:
+    from gateway.expressions import MAX_VALUE_CHARS
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(f"""
+        api_tokens: [{{name: t, token: t}}]
+        engineers: {{a: {{phones: ["+15550000001"]}}}}
+        teams: {{t: {{members: [a]}}}}
+        policies: {{p: {{steps: [{{notify: primary}}]}}}}
+        default_route: {{team: t, policy: p}}
+        routes:
+          - {{name: cut, expression: 'labels.big.size() == {MAX_VALUE_CHARS} && annotations.d.size() == {MAX_VALUE_CHARS}',
+             team: t, policy: p}}
+    """))
+    config = load_config(path)
+    huge = "x" * (100 * MAX_VALUE_CHARS)  # a sender's megabyte cannot make one evaluation take seconds
+    arrival = Arrival(at=utc(2026, 3, 29, 1, 0), annotations={"d": huge})
+    assert select_route(config, {"big": huge}, arrival=arrival).name == "cut"
