@@ -312,12 +312,14 @@ async def test_only_the_owner_of_a_later_page_releases_it(pg_database: PgDatabas
     try:
         plan = StepPlan(step=0, repeat=0, next_due=30.0, pages=[
             NewPage(engineer="alice", number=ALICE, channel="call", due_at=10.0)])
-        await owner.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s", team="sre",
-                                          policy="default", route="r"), now=1.0, escalate_at=None, note="t",
-                                 first_step=plan)
-        assert await other.next_page_due() is None and await other.release_due_pages(20.0) == []
+        _, _, pages = await owner.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s",
+                                                        team="sre", policy="default", route="r"),
+                                               now=1.0, escalate_at=None, note="t", first_step=plan)
+        assert await other.next_page_due() is None and await other.later_pages_due(20.0) == []
+        assert await other.release_page(pages[0].id) is None
         assert await owner.next_page_due() == 10.0
-        assert len(await owner.release_due_pages(20.0)) == 1
+        assert [p.id for p in await owner.later_pages_due(20.0)] == [pages[0].id]
+        assert await owner.release_page(pages[0].id) is not None
     finally:
         await owner.close()
         await other.close()
