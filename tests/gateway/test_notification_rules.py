@@ -325,6 +325,41 @@ async def test_only_the_owner_of_a_later_page_releases_it(pg_database: PgDatabas
         await other.close()
 
 
+async def test_a_gateway_taking_over_a_dead_ones_later_page_keeps_its_due_time(pg_database: PgDatabase) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    from gateway.pg_store import PgStore
+    from gateway.store import NewAlert, NewPage, StepPlan
+
+    dead = PgStore(pg_database.url, password=pg_database.password, gateway_id="gw-a")
+    heir = PgStore(pg_database.url, password=pg_database.password, gateway_id="gw-b")
+    await dead.open()
+    await heir.open()
+    try:
+        db = await asyncpg.connect(pg_database.url, password=pg_database.password)
+        try:
+            key = await db.fetchval("INSERT INTO gateways (id, host, pid, started_at) VALUES ('gw-a', 'h', 1, 0)"
+                                    " RETURNING lock_key")
+        finally:
+            await db.close()
+        plan = StepPlan(step=0, repeat=0, next_due=30.0, pages=[
+            NewPage(engineer="alice", number=ALICE, channel="sms"),
+            NewPage(engineer="alice", number=ALICE, channel="call", due_at=10.0)])
+        _, _, pages = await dead.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s",
+                                                       team="sre", policy="default", route="r"),
+                                              now=1.0, escalate_at=None, note="t", first_step=plan)
+        inherited = await heir.inherit("gw-a", key)
+        assert inherited is not None
+        assert [p.id for p in inherited.unsent] == [pages[0].id]  # the text now; the call is not sent early
+        assert await heir.next_page_due() == 10.0 and await heir.later_pages_due(9.0) == []
+        assert [p.id for p in await heir.later_pages_due(10.0)] == [pages[1].id]
+        assert await dead.release_page(pages[1].id) is None  # the dead one, back too late, sends nothing
+        assert await heir.release_page(pages[1].id) is not None
+    finally:
+        await dead.close()
+        await heir.close()
+
+
 # ------------------------------------------------- what the rules leave alone
 
 
