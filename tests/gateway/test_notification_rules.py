@@ -14,6 +14,8 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import ConfigError, load_config
 from gateway.notification_rules import parse_rules
+from gateway.rule_book import RuleBook
+from gateway.web.keys import CONFIG, STORE
 from tests.postgres import PgDatabase
 from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
@@ -217,6 +219,17 @@ async def test_the_rules_api_refuses_what_is_not_a_rule_set(gateway: Gateway) ->
         async with request as resp:
             assert resp.status == expected, (resp.method, resp.url, await resp.text())
             assert set(await resp.json()) >= {"error", "message", "details"}
+
+
+async def test_an_engineer_known_only_from_a_directory_has_no_rules_to_read_or_set(gateway: Gateway) -> None:
+    path = "/api/v1/engineers/corp:alice/notification-rules"
+    status, body = await gateway.get(path)
+    assert status == 404 and body["error"] == "not_found"
+    async with gateway.client.put(path, headers=AUTH, json={"rules": [{"via": "sms"}]}) as resp:
+        assert resp.status == 404
+    rules = RuleBook(gateway.client.app[CONFIG], gateway.client.app[STORE])
+    await rules.load()
+    assert rules.rules_for("corp:alice") == ()  # paged as each step says
 
 
 async def test_a_viewer_may_read_the_rules_but_not_change_them(
