@@ -376,6 +376,32 @@ async def test_a_gateway_taking_over_a_dead_ones_later_page_keeps_its_due_time(p
 # ------------------------------------------------- what the rules leave alone
 
 
+async def test_an_alert_held_by_maintenance_follows_the_rules_from_its_release(
+    aiohttp_client: Callable[..., Any], rules_config: Path
+) -> None:
+    gateway = await _start(aiohttp_client, rules_config, FakeClock())
+    status, window = await gateway.post("/api/v1/maintenance", {"matchers": ['service="db"'],
+                                                                "end": "2026-01-07T18:00:00Z"})
+    assert status == 201, window
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "disk full", "team": "sre",
+                                                         "labels": {"service": "db"}})
+    assert status == 202, body
+    await gateway.clock.advance(300)  # held: nothing written, nothing due
+    assert (await gateway.alert(body["id"]))["pages"] == []
+    status, _ = await gateway.post(f"/api/v1/maintenance/{window['id']}/end")
+    assert status == 200
+
+    async def texted() -> bool:
+        return any("disk full" in text for text in await _texted(gateway, ALICE))
+
+    await eventually(texted)  # at once on release; the call 10 s after the release, not after the trigger
+    assert (await gateway.phone(ALICE))["calls"] == 0
+    await gateway.clock.advance(9)
+    assert (await gateway.phone(ALICE))["calls"] == 0
+    await gateway.clock.advance(1)
+    await gateway.ringing(ALICE)
+
+
 async def test_a_hotline_screening_call_rings_at_once_whatever_the_rules(
     aiohttp_client: Callable[..., Any], tmp_path: Path
 ) -> None:
