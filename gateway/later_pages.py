@@ -2,10 +2,10 @@
 
 Durable first: every page of a step, later ones included, is written with the step (a later one as 'due'
 with its ``due_at``). The scheduler wakes at the earliest ``due_at`` (it never polls) and hands the pages due
-to :meth:`LaterPages.send_due`, which releases them in the store (each once, also with several gateways)
-and sends each one still wanted: its alert still triggered and its step still the current one. A later page
-whose step is over is skipped, on the record (finished as canceled); an acknowledgement cancels the later
-pages with the rest (``Paging.cancel_pages``).
+to :meth:`LaterPages.send_due`, which sends each one still wanted (its alert still triggered and its step
+still the current one), releasing it in the store just before (each once, also with several gateways). A
+later page whose step is over is skipped, on the record (finished as canceled); an acknowledgement cancels
+the later pages with the rest (``Paging.cancel_pages``).
 
 Which pages follow the rules: alert calls only (a page kind with ``follows_personal_rules``); a hotline
 screening calls at once whatever the rules say, for a caller is waiting. On a step that only texts
@@ -83,7 +83,7 @@ class LaterPages:
     async def send_due(self) -> float | None:
         """Send (or skip) every later page due now; returns when the next one is due."""
         now = self.clock.now()
-        for page in await self.store.release_due_pages(now):
+        for page in await self.store.later_pages_due(now):
             alert = await self.store.get_alert(page.alert_id)
             if alert is None or alert.status != AlertStatus.TRIGGERED:
                 continue  # closed meanwhile: its pages were canceled with it
@@ -93,8 +93,13 @@ class LaterPages:
                          page.channel, page.id, step)
                 await self._skip(page, f"step {step} was over before it fell due; not sent")
                 continue
+            # Released only now, one by one: a store error above leaves this page and the rest due (the
+            # scheduler looks again), where releasing them all first would strand them until a restart.
+            released = await self.store.release_page(page.id)
+            if released is None:
+                continue  # finished meanwhile, or another gateway took it over
             log.info("alert %d: %s page %d of a notification rule is due; sending", alert.id, page.channel, page.id)
-            await self._send(page, alert, self._ring_s(alert, page))
+            await self._send(released, alert, self._ring_s(alert, released))
         return await self.store.next_page_due()
 
     def _ring_s(self, alert: Alert, page: Page) -> int:

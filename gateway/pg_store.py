@@ -868,15 +868,21 @@ class PgStore:
             self.gateway_id)
         return due
 
-    async def release_due_pages(self, now: float) -> list[Page]:
-        # One statement: the rows are locked by the update, so of two gateways (an owner and one taking its
-        # work over) only one clears a page's due_at and returns it.
-        rows = await self._live_pool().fetch(
-            f"UPDATE pages p SET due_at = NULL, owner = $2 FROM alerts a WHERE a.id = p.alert_id"
-            f" AND p.due_at IS NOT NULL AND p.due_at <= $1 AND p.status = 'due' AND a.status = 'triggered'"
-            f" AND (p.owner = $2 OR p.owner IS NULL)"
-            f" RETURNING {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))}", now, self.gateway_id)
-        return sorted((_page(r) for r in rows), key=lambda page: page.id)
+    async def later_pages_due(self, now: float) -> list[Page]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))} FROM pages p"
+            f" JOIN alerts a ON a.id = p.alert_id WHERE p.due_at IS NOT NULL AND p.due_at <= $1 AND p.status = 'due'"
+            f" AND a.status = 'triggered' AND (p.owner = $2 OR p.owner IS NULL) ORDER BY p.id", now, self.gateway_id)
+        return [_page(r) for r in rows]
+
+    async def release_page(self, page_id: int) -> Page | None:
+        # Only the page's owner releases it (the row is locked by the update: of an owner and a gateway taking
+        # its work over, one wins). Without "due_at IS NOT NULL", so running it again after a lost answer
+        # (``single``) returns the page released by the first run instead of losing it.
+        row = await self.single(lambda db: db.fetchrow(
+            f"UPDATE pages SET due_at = NULL, owner = $2 WHERE id = $1 AND status = 'due'"
+            f" AND (owner = $2 OR owner IS NULL) RETURNING {_PAGE_COLUMNS}", page_id, self.gateway_id))
+        return _page(row) if row is not None else None
 
     # ------------------------------------------------------------- notices
 

@@ -683,15 +683,18 @@ class SqliteStore:
             " WHERE p.due_at IS NOT NULL AND p.status = 'due' AND a.status = 'triggered'").fetchone()[0])
         return due
 
-    async def release_due_pages(self, now: float) -> list[Page]:
-        def release(db: Db) -> list[Page]:
-            rows = db.execute(
-                f"UPDATE pages SET due_at = NULL WHERE due_at IS NOT NULL AND due_at <= ? AND status = 'due'"
-                f" AND alert_id IN (SELECT id FROM alerts WHERE status = 'triggered') RETURNING {_PAGE_COLUMNS}",
-                (now,)).fetchall()
-            return sorted((_page(row) for row in rows), key=lambda page: page.id)
+    async def later_pages_due(self, now: float) -> list[Page]:
+        rows = await self._read(lambda db: db.execute(
+            f"SELECT {', '.join(f'p.{c.strip()}' for c in _PAGE_COLUMNS.split(','))} FROM pages p"
+            " JOIN alerts a ON a.id = p.alert_id WHERE p.due_at IS NOT NULL AND p.due_at <= ? AND p.status = 'due'"
+            " AND a.status = 'triggered' ORDER BY p.id", (now,)).fetchall())
+        return [_page(row) for row in rows]
 
-        return await self._write(release)
+    async def release_page(self, page_id: int) -> Page | None:
+        row = await self._write(lambda db: db.execute(
+            f"UPDATE pages SET due_at = NULL WHERE id = ? AND status = 'due' RETURNING {_PAGE_COLUMNS}",
+            (page_id,)).fetchone())
+        return _page(row) if row is not None else None
 
     # ------------------------------------------------------------- notices
 

@@ -81,7 +81,7 @@ class Page:
     detail: str
     created_at: float
     updated_at: float
-    due_at: float | None = None  # not to be sent before then (``Store.release_due_pages``); None: at once
+    due_at: float | None = None  # not to be sent before then (``Store.release_page``); None: at once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -418,10 +418,16 @@ class Store(Protocol):
         """The earliest ``due_at`` of this gateway's pages still due whose alert is triggered."""
         ...
 
-    async def release_due_pages(self, now: float) -> list[Page]:
-        """This gateway's pages due by ``now`` whose alert is triggered, each returned once: their ``due_at``
-        is cleared in the same statement, so from then on they are plain unsent pages (sent again after a
-        crash, like any page written as due)."""
+    async def later_pages_due(self, now: float) -> list[Page]:
+        """This gateway's pages with a ``due_at`` by ``now``, still due, whose alert is triggered (a read)."""
+        ...
+
+    async def release_page(self, page_id: int) -> Page | None:
+        """Clear the ``due_at`` of this gateway's page if it is still due, and return it: from then on a plain
+        unsent page (sent again after a crash, like any page written as due). None when it was finished
+        meanwhile, or another gateway took it over. Released one at a time, just before it is sent, so an
+        error part-way leaves the rest due (looked at again); and safe to run again on a connection the
+        server dropped (a page released already is returned again)."""
         ...
 
     # Handoff notices and on-call summaries: claimed (written) before they are sent, so each goes out once.

@@ -14,6 +14,8 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import ConfigError, load_config
 from gateway.notification_rules import parse_rules
+from gateway.rule_book import RuleBook
+from gateway.web.keys import CONFIG, STORE
 from tests.postgres import PgDatabase
 from tests.support import ALICE, AUTH, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
@@ -219,6 +221,17 @@ async def test_the_rules_api_refuses_what_is_not_a_rule_set(gateway: Gateway) ->
             assert set(await resp.json()) >= {"error", "message", "details"}
 
 
+async def test_an_engineer_known_only_from_a_directory_has_no_rules_to_read_or_set(gateway: Gateway) -> None:
+    path = "/api/v1/engineers/corp:alice/notification-rules"
+    status, body = await gateway.get(path)
+    assert status == 404 and body["error"] == "not_found"
+    async with gateway.client.put(path, headers=AUTH, json={"rules": [{"via": "sms"}]}) as resp:
+        assert resp.status == 404
+    rules = RuleBook(gateway.client.app[CONFIG], gateway.client.app[STORE])
+    await rules.load()
+    assert rules.rules_for("corp:alice") == ()  # paged as each step says
+
+
 async def test_a_viewer_may_read_the_rules_but_not_change_them(
     tmp_path: Path, aiohttp_client: Callable[..., Any]
 ) -> None:
@@ -312,18 +325,81 @@ async def test_only_the_owner_of_a_later_page_releases_it(pg_database: PgDatabas
     try:
         plan = StepPlan(step=0, repeat=0, next_due=30.0, pages=[
             NewPage(engineer="alice", number=ALICE, channel="call", due_at=10.0)])
-        await owner.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s", team="sre",
-                                          policy="default", route="r"), now=1.0, escalate_at=None, note="t",
-                                 first_step=plan)
-        assert await other.next_page_due() is None and await other.release_due_pages(20.0) == []
+        _, _, pages = await owner.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s",
+                                                        team="sre", policy="default", route="r"),
+                                               now=1.0, escalate_at=None, note="t", first_step=plan)
+        assert await other.next_page_due() is None and await other.later_pages_due(20.0) == []
+        assert await other.release_page(pages[0].id) is None
         assert await owner.next_page_due() == 10.0
-        assert len(await owner.release_due_pages(20.0)) == 1
+        assert [p.id for p in await owner.later_pages_due(20.0)] == [pages[0].id]
+        assert await owner.release_page(pages[0].id) is not None
     finally:
         await owner.close()
         await other.close()
 
 
+async def test_a_gateway_taking_over_a_dead_ones_later_page_keeps_its_due_time(pg_database: PgDatabase) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    from gateway.pg_store import PgStore
+    from gateway.store import NewAlert, NewPage, StepPlan
+
+    dead = PgStore(pg_database.url, password=pg_database.password, gateway_id="gw-a")
+    heir = PgStore(pg_database.url, password=pg_database.password, gateway_id="gw-b")
+    await dead.open()
+    await heir.open()
+    try:
+        db = await asyncpg.connect(pg_database.url, password=pg_database.password)
+        try:
+            key = await db.fetchval("INSERT INTO gateways (id, host, pid, started_at) VALUES ('gw-a', 'h', 1, 0)"
+                                    " RETURNING lock_key")
+        finally:
+            await db.close()
+        plan = StepPlan(step=0, repeat=0, next_due=30.0, pages=[
+            NewPage(engineer="alice", number=ALICE, channel="sms"),
+            NewPage(engineer="alice", number=ALICE, channel="call", due_at=10.0)])
+        _, _, pages = await dead.create_alert(NewAlert(dedup_key="k", priority="high", source="api", summary="s",
+                                                       team="sre", policy="default", route="r"),
+                                              now=1.0, escalate_at=None, note="t", first_step=plan)
+        inherited = await heir.inherit("gw-a", key)
+        assert inherited is not None
+        assert [p.id for p in inherited.unsent] == [pages[0].id]  # the text now; the call is not sent early
+        assert await heir.next_page_due() == 10.0 and await heir.later_pages_due(9.0) == []
+        assert [p.id for p in await heir.later_pages_due(10.0)] == [pages[1].id]
+        assert await dead.release_page(pages[1].id) is None  # the dead one, back too late, sends nothing
+        assert await heir.release_page(pages[1].id) is not None
+    finally:
+        await dead.close()
+        await heir.close()
+
+
 # ------------------------------------------------- what the rules leave alone
+
+
+async def test_an_alert_held_by_maintenance_follows_the_rules_from_its_release(
+    aiohttp_client: Callable[..., Any], rules_config: Path
+) -> None:
+    gateway = await _start(aiohttp_client, rules_config, FakeClock())
+    status, window = await gateway.post("/api/v1/maintenance", {"matchers": ['service="db"'],
+                                                                "end": "2026-01-07T18:00:00Z"})
+    assert status == 201, window
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "disk full", "team": "sre",
+                                                         "labels": {"service": "db"}})
+    assert status == 202, body
+    await gateway.clock.advance(300)  # held: nothing written, nothing due
+    assert (await gateway.alert(body["id"]))["pages"] == []
+    status, _ = await gateway.post(f"/api/v1/maintenance/{window['id']}/end")
+    assert status == 200
+
+    async def texted() -> bool:
+        return any("disk full" in text for text in await _texted(gateway, ALICE))
+
+    await eventually(texted)  # at once on release; the call 10 s after the release, not after the trigger
+    assert (await gateway.phone(ALICE))["calls"] == 0
+    await gateway.clock.advance(9)
+    assert (await gateway.phone(ALICE))["calls"] == 0
+    await gateway.clock.advance(1)
+    await gateway.ringing(ALICE)
 
 
 async def test_a_hotline_screening_call_rings_at_once_whatever_the_rules(

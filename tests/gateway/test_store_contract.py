@@ -637,11 +637,15 @@ async def test_a_later_page_waits_in_the_store_until_released_once(store: Store,
     # Not unsent (a restart must not send it early), but the next thing due.
     assert [p.id for p in await store.unsent_pages()] == [pages[0].id]
     assert await store.next_page_due() == 11.0
-    assert await store.release_due_pages(10.9) == []
-    released = await store.release_due_pages(11.0)
-    assert [(p.id, p.due_at, p.status) for p in released] == [(pages[1].id, None, "due")]
-    assert await store.release_due_pages(50.0) == []  # once
+    assert await store.later_pages_due(10.9) == []
+    assert [(p.id, p.due_at) for p in await store.later_pages_due(11.0)] == [(pages[1].id, 11.0)]
+    released = await store.release_page(pages[1].id)
+    assert released is not None and (released.id, released.due_at, released.status) == (pages[1].id, None, "due")
+    assert await store.later_pages_due(50.0) == []  # once
     assert await store.next_page_due() is None
+    # Released again (a retry after the answer was lost): the same page, not nothing.
+    again = await store.release_page(pages[1].id)
+    assert again is not None and (again.id, again.due_at) == (pages[1].id, None)
     # From now on a plain unsent page: a crash before it went out sends it on start.
     assert [p.id for p in await store.unsent_pages()] == [pages[0].id, pages[1].id]
 
@@ -650,7 +654,14 @@ async def test_a_closed_alerts_later_pages_are_neither_due_nor_released(store: S
     alert, _, _ = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t", first_step=_later_plan())
     await store.change_status(alert.id, AlertStatus.ACKNOWLEDGED, now=2.0, by="alice", note="ack")
     assert await store.next_page_due() is None
-    assert await store.release_due_pages(99.0) == []
+    assert await store.later_pages_due(99.0) == []
+
+
+async def test_a_finished_later_page_is_not_released(store: Store) -> None:
+    _, _, pages = await store.create_alert(_new(), now=1.0, escalate_at=None, note="t", first_step=_later_plan())
+    await store.finish_page(pages[1].id, outcome="canceled", detail="step over", now=12.0, note=None)
+    assert await store.release_page(pages[1].id) is None
+    assert await store.later_pages_due(99.0) == [] and await store.next_page_due() is None
 
 
 async def test_notification_rule_changes_are_all_kept_and_the_latest_is_in_force(store: Store) -> None:
