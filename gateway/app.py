@@ -144,8 +144,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                     lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer, messages=messages,
                     on_later_page=lambda when: scheduler.due_at(when))
     later = LaterPages(config=config, store=store, clock=clock,
-                       # resent: a rule's chosen delay is no dial latency (gateway_alert_to_first_dial_seconds)
-                       send=lambda page, alert, ring_s: paging.send(page, alert, ring_s=ring_s, resent=True),
+                       # as resent: a rule's chosen delay is no dial latency (gateway_alert_to_first_dial_seconds)
+                       send=paging.send_written,
                        skip=lambda page, detail: paging.finish(page, CallOutcome.CANCELED, detail))
     scheduler = Scheduler(config=config, store=store, clock=clock, paging=paging, kinds=kinds,
                           teams=schedule.team, engineers=roster.engineer, directory_group=roster.group,

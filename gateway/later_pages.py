@@ -29,9 +29,6 @@ from gateway.store import Alert, Escalation, NewPage, Page, Store, TimelineEntry
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RING_S = 60  # as gateway.paging.DEFAULT_RING_S: a page whose policy is gone
-
-
 def earliest(*moments: float | None) -> float | None:
     known = [moment for moment in moments if moment is not None]
     return min(known) if known else None
@@ -72,7 +69,7 @@ class LaterPages:
     """Sends the personal rules' later pages when due (run by the scheduler)."""
 
     def __init__(self, *, config: Config, store: Store, clock: Clock,
-                 send: Callable[[Page, Alert, int], Awaitable[None]],
+                 send: Callable[[Page, Alert], Awaitable[None]],
                  skip: Callable[[Page, str], Awaitable[object]]) -> None:
         self.config = config
         self.store = store
@@ -99,11 +96,5 @@ class LaterPages:
             if released is None:
                 continue  # finished meanwhile, or another gateway took it over
             log.info("alert %d: %s page %d of a notification rule is due; sending", alert.id, page.channel, page.id)
-            await self._send(released, alert, self._ring_s(alert, released))
+            await self._send(released, alert)
         return await self.store.next_page_due()
-
-    def _ring_s(self, alert: Alert, page: Page) -> int:
-        policy = self.config.policies.get(alert.policy)
-        if policy is None or page.step is None or page.step >= len(policy.steps):
-            return DEFAULT_RING_S
-        return policy.steps[page.step].ring_s

@@ -128,7 +128,11 @@ class Paging:
         for page in pages:
             alert = await self.store.get_alert(page.alert_id)
             if alert is not None:
-                await self.send(page, alert, ring_s=self._ring_s(alert, page), resent=True)
+                await self.send_written(page, alert)
+
+    async def send_written(self, page: Page, alert: Alert) -> None:
+        """Send a page written earlier (``resent``: its dial latency is not the alert's), ringing as its step says."""
+        await self.send(page, alert, ring_s=self._ring_s(alert, page), resent=True)
 
     async def stop(self) -> None:
         tasks = list(self._background)

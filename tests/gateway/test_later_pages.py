@@ -31,7 +31,7 @@ async def test_a_store_error_between_falling_due_and_sending_loses_no_page(tmp_p
     clock = FakeClock()
     sent: list[int] = []
 
-    async def send(page: Page, alert: Alert, ring_s: int) -> None:
+    async def send(page: Page, alert: Alert) -> None:
         assert page.due_at is None  # handed over as a page to send now
         sent.append(page.id)
 
