@@ -531,6 +531,30 @@ async def bench_failover(workdir: Path) -> None:
     await run(workdir)
 
 
+async def bench_routing(_: Path) -> None:
+    """In process: what choosing a route costs per alert (time rules, CEL, receivers, priority rules)."""
+    from bench import routing
+
+    print("\nrouting: select_route and priority rules per alert, in process")
+    routing.main()
+
+
+async def bench_layers(_: Path) -> None:
+    """In process: who_is_on_call for a one-rotation and a three-layer team, and a calendar feed's span."""
+    from bench import oncall_layers
+
+    print("\nlayers: who_is_on_call, in process")
+    oncall_layers.main()
+
+
+async def bench_directory(_: Path) -> None:
+    """A directory group's lookup, uncached (the Keycloak peer) and cached (Redis, in process)."""
+    from bench import directory
+
+    print("\ndirectory: a Keycloak group's lookup, 20 members")
+    await directory.main(20, 500)
+
+
 BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "dial": bench_dial,
     "throughput": bench_throughput,
@@ -540,6 +564,9 @@ BENCHMARKS: dict[str, Callable[[Path], Awaitable[None]]] = {
     "hotline": bench_hotline,
     "hung": bench_hung,
     "failover": bench_failover,
+    "routing": bench_routing,
+    "layers": bench_layers,
+    "directory": bench_directory,
 }
 
 
