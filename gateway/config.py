@@ -820,8 +820,8 @@ class _Reader:
         """
         default_voice = tuple(n for n in ("asterisk", "twilio", "sandbox") if configured[n])[:1]
         default_sms = tuple(n for n in ("twilio", "sandbox") if configured[n])[:1]
-        if configured.get("kavenegar"):  # configured to carry the SMS: first, with Twilio (if any) behind it
-            default_sms = ("kavenegar", *(n for n in default_sms if n == "twilio"))
+        if configured.get("kavenegar"):  # it carries the SMS alone, or as the failover behind Twilio
+            default_sms = (*(n for n in default_sms if n == "twilio"), "kavenegar")
         if raw is None:
             return default_voice, default_sms
         section = self.mapping(raw, "providers", ("voice", "sms"))
