@@ -1736,6 +1736,9 @@ class _Reader:
             self.problem(f"{p}.inbound_secret", "is too short: use at least 16 random characters "
                                                 "(e.g. openssl rand -hex 16)")
         api_url = self.value(section, "api_url", p, _as_url, KAVENEGAR_API_URL)
+        if api_url is not None and (urlsplit(api_url).query or urlsplit(api_url).fragment):
+            self.problem(f"{p}.api_url", "must be a base URL without ?query or #fragment (methods are added to its "
+                                         "path)")
         interval: timedelta = self.value(section, "status_poll_interval", p, _as_duration(timedelta(seconds=1)),
                                          timedelta(seconds=30))
         receive: timedelta | None = self.value(section, "receive_poll_interval", p,

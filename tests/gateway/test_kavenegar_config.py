@@ -71,6 +71,8 @@ def test_with_twilio_kavenegar_is_the_failover_behind_it_unless_the_order_is_giv
      "kavenegar.inbound_secret: is too short: use at least 16 random characters (e.g. openssl rand -hex 16)"),
     ("kavenegar: {api_key: k, sender: '1000', api_url: 'ftp://x'}\n",
      "kavenegar.api_url: 'ftp://x' is not an http(s) URL like https://oncall.example.com"),
+    ("kavenegar: {api_key: k, sender: '1000', api_url: 'https://api.kavenegar.com/?v=1'}\n",
+     "kavenegar.api_url: must be a base URL without ?query or #fragment"),
     ("kavenegar: {api_key: k, sender: '1000', status_poll_interval: 0s}\n",
      "kavenegar.status_poll_interval: "),
     ("kavenegar: {api_key: k, sender: '1000', voice: true}\n",
