@@ -259,7 +259,7 @@ async def _true(value: bool) -> bool:
 
 async def test_a_send_whose_answer_was_lost_is_looked_up_by_its_localid(api: FakeKavenegarApi) -> None:
     settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url)
-    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep, request_timeout_s=0.3)
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep, request_timeout_s=1.0)
     events = Events()
     await kavenegar.open(events)
     try:
@@ -306,7 +306,7 @@ async def test_the_api_key_is_in_no_log_line_and_no_error(
     for api_url in (api.base_url, "http://127.0.0.1:9"):  # Kavenegar, and nothing listening
         settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api_url)
         kavenegar = KavenegarProvider(settings, clock=FakeClock(), retry=RetryPolicy(attempts=2), sleep=_no_sleep,
-                                      request_timeout_s=0.3)
+                                      request_timeout_s=1.0)
         await kavenegar.open(Events())
         try:
             await _checked(kavenegar)
@@ -384,3 +384,32 @@ async def test_a_forward_that_could_not_be_handled_acts_when_it_comes_again(
         assert status == 200 and len(events.received) == 1  # handled: a repeat acts no more
     finally:
         await kavenegar.close()
+
+
+class _Answering(Events):
+    async def sms_received(self, sms: InboundSms) -> Reply:
+        await super().sms_received(sms)
+        return Reply(text="Alert #4 acknowledged")
+
+
+async def test_close_stops_every_task_even_a_reply_still_being_sent(api: FakeKavenegarApi) -> None:
+    clock = FakeClock()
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url,
+                                 receive_poll_interval_s=10)
+    kavenegar = KavenegarProvider(settings, clock=clock, sleep=_no_sleep)
+    await kavenegar.open(_Answering())
+    await _checked(kavenegar)
+    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="a"))  # the status poller has work
+    api.hold_next_send(sent=False)  # the answer to the reply below never comes
+    api.incoming(from_="09121234567", message="ack")
+    await clock.advance(10)
+    await eventually(lambda: _true(_sends(api) == 2))  # the reply is on its way
+    tasks = [kavenegar._poller, kavenegar._checker, kavenegar._receiver, *kavenegar._tasks]
+    assert len(tasks) == 4 and not any(task is None or task.done() for task in tasks)
+
+    await kavenegar.close()
+    assert all(task is not None and task.done() for task in tasks)
+    before = len(api.requests)
+    await clock.advance(3600)
+    assert len(api.requests) == before  # nothing polls, checks or reads any more
+    assert kavenegar.readiness() == {"sms:kavenegar": "not open"}
