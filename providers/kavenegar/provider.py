@@ -290,8 +290,9 @@ class KavenegarProvider:
         Kavenegar marks them read as it answers, so one that could not be handled (the store down) is kept here
         and tried again at the next read, and never keeps the others of the batch from being handled.
         """
+        fresh = await self._open_rest().received(self.config.sender)
         retry, self._unhandled = self._unhandled, []
-        for entry in [*retry, *await self._open_rest().received(self.config.sender)]:
+        for entry in [*retry, *fresh]:
             sender = from_kavenegar(entry.sender)
             if not sender:
                 log.warning("kavenegar received SMS %s from something that is no phone number; ignored",

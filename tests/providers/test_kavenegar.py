@@ -356,6 +356,9 @@ async def test_a_read_reply_that_could_not_be_handled_is_tried_again_and_keeps_n
         api.incoming(from_="09121234567", message="resolve 4")
         await kavenegar.receive_once()
         assert [(s.sender, s.text) for s in events.received] == [(IRAN, "resolve 4")]
+        api.fail_next(409)  # the next read fails: the one kept is kept on
+        with pytest.raises(KavenegarError):
+            await kavenegar.receive_once()
         await kavenegar.receive_once()
         assert [(s.sender, s.text) for s in events.received] == [(IRAN, "resolve 4"), ("+989350000001", "ack")]
         await kavenegar.receive_once()
