@@ -844,8 +844,8 @@ class _Reader:
         """
         default_voice = tuple(n for n in ("asterisk", "twilio", "sandbox") if configured[n])[:1]
         default_sms = tuple(n for n in ("twilio", "sandbox") if configured[n])[:1]
-        if configured.get("kavenegar"):  # configured to carry the SMS: first, with Twilio (if any) behind it
-            default_sms = ("kavenegar", *(n for n in default_sms if n == "twilio"))
+        if configured.get("kavenegar"):  # it carries the SMS alone, or as the failover behind Twilio
+            default_sms = (*(n for n in default_sms if n == "twilio"), "kavenegar")
         if raw is None:
             return default_voice, default_sms
         section = self.mapping(raw, "providers", ("voice", "sms"))
@@ -1764,6 +1764,9 @@ class _Reader:
             self.problem(f"{p}.inbound_secret", "is too short: use at least 16 random characters "
                                                 "(e.g. openssl rand -hex 16)")
         api_url = self.value(section, "api_url", p, _as_url, KAVENEGAR_API_URL)
+        if api_url is not None and (urlsplit(api_url).query or urlsplit(api_url).fragment):
+            self.problem(f"{p}.api_url", "must be a base URL without ?query or #fragment (methods are added to its "
+                                         "path)")
         interval: timedelta = self.value(section, "status_poll_interval", p, _as_duration(timedelta(seconds=1)),
                                          timedelta(seconds=30))
         receive: timedelta | None = self.value(section, "receive_poll_interval", p,

@@ -122,7 +122,11 @@ def _text(body: Mapping[str, Any], *keys: str) -> str | None:
 
 
 def _names(body: Mapping[str, Any], *keys: str) -> list[str]:
-    """A list of names (strings, or objects with a ``name``), or one string; the first key present."""
+    """A list of names (strings, or objects with a ``name``), or one string; the first key present.
+
+    Each name once: the ``accumulations`` lists have one item per incident, so a correlated issue with two
+    incidents of one condition names it twice, and a label ``Memory high,Memory high`` matches no route.
+    """
     for key in keys:
         value = body.get(key)
         if value is None:
@@ -131,16 +135,16 @@ def _names(body: Mapping[str, Any], *keys: str) -> list[str]:
             return [value] if value else []
         if not isinstance(value, list):
             raise IntakeError(key, f"must be an array of names, got {_kind(value)}")
-        names: list[str] = []
+        names: dict[str, None] = {}  # ordered, and each name once in linear time
         for index, item in enumerate(value):
             if isinstance(item, dict):
                 item = item.get("name")
             if isinstance(item, str | int) and not isinstance(item, bool):
                 if str(item):
-                    names.append(str(item))
+                    names[str(item)] = None
             elif item is not None:
                 raise IntakeError(f"{key}[{index}]", f"must be a name, got {_kind(item)}")
-        return names
+        return list(names)
     return []
 
 

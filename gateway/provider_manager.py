@@ -306,6 +306,9 @@ class ProviderManager:
                 attempt.errors.append(f"{name}: {exc}")
                 log.warning("SMS %s to %s: %s could not send it (%s)%s", request.sms_id, mask(request.to), name,
                             exc, "; trying the next provider" if attempt.remaining else "")
+                if attempt.remaining and not await self._still_wanted(request.sms_id):
+                    attempt.errors.append("not sent by another provider: the alert was closed meanwhile")
+                    break  # acknowledged while this provider was trying (retries can take tens of seconds)
                 continue
             self._succeeded(name)
             self.telemetry.carried(request.sms_id, name)

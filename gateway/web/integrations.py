@@ -1,4 +1,4 @@
-"""Intake endpoints for monitoring systems: Alertmanager, Grafana, PagerDuty Events API v2."""
+"""Intake endpoints for monitoring systems: Alertmanager, Grafana, Splunk, New Relic, PagerDuty Events API v2."""
 
 from __future__ import annotations
 

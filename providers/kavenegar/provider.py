@@ -87,6 +87,7 @@ class KavenegarProvider:
         self._rest: KavenegarRest | None = None
         self._tracked: dict[int, _Tracked] = {}  # Kavenegar message id -> our SMS
         self._seen_inbound: dict[str, None] = {}
+        self._unhandled: list[rest.Received] = []  # read from sms/receive.json, not handled yet
         self._poller: asyncio.Task[None] | None = None
         self._checker: asyncio.Task[None] | None = None
         self._receiver: asyncio.Task[None] | None = None
@@ -284,14 +285,26 @@ class KavenegarProvider:
         return web.Response(text="OK")
 
     async def receive_once(self) -> None:
-        """``sms/receive.json``: the SMS received on the line and not read yet (reading marks them read)."""
-        for entry in await self._open_rest().received(self.config.sender):
+        """``sms/receive.json``: the SMS received on the line and not read yet (reading marks them read).
+
+        Kavenegar marks them read as it answers, so one that could not be handled (the store down) is kept here
+        and tried again at the next read, and never keeps the others of the batch from being handled.
+        """
+        fresh = await self._open_rest().received(self.config.sender)
+        retry, self._unhandled = self._unhandled, []
+        for entry in [*retry, *fresh]:
             sender = from_kavenegar(entry.sender)
             if not sender:
                 log.warning("kavenegar received SMS %s from something that is no phone number; ignored",
                             entry.messageid)
                 continue
-            await self._take(sender=sender, to=entry.receptor, text=entry.message, messageid=str(entry.messageid))
+            try:
+                await self._take(sender=sender, to=entry.receptor, text=entry.message, messageid=str(entry.messageid))
+            except Exception:
+                log.exception("kavenegar received SMS %s from %s could not be handled; tried again at the next read",
+                              entry.messageid, mask(sender))
+                if len(self._unhandled) < _MEMORY:
+                    self._unhandled.append(entry)
 
     async def _take(self, *, sender: str, to: str, text: str, messageid: str) -> None:
         """An engineer's SMS (forwarded or polled): once per message id; the gateway's answer is sent back."""
@@ -304,7 +317,11 @@ class KavenegarProvider:
             self._seen_inbound[messageid] = None
             while len(self._seen_inbound) > _MEMORY:
                 self._seen_inbound.pop(next(iter(self._seen_inbound)))
-        reply = await self.events.sms_received(InboundSms(sender=sender, to=to, text=text))
+        try:
+            reply = await self.events.sms_received(InboundSms(sender=sender, to=to, text=text))
+        except BaseException:
+            self._seen_inbound.pop(messageid, None)  # not handled: the same message again must act
+            raise
         if reply.text:
             self._spawn(self._send_reply(sender, reply.text))
 

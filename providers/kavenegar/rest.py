@@ -273,8 +273,11 @@ class KavenegarRest:
         verb = "POST" if data is not None else "GET"
         async with self._session.request(verb, url, data=data, params=params,
                                          headers={"Accept": "application/json"}) as resp:
-            text = await resp.text()
+            raw = await resp.read()
             http_status = resp.status
+        # Not resp.text(): a proxy's error page in another charset would raise UnicodeDecodeError, no ProviderError,
+        # and the manager would not fail over. Kavenegar's own answers are UTF-8 JSON.
+        text = raw.decode("utf-8", errors="replace")
         try:
             body = json.loads(text)
             code = int(body["return"]["status"])

@@ -60,8 +60,8 @@ def field_of(parser: Parser, body: object) -> str:
 
 
 def test_every_request_fixture_is_covered() -> None:
-    # 7 Alertmanager + 3 Grafana + 4 PagerDuty + 2 Zabbix + 5 New Relic; guards against a silent glob.
-    assert len(REQUEST_FIXTURES) == 21
+    # 7 Alertmanager + 3 Grafana + 4 PagerDuty + 2 Zabbix + 6 New Relic; guards against a silent glob.
+    assert len(REQUEST_FIXTURES) == 22
 
 
 @pytest.mark.parametrize("name", REQUEST_FIXTURES)

@@ -44,14 +44,17 @@ kavenegar:
     assert (config.voice_order, config.sms_order) == (("sandbox",), ("kavenegar",))
 
 
-def test_with_twilio_kavenegar_goes_first_unless_the_order_is_given(tmp_path: Path) -> None:
+def test_with_twilio_kavenegar_is_the_failover_behind_it_unless_the_order_is_given(tmp_path: Path) -> None:
+    """Adding a kavenegar section to a Twilio gateway adds a failover; it does not move the SMS off Twilio."""
     config = load_config(write_config(tmp_path, BASE_CONFIG + TWILIO + 'kavenegar: {api_key: k, sender: "1000"}\n'))
-    assert (config.voice_order, config.sms_order) == (("twilio",), ("kavenegar", "twilio"))
-    config = load_config(write_config(tmp_path, BASE_CONFIG + TWILIO + 'kavenegar: {api_key: k, sender: "1000"}\n'
-                                      "providers: {voice: [twilio], sms: [twilio, kavenegar]}\n"))
-    assert config.sms_order == ("twilio", "kavenegar")
+    assert (config.voice_order, config.sms_order) == (("twilio",), ("twilio", "kavenegar"))
     providers = build_providers(config, FakeClock(), read_json=read_json)
     assert providers.manager.sms_order == ["twilio", "kavenegar"]
+    config = load_config(write_config(tmp_path, BASE_CONFIG + TWILIO + 'kavenegar: {api_key: k, sender: "1000"}\n'
+                                      "providers: {voice: [twilio], sms: [kavenegar, twilio]}\n"))
+    assert config.sms_order == ("kavenegar", "twilio")
+    providers = build_providers(config, FakeClock(), read_json=read_json)
+    assert providers.manager.sms_order == ["kavenegar", "twilio"]
     assert any(isinstance(p, KavenegarProvider) for p in providers.plugins)
     assert providers.webhook_routes and not any(r.path.startswith("/kavenegar") for r in providers.webhook_routes)
 
@@ -68,6 +71,8 @@ def test_with_twilio_kavenegar_goes_first_unless_the_order_is_given(tmp_path: Pa
      "kavenegar.inbound_secret: is too short: use at least 16 random characters (e.g. openssl rand -hex 16)"),
     ("kavenegar: {api_key: k, sender: '1000', api_url: 'ftp://x'}\n",
      "kavenegar.api_url: 'ftp://x' is not an http(s) URL like https://oncall.example.com"),
+    ("kavenegar: {api_key: k, sender: '1000', api_url: 'https://api.kavenegar.com/?v=1'}\n",
+     "kavenegar.api_url: must be a base URL without ?query or #fragment"),
     ("kavenegar: {api_key: k, sender: '1000', status_poll_interval: 0s}\n",
      "kavenegar.status_poll_interval: "),
     ("kavenegar: {api_key: k, sender: '1000', voice: true}\n",

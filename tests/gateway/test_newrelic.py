@@ -13,7 +13,8 @@ from tests.support import ALICE, Gateway, payload
 
 URL = "/api/v1/integrations/newrelic"
 FIXTURES = ["newrelic-workflow-activated.json", "newrelic-workflow-created.json", "newrelic-workflow-closed.json",
-            "newrelic-workflow-acknowledged-user-action.json", "newrelic-workflow-custom-owner.json"]
+            "newrelic-workflow-acknowledged-user-action.json", "newrelic-workflow-custom-owner.json",
+            "newrelic-workflow-default-template.json"]
 
 
 def _issue(name: str = "newrelic-workflow-activated.json", **changes: Any) -> dict[str, Any]:
@@ -143,3 +144,17 @@ async def test_malformed_payloads_get_a_4xx_and_store_nothing(gateway: Gateway) 
                                       headers={"Authorization": "Bearer wrong"})
     assert status == 401
     assert await _alerts(gateway) == []
+
+
+async def test_the_default_template_of_a_correlated_issue(gateway: Gateway) -> None:
+    """Two incidents of one condition: accumulations list the condition twice; the label names it once."""
+    issue = payload("newrelic-workflow-default-template.json")
+    status, body = await gateway.post(URL, issue)
+    assert status == 202, body
+    alert = await gateway.alert(body["alerts"][0]["id"])
+    assert (alert["summary"], alert["priority"], alert["status"]) == (issue["title"], "high", "triggered")
+    assert alert["labels"] == {"priority": "high", "policy": "Checkout,Golden Signals", "condition": "Memory high",
+                               "entity": "checkout-1,checkout-2", "origin": "newrelic",
+                               "workflow": "Checkout on-call"}
+    assert {k: alert["details"][k] for k in ("totalIncidents", "isCorrelated", "trigger", "createdAt")} == {
+        "totalIncidents": 2, "isCorrelated": True, "trigger": "INCIDENT_ADDED", "createdAt": 1733476802114}

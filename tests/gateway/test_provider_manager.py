@@ -281,6 +281,23 @@ async def test_an_sms_fails_over_when_refused_and_when_its_delivery_fails() -> N
     assert ("page-2", "kavenegar", "after twilio: 30034") in carried
 
 
+async def test_an_sms_refused_after_its_alert_was_closed_is_not_sent_by_the_next_provider() -> None:
+    manager, (twilio, kavenegar), _, _, _ = _rig("twilio", "kavenegar")
+
+    async def closed(page_id: str) -> bool:
+        return False  # acknowledged while twilio was still trying
+
+    manager.wanted = closed
+    twilio.refuse = True
+    try:
+        await manager.send_sms(SmsRequest(sms_id="page-1", to="+15550000001", body="hi"))
+    except ProviderError as exc:
+        assert "closed meanwhile" in str(exc)
+    else:
+        raise AssertionError("an SMS nobody wants any more must not be sent")
+    assert kavenegar.sent == []
+
+
 def test_the_config_knows_what_each_provider_carries(tmp_path: Path) -> None:
     """config.PROVIDER_CHANNELS (what check-config accepts under providers:) matches what the plugins declare."""
     config = load_config(write_config(tmp_path, BASE_CONFIG + """

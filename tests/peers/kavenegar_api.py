@@ -12,9 +12,10 @@ the message (413), too many ids (414) and the credit (418).
 
 ``messages`` holds each accepted send (one dict per receptor, as answered); ``requests`` (method, path
 with the key replaced by ``{key}``, fields) every request. ``fail_next(code)`` answers the next requests
-with that error; ``set_status`` moves a message on (Kavenegar's operator reports). ``forward`` plays
-Kavenegar forwarding an SMS received on a line to the URL set in its panel (a form POST of ``from``,
-``to``, ``message``, ``messageid``); ``inbox`` feeds ``sms/receive.json``.
+with that error (``proxy_page_next``: with a page from something in front of Kavenegar); ``set_status``
+moves a message on (Kavenegar's operator reports). ``forward`` plays Kavenegar forwarding an SMS received
+on a line to the URL set in its panel (a form POST of ``from``, ``to``, ``message``, ``messageid``);
+``inbox`` feeds ``sms/receive.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class FakeKavenegarApi:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.inbox: list[dict[str, Any]] = []
         self._faults: list[int] = []
+        self._pages: list[tuple[int, bytes, str]] = []
         self._holds: list[bool] = []  # sends left unanswered: whether each went out first
         self._released = asyncio.Event()
         self._ids = itertools.count(8792343)  # the documentation's first message id
@@ -83,6 +85,11 @@ class FakeKavenegarApi:
 
     def fail_next(self, code: int, times: int = 1) -> None:
         self._faults.extend([code] * times)
+
+    def proxy_page_next(self, status: int, body: bytes, content_type: str = "text/html") -> None:
+        """The next request is answered by something in front of Kavenegar (a proxy, a captive portal), not by
+        Kavenegar: ``body`` as it is, in whatever charset."""
+        self._pages.append((status, body, content_type))
 
     def hold_next_send(self, *, sent: bool) -> None:
         """Leave the next send's answer out (until the peer closes): the client's answer is lost. ``sent``: the
@@ -123,6 +130,9 @@ class FakeKavenegarApi:
             fields.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         scope, method = request.match_info["scope"], request.match_info["method"]
         self.requests.append((request.method, f"/v1/{{key}}/{scope}/{method}.json", fields))
+        if self._pages:
+            status, body, content_type = self._pages.pop(0)
+            return web.Response(status=status, body=body, content_type=content_type)
         if self._faults:
             return _answer(self._faults.pop(0))
         if request.match_info["key"] != self.api_key:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from core.clock import FakeClock
 from providers.base import InboundSms, ProviderError, Reply, SmsRequest, SmsStatus, SmsStatusChanged
 from providers.kavenegar import (
     CHECKING,
+    INBOUND_PATH,
     KavenegarError,
     KavenegarProvider,
     KavenegarSettings,
@@ -256,7 +259,7 @@ async def _true(value: bool) -> bool:
 
 async def test_a_send_whose_answer_was_lost_is_looked_up_by_its_localid(api: FakeKavenegarApi) -> None:
     settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url)
-    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep, request_timeout_s=0.3)
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep, request_timeout_s=1.0)
     events = Events()
     await kavenegar.open(events)
     try:
@@ -281,3 +284,135 @@ async def test_a_send_whose_answer_was_lost_is_looked_up_by_its_localid(api: Fak
         assert [f["localid"] for f in lookups] == [local_id("page-1"), local_id("page-2")]
     finally:
         await kavenegar.close()
+
+
+async def test_a_proxy_page_in_another_charset_is_a_transient_provider_error(
+        api: FakeKavenegarApi, provider: tuple[KavenegarProvider, Events]) -> None:
+    """Not UnicodeDecodeError: only a ProviderError lets the manager fail over to the next SMS provider."""
+    kavenegar, _ = provider
+    for _ in range(3):
+        api.proxy_page_next(502, "<html>خطا</html>".encode("cp1256"))
+    with pytest.raises(KavenegarError) as raised:
+        await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
+    assert (raised.value.code, raised.value.permanent) == (502, False)
+    assert _sends(api) == 3 and api.messages == []
+
+
+async def test_the_api_key_is_in_no_log_line_and_no_error(
+        api: FakeKavenegarApi, caplog: pytest.LogCaptureFixture) -> None:
+    """It is part of every request's URL: nothing that names the URL may be logged or raised."""
+    caplog.set_level(logging.DEBUG)
+    errors: list[str] = []
+    for api_url in (api.base_url, "http://127.0.0.1:9"):  # Kavenegar, and nothing listening
+        settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api_url)
+        kavenegar = KavenegarProvider(settings, clock=FakeClock(), retry=RetryPolicy(attempts=2), sleep=_no_sleep,
+                                      request_timeout_s=1.0)
+        await kavenegar.open(Events())
+        try:
+            await _checked(kavenegar)
+            for fault in ("403", "409", "proxy", "lost"):
+                if fault == "proxy":
+                    for _ in range(2):
+                        api.proxy_page_next(502, b"<html>\xe1 bad gateway</html>")
+                elif fault == "lost":
+                    api.hold_next_send(sent=False)
+                else:  # refused at once; busy on both attempts
+                    api.fail_next(int(fault), times=1 if fault == "403" else 2)
+                with pytest.raises(ProviderError) as raised:
+                    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="x"))
+                errors += [str(raised.value), repr(raised.value)]
+            errors += [repr(kavenegar), repr(kavenegar._rest), str(kavenegar.readiness())]
+        finally:
+            await kavenegar.close()
+    assert any("error 403" in e for e in errors) and any("HTTP 502" in e for e in errors)
+    assert DEFAULT_API_KEY not in caplog.text and not any(DEFAULT_API_KEY in e for e in errors)
+
+
+class _FailingOnce(Events):
+    """The gateway could not handle the first SMS from ``number`` (its store was down), then could."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__()
+        self.number = number
+        self.failed = False
+
+    async def sms_received(self, sms: InboundSms) -> Reply:
+        if sms.sender == self.number and not self.failed:
+            self.failed = True
+            raise RuntimeError("store unavailable")
+        return await super().sms_received(sms)
+
+
+async def test_a_read_reply_that_could_not_be_handled_is_tried_again_and_keeps_no_other_back(
+        api: FakeKavenegarApi) -> None:
+    """sms/receive.json marks what it answers read: a message that failed here is not in its next answer."""
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url,
+                                 receive_poll_interval_s=10)
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep)
+    events = _FailingOnce("+989350000001")
+    await kavenegar.open(events)
+    try:
+        api.incoming(from_="09350000001", message="ack")
+        api.incoming(from_="09121234567", message="resolve 4")
+        await kavenegar.receive_once()
+        assert [(s.sender, s.text) for s in events.received] == [(IRAN, "resolve 4")]
+        api.fail_next(409)  # the next read fails: the one kept is kept on
+        with pytest.raises(KavenegarError):
+            await kavenegar.receive_once()
+        await kavenegar.receive_once()
+        assert [(s.sender, s.text) for s in events.received] == [(IRAN, "resolve 4"), ("+989350000001", "ack")]
+        await kavenegar.receive_once()
+        assert len(events.received) == 2
+    finally:
+        await kavenegar.close()
+
+
+async def test_a_forward_that_could_not_be_handled_acts_when_it_comes_again(
+        api: FakeKavenegarApi, aiohttp_client: Callable[..., Any]) -> None:
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url,
+                                 inbound_secret="0123456789abcdef0123")
+    kavenegar = KavenegarProvider(settings, clock=FakeClock(), sleep=_no_sleep)
+    events = _FailingOnce(IRAN)
+    await kavenegar.open(events)
+    try:
+        app = web.Application()
+        app.add_routes(kavenegar.routes())
+        client = await aiohttp_client(app)
+        url = str(client.make_url(f"{INBOUND_PATH}?secret=0123456789abcdef0123"))
+        status, _ = await api.forward(url, from_="09121234567", message="ack", messageid=77)
+        assert status == 500 and events.received == []
+        status, _ = await api.forward(url, from_="09121234567", message="ack", messageid=77)
+        assert status == 200 and [s.text for s in events.received] == ["ack"]
+        status, _ = await api.forward(url, from_="09121234567", message="ack", messageid=77)
+        assert status == 200 and len(events.received) == 1  # handled: a repeat acts no more
+    finally:
+        await kavenegar.close()
+
+
+class _Answering(Events):
+    async def sms_received(self, sms: InboundSms) -> Reply:
+        await super().sms_received(sms)
+        return Reply(text="Alert #4 acknowledged")
+
+
+async def test_close_stops_every_task_even_a_reply_still_being_sent(api: FakeKavenegarApi) -> None:
+    clock = FakeClock()
+    settings = KavenegarSettings(api_key=DEFAULT_API_KEY, sender=DEFAULT_LINE, api_url=api.base_url,
+                                 receive_poll_interval_s=10)
+    kavenegar = KavenegarProvider(settings, clock=clock, sleep=_no_sleep)
+    await kavenegar.open(_Answering())
+    await _checked(kavenegar)
+    await kavenegar.send_sms(SmsRequest(sms_id="page-1", to=IRAN, body="a"))  # the status poller has work
+    api.hold_next_send(sent=False)  # the answer to the reply below never comes
+    api.incoming(from_="09121234567", message="ack")
+    await clock.advance(10)
+    await eventually(lambda: _true(_sends(api) == 2))  # the reply is on its way
+    tasks = [kavenegar._poller, kavenegar._checker, kavenegar._receiver, *kavenegar._tasks]
+    assert len(tasks) == 4 and not any(task is None or task.done() for task in tasks)
+
+    await kavenegar.close()
+    assert all(task is not None and task.done() for task in tasks)
+    before = len(api.requests)
+    await clock.advance(3600)
+    assert len(api.requests) == before  # nothing polls, checks or reads any more
+    assert kavenegar.readiness() == {"sms:kavenegar": "not open"}
