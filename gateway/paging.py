@@ -364,9 +364,10 @@ class Paging:
         return engineer.name if engineer else mask(page.number)
 
     async def page_wanted(self, call_id: str) -> bool:
-        """Whether the page behind a call or SMS id may still go out (its alert is open)."""
+        """Whether the page behind a call or SMS id may still go out (its alert is open); a message that is no
+        page (a handoff notice, a reply to an SMS) has no alert to close, so it may."""
         page_id = page_id_from(call_id)
-        return page_id is not None and await self.store.call_wanted(page_id)
+        return page_id is None or await self.store.call_wanted(page_id)
 
     async def _call_placed(self, call_id: str) -> None:
         self.telemetry.dialled(call_id, now=self.clock.now())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.clock import FakeClock
-from core.enums import Channel, PageStatus, Priority
+from core.enums import AlertStatus, Channel, PageStatus, Priority
 from gateway.config import load_config
 from gateway.page_kinds import AlertCallKind, PageKinds
 from gateway.paging import Paging
@@ -51,6 +51,11 @@ async def test_an_sms_page_that_cannot_be_sent_moves_its_step_on(tmp_path: Path)
 
         await eventually(reported)
         assert failed[0].status == PageStatus.DONE and failed[0].outcome == "failed"
+        # A failover re-sends only what is still wanted: this page's alert is open, a closed one's is not; a
+        # message that is no page (a handoff notice) has no alert to close and is always wanted.
+        await store.change_status(alert.id, AlertStatus.ACKNOWLEDGED, now=1.0, by="t", note="t")
+        assert not await paging.page_wanted(f"page-{pages[0].id}")
+        assert await paging.page_wanted("notice-7")
     finally:
         await paging.stop()
         await store.close()
