@@ -161,7 +161,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
     notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
-                            notifiers=[SmsNotifier(providers.sms)])
+                            notifiers=[SmsNotifier(providers.sms)], engineers=roster.engineer)
     schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
     await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",

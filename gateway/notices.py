@@ -20,7 +20,7 @@ from functools import partial
 from core.clock import Clock, to_datetime
 from core.enums import AlertStatus
 from gateway import notice_plan
-from gateway.config import Config, HandoffNotice, OnCallSummary, Team
+from gateway.config import Config, Engineer, HandoffNotice, OnCallSummary, Team
 from gateway.notifiers import NoticeNotSent, Notifier
 from gateway.oncall import who_is_on_call
 from gateway.store import NoticeKey, Store
@@ -39,8 +39,10 @@ OPEN_ALERTS_READ = 100  # open alerts counted at most per status ("100" means "1
 
 class NoticeService:
     def __init__(self, *, config: Config, store: Store, clock: Clock, teams: Callable[[str], Team | None],
-                 notifiers: Iterable[Notifier]) -> None:
+                 notifiers: Iterable[Notifier], engineers: Callable[[str], Engineer | None] | None = None) -> None:
         self.config = config
+        # An engineer by id: a configured one, or a directory team's person (gateway.directory.roster.Roster.engineer)
+        self.engineers = engineers or config.engineers.get
         self.store = store
         self.clock = clock
         # A team as it stands now (gateway.overrides.Schedule.team: with the overrides added at run time)
@@ -156,7 +158,7 @@ class NoticeService:
         return f"On call for {team.id}: {notice_plan.when(at, settings.time_zone)}", text
 
     def _name(self, engineer_id: str | None) -> str:
-        engineer = self.config.engineers.get(engineer_id or "")
+        engineer = self.engineers(engineer_id or "")
         return engineer.name if engineer is not None else (engineer_id or "nobody")
 
     # --------------------------------------------------------------- sending
@@ -170,11 +172,12 @@ class NoticeService:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, key: NoticeKey, text: Callable[[], Awaitable[tuple[str, str]]]) -> None:
-        engineer = self.config.engineers.get(key.engineer)
+        engineer = self.engineers(key.engineer)
         notifier = self.notifiers.get(key.channel)
         if engineer is None or notifier is None:
-            log.warning("%s notice for %s of team %s: no %s", key.kind, key.engineer, key.team,
-                        "such engineer" if engineer is None else f"notifier for {key.channel}")
+            log.warning("%s notice for %s of team %s not sent: %s", key.kind, key.engineer, key.team,
+                        "no such engineer (not under engineers:, nor a directory team's member as last fetched)"
+                        if engineer is None else f"no notifier for {key.channel}")
             return
         try:
             notice = await self.store.claim_notice(key, now=self.clock.now(), lease_s=LEASE_S)

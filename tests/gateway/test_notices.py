@@ -254,3 +254,39 @@ async def test_a_notice_whose_gateway_died_while_sending_it_is_sent_when_the_cla
     await gateway.clock.advance(LEASE_S - 60)  # 08:45: the dead gateway's claim runs out
     assert await _notice(gateway, BOB) == [
         "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
+
+
+async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_number(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.gateway.test_directory import ALICE as DIR_ALICE
+    from tests.gateway.test_directory import BOB as DIR_BOB
+    from tests.gateway.test_directory import GROUP, SECRET_ENV, _config_text, _people
+    from tests.peers.keycloak import KeycloakPeer
+
+    peer = KeycloakPeer()
+    _people(peer)  # pageable: corp:alice and corp:bob, in username order
+    url = await peer.start()
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    text = _config_text(url).replace(
+        f"    directory: {{name: corp, group: {GROUP}}}\n",
+        f"    directory: {{name: corp, group: {GROUP}}}\n"
+        '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n'
+        "    handoff_notice: {lead: 30m}\n"
+        '    summary: {every: daily, at: "08:45", to: [ops]}\n',
+    ) + '\nengineers:\n  ops: {name: Ops, phones: ["' + DAVE + '"]}\n'
+    try:
+        # 08:45 on Mon 12 Jan: alice hands the primary role to bob, who hands the secondary one to alice
+        gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock(FakeClock().now() + NOTICE_TIME
+                                                                                     + 15 * 60))
+        assert await _notice(gateway, DIR_BOB) == [
+            "On call: you are primary for companyapp2-sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC)."
+            " No open alerts."]
+        assert await _notice(gateway, DIR_ALICE) == [
+            "On call: you are secondary for companyapp2-sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC)."
+            " No open alerts."]
+        assert (await _notice(gateway, DAVE))[0].startswith(
+            "On call for companyapp2-sre, Mon 12 Jan 08:45 (UTC): primary Alice Archer, secondary Bob Baker. Next: "
+            "Mon 12 Jan 09:00 primary Bob Baker, secondary Alice Archer;")
+    finally:
+        await peer.close()
