@@ -6,7 +6,8 @@ when to when, and the team's open alerts. A team's summary goes to its listed en
 Durable first, then act: each message is claimed in the store (a row under a unique key: kind, team, role,
 moment, engineer, channel) before it is sent, so a restarted gateway, or a second gateway on the same
 PostgreSQL, does not send it again. The service sleeps until the next message is due and wakes early when a
-team's overrides change (``replan``, from ``Schedule.on_change``); it never polls.
+team's overrides change (``replan``, from ``Schedule.on_change``); with no handoff in sight it looks again a day
+later (a handoff planned beyond the look ahead comes within it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ LEASE_S = 300.0
 SUMMARY_GRACE_S = 3600.0
 #: after an error (the store away), the next look
 RETRY_S = 60.0
+#: when no handoff is due after the lead window within the planner's look ahead (notice_plan.HORIZON and
+#: MAX_STEPS), the next look: a handoff further ahead (an override months away) comes within it meanwhile
+LOOK_AGAIN_S = 86400.0
 COMING = 3  # changes listed in a summary
 OPEN_ALERTS_READ = 100  # open alerts counted at most per status ("100" means "100 or more")
 
@@ -117,7 +121,8 @@ class NoticeService:
     # -------------------------------------------------------------- handoffs
 
     def _handoffs(self, team: Team, settings: HandoffNotice, now: float) -> list[float]:
-        """Start the notices due now (a handoff within ``lead``); the time of the next one, if any."""
+        """Start the notices due now (a handoff within ``lead``); when to look again: the next one's time, or
+        LOOK_AGAIN_S ahead when none was found."""
         lead = settings.lead.total_seconds()
         for handoff in notice_plan.handoffs(self._who(team), after=to_datetime(now), roles=settings.roles):
             notify_at = handoff.at.timestamp() - lead
@@ -127,7 +132,7 @@ class NoticeService:
                 key = NoticeKey(kind="handoff", team=team.id, role=handoff.role, moment=handoff.at.timestamp(),
                                 engineer=handoff.engineer, channel=channel)
                 self._start(key, partial(self._handoff_text, team.id, handoff, settings))
-        return []
+        return [now + LOOK_AGAIN_S]
 
     async def _handoff_text(self, team_id: str, handoff: notice_plan.Handoff,
                             settings: HandoffNotice) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,15 @@ import pytest
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
-from gateway.notices import LEASE_S
+from gateway.notices import LEASE_S, NoticeService
+from gateway.notifiers import SmsNotifier
 from gateway.sqlite_store import SqliteStore
 from gateway.store import NoticeKey
+from providers.sandbox import SandboxProvider
+from tests.gateway.test_directory import ALICE as DIR_ALICE
+from tests.gateway.test_directory import BOB as DIR_BOB
+from tests.gateway.test_directory import GROUP, SECRET_ENV, _config_text, _people
+from tests.peers.keycloak import KeycloakPeer
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
@@ -259,11 +266,6 @@ async def test_a_notice_whose_gateway_died_while_sending_it_is_sent_when_the_cla
 async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_number(
     aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.gateway.test_directory import ALICE as DIR_ALICE
-    from tests.gateway.test_directory import BOB as DIR_BOB
-    from tests.gateway.test_directory import GROUP, SECRET_ENV, _config_text, _people
-    from tests.peers.keycloak import KeycloakPeer
-
     peer = KeycloakPeer()
     _people(peer)  # pageable: corp:alice and corp:bob, in username order
     url = await peer.start()
@@ -290,3 +292,37 @@ async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_nu
             "Mon 12 Jan 09:00 primary Bob Baker, secondary Alice Archer;")
     finally:
         await peer.close()
+
+
+async def test_a_handoff_planned_beyond_the_planners_horizon_is_told_when_it_comes_within_it(tmp_path: Path) -> None:
+    # Team dba never rotates (carol primary); alice covers the primary role for a day in May, 117 days ahead:
+    # beyond notice_plan.HORIZON (90 days) when the gateway starts.
+    text = BASE_CONFIG.replace(
+        "    members: [carol]\n",
+        "    members: [carol, alice]\n"
+        "    overrides: [{start: 2026-05-04T09:00:00Z, end: 2026-05-05T09:00:00Z, role: primary, engineer: alice}]\n"
+        "    handoff_notice: {lead: 30m, roles: [primary]}\n")
+    config = load_config(write_config(tmp_path, text))
+    store = SqliteStore(config.store_path)
+    await store.open()
+    clock = FakeClock()
+    phones = SandboxProvider(clock=clock, caller_id="+15559990000")
+    service = NoticeService(config=config, store=store, clock=clock, teams=config.teams.get,
+                            notifiers=[SmsNotifier(phones)])
+    await service.start()
+    try:
+        await asyncio.sleep(0.2)  # planned at the start
+        notice_at = datetime(2026, 5, 4, 8, 30, tzinfo=UTC).timestamp()
+        await clock.advance(notice_at - clock.now() - 1)
+        await asyncio.sleep(0.2)
+        assert phones.phone(ALICE).messages == []
+        await clock.advance(1)
+
+        async def told() -> list[str]:
+            return [message.text for message in phones.phone(ALICE).messages]
+
+        assert await eventually(told) == [
+            "On call: you are primary for dba from Mon 4 May 09:00 to Tue 5 May 09:00 (UTC). No open alerts."]
+    finally:
+        await service.stop()
+        await store.close()
