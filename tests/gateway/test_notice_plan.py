@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from gateway import notice_plan
-from gateway.config import OnCallSummary, Override, Rotation, Team
+from gateway.config import Layer, OnCallSummary, Override, Rotation, Team, TimeWindow
 from gateway.oncall import who_is_on_call
 
 DAILY = Rotation(kind="daily", shift=timedelta(days=1), start=date(2026, 3, 1), handoff=time(9, 0),
@@ -60,3 +60,22 @@ def test_a_handoff_text_stays_sms_sized_with_many_long_alert_titles() -> None:
                     f" Open alerts: 57: {'x' * 37}...; Disk full on db-1; third")
     assert len(text) <= notice_plan.MAX_TEXT
     assert len(notice_plan.fit("word " * 100)) <= notice_plan.MAX_TEXT
+
+
+def test_a_layered_answers_look_ahead_cap_is_no_handoff() -> None:
+    # Alice always, but for the one-person holiday layer at Christmas: every answer until then ends at the layers'
+    # 7-day look-ahead (gateway.layers.HORIZON) with the same answer after it.
+    christmas = TimeWindow(name="christmas", time_zone="Europe/Berlin",
+                           dates=frozenset({date(2026, 12, 24), date(2026, 12, 25)}))
+    team = Team(id="noc", members=("alice", "frank"), rotation=None, layers=(
+        Layer(name="always", members=("alice",), rotation=None),
+        Layer(name="christmas", members=("frank",), rotation=None, when=(christmas,)),
+    ))
+    assert who_is_on_call(team, _utc(2, 10)).until == _utc(9, 10)  # a cap, not a change
+    assert list(notice_plan.handoffs(_who(team), after=_utc(2, 10), roles=("primary", "secondary"))) == []
+    found = notice_plan.handoffs(_who(team), after=datetime(2026, 12, 1, tzinfo=UTC), roles=("primary", "secondary"))
+    assert [(h.role, h.engineer, h.at, h.until) for h in found] == [
+        ("primary", "frank", datetime(2026, 12, 23, 23, tzinfo=UTC), datetime(2026, 12, 25, 23, tzinfo=UTC)),
+        ("secondary", "alice", datetime(2026, 12, 23, 23, tzinfo=UTC), datetime(2026, 12, 25, 23, tzinfo=UTC)),
+        ("primary", "alice", datetime(2026, 12, 25, 23, tzinfo=UTC), None),
+    ]

@@ -22,6 +22,8 @@ from providers.sandbox import SandboxProvider
 from tests.gateway.test_directory import ALICE as DIR_ALICE
 from tests.gateway.test_directory import BOB as DIR_BOB
 from tests.gateway.test_directory import GROUP, SECRET_ENV, _config_text, _people
+from tests.gateway.test_layers import DAVE as DIR_DAVE
+from tests.gateway.test_layers import ERIN, LAYERED
 from tests.peers.keycloak import KeycloakPeer
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
@@ -326,3 +328,39 @@ async def test_a_handoff_planned_beyond_the_planners_horizon_is_told_when_it_com
     finally:
         await service.stop()
         await store.close()
+
+
+async def test_a_layered_teams_weekend_handoff_is_told_and_its_summary_follows_the_layers(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Team noc (tests/gateway/test_layers.py): weekdays alice/bob/carol, the weekend layer (Fri 18:00 to Mon 09:00
+    # Berlin) erin then dave this weekend. The gateway starts Fri 9 Jan 17:45 Berlin (16:45Z), inside the lead.
+    text = LAYERED.replace(
+        "        when: holidays\n",
+        "        when: holidays\n"
+        "    handoff_notice: {lead: 30m}\n"
+        '    summary: {every: daily, at: "17:45", to: [carol]}\n')
+    start = datetime(2026, 1, 9, 16, 45, tzinfo=UTC).timestamp()
+    gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock(start))
+    assert await _notice(gateway, ERIN) == [
+        "On call: you are primary for noc from Fri 9 Jan 18:00 to Mon 12 Jan 09:00 (CET). No open alerts."]
+    assert await _notice(gateway, DIR_DAVE) == [
+        "On call: you are secondary for noc from Fri 9 Jan 18:00 to Mon 12 Jan 09:00 (CET). No open alerts."]
+    assert await _notice(gateway, CAROL) == [
+        "On call for noc, Fri 9 Jan 17:45 (CET): primary Alice, secondary Bob. Next: Fri 9 Jan 18:00 primary Erin,"
+        " secondary Dave; Mon 12 Jan 09:00 primary Bob, secondary Carol; Fri 16 Jan 18:00 primary Dave,"
+        " secondary Erin"]
+    # Monday 08:30 Berlin: bob and carol are told of the weekday handoff; the weekend's 7-day look-ahead caps in
+    # between (an answer's until where nothing changes) are told to nobody.
+    await gateway.clock.advance(datetime(2026, 1, 12, 7, 30, tzinfo=UTC).timestamp() - start)
+    assert await _notice(gateway, BOB) == [
+        "On call: you are primary for noc from Mon 12 Jan 09:00 to Fri 16 Jan 18:00 (CET). No open alerts."]
+    assert (await _notice(gateway, CAROL, 4))[1:] == [  # Saturday's and Sunday's summaries, then her notice
+        "On call for noc, Sat 10 Jan 17:45 (CET): primary Erin, secondary Dave. Next: Mon 12 Jan 09:00 primary Bob,"
+        " secondary Carol; Fri 16 Jan 18:00 primary Dave, secondary Erin; Mon 19 Jan 09:00 primary Carol,"
+        " secondary Alice",
+        "On call for noc, Sun 11 Jan 17:45 (CET): primary Erin, secondary Dave. Next: Mon 12 Jan 09:00 primary Bob,"
+        " secondary Carol; Fri 16 Jan 18:00 primary Dave, secondary Erin; Mon 19 Jan 09:00 primary Carol,"
+        " secondary Alice",
+        "On call: you are secondary for noc from Mon 12 Jan 09:00 to Fri 16 Jan 18:00 (CET). No open alerts."]
+    assert await _notices(gateway, ALICE) == []
