@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from core.sms_segments import segments
 from gateway import notice_plan
 from gateway.config import Layer, OnCallSummary, Override, Rotation, Team, TimeWindow
 from gateway.oncall import who_is_on_call
@@ -58,8 +59,23 @@ def test_a_handoff_text_stays_sms_sized_with_many_long_alert_titles() -> None:
                                     titles=["x" * 200, "Disk   full\non db-1", "third", "fourth"])
     assert text == ("On call: you are primary for sre from Mon 30 Mar 09:00 until further notice (CEST)."
                     f" Open alerts: 57: {'x' * 37}...; Disk full on db-1; third")
-    assert len(text) <= notice_plan.MAX_TEXT
-    assert len(notice_plan.fit("word " * 100)) <= notice_plan.MAX_TEXT
+    assert segments(text) == 2
+    assert segments(notice_plan.fit("word " * 100)) == 2
+
+
+def test_a_handoff_text_with_a_unicode_title_stays_two_sms_segments() -> None:
+    # One typographic apostrophe makes the whole text UCS-2: 67 characters per segment, not 153.
+    handoff = notice_plan.Handoff(role="primary", engineer="bob", at=datetime(2026, 3, 30, 7, tzinfo=UTC),
+                                  until=datetime(2026, 4, 6, 7, tzinfo=UTC))
+    titles = ["Checkout’s latency above 2 s on web-1", "Disk full on db-1 /var/lib", "Queue backlog growing"]
+    text = notice_plan.handoff_text(team="sre", handoff=handoff, zone="Europe/Berlin", open_alerts=3, titles=titles)
+    assert segments(text) == 2
+    assert text == ("On call: you are primary for sre from Mon 30 Mar 09:00 to Mon 6 Apr 09:00 (CEST). Open alerts:"
+                    " 3: Checkout’s latency above 2 s on...")
+    gsm = notice_plan.handoff_text(team="sre", handoff=handoff, zone="Europe/Berlin", open_alerts=3,
+                                   titles=[title.replace("’", "'") for title in titles])
+    assert gsm.endswith("Open alerts: 3: Checkout's latency above 2 s on web-1; Disk full on db-1 /var/lib; Queue"
+                        " backlog growing")
 
 
 def test_a_layered_answers_look_ahead_cap_is_no_handoff() -> None:
