@@ -136,15 +136,17 @@ def fit(text: str) -> str:
     return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."
 
 
-def handoff_text(*, team: str, handoff: Handoff, zone: str, open_alerts: int, titles: list[str]) -> str:
-    """The SMS: team, role, from when to when (in the team's zone) and the team's open alerts."""
+def handoff_text(*, team: str, handoff: Handoff, zone: str, open_alerts: int, titles: list[str],
+                 at_least: bool = False) -> str:
+    """The SMS: team, role, from when to when (in the team's zone) and the team's open alerts (``at_least``:
+    there may be more than ``open_alerts``, the count read)."""
     zone_name = handoff.at.astimezone(ZoneInfo(zone)).tzname() or zone
     until = f"to {when(handoff.until, zone)}" if handoff.until is not None else "until further notice"
     text = f"On call: you are {handoff.role} for {team} from {when(handoff.at, zone)} {until} ({zone_name})."
     if not open_alerts:
         return fit(f"{text} No open alerts.")
     named = "; ".join(_short(title) for title in titles[:TITLES])
-    return fit(f"{text} Open alerts: {open_alerts}: {named}")
+    return fit(f"{text} Open alerts: {open_alerts}{'+' if at_least else ''}: {named}")
 
 
 def _short(title: str) -> str:

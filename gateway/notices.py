@@ -136,10 +136,12 @@ class NoticeService:
 
     async def _handoff_text(self, team_id: str, handoff: notice_plan.Handoff,
                             settings: HandoffNotice) -> tuple[str, str]:
-        alerts = [alert for status in (AlertStatus.TRIGGERED, AlertStatus.ACKNOWLEDGED)
-                  for alert in await self.store.list_alerts(status=status, team=team_id, limit=OPEN_ALERTS_READ)]
+        read = [await self.store.list_alerts(status=status, team=team_id, limit=OPEN_ALERTS_READ)
+                for status in (AlertStatus.TRIGGERED, AlertStatus.ACKNOWLEDGED)]
+        alerts = [alert for some in read for alert in some]
         text = notice_plan.handoff_text(team=team_id, handoff=handoff, zone=settings.time_zone,
-                                        open_alerts=len(alerts), titles=[alert.summary for alert in alerts])
+                                        open_alerts=len(alerts), titles=[alert.summary for alert in alerts],
+                                        at_least=any(len(some) == OPEN_ALERTS_READ for some in read))
         subject = f"On call: {handoff.role} for {team_id} from {notice_plan.when(handoff.at, settings.time_zone)}"
         return subject, text
 

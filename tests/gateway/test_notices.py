@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from core.clock import FakeClock
+from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
-from gateway.notices import LEASE_S, NoticeService
+from gateway.notices import LEASE_S, OPEN_ALERTS_READ, NoticeService
 from gateway.notifiers import SmsNotifier
 from gateway.sqlite_store import SqliteStore
-from gateway.store import NoticeKey
+from gateway.store import NewAlert, NoticeKey
 from providers.sandbox import SandboxProvider
 from tests.gateway.test_directory import ALICE as DIR_ALICE
 from tests.gateway.test_directory import BOB as DIR_BOB
@@ -364,3 +365,31 @@ async def test_a_layered_teams_weekend_handoff_is_told_and_its_summary_follows_t
         " secondary Alice",
         "On call: you are secondary for noc from Mon 12 Jan 09:00 to Fri 16 Jan 18:00 (CET). No open alerts."]
     assert await _notices(gateway, ALICE) == []
+
+
+async def test_the_open_alerts_told_are_the_teams_and_a_count_past_what_is_read_says_so(config_path: Path) -> None:
+    config = load_config(config_path)
+    store = SqliteStore(config.store_path)
+    await store.open()
+    clock = FakeClock(FakeClock().now() + NOTICE_TIME + 15 * 60)  # 08:45 on Mon 12 Jan: inside the lead window
+    for number in range(1, OPEN_ALERTS_READ + 2):
+        await store.create_alert(NewAlert(dedup_key=f"sre-{number}", priority=Priority.HIGH, source="api",
+                                          summary=f"sre alert {number}", team="sre", policy="default",
+                                          route="sre-critical"), now=clock.now() - 3600, escalate_at=None, note="")
+    await store.create_alert(NewAlert(dedup_key="dba", priority=Priority.LOW, source="api", summary="dba alert",
+                                      team="dba", policy="texting", route="dba"),
+                             now=clock.now() - 60, escalate_at=None, note="")
+    phones = SandboxProvider(clock=clock, caller_id="+15559990000")
+    service = NoticeService(config=config, store=store, clock=clock, teams=config.teams.get,
+                            notifiers=[SmsNotifier(phones)])
+    await service.start()
+    try:
+        async def told() -> list[str]:
+            return [message.text for message in phones.phone(BOB).messages]
+
+        assert await eventually(told) == [
+            "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). Open alerts: 100+:"
+            " sre alert 101; sre alert 100; sre alert 99"]
+    finally:
+        await service.stop()
+        await store.close()
