@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 LEASE_S = 300.0
 #: a summary whose time passed while no gateway ran still goes out this long after it
 SUMMARY_GRACE_S = 3600.0
+#: at stop, how long the sends under way may take to finish
+STOP_GRACE_S = 5.0
 #: after an error (the store away), the next look
 RETRY_S = 60.0
 #: when no handoff is due after the lead window within the planner's look ahead (notice_plan.HORIZON and
@@ -65,11 +67,18 @@ class NoticeService:
             self._task = asyncio.create_task(self._run(), name="handoff notices")
 
     async def stop(self) -> None:
-        tasks = [task for task in (self._task, *self._sending) if task is not None]
-        for task in tasks:
+        """Plan nothing more; give the sends under way STOP_GRACE_S to finish and be recorded (a send cut short
+        stays claimed until its lease ends, and is sent again after it: twice, if it had gone out)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=STOP_GRACE_S)
+        sending = list(self._sending)
+        for task in sending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        await asyncio.gather(*sending, return_exceptions=True)
 
     def replan(self, team_id: str = "") -> None:
         """The schedule changed (an override added or removed): look again now."""

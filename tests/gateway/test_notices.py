@@ -19,6 +19,7 @@ from gateway.notices import LEASE_S, OPEN_ALERTS_READ, NoticeService
 from gateway.notifiers import SmsNotifier
 from gateway.sqlite_store import SqliteStore
 from gateway.store import NewAlert, NoticeKey
+from providers.base import SmsRequest
 from providers.sandbox import SandboxProvider
 from tests.gateway.test_directory import ALICE as DIR_ALICE
 from tests.gateway.test_directory import BOB as DIR_BOB
@@ -390,6 +391,46 @@ async def test_the_open_alerts_told_are_the_teams_and_a_count_past_what_is_read_
         assert await eventually(told) == [
             "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). Open alerts: 100+:"
             " sre alert 101; sre alert 100; sre alert 99"]
+    finally:
+        await service.stop()
+        await store.close()
+
+
+class _SlowSandbox(SandboxProvider):
+    """The sandbox's SMS, taking its time to answer: the send is under way until ``answer`` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock, caller_id="+15559990000")
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def send_sms(self, request: SmsRequest) -> None:
+        self.asked.set()
+        await self.answer.wait()
+        await super().send_sms(request)
+
+
+async def test_a_notice_being_sent_when_the_gateway_stops_is_finished_and_recorded(config_path: Path) -> None:
+    config = load_config(config_path)
+    store = SqliteStore(config.store_path)
+    await store.open()
+    clock = FakeClock(FakeClock().now() + NOTICE_TIME + 15 * 60)  # 08:45 on Mon 12 Jan: inside the lead window
+    phones = _SlowSandbox(clock)
+    service = NoticeService(config=config, store=store, clock=clock, teams=config.teams.get,
+                            notifiers=[SmsNotifier(phones)])
+    await service.start()
+    try:
+        await asyncio.wait_for(phones.asked.wait(), timeout=30)
+        stopping = asyncio.create_task(service.stop())
+        await asyncio.sleep(0.05)
+        phones.answer.set()  # the provider answers while the gateway stops
+        await asyncio.wait_for(stopping, timeout=30)
+        told = [key for key in (NoticeKey(kind="handoff", team="sre", role=role, moment=clock.now() + 15 * 60,
+                                          engineer=engineer, channel="sms")
+                                for role, engineer in (("primary", "bob"), ("secondary", "carol")))
+                if (notice := await store.find_notice(key)) is not None and notice.outcome == "sent"]
+        assert len(told) == 2  # recorded as sent: a restarted gateway does not send them again
+        assert len(phones.phone(BOB).messages) == len(phones.phone(CAROL).messages) == 1
     finally:
         await service.stop()
         await store.close()
