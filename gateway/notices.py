@@ -218,7 +218,12 @@ class NoticeService:
         else:
             log.info("%s notice %d sent to %s (%s, team %s)", key.kind, notice.id, key.engineer, key.role or "summary",
                      key.team)
-        await self.store.finish_notice(notice.id, outcome=outcome, detail=detail, now=self.clock.now())
+        try:
+            await self.store.finish_notice(notice.id, outcome=outcome, detail=detail, now=self.clock.now())
+        except Exception as exc:  # the store away: the claim stays, and is taken again when its lease ends
+            log.warning("%s notice %d for %s of team %s %s, but could not record it (%s): it may be sent again "
+                        "after its claim runs out", key.kind, notice.id, key.engineer, key.team, outcome,
+                        str(exc) or type(exc).__name__)
 
     async def _taken(self, key: NoticeKey) -> None:
         """The claim failed: sent (or failed) already, or a sender holds it. That sender may have died while

@@ -434,3 +434,29 @@ async def test_a_notice_being_sent_when_the_gateway_stops_is_finished_and_record
     finally:
         await service.stop()
         await store.close()
+
+
+async def test_a_notice_sent_while_the_store_goes_away_is_logged_as_not_recorded(
+    config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_config(config_path)
+    store = SqliteStore(config.store_path)
+    await store.open()
+    clock = FakeClock(FakeClock().now() + NOTICE_TIME + 15 * 60)  # 08:45 on Mon 12 Jan: inside the lead window
+    phones = _SlowSandbox(clock)
+    service = NoticeService(config=config, store=store, clock=clock, teams=config.teams.get,
+                            notifiers=[SmsNotifier(phones)])
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    await service.start()
+    try:
+        await asyncio.wait_for(phones.asked.wait(), timeout=30)
+        await store.close()  # the store goes away while the SMS is under way
+        phones.answer.set()
+
+        async def reported() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "could not record it" in r.getMessage()]
+
+        assert len(await eventually(reported)) >= 1
+        assert phones.phone(BOB).messages or phones.phone(CAROL).messages
+    finally:
+        await service.stop()
