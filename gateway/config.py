@@ -1719,8 +1719,6 @@ class _Reader:
                     self.problem(f"teams.{team_id}.{key}.via", "sms needs a provider that sends SMS (providers.sms)")
 
 
-#: a team's keys read by ``_Reader.notices``
-
     def kavenegar(self, raw: object) -> KavenegarSettings | None:
         """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""
         if raw is None:
@@ -1769,6 +1767,7 @@ class DirectoryGroup:
     group: str  # the group's path, e.g. /sre/companyapp2
 
 
+#: a team's keys read by ``_Reader.notices``
 _NOTICE_KEYS = ("handoff_notice", "summary")
 #: how a handoff notice or summary can reach an engineer (an email notifier adds "email")
 NOTICE_CHANNELS = ("sms",)
