@@ -1718,7 +1718,6 @@ class _Reader:
                 if item is not None and "sms" in item.via:
                     self.problem(f"teams.{team_id}.{key}.via", "sms needs a provider that sends SMS (providers.sms)")
 
-
     def kavenegar(self, raw: object) -> KavenegarSettings | None:
         """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""
         if raw is None:
