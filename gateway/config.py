@@ -1683,8 +1683,9 @@ class _Reader:
         for item_path, item in self.items(section.get("to"), f"{path}.to", required=True):
             if not isinstance(item, str):
                 self.problem(item_path, f"expected an engineer id, got {_kind(item)}")
-            elif item not in engineers:
-                self.problem(item_path, f"unknown engineer {item!r}")
+            elif item not in engineers and not self.directory_person(item):
+                self.problem(item_path, f"unknown engineer {item!r} (an engineer under engineers:, or a directory "
+                                        "person as <directory>:<username>)")
             else:
                 to.append((item_path, item))
         self.duplicates(to, "engineer")
@@ -1708,6 +1709,11 @@ class _Reader:
                 self.problem(item_path, str(exc))
         self.duplicates(chosen, "value")
         return tuple(dict.fromkeys(value for _, value in chosen))
+
+    def directory_person(self, engineer_id: str) -> bool:
+        """``<directory>:<username>`` of a configured directory (found, or not, when the directory is read)."""
+        name, colon, username = engineer_id.partition(":")
+        return bool(colon and username.strip()) and name in getattr(self, "directory_names", [])
 
     def notice_channels(self, notices: dict[str, TeamNotices], sms_order: tuple[str, ...]) -> None:
         """Notices by SMS need a provider that sends SMS."""

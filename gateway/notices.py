@@ -192,7 +192,7 @@ class NoticeService:
         notifier = self.notifiers.get(key.channel)
         if engineer is None or notifier is None:
             log.warning("%s notice for %s of team %s not sent: %s", key.kind, key.engineer, key.team,
-                        "no such engineer (not under engineers:, nor a directory team's member as last fetched)"
+                        "no such engineer (not under engineers:, nor in a directory group the gateway reads)"
                         if engineer is None else f"no notifier for {key.channel}")
             return
         try:

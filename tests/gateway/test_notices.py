@@ -31,6 +31,7 @@ from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
 DAVE = "+15550000004"
+DIR_ERIN = "+15550000105"  # erin of the directory group /dbas (tests/gateway/test_directory.py)
 # The clock starts on Wed 2026-01-07 12:00 UTC. Team sre's weekly rotation (handoff Mondays 09:00 UTC): this
 # week alice is primary and bob secondary; from Mon 12 Jan 09:00 bob is primary and carol secondary.
 CONFIG = BASE_CONFIG.replace(
@@ -186,6 +187,7 @@ async def test_the_daily_summary_goes_out_at_its_time(aiohttp_client: Callable[.
     ("    summary: {every: weekly, day: someday, to: [alice]}\n", "teams.sre.summary.day: expected a day of the week"),
     ("    summary: {every: daily, at: 25:00, to: [alice]}\n", "teams.sre.summary.at: expected a time"),
     ("    summary: {every: daily, to: [zed]}\n", "teams.sre.summary.to[0]: unknown engineer 'zed'"),
+    ("    summary: {every: daily, to: ['nowhere:zed']}\n", "teams.sre.summary.to[0]: unknown engineer 'nowhere:zed'"),
     ("    summary: {every: daily}\n", "teams.sre.summary.to: at least one entry is required"),
     ("    summary: {every: daily, to: [alice], time_zone: Mars/Base}\n", "teams.sre.summary.time_zone: "),
 ])
@@ -268,7 +270,8 @@ async def test_a_notice_whose_gateway_died_while_sending_it_is_sent_when_the_cla
 
 
 async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_number(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer = KeycloakPeer()
     _people(peer)  # pageable: corp:alice and corp:bob, in username order
@@ -279,8 +282,9 @@ async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_nu
         f"    directory: {{name: corp, group: {GROUP}}}\n"
         '    rotation: {kind: weekly, start: 2026-01-05, handoff: "09:00", time_zone: UTC}\n'
         "    handoff_notice: {lead: 30m}\n"
-        '    summary: {every: daily, at: "08:45", to: [ops]}\n',
+        '    summary: {every: daily, at: "08:45", to: [ops, "corp:erin", "corp:nobody"]}\n',
     ) + '\nengineers:\n  ops: {name: Ops, phones: ["' + DAVE + '"]}\n'
+    caplog.set_level(logging.INFO, logger="gateway.notices")
     try:
         # 08:45 on Mon 12 Jan: alice hands the primary role to bob, who hands the secondary one to alice
         gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock(FakeClock().now() + NOTICE_TIME
@@ -294,6 +298,14 @@ async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_nu
         assert (await _notice(gateway, DAVE))[0].startswith(
             "On call for companyapp2-sre, Mon 12 Jan 08:45 (UTC): primary Alice Archer, secondary Bob Baker. Next: "
             "Mon 12 Jan 09:00 primary Bob Baker, secondary Alice Archer;")
+        # erin is no member of the team, but of a group a policy step pages (/dbas): the roster knows her
+        assert (await _notice(gateway, DIR_ERIN))[0].startswith("On call for companyapp2-sre, Mon 12 Jan 08:45")
+
+        async def reported() -> bool:
+            return any("summary notice for corp:nobody of team companyapp2-sre not sent: no such engineer" in
+                       r.getMessage() for r in caplog.records)
+
+        await eventually(reported)
     finally:
         await peer.close()
 
