@@ -284,7 +284,7 @@ async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_nu
         "    handoff_notice: {lead: 30m}\n"
         '    summary: {every: daily, at: "08:45", to: [ops, "corp:erin", "corp:nobody"]}\n',
     ) + '\nengineers:\n  ops: {name: Ops, phones: ["' + DAVE + '"]}\n'
-    caplog.set_level(logging.INFO, logger="gateway.notices")
+    caplog.set_level(logging.DEBUG)
     try:
         # 08:45 on Mon 12 Jan: alice hands the primary role to bob, who hands the secondary one to alice
         gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock(FakeClock().now() + NOTICE_TIME
@@ -306,6 +306,10 @@ async def test_a_directory_teams_incoming_engineer_is_told_at_their_directory_nu
                        r.getMessage() for r in caplog.records)
 
         await eventually(reported)
+        ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("gateway", "providers")))
+        assert "SMS notice-1 to +1555***01" in ours  # the notifier's log: masked numbers only
+        for number in (DIR_ALICE, DIR_BOB, DIR_ERIN, DAVE):
+            assert number not in ours
     finally:
         await peer.close()
 
