@@ -40,7 +40,7 @@ RETRY_S = 60.0
 #: MAX_STEPS), the next look: a handoff further ahead (an override months away) comes within it meanwhile
 LOOK_AGAIN_S = 86400.0
 COMING = 3  # changes listed in a summary
-OPEN_ALERTS_READ = 100  # open alerts counted at most per status ("100" means "100 or more")
+OPEN_ALERTS_READ = 100  # open alerts read at most per status (past it, the count says "100+")
 
 
 class NoticeService:
