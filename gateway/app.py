@@ -22,7 +22,7 @@ from gateway.hotline import SOURCE as HOTLINE_SOURCE
 from gateway.hotline import HotlineService
 from gateway.later_pages import LaterPages
 from gateway.maintenance import Maintenance
-from gateway.notices import NoticeService
+from gateway.notices import NoticeService, with_notices
 from gateway.notifiers import SmsNotifier
 from gateway.overrides import Schedule
 from gateway.page_kinds import AlertCallKind, PageKinds
@@ -149,7 +149,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates,
                          by_number=roster.by_number)
     await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by,
-                         wanted=paging.page_wanted, lines=cluster.lines)
+                         wanted=with_notices(paging.page_wanted), lines=cluster.lines)
     await paging.start()
     await scheduler.start()
     await windows.start()  # windows over while the gateway was down release their held alerts now

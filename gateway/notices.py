@@ -43,6 +43,20 @@ COMING = 3  # changes listed in a summary
 OPEN_ALERTS_READ = 100  # open alerts read at most per status (past it, the count says "100+")
 
 
+#: a notice's SMS id is this and the notice's row id
+SMS_ID_PREFIX = "notice-"
+
+
+def with_notices(page_wanted: Callable[[str], Awaitable[bool]]) -> Callable[[str], Awaitable[bool]]:
+    """The provider manager's ``wanted`` (may a failover send it on the next provider?): a page while its alert
+    is open (``page_wanted``, Paging.page_wanted), a notice's SMS always."""
+
+    async def wanted(message_id: str) -> bool:
+        return message_id.startswith(SMS_ID_PREFIX) or await page_wanted(message_id)
+
+    return wanted
+
+
 class NoticeService:
     def __init__(self, *, config: Config, store: Store, clock: Clock, teams: Callable[[str], Team | None],
                  notifiers: Iterable[Notifier], engineers: Callable[[str], Engineer | None] | None = None) -> None:
@@ -208,7 +222,7 @@ class NoticeService:
         outcome, detail = "sent", ""
         try:
             subject, body = await text()
-            await notifier.send(notice_id=f"notice-{notice.id}", engineer=engineer, subject=subject, text=body)
+            await notifier.send(notice_id=f"{SMS_ID_PREFIX}{notice.id}", engineer=engineer, subject=subject, text=body)
         except asyncio.CancelledError:
             raise  # stopping: the claim's lease runs out, and a gateway that plans it after that sends it
         except Exception as exc:  # NoticeNotSent, or the store away while writing the text

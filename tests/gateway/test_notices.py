@@ -24,9 +24,13 @@ from providers.sandbox import SandboxProvider
 from tests.gateway.test_directory import ALICE as DIR_ALICE
 from tests.gateway.test_directory import BOB as DIR_BOB
 from tests.gateway.test_directory import GROUP, SECRET_ENV, _config_text, _people
+from tests.gateway.test_kavenegar_story import kavenegar_config
 from tests.gateway.test_layers import DAVE as DIR_DAVE
 from tests.gateway.test_layers import ERIN, LAYERED
+from tests.peers.kavenegar_api import DEFAULT_API_KEY as KAVENEGAR_KEY
+from tests.peers.kavenegar_api import FakeKavenegarApi
 from tests.peers.keycloak import KeycloakPeer
+from tests.peers.twilio_api import FakeTwilioApi
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, BOB, CAROL, Gateway, eventually, write_config
 
@@ -476,3 +480,29 @@ async def test_a_notice_sent_while_the_store_goes_away_is_logged_as_not_recorded
         assert phones.phone(BOB).messages or phones.phone(CAROL).messages
     finally:
         await service.stop()
+
+
+async def test_a_notice_sms_whose_delivery_fails_is_sent_on_the_next_provider(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_KAVENEGAR_KEY", KAVENEGAR_KEY)
+    monkeypatch.setenv("GATEWAY_TEST_KAVENEGAR_SECRET", "s3cr3t-0123456789abcdef")
+    async with FakeKavenegarApi() as kavenegar, FakeTwilioApi() as twilio:
+        text = kavenegar_config(kavenegar.base_url, twilio_url=twilio.base_url, sms="kavenegar, twilio").replace(
+            "    members: [alice, bob]\n", "    members: [alice, bob]\n    handoff_notice: {roles: [primary]}\n")
+        # 08:45 on Mon 12 Jan: bob takes the primary role at 09:00
+        gateway = await _start(aiohttp_client, write_config(tmp_path, text),
+                               FakeClock(FakeClock().now() + NOTICE_TIME + 15 * 60))
+
+        async def texted() -> list[dict[str, Any]]:
+            return [m for m in kavenegar.messages if m["message"].startswith("On call")]
+
+        [sms] = await eventually(texted)
+        kavenegar.set_status(sms["messageid"], 11)  # Kavenegar: not delivered (the phone is off)
+        await gateway.clock.advance(30)  # its status is read
+
+        async def carried() -> list[str]:
+            return [m["Body"] for m in twilio.messages if m["To"] == BOB]
+
+        assert await eventually(carried) == [
+            "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
