@@ -451,6 +451,7 @@ async def test_a_notice_being_sent_when_the_gateway_stops_is_finished_and_record
                 if (notice := await store.find_notice(key)) is not None and notice.outcome == "sent"]
         assert len(told) == 2  # recorded as sent: a restarted gateway does not send them again
         assert len(phones.phone(BOB).messages) == len(phones.phone(CAROL).messages) == 1
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith(("handoff notices", "notice "))] == []
     finally:
         await service.stop()
         await store.close()
