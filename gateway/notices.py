@@ -71,7 +71,8 @@ class NoticeService:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._done: dict[NoticeKey, float] = {}  # claimed or found sent: not asked for again (value: its moment)
-        self._held: dict[NoticeKey, float] = {}  # claimed by a sender that may have died: until its lease ends
+        # not started again until then: claimed by a sender that may have died (its lease), or the store was away
+        self._held: dict[NoticeKey, float] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ lifecycle
@@ -212,9 +213,9 @@ class NoticeService:
         try:
             notice = await self.store.claim_notice(key, now=self.clock.now(), lease_s=LEASE_S)
         except Exception as exc:
-            self._done.pop(key, None)  # the store is away: the next round tries again
-            log.warning("%s notice for %s of team %s: could not claim it (%s)", key.kind, key.engineer, key.team,
-                        str(exc) or type(exc).__name__)
+            log.warning("%s notice for %s of team %s: could not claim it (%s); trying again in %.0f s", key.kind,
+                        key.engineer, key.team, str(exc) or type(exc).__name__, RETRY_S)
+            self._try_again(key)
             return
         if notice is None:  # here before a restart, or by another gateway
             await self._taken(key)
@@ -239,14 +240,21 @@ class NoticeService:
                         "after its claim runs out", key.kind, notice.id, key.engineer, key.team, outcome,
                         str(exc) or type(exc).__name__)
 
+    def _try_again(self, key: NoticeKey) -> None:
+        """The store is away: the round RETRY_S from now starts the notice again (if it is still due)."""
+        self._done.pop(key, None)
+        self._held[key] = self.clock.now() + RETRY_S
+        self._wake.set()  # the loop plans its next look with it
+
     async def _taken(self, key: NoticeKey) -> None:
         """The claim failed: sent (or failed) already, or a sender holds it. That sender may have died while
         sending (this gateway, before a restart): look again when its lease runs out."""
         try:
             existing = await self.store.find_notice(key)
         except Exception as exc:
-            log.warning("%s notice for %s of team %s: could not read it (%s)", key.kind, key.engineer, key.team,
-                        str(exc) or type(exc).__name__)
+            log.warning("%s notice for %s of team %s: could not read it (%s); trying again in %.0f s", key.kind,
+                        key.engineer, key.team, str(exc) or type(exc).__name__, RETRY_S)
+            self._try_again(key)
             return
         if existing is not None and existing.outcome is None:
             self._done.pop(key, None)

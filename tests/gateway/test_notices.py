@@ -15,7 +15,7 @@ from core.clock import FakeClock
 from core.enums import Priority
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
-from gateway.notices import LEASE_S, OPEN_ALERTS_READ, NoticeService
+from gateway.notices import LEASE_S, OPEN_ALERTS_READ, RETRY_S, NoticeService
 from gateway.notifiers import SmsNotifier
 from gateway.sqlite_store import SqliteStore
 from gateway.store import NewAlert, NoticeKey
@@ -507,3 +507,31 @@ async def test_a_notice_sms_whose_delivery_fails_is_sent_on_the_next_provider(
 
         assert await eventually(carried) == [
             "On call: you are primary for sre from Mon 12 Jan 09:00 to Mon 19 Jan 09:00 (UTC). No open alerts."]
+
+
+async def test_a_notice_the_store_could_not_claim_is_tried_again_a_minute_later(
+    config_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_config(config_path)
+    store = SqliteStore(config.store_path)
+    clock = FakeClock(FakeClock().now() + NOTICE_TIME + 15 * 60)  # 08:45 on Mon 12 Jan: inside the lead window
+    phones = SandboxProvider(clock=clock, caller_id="+15559990000")
+    service = NoticeService(config=config, store=store, clock=clock, teams=config.teams.get,
+                            notifiers=[SmsNotifier(phones)])
+    caplog.set_level(logging.INFO, logger="gateway.notices")
+    await service.start()  # the store is not open yet: away
+    try:
+        async def refused() -> bool:
+            return len([r for r in caplog.records if "could not claim it" in r.getMessage()]) == 2
+
+        await eventually(refused)
+        await store.open()  # back
+        await clock.advance(RETRY_S)
+
+        async def told() -> list[str]:
+            return [message.text for message in phones.phone(BOB).messages + phones.phone(CAROL).messages]
+
+        assert len(await eventually(told)) == 2
+    finally:
+        await service.stop()
+        await store.close()
