@@ -386,6 +386,7 @@ async def test_a_layered_teams_weekend_handoff_is_told_and_its_summary_follows_t
         " secondary Alice",
         "On call: you are secondary for noc from Mon 12 Jan 09:00 to Fri 16 Jan 18:00 (CET). No open alerts."]
     assert await _notices(gateway, ALICE) == []
+    assert len(await _notices(gateway, ERIN)) == len(await _notices(gateway, DIR_DAVE)) == 1
 
 
 async def test_the_open_alerts_told_are_the_teams_and_a_count_past_what_is_read_says_so(config_path: Path) -> None:
