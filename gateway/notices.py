@@ -41,8 +41,6 @@ RETRY_S = 60.0
 LOOK_AGAIN_S = 86400.0
 COMING = 3  # changes listed in a summary
 OPEN_ALERTS_READ = 100  # open alerts read at most per status (past it, the count says "100+")
-
-
 #: a notice's SMS id is this and the notice's row id
 SMS_ID_PREFIX = "notice-"
 
