@@ -98,6 +98,21 @@ class NoticeService:
         if team_id == "" or team_id in self.config.notices:
             self._wake.set()
 
+    @staticmethod
+    def owns(sms_id: str) -> bool:
+        """Whether ``sms_id`` is a notice's SMS (not a page's)."""
+        return sms_id.startswith(SMS_ID_PREFIX)
+
+    async def delivery_failed(self, sms_id: str, detail: str) -> None:
+        """A notice's SMS was not delivered (on the last provider that tried): its record says so."""
+        number = sms_id.removeprefix(SMS_ID_PREFIX)
+        if not number.isascii() or not number.isdigit():
+            log.warning("SMS %s not delivered (%s): no such notice", sms_id, detail)
+            return
+        log.warning("notice %s not delivered: %s", number, detail)
+        await self.store.finish_notice(int(number), outcome="failed", detail=f"not delivered: {detail}",
+                                       now=self.clock.now())
+
     # -------------------------------------------------------------- the loop
 
     async def _run(self) -> None:

@@ -18,7 +18,7 @@ from gateway.config import ConfigError, load_config
 from gateway.notices import LEASE_S, OPEN_ALERTS_READ, RETRY_S, NoticeService
 from gateway.notifiers import SmsNotifier
 from gateway.sqlite_store import SqliteStore
-from gateway.store import NewAlert, NoticeKey
+from gateway.store import NewAlert, Notice, NoticeKey
 from providers.base import SmsRequest
 from providers.sandbox import SandboxProvider
 from tests.gateway.test_directory import ALICE as DIR_ALICE
@@ -536,3 +536,39 @@ async def test_a_notice_the_store_could_not_claim_is_tried_again_a_minute_later(
     finally:
         await service.stop()
         await store.close()
+
+
+async def test_a_notice_sms_not_delivered_is_recorded_as_failed(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_KAVENEGAR_KEY", KAVENEGAR_KEY)
+    monkeypatch.setenv("GATEWAY_TEST_KAVENEGAR_SECRET", "s3cr3t-0123456789abcdef")
+    caplog.set_level(logging.INFO)
+    async with FakeKavenegarApi() as kavenegar:
+        text = kavenegar_config(kavenegar.base_url, sms="kavenegar").replace(
+            "    members: [alice, bob]\n", "    members: [alice, bob]\n    handoff_notice: {roles: [primary]}\n")
+        config_path = write_config(tmp_path, text)
+        start = FakeClock().now() + NOTICE_TIME + 15 * 60  # 08:45 on Mon 12 Jan: bob takes the primary role at 09:00
+        gateway = await _start(aiohttp_client, config_path, FakeClock(start))
+
+        async def texted() -> list[dict[str, Any]]:
+            return [m for m in kavenegar.messages if m["message"].startswith("On call")]
+
+        [sms] = await eventually(texted)
+        kavenegar.set_status(sms["messageid"], 11)  # Kavenegar: not delivered (the phone is off)
+        await gateway.clock.advance(30)  # its status is read
+        key = NoticeKey(kind="handoff", team="sre", role="primary", moment=start + 15 * 60, engineer="bob",
+                        channel="sms")
+        store = SqliteStore(load_config(config_path).store_path)
+        await store.open()
+        try:
+            async def failed() -> Notice | None:
+                notice = await store.find_notice(key)
+                return notice if notice is not None and notice.outcome == "failed" else None
+
+            notice = await eventually(failed)
+        finally:
+            await store.close()
+        assert "not delivered" in notice.detail
+        assert "unknown call notice-" not in caplog.text
