@@ -164,7 +164,10 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     app[ALERTS], app[SCHEDULER], app[PAGING] = alert_service, scheduler, paging
     replies = SmsReplies(config=config, store=store, alerts=alert_service, templates=templates,
                          by_number=roster.by_number)
-    await providers.open(GatewayEvents(paging, replies, hotline), carried_by=paging.carried_by,
+    notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
+                            notifiers=[SmsNotifier(providers.sms), EmailNotifier(app.get(MAILER))],
+                            engineers=roster.engineer)
+    await providers.open(GatewayEvents(paging, replies, hotline, notices), carried_by=paging.carried_by,
                          wanted=paging.page_wanted, lines=cluster.lines)
     await paging.start()
     await scheduler.start()
@@ -176,8 +179,6 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
-    notices = NoticeService(config=config, store=store, clock=clock, teams=schedule.team,
-                            notifiers=[SmsNotifier(providers.sms), EmailNotifier(app.get(MAILER))])
     schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
     await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",

@@ -1711,8 +1711,9 @@ class _Reader:
         for item_path, item in self.items(section.get("to"), f"{path}.to", required=True):
             if not isinstance(item, str):
                 self.problem(item_path, f"expected an engineer id, got {_kind(item)}")
-            elif item not in engineers:
-                self.problem(item_path, f"unknown engineer {item!r}")
+            elif item not in engineers and not self.directory_person(item):
+                self.problem(item_path, f"unknown engineer {item!r} (an engineer under engineers:, or a directory "
+                                        "person as <directory>:<username>)")
             else:
                 to.append((item_path, item))
         self.duplicates(to, "engineer")
@@ -1737,6 +1738,11 @@ class _Reader:
         self.duplicates(chosen, "value")
         return tuple(dict.fromkeys(value for _, value in chosen))
 
+    def directory_person(self, engineer_id: str) -> bool:
+        """``<directory>:<username>`` of a configured directory (found, or not, when the directory is read)."""
+        name, colon, username = engineer_id.partition(":")
+        return bool(colon and username.strip()) and name in getattr(self, "directory_names", [])
+
     def notice_channels(self, notices: dict[str, TeamNotices], sms_order: tuple[str, ...],
                         email: EmailSettings | None) -> None:
         """Notices by SMS need a provider that sends SMS; by email, an email: section."""
@@ -1746,8 +1752,6 @@ class _Reader:
                     self.problem(f"teams.{team_id}.{key}.via", "sms needs a provider that sends SMS (providers.sms)")
                 if item is not None and "email" in item.via and email is None:
                     self.problem(f"teams.{team_id}.{key}.via", "email needs an email: section (the SMTP server)")
-
-
 
     def kavenegar(self, raw: object) -> KavenegarSettings | None:
         """Kavenegar's SMS gateway: an API key, the sender line, and the secret of the inbound URL."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from core.sms_segments import segments
 from gateway.config import OnCallSummary
 from gateway.oncall import OnCall
 
@@ -23,8 +24,9 @@ ROLES = ("primary", "secondary")
 MAX_STEPS = 2000
 #: how far ahead a handoff is looked for, and a role's end after it
 HORIZON = timedelta(days=90)
-#: a summary's length in characters: two SMS segments of GSM text (153 each) and a little
-MAX_TEXT = 300
+#: a notice's or summary's length: two SMS segments (306 GSM characters; 134 when a character, say in an alert's
+#: title, makes the text UCS-2)
+MAX_SEGMENTS = 2
 TITLES = 3  # open alerts named in a handoff notice (the count says how many there are)
 TITLE_LENGTH = 40
 
@@ -125,21 +127,26 @@ def when(moment: datetime, zone: str) -> str:
 
 
 def fit(text: str) -> str:
-    """At most MAX_TEXT characters: a longer text is cut at a word and ends with '...'."""
-    if len(text) <= MAX_TEXT:
+    """At most MAX_SEGMENTS SMS segments: a longer text is cut at a word and ends with '...'."""
+    if segments(text) <= MAX_SEGMENTS:
         return text
-    return text[:MAX_TEXT - 3].rsplit(" ", 1)[0] + "..."
+    cut = text[:153 * MAX_SEGMENTS]  # a longer one never fits
+    while segments(cut + "...") > MAX_SEGMENTS:
+        cut = cut[:-1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."
 
 
-def handoff_text(*, team: str, handoff: Handoff, zone: str, open_alerts: int, titles: list[str]) -> str:
-    """The SMS: team, role, from when to when (in the team's zone) and the team's open alerts."""
+def handoff_text(*, team: str, handoff: Handoff, zone: str, open_alerts: int, titles: list[str],
+                 at_least: bool = False) -> str:
+    """The SMS: team, role, from when to when (in the team's zone) and the team's open alerts (``at_least``:
+    there may be more than ``open_alerts``, the count read)."""
     zone_name = handoff.at.astimezone(ZoneInfo(zone)).tzname() or zone
     until = f"to {when(handoff.until, zone)}" if handoff.until is not None else "until further notice"
     text = f"On call: you are {handoff.role} for {team} from {when(handoff.at, zone)} {until} ({zone_name})."
     if not open_alerts:
         return fit(f"{text} No open alerts.")
     named = "; ".join(_short(title) for title in titles[:TITLES])
-    return fit(f"{text} Open alerts: {open_alerts}: {named}")
+    return fit(f"{text} Open alerts: {open_alerts}{'+' if at_least else ''}: {named}")
 
 
 def _short(title: str) -> str:

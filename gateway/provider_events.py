@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from gateway.hotline import HotlineService
+from gateway.notices import NoticeService
 from gateway.paging import Paging
 from gateway.sms_replies import SmsReplies
 from ivr_flows.model import Flow
@@ -27,10 +28,12 @@ log = logging.getLogger(__name__)
 class GatewayEvents:
     """Never raises into a provider: a bad event is logged and dropped."""
 
-    def __init__(self, paging: Paging, replies: SmsReplies, hotline: HotlineService) -> None:
+    def __init__(self, paging: Paging, replies: SmsReplies, hotline: HotlineService,
+                 notices: NoticeService | None = None) -> None:
         self.paging = paging
         self.replies = replies
         self.hotline = hotline
+        self.notices = notices
 
     async def call_ended(self, event: CallResult) -> None:
         try:
@@ -41,6 +44,12 @@ class GatewayEvents:
     async def sms_status(self, event: SmsStatusChanged) -> None:
         if event.status != SmsStatus.FAILED:
             log.info("SMS %s %s", event.sms_id, event.status.value)
+            return
+        if self.notices is not None and self.notices.owns(event.sms_id):
+            try:
+                await self.notices.delivery_failed(event.sms_id, event.detail or "SMS not delivered")
+            except Exception:
+                log.exception("could not record that SMS %s was not delivered", event.sms_id)
             return
         await self.call_ended(CallResult(call_id=event.sms_id, outcome=CallOutcome.FAILED,
                                          detail=event.detail or "SMS not delivered"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from core.sms_segments import segments
 from gateway import notice_plan
-from gateway.config import OnCallSummary, Override, Rotation, Team
+from gateway.config import Layer, OnCallSummary, Override, Rotation, Team, TimeWindow
 from gateway.oncall import who_is_on_call
 
 DAILY = Rotation(kind="daily", shift=timedelta(days=1), start=date(2026, 3, 1), handoff=time(9, 0),
@@ -58,5 +59,39 @@ def test_a_handoff_text_stays_sms_sized_with_many_long_alert_titles() -> None:
                                     titles=["x" * 200, "Disk   full\non db-1", "third", "fourth"])
     assert text == ("On call: you are primary for sre from Mon 30 Mar 09:00 until further notice (CEST)."
                     f" Open alerts: 57: {'x' * 37}...; Disk full on db-1; third")
-    assert len(text) <= notice_plan.MAX_TEXT
-    assert len(notice_plan.fit("word " * 100)) <= notice_plan.MAX_TEXT
+    assert segments(text) == 2
+    assert segments(notice_plan.fit("word " * 100)) == 2
+
+
+def test_a_handoff_text_with_a_unicode_title_stays_two_sms_segments() -> None:
+    # One typographic apostrophe makes the whole text UCS-2: 67 characters per segment, not 153.
+    handoff = notice_plan.Handoff(role="primary", engineer="bob", at=datetime(2026, 3, 30, 7, tzinfo=UTC),
+                                  until=datetime(2026, 4, 6, 7, tzinfo=UTC))
+    titles = ["Checkout’s latency above 2 s on web-1", "Disk full on db-1 /var/lib", "Queue backlog growing"]
+    text = notice_plan.handoff_text(team="sre", handoff=handoff, zone="Europe/Berlin", open_alerts=3, titles=titles)
+    assert segments(text) == 2
+    assert text == ("On call: you are primary for sre from Mon 30 Mar 09:00 to Mon 6 Apr 09:00 (CEST). Open alerts:"
+                    " 3: Checkout’s latency above 2 s on...")
+    gsm = notice_plan.handoff_text(team="sre", handoff=handoff, zone="Europe/Berlin", open_alerts=3,
+                                   titles=[title.replace("’", "'") for title in titles])
+    assert gsm.endswith("Open alerts: 3: Checkout's latency above 2 s on web-1; Disk full on db-1 /var/lib; Queue"
+                        " backlog growing")
+
+
+def test_a_layered_answers_look_ahead_cap_is_no_handoff() -> None:
+    # Alice always, but for the one-person holiday layer at Christmas: every answer until then ends at the layers'
+    # 7-day look-ahead (gateway.layers.HORIZON) with the same answer after it.
+    christmas = TimeWindow(name="christmas", time_zone="Europe/Berlin",
+                           dates=frozenset({date(2026, 12, 24), date(2026, 12, 25)}))
+    team = Team(id="noc", members=("alice", "frank"), rotation=None, layers=(
+        Layer(name="always", members=("alice",), rotation=None),
+        Layer(name="christmas", members=("frank",), rotation=None, when=(christmas,)),
+    ))
+    assert who_is_on_call(team, _utc(2, 10)).until == _utc(9, 10)  # a cap, not a change
+    assert list(notice_plan.handoffs(_who(team), after=_utc(2, 10), roles=("primary", "secondary"))) == []
+    found = notice_plan.handoffs(_who(team), after=datetime(2026, 12, 1, tzinfo=UTC), roles=("primary", "secondary"))
+    assert [(h.role, h.engineer, h.at, h.until) for h in found] == [
+        ("primary", "frank", datetime(2026, 12, 23, 23, tzinfo=UTC), datetime(2026, 12, 25, 23, tzinfo=UTC)),
+        ("secondary", "alice", datetime(2026, 12, 23, 23, tzinfo=UTC), datetime(2026, 12, 25, 23, tzinfo=UTC)),
+        ("primary", "alice", datetime(2026, 12, 25, 23, tzinfo=UTC), None),
+    ]
