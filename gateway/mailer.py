@@ -15,7 +15,7 @@ from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
-from gateway.message_settings import EmailSettings
+from gateway.message_settings import EmailSettings, is_address
 
 
 class MailError(Exception):
@@ -47,6 +47,9 @@ class Mailer:
         recipients = [to] if isinstance(to, str) else list(to)
         if not recipients:
             raise MailError("no recipient", transient=False)
+        if not all(is_address(recipient) for recipient in recipients):
+            raise MailError("the message cannot be built: a recipient is not one plain email address",
+                            transient=False)
         settings = self.settings
         try:
             message = self.message(recipients, subject, text, html)
@@ -56,6 +59,7 @@ class Mailer:
         try:
             await aiosmtplib.send(
                 message,
+                recipients=recipients,  # as checked, not as a header parser reads the To line back
                 hostname=settings.host,
                 port=settings.port,
                 username=settings.username,

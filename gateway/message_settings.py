@@ -6,7 +6,10 @@ come from the environment (``*_env`` keys).
 
 from __future__ import annotations
 
+import email.errors
+import re
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from pathlib import Path
 
 #: the kinds of chat destination: Slack incoming webhook, Teams workflow webhook, generic signed JSON
@@ -39,3 +42,19 @@ class ChatDestination:
 class ActionLinkSettings:
     secret: str | None = field(default=None, repr=False)  # None: derived from the API tokens
     expires_after_s: int = 24 * 3600
+
+
+#: one plain addr-spec (alice@example.com): no display name, list separator, route or line break
+_ADDRESS = re.compile(r"[^@\s<>\"',;:()\[\]\\]+@[^@\s<>\"',;:()\[\]\\]+\.[^@\s<>\"',;:()\[\]\\]+")
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` is one plain email address, as the To header and RCPT TO carry it unchanged. Addresses
+    come from the config and from directories (a Keycloak attribute its user may edit): one holding a comma
+    would otherwise add recipients of its own."""
+    if not _ADDRESS.fullmatch(text):
+        return False
+    try:
+        return str(Address(addr_spec=text)) == text
+    except (email.errors.HeaderParseError, ValueError, IndexError):
+        return False

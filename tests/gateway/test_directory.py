@@ -139,6 +139,20 @@ async def test_members_are_people_with_e164_numbers_in_username_order(peer: Keyc
     assert members_calls == [{"first": "0", "max": "100", "briefRepresentation": "false"}]
 
 
+async def test_an_address_a_user_could_have_edited_into_several_is_not_mailed(peer: KeycloakPeer) -> None:
+    peer.add_user("frank", phones=["+15550000106"], email="frank@example.com, mallory@example.net")
+    peer.add_user("gina", phones=["+15550000107"],
+                  attributes={"workMail": ["Gina <x@example.net>", " gina@example.com "]})
+    peer.set_group("/mail", ["frank", "gina"])
+    for attribute, expected in (("email", [None, None]), ("workMail", [None, "gina@example.com"])):
+        directory = KeycloakDirectory(_settings(peer, email_attribute=attribute), region="US")
+        try:
+            members = await directory.members("/mail")
+        finally:
+            await directory.close()
+        assert [p.email for p in members.people] == expected, attribute
+
+
 async def test_a_large_group_is_read_page_by_page_with_one_token(peer: KeycloakPeer) -> None:
     names = [f"user{index:03d}" for index in range(250)]
     for index, name in enumerate(names):

@@ -304,6 +304,11 @@ async def test_the_mailer_refuses_a_server_without_starttls_a_wrong_password_and
     with pytest.raises(MailError, match="cannot be built") as injected:  # no header injection through an address
         await mailer(smtp).send("a@example.com\nBcc: b@example.com", "s", "t")
     assert not injected.value.transient
+    for smuggled in ("a@example.com, mallory@example.net", "A <a@example.com>", "a@example.com;b@example.net",
+                     "a@example.com\r\nBcc: b@example.com", "@example.com", ""):
+        with pytest.raises(MailError, match="cannot be built") as extra:  # e.g. a directory's user-edited field
+            await mailer(smtp).send(["b@example.com", smuggled], "s", "t")
+        assert not extra.value.transient
     smtp.handler.fail_with = "451 4.3.0 try again later"
     with pytest.raises(MailError, match="451") as later:
         await mailer(smtp).send("a@example.com", "s", "t")
