@@ -21,7 +21,7 @@ from gateway.action_links import ActionLink, ActionLinks, LinkRefused
 from gateway.messages import MessageTemplates
 from gateway.store import Alert
 from gateway.web.auth import Auth, auth
-from gateway.web.keys import ALERTS, CLOCK, CONFIG, STORE
+from gateway.web.keys import ALERTS, CLOCK, CONFIG, ROSTER, STORE
 
 routes = web.RouteTableDef()
 
@@ -32,7 +32,10 @@ _HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the token is in the URL: never pass it on
     "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    # never framed (a page could otherwise lay its own bait over the confirm button): CSP for today's browsers,
+    # X-Frame-Options for older ones
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
 }
 _VERB = {"acknowledge": ("Acknowledge", "acknowledged"), "resolve": ("Resolve", "resolved")}
@@ -137,11 +140,12 @@ async def act(request: web.Request) -> web.Response:
     if _closed_for(alert, link.action):
         return _already(request, alert)
     actor = _actor(request, link)
-    via = "chat link" if link.engineer.startswith("chat:") else "email link"
+    chat = link.engineer.startswith("chat:")
     alerts = request.app[ALERTS]
     _, done = _VERB[link.action]
     change = alerts.acknowledge if link.action == "acknowledge" else alerts.resolve
-    updated, changed = await change(alert.id, by=link.engineer, how=f"{done} by {actor} ({via})")
+    how = f"{done} by {link.engineer.removeprefix('chat:')} (chat link)" if chat else f"{done} by {actor} (email link)"
+    updated, changed = await change(alert.id, by=link.engineer, how=how)
     if not changed:  # closed by someone else between the check and now
         return _already(request, updated)
     return _page(request, 200, f"Alert #{alert.id} {done}", f"Done: {done} as {actor}.", alert=updated,
@@ -151,5 +155,5 @@ async def act(request: web.Request) -> web.Response:
 def _actor(request: web.Request, link: ActionLink) -> str:
     if link.engineer.startswith("chat:"):
         return f"{link.engineer.removeprefix('chat:')} (chat)"
-    engineer = request.app[CONFIG].engineers.get(link.engineer)
+    engineer = request.app[ROSTER].engineer(link.engineer)  # configured, or a directory person
     return engineer.name if engineer is not None else link.engineer

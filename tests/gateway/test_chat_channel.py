@@ -138,7 +138,7 @@ async def test_one_step_posts_to_slack_teams_and_a_signed_webhook(gateway_for: C
         assert response.status == 200
     alert = await gateway.alert(alert_id)
     assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", "chat:ops-slack")
-    assert any(t["message"] == "acknowledged by ops-slack (chat) (chat link)" for t in alert["timeline"])
+    assert any(t["message"] == "acknowledged by ops-slack (chat link)" for t in alert["timeline"])
     async with gateway.client.post(path) as response:
         assert response.status == 410
 

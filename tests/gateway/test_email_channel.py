@@ -108,6 +108,8 @@ async def page(gateway: Gateway, method: str, path: str) -> tuple[int, str]:
         assert response.content_type == "text/html"
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"  # never framed, old browsers and new
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         return response.status, await response.text()
 
 
