@@ -22,7 +22,15 @@ from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from gateway.expressions import Expression, compile_expression
-from gateway.message_settings import CHAT_KINDS, ActionLinkSettings, ChatDestination, EmailSettings, is_address
+from gateway.message_settings import (
+    CHAT_KINDS,
+    LINK_SECRET_ENV,
+    MIN_LINK_SECRET_CHARS,
+    ActionLinkSettings,
+    ChatDestination,
+    EmailSettings,
+    is_address,
+)
 from gateway.notification_rules import NotificationRule, parse_rules
 from providers.asterisk_settings import AsteriskSettings
 from providers.kavenegar.settings import DEFAULT_API_URL as KAVENEGAR_API_URL
@@ -1847,13 +1855,27 @@ class _Reader:
         return found
 
     def action_links(self, raw: object) -> ActionLinkSettings:
-        section = self.mapping(raw, "action_links", ("secret_env", "expires_after"))
-        secret = self.secret(section, "secret", "action_links", required=False) if "secret_env" in section else None
+        p = "action_links"
+        section = self.mapping(raw, p, ("secret_env", "previous_secret_env", "expires_after"))
+        if "secret_env" in section:
+            secret = self.secret(section, "secret", p, required=False)
+        else:  # the default variable, read here so that a bad value stops the start, not a link at 3 a.m.
+            secret = os.environ.get(LINK_SECRET_ENV, "").strip() or None
+        previous = self.secret(section, "previous_secret", p, required=False) if "previous_secret_env" in section \
+            else None
+        for key, value in (("secret_env", secret), ("previous_secret_env", previous)):
+            if value is not None and len(value) < MIN_LINK_SECRET_CHARS:
+                variable = section.get(key, LINK_SECRET_ENV)
+                self.problem(f"{p}.{key}" if key in section else p,
+                             f"the key in {variable} has {len(value)} characters; use at least "
+                             f"{MIN_LINK_SECRET_CHARS} (a short one can be guessed from any link)")
+        if previous is not None and secret is None:
+            self.problem(f"{p}.previous_secret_env", f"needs a current key (secret_env, or {LINK_SECRET_ENV})")
         expires: timedelta = self.value(section, "expires_after", "action_links",
                                         _as_duration(timedelta(minutes=5)), timedelta(hours=24))
         if expires > timedelta(days=30):
             self.problem("action_links.expires_after", "must be at most 30d (a link in an old email must die)")
-        return ActionLinkSettings(secret=secret, expires_after_s=int(expires.total_seconds()))
+        return ActionLinkSettings(secret=secret, previous_secret=previous, expires_after_s=int(expires.total_seconds()))
 
     def message_channels(self, config: Config) -> None:
         """Steps that email need ``email:``; steps that post to chat name configured destinations."""

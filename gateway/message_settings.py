@@ -38,9 +38,17 @@ class ChatDestination:
     timeout_s: float = 10.0
 
 
+#: the action links' signing key, when action_links.secret_env names no other variable
+LINK_SECRET_ENV = "GATEWAY_LINK_SECRET"
+#: a shorter key could be guessed offline from any one link (whose payload and signature it shows)
+MIN_LINK_SECRET_CHARS = 16
+
+
 @dataclass(frozen=True, kw_only=True)
 class ActionLinkSettings:
     secret: str | None = field(default=None, repr=False)  # None: derived from the API tokens
+    # the key before the last rotation: links signed with it still work (until they expire), new ones use ``secret``
+    previous_secret: str | None = field(default=None, repr=False)
     expires_after_s: int = 24 * 3600
 
 
