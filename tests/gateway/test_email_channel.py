@@ -371,3 +371,24 @@ async def test_an_email_not_delivered_before_a_stop_is_sent_after_the_restart(
         assert len(alert["pages"]) == 1  # the same page, sent once
     finally:
         smtp.stop()
+
+
+async def test_genuine_links_are_never_rate_limited_but_guessing_is(gateway: Gateway, smtp: SmtpServer) -> None:
+    # Every request comes from one address here, as it does behind the reverse proxy of deploy/ (HAProxy):
+    # mail scanners and everyone's clicks on genuine links must not use up a limit meant for guessers.
+    alert_id = await trigger(gateway)
+    [mail] = await mails(smtp)
+    text, _ = parts(mail.message)
+    acknowledge, resolve = link(text, "Acknowledge"), link(text, "Resolve")
+    for _ in range(40):
+        assert (await page(gateway, "GET", acknowledge))[0] == 200
+        assert (await page(gateway, "GET", resolve))[0] == 200
+    made_up = acknowledge[:-3] + ("AAA" if not acknowledge.endswith("AAA") else "BBB")
+    for _ in range(30):
+        assert (await page(gateway, "GET", made_up))[0] == 403
+    status, body = await page(gateway, "POST", acknowledge)  # after 30 guesses in a minute: a minute's pause
+    assert status == 429 and "Too many" in body
+    assert (await gateway.alert(alert_id))["status"] == "triggered"
+    await gateway.clock.advance(61)
+    assert (await page(gateway, "POST", acknowledge))[0] == 200
+    assert (await gateway.alert(alert_id))["status"] == "acknowledged"
