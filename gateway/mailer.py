@@ -27,6 +27,14 @@ class MailError(Exception):
 class Mailer:
     def __init__(self, settings: EmailSettings) -> None:
         self.settings = settings
+        self._tls: ssl.SSLContext | None = None  # made on the first send, then kept
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS context, made once: making it reads the CA bundle from disk (blocking the event loop)."""
+        if self._tls is None:
+            ca_file = self.settings.ca_file
+            self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        return self._tls
 
     def message(self, to: Sequence[str], subject: str, text: str, html: str | None = None) -> EmailMessage:
         """The MIME message: plain text, with an HTML alternative when ``html`` is given."""
@@ -53,7 +61,7 @@ class Mailer:
         settings = self.settings
         try:
             message = self.message(recipients, subject, text, html)
-            context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+            context = self._tls_context()
         except (ValueError, IndexError, OSError, email.errors.MessageError) as exc:  # a header it cannot write
             raise MailError(f"the message cannot be built: {exc}", transient=False) from None
         try:

@@ -392,3 +392,22 @@ async def test_genuine_links_are_never_rate_limited_but_guessing_is(gateway: Gat
     await gateway.clock.advance(61)
     assert (await page(gateway, "POST", acknowledge))[0] == 200
     assert (await gateway.alert(alert_id))["status"] == "acknowledged"
+
+
+async def test_the_mailer_reads_its_ca_bundle_once_not_on_every_send(smtp: SmtpServer,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    made: list[object] = []
+    create = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs.get("cafile"))
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    sender = mailer(smtp)
+    for _ in range(3):  # reading the bundle is disk I/O on the event loop: once is enough
+        await sender.send("a@example.com", "s", "t")
+    assert len(await mails(smtp, 3)) == 3
+    assert made == [str(smtp.ca_file)]
