@@ -1806,6 +1806,9 @@ class _Reader:
         password = self.secret(section, "password", p, required=username is not None)
         if password is not None and username is None:
             self.problem(f"{p}.username", "is required with a password")
+        if username is not None and not starttls and not implicit_tls and not _is_loopback(host):
+            self.problem(f"{p}.starttls", "is off, so AUTH would send the password unencrypted: use starttls or "
+                                          "implicit_tls (a relay on this host, 127.0.0.1 or localhost, may do without)")
         ca_file = None
         raw_ca = self.value(section, "ca_file", p, _as_text, None)
         if raw_ca is not None:
@@ -2018,3 +2021,15 @@ def _as_sender(raw: object) -> str:
         return str(Address(display_name=name, addr_spec=address))
     except (HeaderParseError, ValueError, IndexError):
         raise problem from None
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address) is this machine, where a plaintext hop stays on the host."""
+    import ipaddress
+
+    if host is None or host.lower() in ("localhost", "localhost.localdomain"):
+        return host is not None
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

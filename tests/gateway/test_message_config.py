@@ -67,6 +67,21 @@ action_links: {secret_env: T_LINKS, expires_after: 2h}
     assert "hooks.slack.com" not in repr(config) and "link-secret" not in repr(config)  # secrets stay out of logs
 
 
+@pytest.mark.parametrize(("host", "refused"), [("smtp.example.com", True), ("10.0.0.5", True), ("127.0.0.1", False),
+                                              ("localhost", False), ("::1", False)])
+def test_auth_without_tls_is_refused_unless_the_relay_is_on_this_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, refused: bool) -> None:
+    monkeypatch.setenv("T_SMTP", "pw")
+    _, problems = load(tmp_path, f"""policies: {{p: {{steps: [{{notify: primary, via: email}}]}}}}
+email: {{host: "{host}", starttls: false, username: u, password_env: T_SMTP, from: oncall@example.com}}""")
+    expected = ["email.starttls: is off, so AUTH would send the password unencrypted: use starttls or implicit_tls "
+                "(a relay on this host, 127.0.0.1 or localhost, may do without)"]
+    assert problems == (expected if refused else [])
+    _, problems = load(tmp_path, f"""policies: {{p: {{steps: [{{notify: primary, via: email}}]}}}}
+email: {{host: "{host}", starttls: false, from: oncall@example.com}}""")
+    assert problems == []  # no AUTH: no password to leak (the operator's choice)
+
+
 def test_implicit_tls_defaults_to_port_465(tmp_path: Path) -> None:
     path, problems = load(tmp_path, """
 policies: {p: {steps: [{notify: primary}]}}
