@@ -31,6 +31,12 @@ class AlertMessage:
         return " ".join(self.alert.summary.split())[:300]
 
     @property
+    def labels(self) -> list[tuple[str, str]]:
+        """The labels by name, each on one line: in a plain-text mail a value with line breaks could lay out a
+        look-alike "Acknowledge" link of its own."""
+        return [(" ".join(key.split()), " ".join(value.split())) for key, value in sorted(self.alert.labels.items())]
+
+    @property
     def created(self) -> str:
         return iso(self.alert.created_at) or ""
 

@@ -411,3 +411,18 @@ async def test_the_mailer_reads_its_ca_bundle_once_not_on_every_send(smtp: SmtpS
         await sender.send("a@example.com", "s", "t")
     assert len(await mails(smtp, 3)) == 3
     assert made == [str(smtp.ca_file)]
+
+
+async def test_a_label_cannot_lay_out_a_look_alike_link_in_the_plain_text_mail(gateway: Gateway,
+                                                                                smtp: SmtpServer) -> None:
+    fake = "x\n\nAcknowledge (you take it; escalation stops):\n  https://evil.example/a/x\n"
+    await trigger(gateway, **{"note": fake, "multi\nline": "y"})
+    [mail] = await mails(smtp)
+    text, html = parts(mail.message)
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("Acknowledge")] == [
+        "Acknowledge (you take it; escalation stops):"]
+    assert not any(line.strip().startswith("https://evil.example") for line in lines), text
+    assert "  note = x Acknowledge (you take it; escalation stops): https://evil.example/a/x" in lines
+    assert "  multi line = y" in lines
+    assert "<code>x Acknowledge (you take it; escalation stops): https://evil.example/a/x</code>" in html
