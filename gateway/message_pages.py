@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import jinja2
+
 from core.clock import Clock
 from core.enums import Channel
 from gateway.action_links import ActionLinks
@@ -109,7 +111,11 @@ class MessagePages:
         if page.channel == Channel.EMAIL:
             if self.mailer is None:
                 raise MailError("no email: section configured", transient=False)
-            subject, text, html = self.templates.email(message)
+            try:
+                subject, text, html = self.templates.email(message)
+            except jinja2.TemplateError as exc:  # an override in templates_dir that does not render
+                raise MailError(f"the email templates do not render: {type(exc).__name__}: {exc}",
+                                transient=False) from None
             await self.mailer.send(page.number, subject, text, html)
             return
         destination = self.config.chat.get(page.number)

@@ -426,3 +426,21 @@ async def test_a_label_cannot_lay_out_a_look_alike_link_in_the_plain_text_mail(g
     assert "  note = x Acknowledge (you take it; escalation stops): https://evil.example/a/x" in lines
     assert "  multi line = y" in lines
     assert "<code>x Acknowledge (you take it; escalation stops): https://evil.example/a/x</code>" in html
+
+
+async def test_an_email_template_that_does_not_render_fails_the_page_and_the_step_moves_on(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_SMTP_PASSWORD", PASSWORD)
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "alert_email.txt.j2").write_text("Alert {{ m.alert.no_such_field }}\n")
+    steps = """      - {notify: primary, via: email, timeout: 5m}
+      - {notify: secondary, via: call, timeout: 20s}"""
+    path = write_config(tmp_path, config_text(smtp, steps=steps) + "templates_dir: tpl\n")
+    clock = FakeClock()
+    gateway = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    alert_id = await trigger(gateway)
+    await gateway.ringing(BOB)  # nobody could be mailed: the next step now, not in 5 minutes
+    alert = await gateway.alert(alert_id)
+    [email_page] = [p for p in alert["pages"] if p["channel"] == "email"]
+    assert email_page["outcome"] == "failed" and "do not render" in email_page["detail"], email_page
+    assert smtp.received == []
