@@ -444,3 +444,14 @@ async def test_an_email_template_that_does_not_render_fails_the_page_and_the_ste
     [email_page] = [p for p in alert["pages"] if p["channel"] == "email"]
     assert email_page["outcome"] == "failed" and "do not render" in email_page["detail"], email_page
     assert smtp.received == []
+
+
+async def test_an_email_only_step_to_someone_without_an_address_is_skipped_saying_why(
+        gateway_for: Callable[[str], Any], smtp: SmtpServer) -> None:
+    gateway: Gateway = await gateway_for("""      - {notify: secondary, via: email, timeout: 5m}
+      - {notify: primary, via: call, timeout: 20s}""")
+    alert_id = await trigger(gateway)
+    await gateway.ringing(ALICE)  # at once: Bob (secondary) has no address
+    messages = [t["message"] for t in (await gateway.alert(alert_id))["timeline"]]
+    assert "step 1 of 2: Bob has no email address; not emailed" in messages
+    assert "step 1 of 2: nobody it emails has an address; skipped" in messages, messages
