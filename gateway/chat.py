@@ -107,6 +107,7 @@ def webhook_payload(message: AlertMessage) -> dict[str, Any]:
     alert = message.alert
     return {
         "event": "alert.paged",
+        "delivery": message.delivery,  # the same on each try of one post (a timed-out try may have arrived)
         "alert": {"id": alert.id, "title": message.title, "summary": alert.summary, "status": str(alert.status),
                   "priority": str(alert.priority), "team": alert.team, "source": alert.source,
                   "labels": alert.labels, "created_at": message.created},

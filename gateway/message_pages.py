@@ -67,6 +67,7 @@ class MessagePages:
             console_url=f"{self.config.public_url.rstrip('/')}/console/alerts/{alert.id}",
             acknowledge_url=self.links.link(alert_id=alert.id, action="acknowledge", engineer=actor, now=now),
             resolve_url=self.links.link(alert_id=alert.id, action="resolve", engineer=actor, now=now),
+            delivery=f"page-{page.id}",
         )
 
     async def deliver(self, page: Page, alert: Alert) -> str:

@@ -25,6 +25,7 @@ class AlertMessage:
     console_url: str  # the alert in the console (its timeline and pages)
     acknowledge_url: str  # signed, one use
     resolve_url: str  # signed, one use
+    delivery: str = ""  # the same on every try of one page ("page-<id>"): a receiver drops a repeat by it
 
     @property
     def title(self) -> str:

@@ -122,6 +122,8 @@ async def test_one_step_posts_to_slack_teams_and_a_signed_webhook(gateway_for: C
     [hook] = await accepted(found.hook)  # the receiver verified the signature
     assert hook["alert"]["id"] == alert_id and hook["alert"]["labels"] == {"queue": "billing"}
     assert hook["links"]["console"] == f"{PUBLIC}/console/alerts/{alert_id}"
+    hook_page = [p for p in (await gateway.alert(alert_id))["pages"] if p["number"] == "hook"]
+    assert hook["delivery"] == f"page-{hook_page[0]['id']}"
 
     alert = await gateway.alert_where(alert_id, lambda a: len([p for p in chat_pages(a).values()
                                                                 if p["outcome"] == "sent"]) == 3)
