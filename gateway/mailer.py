@@ -45,6 +45,7 @@ class Mailer:
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2].rstrip(">") or None)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to an alert
+        message["X-Auto-Response-Suppress"] = "OOF, AutoReply"  # the same for Exchange and Outlook
         message.set_content(text)
         if html is not None:
             message.add_alternative(html, subtype="html")

@@ -132,6 +132,7 @@ async def test_an_email_step_mails_the_alert_over_starttls_with_auth(gateway: Ga
     assert message["To"] == "alice@example.com"
     assert message["Subject"] == f"[sre] URGENT Alert #{alert_id}: disk <full> & slow"
     assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"  # Exchange's out-of-office replies
     text, html = parts(message)
     assert "disk <full> & slow" in text and "host = db-1" in text and "Priority: high" in text
     assert f"{PUBLIC}/console/alerts/{alert_id}" in text
