@@ -229,6 +229,10 @@ async def test_the_receivers_refuse_what_the_services_refuse(receivers: tuple[Re
         ("teams", "application/json", json.dumps({"type": "message", "attachments": []})),
         ("teams", "application/json", json.dumps({"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.teams.card.o365connector", "content": {}}]})),  # old cards
+        ("teams", "application/json", json.dumps({"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": {
+                "type": "AdaptiveCard", "version": "1.4", "body": [
+                    {"type": "RichTextBlock", "inlines": [{"type": "TextBlock", "text": "x"}]}]}}]})),  # no TextRun
         ("hook", "application/json", json.dumps({"a": 1})),  # unsigned
     ]
     async with aiohttp.ClientSession() as session:
@@ -237,7 +241,7 @@ async def test_the_receivers_refuse_what_the_services_refuse(receivers: tuple[Re
                 assert response.status == 400, (path, body)
         async with session.post(f"{base}/slack", json=good_slack) as response:
             assert (response.status, await response.text()) == (200, "ok")
-    assert len(found.slack.refused) == 3 and len(found.teams.refused) == 2 and len(found.hook.refused) == 1
+    assert len(found.slack.refused) == 3 and len(found.teams.refused) == 3 and len(found.hook.refused) == 1
 
 
 async def test_alert_text_cannot_slip_a_link_or_a_mention_into_slack_or_teams(
