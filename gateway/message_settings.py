@@ -52,8 +52,9 @@ class ActionLinkSettings:
     expires_after_s: int = 24 * 3600
 
 
-#: one plain addr-spec (alice@example.com): no display name, list separator, route or line break
-_ADDRESS = re.compile(r"[^@\s<>\"',;:()\[\]\\]+@[^@\s<>\"',;:()\[\]\\]+\.[^@\s<>\"',;:()\[\]\\]+")
+#: one plain addr-spec (alice@example.com, o'brien@example.com): no display name, list separator, route, quoting
+#: or line break
+_ADDRESS = re.compile(r"[^@\s<>\",;:()\[\]\\]+@[^@\s<>\"',;:()\[\]\\]+\.[^@\s<>\"',;:()\[\]\\]+")
 
 
 def is_address(text: str) -> bool:

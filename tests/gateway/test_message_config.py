@@ -260,3 +260,10 @@ def test_an_address_that_mail_could_not_carry_is_refused(tmp_path: Path, address
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert [p.split(": ")[1] for p in caught.value.problems] == ["engineers.alice.email", "email.from"]
+
+
+@pytest.mark.parametrize("address", ["o'brien@example.com", "alice+oncall@mail.example.co.uk"])
+def test_an_address_mail_can_carry_loads(tmp_path: Path, address: str) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(HEAD.replace("alice@example.com", f'"{address}"') + "policies: {p: {steps: [{notify: primary}]}}\n")
+    assert load_config(path).engineers["alice"].email == address
