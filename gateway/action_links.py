@@ -5,7 +5,8 @@ A link is ``{public_url}/a/{token}``; the token carries the alert, the action, w
 issuing a link writes nothing; its one use is recorded in the store (``Store.use_action_link``), whose
 primary key lets only one of several gateways on one PostgreSQL accept it. The key is the environment
 variable named by ``action_links.secret_env``, else ``GATEWAY_LINK_SECRET``, else derived from the API tokens
-(which every gateway of a deployment shares; changing a token then voids the links sent before).
+(which every gateway of a deployment shares; changing a token then voids the links sent before). After a
+rotation, ``action_links.previous_secret_env`` keeps the links signed with the old key working until they expire.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 
 from gateway.config import Config
 
-SECRET_ENV = "GATEWAY_LINK_SECRET"
 ACTIONS = ("acknowledge", "resolve")
 #: a token longer than this is refused before any work (real ones are about 200 characters)
 MAX_TOKEN_CHARS = 1024
@@ -47,11 +46,15 @@ class LinkRefused(Exception):
 
 
 def signing_key(config: Config) -> bytes:
-    configured = config.action_links.secret or os.environ.get(SECRET_ENV, "")
-    if configured:
-        return hashlib.sha256(b"action-link\0" + configured.encode("utf-8", "surrogatepass")).digest()
+    """The key new links are signed with (the config holds ``GATEWAY_LINK_SECRET`` when it is set)."""
+    if config.action_links.secret:
+        return _key(config.action_links.secret)
     material = "\0".join(sorted(f"{t.name}\0{t.token}" for t in config.api_tokens))
     return hashlib.sha256(b"action-link-from-tokens\0" + material.encode("utf-8", "surrogatepass")).digest()
+
+
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(b"action-link\0" + secret.encode("utf-8", "surrogatepass")).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -67,6 +70,9 @@ class ActionLinks:
 
     def __init__(self, config: Config) -> None:
         self._key = signing_key(config)
+        # what a link may be signed with: the key, and the one before it while its links may still be out
+        previous = config.action_links.previous_secret
+        self._keys = (self._key, *((_key(previous),) if previous else ()))
         self._base = config.public_url.rstrip("/")
         self.expires_after_s = config.action_links.expires_after_s
 
@@ -92,8 +98,9 @@ class ActionLinks:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
             raise tampered
         payload, signature = token.split(".")
-        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode("utf-8", "surrogatepass")):
-            raise tampered
+        presented = signature.encode("utf-8", "surrogatepass")
+        if not any([hmac.compare_digest(self._sign(payload, key).encode(), presented) for key in self._keys]):
+            raise tampered  # (a list, not a generator: every key is tried, whichever matches)
         try:
             body = json.loads(_unb64(payload))
             link = ActionLink(alert_id=int(body["a"]), action=str(body["x"]), engineer=str(body["e"]),
@@ -106,5 +113,5 @@ class ActionLinks:
             raise LinkRefused(410, "link_expired", "This link has expired. Open the alert in the console instead.")
         return link
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+    def _sign(self, payload: str, key: bytes | None = None) -> str:
+        return _b64(hmac.new(key or self._key, payload.encode(), hashlib.sha256).digest())

@@ -138,7 +138,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         alert_id, by=by, how=how)))
     chat = ChatPoster()
     messages = MessagePages(config=config, store=store, clock=clock, links=app[action_links.LINKS],
-                            templates=app[action_links.PAGES], mailer=app.get(MAILER), chat=chat)
+                            templates=app[action_links.PAGES], mailer=app.get(MAILER), chat=chat,
+                            engineers=roster.engineer)
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
                     lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer, messages=messages,

@@ -3,7 +3,8 @@
 - Slack incoming webhooks take Slack's own message format: ``text`` (the notification and fallback) and Block
   Kit ``blocks``, with link buttons to the signed acknowledge and resolve links. Slack answers ``200 ok``.
 - Teams workflow webhooks (Power Automate, "When a Teams webhook request is received") take a message with
-  one Adaptive Card attachment; its ``Action.OpenUrl`` buttons open the links. They answer ``202``.
+  one Adaptive Card attachment; its ``Action.OpenUrl`` buttons open the links. They answer ``202``. The alert's
+  text goes into TextRuns, where Teams renders no markdown (no link can be slipped in).
 - A generic webhook gets the alert as JSON, signed: ``X-Gateway-Signature: t=<unix time>,v1=<hex>`` where
   ``<hex>`` is HMAC-SHA256 with the shared secret over ``"<t>." + body`` (the exact bytes sent).
 
@@ -73,17 +74,24 @@ def slack_payload(message: AlertMessage) -> dict[str, Any]:
     }
 
 
+def _runs(*runs: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """A RichTextBlock of TextRuns: Teams renders the markdown of a TextBlock and of a FactSet's titles and
+    values (``[Acknowledge](https://elsewhere)`` becomes a link), never that of a TextRun, so text from an
+    alert goes only into TextRuns."""
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, **style} for text, style in runs]}
+
+
 def teams_payload(message: AlertMessage) -> dict[str, Any]:
     alert = message.alert
+    title_style = {"size": "Large", "weight": "Bolder", "color": "Attention" if alert.priority == "high" else "Default"}
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
-             "color": "Attention" if alert.priority == "high" else "Default",
-             "text": f"Alert #{alert.id}: {message.title}"},
-            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(message)]},
+            _runs((f"Alert #{alert.id}: {message.title}", title_style)),
+            *({**_runs((f"{key}: ", {"weight": "Bolder"}), (value, {})), "spacing": "Small"}
+              for key, value in _facts(message)),
         ],
         "actions": [
             {"type": "Action.OpenUrl", "title": "Acknowledge", "url": message.acknowledge_url, "style": "positive"},
@@ -99,6 +107,7 @@ def webhook_payload(message: AlertMessage) -> dict[str, Any]:
     alert = message.alert
     return {
         "event": "alert.paged",
+        "delivery": message.delivery,  # the same on each try of one post (a timed-out try may have arrived)
         "alert": {"id": alert.id, "title": message.title, "summary": alert.summary, "status": str(alert.status),
                   "priority": str(alert.priority), "team": alert.team, "source": alert.source,
                   "labels": alert.labels, "created_at": message.created},

@@ -22,7 +22,15 @@ from core.enums import Priority
 from core.phone import normalize
 from gateway.durations import format_duration, parse_duration
 from gateway.expressions import Expression, compile_expression
-from gateway.message_settings import CHAT_KINDS, ActionLinkSettings, ChatDestination, EmailSettings
+from gateway.message_settings import (
+    CHAT_KINDS,
+    LINK_SECRET_ENV,
+    MIN_LINK_SECRET_CHARS,
+    ActionLinkSettings,
+    ChatDestination,
+    EmailSettings,
+    is_address,
+)
 from gateway.notification_rules import NotificationRule, parse_rules
 from providers.asterisk_settings import AsteriskSettings
 from providers.kavenegar.settings import DEFAULT_API_URL as KAVENEGAR_API_URL
@@ -1814,6 +1822,9 @@ class _Reader:
         password = self.secret(section, "password", p, required=username is not None)
         if password is not None and username is None:
             self.problem(f"{p}.username", "is required with a password")
+        if username is not None and not starttls and not implicit_tls and not _is_loopback(host):
+            self.problem(f"{p}.starttls", "is off, so AUTH would send the password unencrypted: use starttls or "
+                                          "implicit_tls (a relay on this host, 127.0.0.1 or localhost, may do without)")
         ca_file = None
         raw_ca = self.value(section, "ca_file", p, _as_text, None)
         if raw_ca is not None:
@@ -1863,13 +1874,27 @@ class _Reader:
         return found
 
     def action_links(self, raw: object) -> ActionLinkSettings:
-        section = self.mapping(raw, "action_links", ("secret_env", "expires_after"))
-        secret = self.secret(section, "secret", "action_links", required=False) if "secret_env" in section else None
+        p = "action_links"
+        section = self.mapping(raw, p, ("secret_env", "previous_secret_env", "expires_after"))
+        if "secret_env" in section:
+            secret = self.secret(section, "secret", p, required=False)
+        else:  # the default variable, read here so that a bad value stops the start, not a link at 3 a.m.
+            secret = os.environ.get(LINK_SECRET_ENV, "").strip() or None
+        previous = self.secret(section, "previous_secret", p, required=False) if "previous_secret_env" in section \
+            else None
+        for key, value in (("secret_env", secret), ("previous_secret_env", previous)):
+            if value is not None and len(value) < MIN_LINK_SECRET_CHARS:
+                variable = section.get(key, LINK_SECRET_ENV)
+                self.problem(f"{p}.{key}" if key in section else p,
+                             f"the key in {variable} has {len(value)} characters; use at least "
+                             f"{MIN_LINK_SECRET_CHARS} (a short one can be guessed from any link)")
+        if previous is not None and secret is None:
+            self.problem(f"{p}.previous_secret_env", f"needs a current key (secret_env, or {LINK_SECRET_ENV})")
         expires: timedelta = self.value(section, "expires_after", "action_links",
                                         _as_duration(timedelta(minutes=5)), timedelta(hours=24))
         if expires > timedelta(days=30):
             self.problem("action_links.expires_after", "must be at most 30d (a link in an old email must die)")
-        return ActionLinkSettings(secret=secret, expires_after_s=int(expires.total_seconds()))
+        return ActionLinkSettings(secret=secret, previous_secret=previous, expires_after_s=int(expires.total_seconds()))
 
     def message_channels(self, config: Config) -> None:
         """Steps that email need ``email:``; steps that post to chat name configured destinations."""
@@ -1991,15 +2016,8 @@ def _as_via(raw: object) -> str:
 
 
 def _as_email(raw: object) -> str:
-    from email.errors import HeaderParseError
-    from email.headerregistry import Address
-
     address = _as_text(raw)
-    try:
-        valid = bool(_EMAIL.fullmatch(address)) and str(Address(addr_spec=address)) == address
-    except (HeaderParseError, ValueError, IndexError):
-        valid = False
-    if not valid:
+    if not is_address(address):  # the mailer's own check: what loads is what it sends to
         raise ValueError(f"{address!r} is not an email address like alice@example.com")
     return address
 
@@ -2019,3 +2037,15 @@ def _as_sender(raw: object) -> str:
         return str(Address(display_name=name, addr_spec=address))
     except (HeaderParseError, ValueError, IndexError):
         raise problem from None
+
+
+def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address) is this machine, where a plaintext hop stays on the host."""
+    import ipaddress
+
+    if host is None or host.lower() in ("localhost", "localhost.localdomain"):
+        return host is not None
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -15,7 +15,7 @@ from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
-from gateway.message_settings import EmailSettings
+from gateway.message_settings import EmailSettings, is_address
 
 
 class MailError(Exception):
@@ -27,6 +27,14 @@ class MailError(Exception):
 class Mailer:
     def __init__(self, settings: EmailSettings) -> None:
         self.settings = settings
+        self._tls: ssl.SSLContext | None = None  # made on the first send, then kept
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS context, made once: making it reads the CA bundle from disk (blocking the event loop)."""
+        if self._tls is None:
+            ca_file = self.settings.ca_file
+            self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        return self._tls
 
     def message(self, to: Sequence[str], subject: str, text: str, html: str | None = None) -> EmailMessage:
         """The MIME message: plain text, with an HTML alternative when ``html`` is given."""
@@ -37,6 +45,7 @@ class Mailer:
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2].rstrip(">") or None)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to an alert
+        message["X-Auto-Response-Suppress"] = "OOF, AutoReply"  # the same for Exchange and Outlook
         message.set_content(text)
         if html is not None:
             message.add_alternative(html, subtype="html")
@@ -47,15 +56,19 @@ class Mailer:
         recipients = [to] if isinstance(to, str) else list(to)
         if not recipients:
             raise MailError("no recipient", transient=False)
+        if not all(is_address(recipient) for recipient in recipients):
+            raise MailError("the message cannot be built: a recipient is not one plain email address",
+                            transient=False)
         settings = self.settings
         try:
             message = self.message(recipients, subject, text, html)
-            context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+            context = self._tls_context()
         except (ValueError, IndexError, OSError, email.errors.MessageError) as exc:  # a header it cannot write
             raise MailError(f"the message cannot be built: {exc}", transient=False) from None
         try:
             await aiosmtplib.send(
                 message,
+                recipients=recipients,  # as checked, not as a header parser reads the To line back
                 hostname=settings.host,
                 port=settings.port,
                 username=settings.username,

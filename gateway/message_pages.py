@@ -9,13 +9,16 @@ tries on transient failures (each recorded on the alert's timeline), and its out
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+import jinja2
 
 from core.clock import Clock
 from core.enums import Channel
 from gateway.action_links import ActionLinks
 from gateway.chat import MAX_RETRY_AFTER_S, ChatError, ChatPoster
-from gateway.config import Config
+from gateway.config import Config, Engineer
 from gateway.mailer import Mailer, MailError
 from gateway.messages import AlertMessage, MessageTemplates
 from gateway.store import Alert, Page, Store, TimelineEntry
@@ -36,8 +39,11 @@ class MessageWithdrawn(MessageFailed):
 
 class MessagePages:
     def __init__(self, *, config: Config, store: Store, clock: Clock, links: ActionLinks,
-                 templates: MessageTemplates, mailer: Mailer | None, chat: ChatPoster) -> None:
+                 templates: MessageTemplates, mailer: Mailer | None, chat: ChatPoster,
+                 engineers: Callable[[str], Engineer | None] | None = None) -> None:
         self.config = config
+        # An engineer by id, configured or from a directory (gateway.directory.roster.Roster.engineer)
+        self.engineer = engineers if engineers is not None else config.engineers.get
         self.store = store
         self.clock = clock
         self.links = links
@@ -52,7 +58,7 @@ class MessagePages:
 
     def message(self, page: Page, alert: Alert) -> AlertMessage:
         """The alert as this page carries it; the links act in the name of the page's engineer (or chat)."""
-        engineer = self.config.engineers.get(page.engineer or "")
+        engineer = self.engineer(page.engineer or "")
         actor = page.engineer if page.channel == Channel.EMAIL and page.engineer else f"chat:{page.number}"
         now = self.clock.now()
         return AlertMessage(
@@ -61,6 +67,7 @@ class MessagePages:
             console_url=f"{self.config.public_url.rstrip('/')}/console/alerts/{alert.id}",
             acknowledge_url=self.links.link(alert_id=alert.id, action="acknowledge", engineer=actor, now=now),
             resolve_url=self.links.link(alert_id=alert.id, action="resolve", engineer=actor, now=now),
+            delivery=f"page-{page.id}",
         )
 
     async def deliver(self, page: Page, alert: Alert) -> str:
@@ -105,7 +112,11 @@ class MessagePages:
         if page.channel == Channel.EMAIL:
             if self.mailer is None:
                 raise MailError("no email: section configured", transient=False)
-            subject, text, html = self.templates.email(message)
+            try:
+                subject, text, html = self.templates.email(message)
+            except jinja2.TemplateError as exc:  # an override in templates_dir that does not render
+                raise MailError(f"the email templates do not render: {type(exc).__name__}: {exc}",
+                                transient=False) from None
             await self.mailer.send(page.number, subject, text, html)
             return
         destination = self.config.chat.get(page.number)

@@ -6,7 +6,10 @@ come from the environment (``*_env`` keys).
 
 from __future__ import annotations
 
+import email.errors
+import re
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from pathlib import Path
 
 #: the kinds of chat destination: Slack incoming webhook, Teams workflow webhook, generic signed JSON
@@ -35,7 +38,32 @@ class ChatDestination:
     timeout_s: float = 10.0
 
 
+#: the action links' signing key, when action_links.secret_env names no other variable
+LINK_SECRET_ENV = "GATEWAY_LINK_SECRET"
+#: a shorter key could be guessed offline from any one link (whose payload and signature it shows)
+MIN_LINK_SECRET_CHARS = 16
+
+
 @dataclass(frozen=True, kw_only=True)
 class ActionLinkSettings:
     secret: str | None = field(default=None, repr=False)  # None: derived from the API tokens
+    # the key before the last rotation: links signed with it still work (until they expire), new ones use ``secret``
+    previous_secret: str | None = field(default=None, repr=False)
     expires_after_s: int = 24 * 3600
+
+
+#: one plain addr-spec (alice@example.com, o'brien@example.com): no display name, list separator, route, quoting
+#: or line break
+_ADDRESS = re.compile(r"[^@\s<>\",;:()\[\]\\]+@[^@\s<>\"',;:()\[\]\\]+\.[^@\s<>\"',;:()\[\]\\]+")
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` is one plain email address, as the To header and RCPT TO carry it unchanged. Addresses
+    come from the config and from directories (a Keycloak attribute its user may edit): one holding a comma
+    would otherwise add recipients of its own."""
+    if not _ADDRESS.fullmatch(text):
+        return False
+    try:
+        return str(Address(addr_spec=text)) == text
+    except (email.errors.HeaderParseError, ValueError, IndexError):
+        return False

@@ -25,10 +25,17 @@ class AlertMessage:
     console_url: str  # the alert in the console (its timeline and pages)
     acknowledge_url: str  # signed, one use
     resolve_url: str  # signed, one use
+    delivery: str = ""  # the same on every try of one page ("page-<id>"): a receiver drops a repeat by it
 
     @property
     def title(self) -> str:
         return " ".join(self.alert.summary.split())[:300]
+
+    @property
+    def labels(self) -> list[tuple[str, str]]:
+        """The labels by name, each on one line: in a plain-text mail a value with line breaks could lay out a
+        look-alike "Acknowledge" link of its own."""
+        return [(" ".join(key.split()), " ".join(value.split())) for key, value in sorted(self.alert.labels.items())]
 
     @property
     def created(self) -> str:

@@ -114,8 +114,9 @@ class Scheduler:
                                        data={"step": step_index, "repeat": repeat}))
             next_due = now + step.timeout_s
         elif targets:  # their notification rules send nothing before the step's timeout (the note says which)
-            notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
-                                       message=f"{label}: no page falls due within its timeout; skipped"))
+            why = ("no page falls due within its timeout" if {Channel.CALL, Channel.SMS} & set(channels)
+                   else "nobody it emails has an address")  # an email-only step (each one noted above)
+            notes.append(TimelineEntry(alert_id=0, at=now, kind="step", message=f"{label}: {why}; skipped"))
             next_due = now
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",

@@ -31,6 +31,7 @@ from gateway.directory import (
     Person,
     Unpageable,
 )
+from gateway.message_settings import is_address
 
 PAGE_SIZE = 100  # Keycloak's own default for ``max``
 TOKEN_MARGIN_S = 30.0  # a token is fetched again this long before it expires
@@ -108,11 +109,14 @@ class KeycloakDirectory:
         return GroupMembers(people=tuple(people), unpageable=tuple(unpageable))
 
     def _email(self, user: dict[str, Any], attributes: dict[str, Any]) -> str | None:
+        """The user's address, when it is one plain address (a user may edit an attribute: "me@x.com,
+        them@y.com" would mail someone else too); else none, and a step notes that it emailed nobody."""
         if self.settings.email_attribute == "email":
             email = user.get("email")
-            return email if isinstance(email, str) and email else None
-        values = _values(attributes.get(self.settings.email_attribute))
-        return values[0] if values else None
+            values = [email] if isinstance(email, str) else []
+        else:
+            values = _values(attributes.get(self.settings.email_attribute))
+        return next((value.strip() for value in values if is_address(value.strip())), None)
 
     # ---------------------------------------------------------------- HTTP
 

@@ -5,7 +5,7 @@ never changes anything: it shows what the link would do, with one button that PO
 signature and expiry, that the alert is still open for that action, records the link's one use in the store
 (only one of several gateways can) and then acknowledges or resolves in the name of the engineer the link
 was sent to. Every refusal is a small HTML page with a 4xx: 403 (not a genuine link), 410 (expired or used
-already), 409 (the alert is already closed), 404 (no such alert), 429 (too many tries from one address).
+already), 409 (the alert is already closed), 404 (no such alert), 429 (too many invalid links from one address).
 No API token is needed: the signed link is the credential.
 """
 
@@ -21,7 +21,7 @@ from gateway.action_links import ActionLink, ActionLinks, LinkRefused
 from gateway.messages import MessageTemplates
 from gateway.store import Alert
 from gateway.web.auth import Auth, auth
-from gateway.web.keys import ALERTS, CLOCK, CONFIG, STORE
+from gateway.web.keys import ALERTS, CLOCK, CONFIG, ROSTER, STORE
 
 routes = web.RouteTableDef()
 
@@ -32,14 +32,20 @@ _HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the token is in the URL: never pass it on
     "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    # never framed (a page could otherwise lay its own bait over the confirm button): CSP for today's browsers,
+    # X-Frame-Options for older ones
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
 }
 _VERB = {"acknowledge": ("Acknowledge", "acknowledged"), "resolve": ("Resolve", "resolved")}
 
 
 class RateLimiter:
-    """At most ``limit`` link requests per ``window_s`` from one client address (memory bounded)."""
+    """At most ``limit`` links refused as not genuine per ``window_s`` from one client address; past that, every
+    link from it is answered 429 until the window has passed (memory bounded). Genuine links are not counted:
+    behind a reverse proxy every client has the proxy's address, and mail scanners fetch every link of every
+    alert email, so counting them would lock everyone out during the very incident the links are for."""
 
     def __init__(self, *, limit: int = 30, window_s: float = 60.0, max_clients: int = 10_000) -> None:
         self.limit = limit
@@ -47,18 +53,25 @@ class RateLimiter:
         self.max_clients = max_clients
         self._seen: dict[str, collections.deque[float]] = {}
 
-    def allow(self, client: str, now: float) -> bool:
+    def blocked(self, client: str, now: float) -> bool:
+        times = self._seen.get(client)
+        if times is None:
+            return False
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times:
+            del self._seen[client]
+            return False
+        return len(times) >= self.limit
+
+    def refused(self, client: str, now: float) -> None:
+        """A link from ``client`` was not genuine (cut, changed or made up)."""
         times = self._seen.get(client)
         if times is None:
             if len(self._seen) >= self.max_clients:
                 self._seen.clear()  # crude, but bounded: a flood of addresses forgets the rest
             times = self._seen[client] = collections.deque()
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
         times.append(now)
-        return True
 
 
 LIMITER = web.AppKey("action_link_limiter", RateLimiter)
@@ -85,11 +98,14 @@ async def _checked(request: web.Request, *, closed_too: bool = True) -> tuple[Ac
     refuse an alert already closed for the link's action."""
     now = request.app[CLOCK].now()
     client = request.remote or "unknown"
-    if not request.app[LIMITER].allow(client, now):
-        return _page(request, 429, "Too many tries", "Too many link requests from your address. Wait a minute.")
+    limiter = request.app[LIMITER]
+    if limiter.blocked(client, now):
+        return _page(request, 429, "Too many tries", "Too many invalid links from your address. Wait a minute.")
     try:
         link = request.app[LINKS].read(request.match_info["token"], now=now)
     except LinkRefused as refused:
+        if refused.status == 403:  # not genuine: someone may be guessing
+            limiter.refused(client, now)
         heading = "Link expired" if refused.status == 410 else "Link not valid"
         return _page(request, refused.status, heading, refused.message)
     alert = await request.app[STORE].get_alert(link.alert_id)
@@ -137,11 +153,12 @@ async def act(request: web.Request) -> web.Response:
     if _closed_for(alert, link.action):
         return _already(request, alert)
     actor = _actor(request, link)
-    via = "chat link" if link.engineer.startswith("chat:") else "email link"
+    chat = link.engineer.startswith("chat:")
     alerts = request.app[ALERTS]
     _, done = _VERB[link.action]
     change = alerts.acknowledge if link.action == "acknowledge" else alerts.resolve
-    updated, changed = await change(alert.id, by=link.engineer, how=f"{done} by {actor} ({via})")
+    how = f"{done} by {link.engineer.removeprefix('chat:')} (chat link)" if chat else f"{done} by {actor} (email link)"
+    updated, changed = await change(alert.id, by=link.engineer, how=how)
     if not changed:  # closed by someone else between the check and now
         return _already(request, updated)
     return _page(request, 200, f"Alert #{alert.id} {done}", f"Done: {done} as {actor}.", alert=updated,
@@ -151,5 +168,5 @@ async def act(request: web.Request) -> web.Response:
 def _actor(request: web.Request, link: ActionLink) -> str:
     if link.engineer.startswith("chat:"):
         return f"{link.engineer.removeprefix('chat:')} (chat)"
-    engineer = request.app[CONFIG].engineers.get(link.engineer)
+    engineer = request.app[ROSTER].engineer(link.engineer)  # configured, or a directory person
     return engineer.name if engineer is not None else link.engineer

@@ -976,7 +976,7 @@ _LINK_PAGES = {
     for status, text in (("403", "not a genuine link (cut or changed)"),
                          ("409", "the alert is already acknowledged or resolved: nothing changed"),
                          ("410", "the link has expired, or (POST) was used already"),
-                         ("429", "too many link requests from one address"))
+                         ("429", "too many links that were not genuine from one address (a minute's pause)"))
 }
 # No such alert (a page), or no such path at all (an empty token: the JSON 404 of every unknown path)
 _LINK_PAGES["404"] = {"description": "no such alert", "content": {**_HTML, **RESPONSES["NotFound"]["content"]}}

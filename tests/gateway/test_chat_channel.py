@@ -18,7 +18,7 @@ from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.chat import signature
 from gateway.config import load_config
-from tests.peers.chat_receivers import Receiver, chat_app
+from tests.peers.chat_receivers import Receiver, chat_app, rendered_links
 from tests.support import ALICE, BOB, Gateway, eventually, write_config
 
 PUBLIC = "https://oncall.example.com"
@@ -117,11 +117,13 @@ async def test_one_step_posts_to_slack_teams_and_a_signed_webhook(gateway_for: C
     card = teams["attachments"][0]["content"]
     assert card["version"] == "1.4"
     assert {a["title"]: a["url"] for a in card["actions"]}["Open in console"] == f"{PUBLIC}/console/alerts/{alert_id}"
-    assert {"title": "queue", "value": "billing"} in card["body"][1]["facts"]
+    assert any([run["text"] for run in block["inlines"]] == ["queue: ", "billing"] for block in card["body"])
 
     [hook] = await accepted(found.hook)  # the receiver verified the signature
     assert hook["alert"]["id"] == alert_id and hook["alert"]["labels"] == {"queue": "billing"}
     assert hook["links"]["console"] == f"{PUBLIC}/console/alerts/{alert_id}"
+    hook_page = [p for p in (await gateway.alert(alert_id))["pages"] if p["number"] == "hook"]
+    assert hook["delivery"] == f"page-{hook_page[0]['id']}"
 
     alert = await gateway.alert_where(alert_id, lambda a: len([p for p in chat_pages(a).values()
                                                                 if p["outcome"] == "sent"]) == 3)
@@ -138,7 +140,7 @@ async def test_one_step_posts_to_slack_teams_and_a_signed_webhook(gateway_for: C
         assert response.status == 200
     alert = await gateway.alert(alert_id)
     assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", "chat:ops-slack")
-    assert any(t["message"] == "acknowledged by ops-slack (chat) (chat link)" for t in alert["timeline"])
+    assert any(t["message"] == "acknowledged by ops-slack (chat link)" for t in alert["timeline"])
     async with gateway.client.post(path) as response:
         assert response.status == 410
 
@@ -227,6 +229,10 @@ async def test_the_receivers_refuse_what_the_services_refuse(receivers: tuple[Re
         ("teams", "application/json", json.dumps({"type": "message", "attachments": []})),
         ("teams", "application/json", json.dumps({"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.teams.card.o365connector", "content": {}}]})),  # old cards
+        ("teams", "application/json", json.dumps({"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": {
+                "type": "AdaptiveCard", "version": "1.4", "body": [
+                    {"type": "RichTextBlock", "inlines": [{"type": "TextBlock", "text": "x"}]}]}}]})),  # no TextRun
         ("hook", "application/json", json.dumps({"a": 1})),  # unsigned
     ]
     async with aiohttp.ClientSession() as session:
@@ -235,4 +241,31 @@ async def test_the_receivers_refuse_what_the_services_refuse(receivers: tuple[Re
                 assert response.status == 400, (path, body)
         async with session.post(f"{base}/slack", json=good_slack) as response:
             assert (response.status, await response.text()) == (200, "ok")
-    assert len(found.slack.refused) == 3 and len(found.teams.refused) == 2 and len(found.hook.refused) == 1
+    assert len(found.slack.refused) == 3 and len(found.teams.refused) == 3 and len(found.hook.refused) == 1
+
+
+async def test_alert_text_cannot_slip_a_link_or_a_mention_into_slack_or_teams(
+        gateway_for: Callable[[str], Any], receivers: tuple[Receivers, str]) -> None:
+    found, _ = receivers
+    step = """      - {notify: primary, via: chat, chat: [ops-slack, noc-teams], timeout: 20s}"""
+    gateway = await started(gateway_for, step)
+    status, answer = await gateway.post("/api/v1/alerts", {
+        "summary": "[Acknowledge here](https://evil.example/a) <!channel> <https://evil.example|Resolve>",
+        "team": "sre", "labels": {"[runbook](https://evil.example/r)": "[fix](https://evil.example/f)"}})
+    assert status == 202, answer
+    alert_id = answer["id"]
+
+    [teams] = await accepted(found.teams)
+    card = teams["attachments"][0]["content"]
+    links = rendered_links(card)
+    assert {label for label, _ in links} == {"Acknowledge", "Resolve", "Open in console"}, links
+    assert all(url.startswith(f"{PUBLIC}/") for _, url in links), links
+    shown = [run["text"] for block in card["body"] for run in block.get("inlines", [])]
+    assert f"Alert #{alert_id}: [Acknowledge here](https://evil.example/a) <!channel> <https://evil.example|Resolve>" \
+        in shown  # shown as written, in a TextRun (no markdown)
+
+    [slack] = await accepted(found.slack)
+    texts = [slack["text"], slack["blocks"][0]["text"]["text"], *(f["text"] for f in slack["blocks"][1]["fields"])]
+    for text in texts:  # neither a mention nor a <url|label> link: Slack's control characters are escaped
+        assert "<" not in text and ">" not in text, text
+    assert "&lt;!channel&gt;" in slack["text"]

@@ -128,7 +128,7 @@ email: {host: smtp.example.com, port: 587, starttls: true, username: u, password
         timeout: 30s}
 chat:
   ops: {kind: webhook, url: "https://hooks.example.com/x", secret: s, timeout: 10s}
-action_links: {expires_after: 24h}
+action_links: {secret_env: T_DEMO_LINK_KEY, previous_secret_env: T_DEMO_OLD_LINK_KEY, expires_after: 24h}
 """
 
 
@@ -146,6 +146,8 @@ def _mapping_call_lines() -> set[int]:
 def _accepted_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, set[str]], set[int]]:
     """Section (top-level key, "" for the top) -> the keys accepted anywhere below it; the call lines reached."""
     monkeypatch.setenv("GATEWAY_TEST_ROUTING_KEY", "fedcba9876543210fedcba9876543210")
+    monkeypatch.setenv("T_DEMO_LINK_KEY", "a link key, long enough")
+    monkeypatch.setenv("T_DEMO_OLD_LINK_KEY", "the previous link key")
     keys: dict[str, set[str]] = {}
     reached: set[int] = set()
     original = config_module._Reader.mapping

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from gateway.directory.cache import MemoryCache, RedisCache
 from gateway.directory.keycloak import KeycloakDirectory
 from gateway.directory.roster import Roster
 from tests.peers.keycloak import KeycloakPeer
+from tests.peers.smtp_server import PASSWORD, USER, SmtpServer
 from tests.redis_server import redis_server
 from tests.support import AUTH, TOKEN, Gateway, eventually, write_config
 
@@ -137,6 +139,20 @@ async def test_members_are_people_with_e164_numbers_in_username_order(peer: Keyc
     ]
     members_calls = [query for _, path, query in peer.requests if path.endswith("/members")]
     assert members_calls == [{"first": "0", "max": "100", "briefRepresentation": "false"}]
+
+
+async def test_an_address_a_user_could_have_edited_into_several_is_not_mailed(peer: KeycloakPeer) -> None:
+    peer.add_user("frank", phones=["+15550000106"], email="frank@example.com, mallory@example.net")
+    peer.add_user("gina", phones=["+15550000107"],
+                  attributes={"workMail": ["Gina <x@example.net>", " gina@example.com "]})
+    peer.set_group("/mail", ["frank", "gina"])
+    for attribute, expected in (("email", [None, None]), ("workMail", [None, "gina@example.com"])):
+        directory = KeycloakDirectory(_settings(peer, email_attribute=attribute), region="US")
+        try:
+            members = await directory.members("/mail")
+        finally:
+            await directory.close()
+        assert [p.email for p in members.people] == expected, attribute
 
 
 async def test_a_large_group_is_read_page_by_page_with_one_token(peer: KeycloakPeer) -> None:
@@ -522,3 +538,42 @@ async def test_a_policy_step_pages_every_member_of_a_directory_group(story: Gate
     assert [p["engineer"] for p in alert["pages"]] == ["corp:erin"]
     _, ready = await _readyz(story)
     assert {d["group"] for d in ready["directories"]} == {GROUP, "/dbas"}
+
+
+async def test_a_directory_person_is_emailed_and_acts_by_name_through_the_link(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    smtp = SmtpServer(tmp_path).start()
+    monkeypatch.setenv("GATEWAY_TEST_SMTP_PASSWORD", PASSWORD)
+    text = _config_text(_url(peer)).replace("policies:\n", "policies:\n  mailing:\n"
+                                            "    steps: [{notify: primary, via: email, timeout: 60s}]\n")
+    text = text.replace("routes:\n", "routes:\n  - {matchers: ['via=\"email\"'], team: companyapp2-sre, "
+                                      "policy: mailing}\n")
+    text += (f"server: {{public_url: 'https://oncall.example.com'}}\n"
+             f"email: {{host: 127.0.0.1, port: {smtp.port}, username: {USER}, "
+             f"password_env: GATEWAY_TEST_SMTP_PASSWORD, from: oncall@example.com, ca_file: {smtp.ca_file}}}\n")
+    try:
+        client = await aiohttp_client(create_app(load_config(write_config(tmp_path, text)), clock=FakeClock()))
+        gateway = Gateway(client, client.app[_clock_key()])
+        status, body = await gateway.post("/api/v1/alerts", {"summary": "disk full", "labels": {"via": "email"}})
+        assert status == 202, body
+
+        async def mailed() -> Any:
+            return smtp.received or None
+
+        [mail] = await eventually(mailed)
+        assert mail.recipients == ["alice@example.com"]  # corp:alice's address, from Keycloak
+        content = mail.message.get_body(("plain",))
+        assert content is not None
+        path = re.search(r"Acknowledge.*?\n\s+https://oncall\.example\.com(/a/\S+)", content.get_content())
+        assert path is not None
+        async with client.post(path.group(1)) as response:
+            assert response.status == 200
+            assert "as Alice Archer" in await response.text()
+        alert = await gateway.alert_where(body["id"], lambda a: a["status"] == "acknowledged")
+        assert alert["acknowledged_by"] == "corp:alice"
+        messages = [t["message"] for t in alert["timeline"]]
+        assert "email to Alice Archer: sent" in messages, messages
+        assert "acknowledged by Alice Archer (email link)" in messages, messages
+    finally:
+        smtp.stop()

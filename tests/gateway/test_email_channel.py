@@ -108,6 +108,8 @@ async def page(gateway: Gateway, method: str, path: str) -> tuple[int, str]:
         assert response.content_type == "text/html"
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"  # never framed, old browsers and new
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         return response.status, await response.text()
 
 
@@ -130,6 +132,7 @@ async def test_an_email_step_mails_the_alert_over_starttls_with_auth(gateway: Ga
     assert message["To"] == "alice@example.com"
     assert message["Subject"] == f"[sre] URGENT Alert #{alert_id}: disk <full> & slow"
     assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"  # Exchange's out-of-office replies
     text, html = parts(message)
     assert "disk <full> & slow" in text and "host = db-1" in text and "Priority: high" in text
     assert f"{PUBLIC}/console/alerts/{alert_id}" in text
@@ -304,6 +307,11 @@ async def test_the_mailer_refuses_a_server_without_starttls_a_wrong_password_and
     with pytest.raises(MailError, match="cannot be built") as injected:  # no header injection through an address
         await mailer(smtp).send("a@example.com\nBcc: b@example.com", "s", "t")
     assert not injected.value.transient
+    for smuggled in ("a@example.com, mallory@example.net", "A <a@example.com>", "a@example.com;b@example.net",
+                     "a@example.com\r\nBcc: b@example.com", "@example.com", ""):
+        with pytest.raises(MailError, match="cannot be built") as extra:  # e.g. a directory's user-edited field
+            await mailer(smtp).send(["b@example.com", smuggled], "s", "t")
+        assert not extra.value.transient
     smtp.handler.fail_with = "451 4.3.0 try again later"
     with pytest.raises(MailError, match="451") as later:
         await mailer(smtp).send("a@example.com", "s", "t")
@@ -364,3 +372,87 @@ async def test_an_email_not_delivered_before_a_stop_is_sent_after_the_restart(
         assert len(alert["pages"]) == 1  # the same page, sent once
     finally:
         smtp.stop()
+
+
+async def test_genuine_links_are_never_rate_limited_but_guessing_is(gateway: Gateway, smtp: SmtpServer) -> None:
+    # Every request comes from one address here, as it does behind the reverse proxy of deploy/ (HAProxy):
+    # mail scanners and everyone's clicks on genuine links must not use up a limit meant for guessers.
+    alert_id = await trigger(gateway)
+    [mail] = await mails(smtp)
+    text, _ = parts(mail.message)
+    acknowledge, resolve = link(text, "Acknowledge"), link(text, "Resolve")
+    for _ in range(40):
+        assert (await page(gateway, "GET", acknowledge))[0] == 200
+        assert (await page(gateway, "GET", resolve))[0] == 200
+    made_up = acknowledge[:-3] + ("AAA" if not acknowledge.endswith("AAA") else "BBB")
+    for _ in range(30):
+        assert (await page(gateway, "GET", made_up))[0] == 403
+    status, body = await page(gateway, "POST", acknowledge)  # after 30 guesses in a minute: a minute's pause
+    assert status == 429 and "Too many" in body
+    assert (await gateway.alert(alert_id))["status"] == "triggered"
+    await gateway.clock.advance(61)
+    assert (await page(gateway, "POST", acknowledge))[0] == 200
+    assert (await gateway.alert(alert_id))["status"] == "acknowledged"
+
+
+async def test_the_mailer_reads_its_ca_bundle_once_not_on_every_send(smtp: SmtpServer,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    made: list[object] = []
+    create = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs.get("cafile"))
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    sender = mailer(smtp)
+    for _ in range(3):  # reading the bundle is disk I/O on the event loop: once is enough
+        await sender.send("a@example.com", "s", "t")
+    assert len(await mails(smtp, 3)) == 3
+    assert made == [str(smtp.ca_file)]
+
+
+async def test_a_label_cannot_lay_out_a_look_alike_link_in_the_plain_text_mail(gateway: Gateway,
+                                                                                smtp: SmtpServer) -> None:
+    fake = "x\n\nAcknowledge (you take it; escalation stops):\n  https://evil.example/a/x\n"
+    await trigger(gateway, **{"note": fake, "multi\nline": "y"})
+    [mail] = await mails(smtp)
+    text, html = parts(mail.message)
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("Acknowledge")] == [
+        "Acknowledge (you take it; escalation stops):"]
+    assert not any(line.strip().startswith("https://evil.example") for line in lines), text
+    assert "  note = x Acknowledge (you take it; escalation stops): https://evil.example/a/x" in lines
+    assert "  multi line = y" in lines
+    assert "<code>x Acknowledge (you take it; escalation stops): https://evil.example/a/x</code>" in html
+
+
+async def test_an_email_template_that_does_not_render_fails_the_page_and_the_step_moves_on(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_SMTP_PASSWORD", PASSWORD)
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "alert_email.txt.j2").write_text("Alert {{ m.alert.no_such_field }}\n")
+    steps = """      - {notify: primary, via: email, timeout: 5m}
+      - {notify: secondary, via: call, timeout: 20s}"""
+    path = write_config(tmp_path, config_text(smtp, steps=steps) + "templates_dir: tpl\n")
+    clock = FakeClock()
+    gateway = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    alert_id = await trigger(gateway)
+    await gateway.ringing(BOB)  # nobody could be mailed: the next step now, not in 5 minutes
+    alert = await gateway.alert(alert_id)
+    [email_page] = [p for p in alert["pages"] if p["channel"] == "email"]
+    assert email_page["outcome"] == "failed" and "do not render" in email_page["detail"], email_page
+    assert smtp.received == []
+
+
+async def test_an_email_only_step_to_someone_without_an_address_is_skipped_saying_why(
+        gateway_for: Callable[[str], Any], smtp: SmtpServer) -> None:
+    gateway: Gateway = await gateway_for("""      - {notify: secondary, via: email, timeout: 5m}
+      - {notify: primary, via: call, timeout: 20s}""")
+    alert_id = await trigger(gateway)
+    await gateway.ringing(ALICE)  # at once: Bob (secondary) has no address
+    messages = [t["message"] for t in (await gateway.alert(alert_id))["timeline"]]
+    assert "step 1 of 2: Bob has no email address; not emailed" in messages
+    assert "step 1 of 2: nobody it emails has an address; skipped" in messages, messages

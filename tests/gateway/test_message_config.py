@@ -37,7 +37,7 @@ def test_a_full_setup_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("T_SMTP", "pw")
     monkeypatch.setenv("T_SLACK", "https://hooks.slack.com/services/T/B/x")
     monkeypatch.setenv("T_HOOK", "hook-secret")
-    monkeypatch.setenv("T_LINKS", "link-secret")
+    monkeypatch.setenv("T_LINKS", "link-secret, long enough")
     path = tmp_path / "g.yaml"
     path.write_text(HEAD + """
 policies:
@@ -63,8 +63,23 @@ action_links: {secret_env: T_LINKS, expires_after: 2h}
             config.email.sender) == (587, True, False, "pw", "On-call <oncall@example.com>")
     assert config.chat["ops"].url == "https://hooks.slack.com/services/T/B/x"
     assert (config.chat["hook"].secret, config.chat["hook"].timeout_s) == ("hook-secret", 3.0)
-    assert (config.action_links.secret, config.action_links.expires_after_s) == ("link-secret", 7200)
+    assert (config.action_links.secret, config.action_links.expires_after_s) == ("link-secret, long enough", 7200)
     assert "hooks.slack.com" not in repr(config) and "link-secret" not in repr(config)  # secrets stay out of logs
+
+
+@pytest.mark.parametrize(("host", "refused"), [("smtp.example.com", True), ("10.0.0.5", True), ("127.0.0.1", False),
+                                              ("localhost", False), ("::1", False)])
+def test_auth_without_tls_is_refused_unless_the_relay_is_on_this_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, refused: bool) -> None:
+    monkeypatch.setenv("T_SMTP", "pw")
+    _, problems = load(tmp_path, f"""policies: {{p: {{steps: [{{notify: primary, via: email}}]}}}}
+email: {{host: "{host}", starttls: false, username: u, password_env: T_SMTP, from: oncall@example.com}}""")
+    expected = ["email.starttls: is off, so AUTH would send the password unencrypted: use starttls or implicit_tls "
+                "(a relay on this host, 127.0.0.1 or localhost, may do without)"]
+    assert problems == (expected if refused else [])
+    _, problems = load(tmp_path, f"""policies: {{p: {{steps: [{{notify: primary, via: email}}]}}}}
+email: {{host: "{host}", starttls: false, from: oncall@example.com}}""")
+    assert problems == []  # no AUTH: no password to leak (the operator's choice)
 
 
 def test_implicit_tls_defaults_to_port_465(tmp_path: Path) -> None:
@@ -113,7 +128,7 @@ email: {host: smtp.example.com, from: "not an address", starttls: true, implicit
       "email.timeout: must be at least 1s, got '0s'"]),
     ("""policies: {p: {steps: [{notify: primary}]}}
 action_links: {expires_after: 90d, secret: inline}""",
-     ["action_links.secret: unknown key (expected one of: secret_env, expires_after)",
+     ["action_links.secret: unknown key (expected one of: secret_env, previous_secret_env, expires_after)",
       "action_links.expires_after: must be at most 30d (a link in an old email must die)"]),
 ])
 def test_problems_name_the_key(tmp_path: Path, text: str, expected: list[str]) -> None:
@@ -175,19 +190,59 @@ def test_a_token_says_what_it_was_issued_for_until_it_expires(tmp_path: Path,
         issuer.issue(alert_id=7, action="delete", engineer="alice", now=1.0)
 
 
+ONE, TWO, THREE = "key one, long enough", "key two, long enough", "key three, long enough"
+
+
 def test_a_token_from_another_key_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEWAY_LINK_SECRET", "one")
+    monkeypatch.setenv("GATEWAY_LINK_SECRET", ONE)
     token = links(tmp_path).issue(alert_id=1, action="acknowledge", engineer="alice", now=0.0)
     assert links(tmp_path).read(token, now=1.0).alert_id == 1
-    monkeypatch.setenv("GATEWAY_LINK_SECRET", "two")
+    monkeypatch.setenv("GATEWAY_LINK_SECRET", TWO)
     with pytest.raises(LinkRefused) as refused:
         links(tmp_path).read(token, now=1.0)
     assert refused.value.status == 403
-    monkeypatch.setenv("T_KEY", "three")  # action_links.secret_env wins over the default variable
+    monkeypatch.setenv("T_KEY", THREE)  # action_links.secret_env wins over the default variable
     keyed = links(tmp_path, "action_links: {secret_env: T_KEY}")
     with pytest.raises(LinkRefused):
         keyed.read(token, now=1.0)
     assert keyed.read(keyed.issue(alert_id=2, action="resolve", engineer="bob", now=0.0), now=1.0).engineer == "bob"
+
+
+def test_after_a_rotation_links_signed_with_the_previous_key_work_until_they_expire(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_KEY", ONE)
+    before = links(tmp_path, "action_links: {secret_env: T_KEY}")
+    old = before.issue(alert_id=1, action="acknowledge", engineer="alice", now=0.0)
+    monkeypatch.setenv("T_KEY", TWO)
+    monkeypatch.setenv("T_OLD", ONE)
+    after = links(tmp_path, "action_links: {secret_env: T_KEY, previous_secret_env: T_OLD}")
+    assert after.read(old, now=1.0).engineer == "alice"
+    new = after.issue(alert_id=2, action="resolve", engineer="bob", now=0.0)
+    with pytest.raises(LinkRefused):  # new links are signed with the new key only
+        before.read(new, now=1.0)
+    with pytest.raises(LinkRefused) as expired:
+        after.read(old, now=24 * 3600.0)
+    assert expired.value.status == 410
+    monkeypatch.setenv("T_OLD", THREE)  # a key that signed neither
+    with pytest.raises(LinkRefused):
+        links(tmp_path, "action_links: {secret_env: T_KEY, previous_secret_env: T_OLD}").read(old, now=1.0)
+
+
+def test_a_short_or_unpaired_link_key_stops_the_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_LINK_SECRET", "short")
+    monkeypatch.setenv("T_OLD", "tiny")
+    _, problems = load(tmp_path, "policies: {p: {steps: [{notify: primary}]}}\n"
+                                 "action_links: {previous_secret_env: T_OLD}")
+    assert problems == [
+        "action_links: the key in GATEWAY_LINK_SECRET has 5 characters; use at least 16 (a short one can be "
+        "guessed from any link)",
+        "action_links.previous_secret_env: the key in T_OLD has 4 characters; use at least 16 (a short one can be "
+        "guessed from any link)"]
+    monkeypatch.delenv("GATEWAY_LINK_SECRET")
+    monkeypatch.setenv("T_OLD", ONE)
+    _, problems = load(tmp_path, "policies: {p: {steps: [{notify: primary}]}}\n"
+                                 "action_links: {previous_secret_env: T_OLD}")
+    assert problems == ["action_links.previous_secret_env: needs a current key (secret_env, or GATEWAY_LINK_SECRET)"]
 
 
 def test_access_logs_never_hold_a_usable_link() -> None:
@@ -205,3 +260,10 @@ def test_an_address_that_mail_could_not_carry_is_refused(tmp_path: Path, address
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert [p.split(": ")[1] for p in caught.value.problems] == ["engineers.alice.email", "email.from"]
+
+
+@pytest.mark.parametrize("address", ["o'brien@example.com", "alice+oncall@mail.example.co.uk"])
+def test_an_address_mail_can_carry_loads(tmp_path: Path, address: str) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(HEAD.replace("alice@example.com", f'"{address}"') + "policies: {p: {steps: [{notify: primary}]}}\n")
+    assert load_config(path).engineers["alice"].email == address

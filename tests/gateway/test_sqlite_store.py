@@ -157,6 +157,28 @@ CREATE INDEX timeline_alert ON timeline (alert_id, id);
 """
 
 
+def _pages_schema(db: sqlite3.Connection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[str]]:
+    """The pages table as SQLite knows it: every column (type, NOT NULL, default, key), every index with its
+    SQL, and every foreign key."""
+    columns = db.execute("PRAGMA table_xinfo(pages)").fetchall()
+    indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pages'"
+                         " ORDER BY name").fetchall()
+    keys = [repr(row) for row in db.execute("PRAGMA foreign_key_list(pages)")]
+    return columns, indexes, keys
+
+
+def test_migration_008_keeps_every_column_index_and_key_that_001_to_007_gave_pages(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        for migration in scripts("sqlite")[:7]:
+            db.executescript(migration.sql)
+        before = _pages_schema(db)
+        db.executescript(scripts("sqlite")[7].sql)
+        after = _pages_schema(db)
+        table = db.execute("SELECT sql FROM sqlite_master WHERE name = 'pages'").fetchone()[0]
+    assert after == before  # whatever a later migration adds to pages before 008 must be carried over too
+    assert "CHECK (channel IN ('call', 'sms', 'email', 'chat'))" in table
+
+
 async def test_migration_008_rebuilds_pages_keeping_rows_ids_and_indexes(tmp_path: Path) -> None:
     path = tmp_path / "g.db"
     with sqlite3.connect(path) as db:

@@ -5,7 +5,10 @@
   action_ids. Answers ``200 ok``, or Slack's plain-text errors (``400 invalid_payload``, ``400 invalid_blocks``).
 - Teams workflow webhook ("When a Teams webhook request is received"): JSON only; ``type: message`` with
   attachments of ``application/vnd.microsoft.card.adaptive`` holding an AdaptiveCard (version 1.0-1.6, body a
-  list, actions of known types with title and, for Action.OpenUrl, a URL). Answers ``202``; a bad shape 400.
+  list of known elements, a RichTextBlock's inlines TextRuns, actions of known types with title and, for
+  Action.OpenUrl, a URL). Answers ``202``; a bad shape 400.
+  ``rendered_links`` says which links Teams would show: the markdown links of TextBlocks and FactSets (Teams
+  renders markdown there; not in a RichTextBlock's TextRuns) and the actions' URLs.
 - Generic: verifies ``X-Gateway-Signature: t=..,v1=..`` with the shared secret over ``t + "." + body``.
 
 Each can be told to fail the next requests (``fail_next``), as the real ones do: a status, a body and
@@ -17,12 +20,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 _SLACK_BLOCKS = {"section", "actions", "context", "divider", "header", "image", "rich_text", "input"}
+_CARD_ELEMENTS = {"TextBlock", "RichTextBlock", "FactSet", "Image", "ImageSet", "Container", "ColumnSet", "ActionSet",
+                  "Table", "Media"}
 _CARD_ACTIONS = {"Action.OpenUrl", "Action.Submit", "Action.ShowCard", "Action.ToggleVisibility", "Action.Execute"}
 
 
@@ -98,12 +104,53 @@ def _teams_problem(payload: Any) -> str | None:
             return f"unsupported card version {version!r}"
         if not isinstance(card.get("body"), list):
             return "the card has no body"
+        for element in card["body"]:
+            if not isinstance(element, dict) or element.get("type") not in _CARD_ELEMENTS:
+                return "the card's body holds an unknown element"
+            if element["type"] == "RichTextBlock" and (
+                    version in ("1.0", "1.1") or not isinstance(element.get("inlines"), list)
+                    or not all(isinstance(run, str) or (isinstance(run, dict) and run.get("type") == "TextRun"
+                                                        and isinstance(run.get("text"), str))
+                               for run in element["inlines"])):
+                return "a RichTextBlock (1.2 and later) holds TextRuns with text"
         for action in card.get("actions", []):
             if action.get("type") not in _CARD_ACTIONS or not action.get("title"):
                 return "an action has no known type or no title"
             if action["type"] == "Action.OpenUrl" and not str(action.get("url", "")).startswith(("http://", "https://")):
                 return "Action.OpenUrl needs a url"
     return None
+
+
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)[^)]*\)")
+
+
+def rendered_links(card: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (label, URL) links a Teams reader sees on ``card``: markdown links where Teams renders markdown
+    (TextBlock text, Fact title and value, at any depth) and the actions' buttons."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        texts: list[str] = []
+        if node.get("type") == "TextBlock":
+            texts.append(str(node.get("text", "")))
+        if node.get("type") == "FactSet":
+            texts += [str(fact.get(key, "")) for fact in node.get("facts", []) for key in ("title", "value")]
+        for text in texts:
+            found.update((label, url) for label, url in _MARKDOWN_LINK.findall(text))
+        if node.get("type") == "Action.OpenUrl":
+            found.add((str(node.get("title", "")), str(node.get("url", ""))))
+        for key, value in node.items():
+            if key not in ("text", "facts"):
+                walk(value)
+
+    walk(card)
+    return found
 
 
 def _signature_problem(secret: str, header: str, body: bytes) -> str | None:
