@@ -404,5 +404,4 @@ class Paging:
             log.warning("alert %d: %s to %s failed: %s", page.alert_id, page.channel, self._who(page), exc)
             await self._failed(page, str(exc))
             return
-        await self.store.mark_page_sent(page.id, now=self.clock.now())
-        await self.finish(page, "sent", detail)
+        await self.finish(page, "sent", detail)  # straight from due to done: no crash can leave it "sent" forever
