@@ -4,9 +4,12 @@
 A heartbeat's deadline is its last check-in + interval + grace; one never seen counts from this gateway's
 start (the first deadline is start + interval + grace: a restart never alerts at once). Check-ins are in the
 store, so with several gateways each sees the others'; each may find a heartbeat late, and the dedup key
-(``heartbeat:<name>``) makes that one alert. The monitor sleeps until the next deadline or until a check-in
-here wakes it (a check-in on another gateway moves the deadline on: the monitor reads them again when it
-wakes, and sleeps on). It never polls.
+(``heartbeat:<name>``) makes that one alert. Whether a lateness has had its alert is read from the store too
+(the key's newest alert), so a restart does not alert again for it. An alert resolved by hand while no check-in
+came counts as a fresh start: late again interval + grace after the resolve. The monitor sleeps until the next
+deadline or until a check-in here wakes it (a check-in on another gateway moves the deadline on: the monitor
+reads them again when it wakes, and sleeps on); while a heartbeat's alert is open, it looks again every interval
+(to see it resolved by hand).
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ class Heartbeats:
         self.clock = clock
         self.alerts = alerts
         self.started_at = clock.now()
-        self._alerted: dict[str, float | None] = {}  # heartbeat -> the check-in its lateness was alerted for
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -107,25 +109,44 @@ class Heartbeats:
                     waiter.cancel()
 
     async def check_deadlines(self) -> float:
-        """Trigger an alert for each heartbeat late and not alerted for yet; returns the next deadline."""
+        """Trigger an alert for each heartbeat late with no alert for this lateness yet; returns when to look next."""
         seen = await self.store.heartbeats_seen()
         now = self.clock.now()
         next_at = math.inf
         for name, heartbeat in self.config.heartbeats.items():
             last = seen.get(name)
             deadline = self.deadline(heartbeat, last)
-            if deadline > now:
-                next_at = min(next_at, deadline)
-                continue
-            if name in self._alerted and self._alerted[name] == last:
-                continue  # this lateness has its alert (resolved by the next check-in)
-            since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
-            log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
-            await self.alerts.ingest(AlertSignal(
-                action="trigger", source=SOURCE, dedup_key=dedup_key(name), summary=heartbeat.summary,
-                details={"heartbeat": name, "last_check_in": iso(last), "deadline": iso(deadline),
-                         "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
-                labels=dict(heartbeat.labels), team=heartbeat.team,
-                priority=heartbeat.priority.value if heartbeat.priority else None))
-            self._alerted[name] = last  # only once it is stored: a failed attempt is made again
+            if deadline <= now:
+                deadline = await self._late(heartbeat, last, deadline, now)
+            next_at = min(next_at, deadline)
         return next_at
+
+    async def _late(self, heartbeat: Heartbeat, last: float | None, deadline: float, now: float) -> float:
+        """A late heartbeat: trigger its alert unless this lateness (no check-in since ``last``) has one; returns
+        when to look at it again.
+
+        The store says whether it has one (not this gateway's memory: a restart, or another gateway, finds the
+        same). An alert of this lateness resolved by hand while no check-in came stands for a fresh start: the
+        heartbeat is late again interval + grace after that, so a resolve never silences it for good.
+        """
+        name = heartbeat.name
+        latest = await self.store.latest_alert(dedup_key(name))
+        if latest is not None and (last is None or latest.created_at > last):
+            if latest.resolved_at is None:
+                return now + heartbeat.interval_s  # open: look again (resolved by hand, it counts from then)
+            deadline = latest.resolved_at + heartbeat.interval_s + heartbeat.grace_s
+            if deadline > now:
+                return deadline
+        since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
+        log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
+        result = await self.alerts.ingest(AlertSignal(
+            action="trigger", source=SOURCE, dedup_key=dedup_key(name), summary=heartbeat.summary,
+            details={"heartbeat": name, "last_check_in": iso(last), "deadline": iso(deadline),
+                     "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
+            labels=dict(heartbeat.labels), team=heartbeat.team,
+            priority=heartbeat.priority.value if heartbeat.priority else None))
+        if result.alert is not None and result.created and (await self.store.heartbeats_seen()).get(name) != last:
+            # It checked in while the alert was being written (its check-in found no alert to resolve).
+            await self.alerts.resolve(result.alert.id, by=f"heartbeat {name}",
+                                      how=f"resolved: heartbeat {name} checked in as it was found late")
+        return now + heartbeat.interval_s

@@ -907,6 +907,11 @@ class PgStore:
             key.kind, _in(key.team), key.role, key.moment, _in(key.engineer), key.channel)
         return notice_from_row(row) if row is not None else None
 
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        row = await self._fetchrow(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = $1 ORDER BY id DESC LIMIT 1", _in(dedup_key))
+        return _alert(row) if row else None
+
 
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"

@@ -718,6 +718,12 @@ class SqliteStore:
             (key.kind, key.team, key.role, key.moment, key.engineer, key.channel)).fetchone())
         return notice_from_row(row) if row else None
 
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? ORDER BY id DESC LIMIT 1",
+            (dedup_key,)).fetchone())
+        return _alert(row) if row else None
+
 
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"

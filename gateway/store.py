@@ -438,3 +438,7 @@ class Store(Protocol):
     async def find_notice(self, key: NoticeKey) -> Notice | None:
         """The notice written under ``key``, or None (never claimed)."""
         ...
+
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        """The newest alert stored under ``dedup_key``, open or resolved (a heartbeat's last lateness)."""
+        ...

@@ -678,3 +678,16 @@ async def test_a_claim_never_finished_is_taken_again_after_its_lease(store: Stor
 async def test_two_senders_claiming_at_once_get_one_notice(store: Store) -> None:
     results = await asyncio.gather(*(store.claim_notice(_HANDOFF, now=100.0, lease_s=60.0) for _ in range(8)))
     assert len([result for result in results if result is not None]) == 1
+
+
+async def test_latest_alert_is_the_newest_under_its_key_open_or_resolved(store: Store) -> None:
+    assert await store.latest_alert("heartbeat:backup") is None
+    first, _, _ = await store.create_alert(_new("heartbeat:backup"), now=1.0, escalate_at=None, note="late")
+    await store.create_alert(_new("other"), now=2.0, escalate_at=None, note="t")
+    assert await store.latest_alert("heartbeat:backup") == first
+    await store.change_status(first.id, AlertStatus.RESOLVED, now=3.0, by="ops", note="resolved by hand")
+    resolved = await store.latest_alert("heartbeat:backup")
+    assert resolved is not None and (resolved.id, resolved.status, resolved.resolved_at) == (
+        first.id, AlertStatus.RESOLVED, 3.0)
+    second, _, _ = await store.create_alert(_new("heartbeat:backup"), now=4.0, escalate_at=None, note="late")
+    assert await store.latest_alert("heartbeat:backup") == second
