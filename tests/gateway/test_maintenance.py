@@ -311,3 +311,20 @@ async def test_a_held_alert_of_a_gateway_that_stopped_is_released_by_another(
     await clock.advance(1)
     quiet = await two.alert(acknowledged["id"])
     assert quiet["pages"] == [] and _notes(quiet, "maintenance") == []  # acknowledged meanwhile: stays quiet
+
+
+async def test_a_held_alert_escalated_by_hand_pages_now_and_is_no_longer_held(gateway: Gateway) -> None:
+    held = await _trigger(gateway, "db", "db-1")  # held by db-upgrade until 13:00
+    status, body = await gateway.post(f"/api/v1/alerts/{held['id']}/escalate")
+    assert status == 200, body
+    paged = await _paged(gateway, held["id"])
+    assert _notes(paged, "maintenance") == ["escalated by api token tests (API) during maintenance: paging starts now"]
+    assert not any("starts again" in m for m in _notes(paged))  # it had not started: nothing to start again
+    listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+    assert listed[0]["held_alerts"] == []
+    status, body = await gateway.post(f"/api/v1/alerts/{held['id']}/acknowledge")
+    assert status == 200
+    await gateway.clock.advance(HOUR)  # 13:00: the window ends; nothing left to release
+    await gateway.clock.advance(1)
+    assert _notes(await gateway.alert(held["id"]), "maintenance") == [
+        "escalated by api token tests (API) during maintenance: paging starts now"]
