@@ -328,3 +328,29 @@ async def test_a_held_alert_escalated_by_hand_pages_now_and_is_no_longer_held(ga
     await gateway.clock.advance(1)
     assert _notes(await gateway.alert(held["id"]), "maintenance") == [
         "escalated by api token tests (API) during maintenance: paging starts now"]
+
+
+async def test_a_priority_rule_and_a_window_together_say_on_the_timeline_what_applies(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    text = CONFIG + """
+priority_rules:
+  - name: tier-one
+    matchers: ['tier="1"']
+"""
+    gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock())
+
+    async def trigger(service: str) -> dict[str, Any]:
+        status, body = await gateway.post("/api/v1/alerts", {"summary": service, "priority": "low", "team": "sre",
+                                                             "labels": {"service": service, "tier": "1"}})
+        assert status == 202, body
+        return await gateway.alert(body["id"])
+
+    low = await trigger("batch")  # low_priority window: it pages now, at low priority, whatever the rule says
+    assert low["priority"] == "low"
+    assert not any("raised to high" in m for m in _notes(low)), low["timeline"]
+    assert _notes(low, "priority") == ["priority rule tier-one not applied: maintenance window batch-quiet pages "
+                                       "it at low priority"]
+    held = await trigger("db")  # held: it pages at high priority when the window ends, and says why
+    assert held["priority"] == "high"
+    assert "high priority (raised by rule tier-one); held by maintenance window db-upgrade" in _notes(held)[0]
