@@ -10,7 +10,8 @@ escalation starts now, in one transaction, so whichever gateway deletes the row 
 it looks at once: windows that ended while the gateway was down release their alerts.
 
 With several gateways on one PostgreSQL, a window added or ended, and every new hold, is pushed to every
-gateway (``{"maintenance": ...}`` on channel 'gateway'); each reads the run-time windows again and looks.
+gateway (``{"maintenance": ...}`` on channel 'gateway'); each reads the run-time windows again and looks. Each
+also does so every ``REFRESH_S``, whatever the pushes said (a push can be lost), as overrides do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.time_windows import HORIZON, contains, next_change
 log = logging.getLogger(__name__)
 
 SUPPRESS, LOW_PRIORITY = "suppress", "low_priority"
+REFRESH_S = 60.0  # the run-time windows are read again (and the holds looked at) this often, whatever the pushes said
 ACTIONS = (SUPPRESS, LOW_PRIORITY)
 
 
@@ -149,6 +151,7 @@ class Maintenance:
         self._wake = asyncio.Event()
         self._planned_wake = math.inf  # when the release loop looks next on its own (inf: not before woken)
         self._task: asyncio.Task[None] | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ windows
 
@@ -235,12 +238,27 @@ class Maintenance:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="maintenance releases")
+        self._refresh = asyncio.create_task(self._keep_fresh(), name="maintenance refresh")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        tasks = [task for task in (self._task, self._refresh) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = self._refresh = None
+
+    async def _keep_fresh(self) -> None:
+        """Read the run-time windows again and look at the holds every ``REFRESH_S``: a safety net for a push
+        from another gateway that was lost (a window added or ended, an alert held there); until cancelled."""
+        while True:
+            await self.clock.sleep_until(self.clock.now() + REFRESH_S)
+            try:
+                await self.changed_elsewhere()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: the next round tries again
+                log.warning("maintenance: could not read the windows again (%s); trying again in %.0f s",
+                            str(exc) or type(exc).__name__, REFRESH_S)
 
     def poke(self) -> None:
         """Look at the holds again now (a window changed)."""

@@ -354,3 +354,23 @@ priority_rules:
     held = await trigger("db")  # held: it pages at high priority when the window ends, and says why
     assert held["priority"] == "high"
     assert "high priority (raised by rule tier-one); held by maintenance window db-upgrade" in _notes(held)[0]
+
+
+async def test_windows_are_read_again_every_minute_in_case_a_push_was_lost(gateway: Gateway) -> None:
+    from gateway.store import NewMaintenance
+    from gateway.web.keys import STORE
+
+    store = gateway.client.server.app[STORE]  # added by "another gateway" whose push never arrived
+    added = await store.add_maintenance(NewMaintenance(
+        matchers=('service="queue"',), start=gateway.clock.now(), end=gateway.clock.now() + HOUR,
+        action="suppress", comment="", created_by="elsewhere"), now=gateway.clock.now())
+
+    async def known() -> bool:
+        listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+        return any(w["id"] == added.id and w["state"] == "active" for w in listed)
+
+    assert not await known()
+    await gateway.clock.advance(60)
+    await eventually(known)
+    held = await _trigger(gateway, "queue", "queue-1")
+    assert any(f"held by maintenance window maintenance {added.id}" in m for m in _notes(held))
