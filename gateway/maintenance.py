@@ -271,16 +271,21 @@ class Maintenance:
             self._wake.set()
 
     def until(self, hold: Hold, now: float) -> float:
-        """When ``hold``'s windows are all over, as known now (an API window may have ended early)."""
-        names = {window.name for window in self.config.maintenance}
+        """When ``hold``'s windows are all over, as known now: an API window may have ended early, a YAML one
+        may have been made to end sooner (or taken out) before a restart. Never later than the hold's note said."""
+        configured = {window.name: window for window in self.config.maintenance}
         ends = []
         for window in hold.windows:
             source, _, ident = window.key.partition(":")
             end = window.until
             if source == "api" and ident.isdigit() and (found := self.stored(int(ident))) is not None:
                 end = min(end, found.ended_at) if found.ended_at is not None else end
-            elif source == "config" and ident not in names:
-                end = min(end, now)  # taken out of the YAML since
+            elif source == "config":
+                yaml = configured.get(ident)
+                if yaml is None:
+                    end = min(end, now)  # taken out of the YAML since
+                elif yaml.end is not None:
+                    end = min(end, yaml.end.timestamp())  # a one-off window's end changed since
             ends.append(end)
         return max(ends, default=now)
 

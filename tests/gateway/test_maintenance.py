@@ -374,3 +374,31 @@ async def test_windows_are_read_again_every_minute_in_case_a_push_was_lost(gatew
     await eventually(known)
     held = await _trigger(gateway, "queue", "queue-1")
     assert any(f"held by maintenance window maintenance {added.id}" in m for m in _notes(held))
+
+
+async def test_a_window_the_yaml_ends_sooner_after_a_restart_releases_its_alerts_then(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # held by db-upgrade until 13:00
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-07T12:20"'))  # done early
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    paged = await _paged(second, held["id"])
+    assert _notes(paged, "maintenance") == ["maintenance over (window db-upgrade ended): paging starts now"]
+
+
+async def test_a_window_the_yaml_moves_later_does_not_hold_an_alert_longer_than_its_note_said(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # "held ... until 13:00: paged then if still open"
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-14T13:00"'))  # the name reused
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    await second.clock.advance(1)
+    assert (await second.alert(held["id"]))["pages"] == []
+    await second.clock.advance(HOUR / 2)  # 13:00
+    await _paged(second, held["id"])
