@@ -209,6 +209,7 @@ class AlertService:
                                               note=f"escalated by {by} during maintenance: paging starts now"):
             # Held by a maintenance window: paging starts now, and the window's end has nothing left to release.
             log.info("alert %d escalated by %s during maintenance: released", alert_id, by)
+            self.telemetry.not_timed(alert_id)
             self.scheduler.due_at(now)
             return alert, True
         if esc.next_due is None:

@@ -141,11 +141,13 @@ class _OnNow:
 
 
 class Maintenance:
-    def __init__(self, *, config: Config, store: Store, clock: Clock, due_at: Callable[[float], None]) -> None:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, due_at: Callable[[float], None],
+                 released: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.due_at = due_at  # the scheduler: a released alert's escalation is due now
+        self.released = released  # told each alert released here (telemetry: its first call is not timed)
         self._stored: dict[int, tuple[StoredMaintenance, tuple[Matcher, ...]]] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -326,6 +328,8 @@ class Maintenance:
             if await self.store.release_hold(hold.alert_id, now=now, note=note):
                 log.info("alert %d: maintenance window %s ended; paging starts now", hold.alert_id,
                          _names(hold.windows))
+                if self.released is not None:
+                    self.released(hold.alert_id)
                 self.due_at(now)
         return next_at
 

@@ -402,3 +402,25 @@ async def test_a_window_the_yaml_moves_later_does_not_hold_an_alert_longer_than_
     assert (await second.alert(held["id"]))["pages"] == []
     await second.clock.advance(HOUR / 2)  # 13:00
     await _paged(second, held["id"])
+
+
+async def test_a_held_alert_is_not_timed_as_a_slow_first_dial(gateway: Gateway) -> None:
+    from tests.gateway.test_metrics import scrape, value
+
+    held = await _trigger(gateway, "db", "db-1")  # held for an hour: its delay is chosen, not latency
+    escalated = await _trigger(gateway, "db", "db-2")
+    await gateway.clock.advance(HOUR / 2)
+    assert (await gateway.post(f"/api/v1/alerts/{escalated['id']}/escalate"))[0] == 200
+    await gateway.ringing(ALICE)
+    await gateway.post(f"/api/v1/alerts/{escalated['id']}/resolve")
+    await gateway.clock.advance(HOUR / 2)  # 13:00
+    await _paged(gateway, held["id"])
+    await gateway.ringing(ALICE)
+    assert value(await scrape(gateway), "gateway_alert_to_first_dial_seconds_count") == 0
+    paged = await _trigger(gateway, "web", "web-1")  # no window: timed
+    await _paged(gateway, paged["id"])
+
+    async def timed() -> bool:
+        return value(await scrape(gateway), "gateway_alert_to_first_dial_seconds_count") == 1
+
+    await eventually(timed)
