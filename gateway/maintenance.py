@@ -120,8 +120,13 @@ def config_state(window: MaintenanceWindow, now: float) -> WindowState:
     return made("upcoming" if now < start_s else "active" if now < end_s else "ended", start_s, end_s)
 
 
+def _end(window: StoredMaintenance) -> float:
+    """When a run-time window ends (or ended early)."""
+    return window.end if window.ended_at is None else min(window.end, window.ended_at)
+
+
 def stored_state(window: StoredMaintenance, matchers: tuple[Matcher, ...], now: float) -> WindowState:
-    end = window.end if window.ended_at is None else min(window.end, window.ended_at)
+    end = _end(window)
     state = "ended" if now >= end else "upcoming" if now < window.start else "active"
     return WindowState(key=f"api:{window.id}", name=f"maintenance {window.id}", source="api", matchers=matchers,
                        matcher_texts=window.matchers, action=window.action, comment=window.comment, state=state,
@@ -149,6 +154,9 @@ class Maintenance:
         self.due_at = due_at  # the scheduler: a released alert's escalation is due now
         self.released = released  # told each alert released here (telemetry: its first call is not timed)
         self._stored: dict[int, tuple[StoredMaintenance, tuple[Matcher, ...]]] = {}
+        # The run-time windows not over when last read (a window never comes back once over): the ones an
+        # arriving alert is matched against, however many ended windows the store keeps on record.
+        self._live: list[tuple[StoredMaintenance, tuple[Matcher, ...]]] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._planned_wake = math.inf  # when the release loop looks next on its own (inf: not before woken)
@@ -167,6 +175,8 @@ class Maintenance:
                 except ValueError as exc:  # checked when added; never silently match everything
                     log.error("maintenance %d ignored: %s", window.id, exc)
             self._stored = loaded
+            now = self.clock.now()
+            self._live = [(window, matchers) for window, matchers in loaded.values() if _end(window) > now]
 
     def windows(self, now: float) -> list[WindowState]:
         """Every window: the YAML's first, then the run-time ones oldest first."""
@@ -208,11 +218,10 @@ class Maintenance:
                     window.start.timestamp() <= now < window.end.timestamp():
                 found.append(_OnNow(key=key, name=window.name, action=window.action, matchers=window.matchers,
                                     end=window.end.timestamp()))
-        for stored, matchers in self._stored.values():
-            state = stored_state(stored, matchers, now)
-            if state.state == "active":
-                found.append(_OnNow(key=state.key, name=state.name, action=state.action, matchers=matchers,
-                                    end=state.end))
+        for stored, matchers in self._live:
+            if stored.start <= now < _end(stored):
+                found.append(_OnNow(key=f"api:{stored.id}", name=f"maintenance {stored.id}", action=stored.action,
+                                    matchers=matchers, end=_end(stored)))
         return found
 
     async def add(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
