@@ -436,3 +436,20 @@ async def test_a_held_alert_is_not_timed_as_a_slow_first_dial(gateway: Gateway) 
         return value(await scrape(gateway), "gateway_alert_to_first_dial_seconds_count") == 1
 
     await eventually(timed)
+
+
+async def test_a_released_alert_pages_by_the_engineers_own_notification_rules(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    text = CONFIG.replace('alice: {name: Alice, phones: ["+15550000001"]}', (
+        'alice: {name: Alice, phones: ["+15550000001"], notification_rules: [{via: sms, after: 0s}, '
+        '{via: call, after: 10s}]}'))
+    assert text != CONFIG
+    gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock())
+    held = await _trigger(gateway, "db", "db-1")
+    assert await _still_held(gateway, held["id"])
+    await gateway.clock.advance(HOUR)  # 13:00: released; alice's rules: a text now, a call 10 s later
+    texted = await gateway.alert_where(held["id"], lambda a: [p["channel"] for p in a["pages"]] == ["sms", "call"])
+    assert texted["pages"][1]["status"] == "due"
+    await gateway.clock.advance(10)
+    await gateway.ringing(ALICE)
