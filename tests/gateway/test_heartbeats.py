@@ -64,6 +64,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
     status, body = await gateway.post("/api/v1/heartbeats/backup")
     assert status == 200 and body["state"] == "ok" and body["last_check_in"] == "2026-01-07T12:00:00Z", body
     await gateway.clock.advance(69 * MINUTE)  # 13:09: not late yet (1 h + 10 min grace)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(MINUTE)  # 13:10
 
@@ -85,6 +86,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
     assert any("heartbeat backup checked in (token tests)" in t["message"] for t in resolved["timeline"])
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(69 * MINUTE)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(2 * MINUTE)  # late again: a new alert
     again = await eventually(late)
@@ -93,6 +95,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
 
 async def test_a_heartbeat_never_seen_counts_from_start_and_may_name_its_team(gateway: Gateway) -> None:
     await gateway.clock.advance(29 * MINUTE)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "sync") is None
     await gateway.clock.advance(MINUTE)
 
