@@ -23,7 +23,7 @@ from core.clock import Clock, iso
 from gateway.alerts import AlertService
 from gateway.config import Config, Heartbeat
 from gateway.signals import AlertSignal
-from gateway.store import Store
+from gateway.store import Alert, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ class Heartbeats:
         self.clock = clock
         self.alerts = alerts
         self.started_at = clock.now()
+        # heartbeat -> (the check-in a lateness counts from, that lateness's alert id or None): the store is
+        # searched by dedup key once per lateness, then the alert is read by id (the search scans old alerts)
+        self._lateness: dict[str, tuple[float | None, int | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -130,8 +133,8 @@ class Heartbeats:
         heartbeat is late again interval + grace after that, so a resolve never silences it for good.
         """
         name = heartbeat.name
-        latest = await self.store.latest_alert(dedup_key(name))
-        if latest is not None and (last is None or latest.created_at > last):
+        latest = await self._alert_of_lateness(name, last)
+        if latest is not None:
             if latest.resolved_at is None:
                 return now + heartbeat.interval_s  # open: look again (resolved by hand, it counts from then)
             deadline = latest.resolved_at + heartbeat.interval_s + heartbeat.grace_s
@@ -145,8 +148,20 @@ class Heartbeats:
                      "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
             labels=dict(heartbeat.labels), team=heartbeat.team,
             priority=heartbeat.priority.value if heartbeat.priority else None))
+        self._lateness[name] = (last, result.alert.id if result.alert is not None else None)
         if result.alert is not None and result.created and (await self.store.heartbeats_seen()).get(name) != last:
             # It checked in while the alert was being written (its check-in found no alert to resolve).
             await self.alerts.resolve(result.alert.id, by=f"heartbeat {name}",
                                       how=f"resolved: heartbeat {name} checked in as it was found late")
         return now + heartbeat.interval_s
+
+    async def _alert_of_lateness(self, name: str, last: float | None) -> Alert | None:
+        """The newest alert of the lateness that counts from check-in ``last`` (None: it has had none)."""
+        known = self._lateness.get(name)
+        if known is not None and known[0] == last:
+            return await self.store.get_alert(known[1]) if known[1] is not None else None
+        latest = await self.store.latest_alert(dedup_key(name))
+        if latest is not None and last is not None and latest.created_at <= last:
+            latest = None  # an earlier lateness's, resolved by a check-in
+        self._lateness[name] = (last, latest.id if latest is not None else None)
+        return latest
