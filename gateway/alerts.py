@@ -205,7 +205,7 @@ class AlertService:
             return alert, False
         now = self.clock.now()
         if esc.next_due is None and (esc.step, esc.repeat) == (0, 0) and self.maintenance is not None and \
-                await self.store.release_hold(alert_id, now=now,
+                alert.policy in self.config.policies and await self.store.release_hold(alert_id, now=now,
                                               note=f"escalated by {by} during maintenance: paging starts now"):
             # Held by a maintenance window: paging starts now, and the window's end has nothing left to release.
             log.info("alert %d escalated by %s during maintenance: released", alert_id, by)
