@@ -204,13 +204,7 @@ class AlertService:
         if alert.status != AlertStatus.TRIGGERED or esc is None:
             return alert, False
         now = self.clock.now()
-        if esc.next_due is None and (esc.step, esc.repeat) == (0, 0) and self.maintenance is not None and \
-                alert.policy in self.config.policies and await self.store.release_hold(alert_id, now=now,
-                                              note=f"escalated by {by} during maintenance: paging starts now"):
-            # Held by a maintenance window: paging starts now, and the window's end has nothing left to release.
-            log.info("alert %d escalated by %s during maintenance: released", alert_id, by)
-            self.telemetry.not_timed(alert_id)
-            self.scheduler.due_at(now)
+        if esc.next_due is None and (esc.step, esc.repeat) == (0, 0) and await self._release_by_hand(alert, by, now):
             return alert, True
         if esc.next_due is None:
             if alert.policy not in self.config.policies:
@@ -302,3 +296,16 @@ class AlertService:
                  ", ".join(w.name for w in verdict.hold))
         self.maintenance.held_until(max(w.until for w in verdict.hold))  # it sleeps until the first hold is over
         return IngestResult(signal=signal, alert=alert, created=True, dedup_key=public_key)
+
+    async def _release_by_hand(self, alert: Alert, by: str, now: float) -> bool:
+        """Escalating an alert a maintenance window holds starts its paging now, and the window's end has
+        nothing left to release. False: it was not held."""
+        if self.maintenance is None or alert.policy not in self.config.policies:
+            return False  # a direct page is never held
+        if not await self.store.release_hold(alert.id, now=now,
+                                             note=f"escalated by {by} during maintenance: paging starts now"):
+            return False
+        log.info("alert %d escalated by %s during maintenance: paging starts now", alert.id, by)
+        self.telemetry.not_timed(alert.id)  # its delay was chosen, not latency
+        self.scheduler.due_at(now)
+        return True
