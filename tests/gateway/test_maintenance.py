@@ -168,6 +168,8 @@ async def test_a_window_added_through_the_api_and_ended_early_releases_its_alert
     ({"matchers": "service=db"}, "matchers"),
     ({"matchers": ["service"]}, "matchers[0]"),
     ({"matchers": ['service=~"("']}, "matchers[0]"),
+    ({"matchers": ['env!="dev"']}, "matchers"),  # would hold every alert without an env label
+    ({"matchers": ['service=~".*"', 'env=""']}, "matchers"),  # every matcher matches an alert with no labels
     ({"end": "2026-01-07T18:00:00"}, "end"),  # no offset and no time_zone
     ({"end": "soon"}, "end"),
     ({"end": "2026-01-07T11:00:00Z"}, "end"),  # in the past
@@ -236,6 +238,7 @@ maintenance:
   - {name: d, during: [nights]}
   - {name: e, matchers: ['x="y"'], during: [nights], start: "2026-01-07T13:00"}
   - {name: a, matchers: ['x="y"'], during: [nights], action: mute}
+  - {name: f, matchers: ['env!="dev"', 'service=~".*"'], during: [nights]}
 heartbeats:
   backup: {grace: 5m}
   sync: {interval: 1h, team: nobody}
@@ -250,6 +253,7 @@ heartbeats:
                      "maintenance[4].during: either during (recurring) or start and end",
                      "maintenance[5].action:",
                      "maintenance[5].name: maintenance window name 'a' is listed twice",
+                     "maintenance[6].matchers: every matcher also matches an alert without that label",
                      "heartbeats.backup.interval: is required",
                      "heartbeats.sync.team: unknown team 'nobody'"):
         assert expected in text, f"{expected!r} not in:\n{text}"
