@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import Clock, iso, to_datetime
+from core.enums import AlertStatus
 from gateway.config import Config, MaintenanceWindow, Matcher, TimeWindow
 from gateway.routing import matches, parse_matcher
 from gateway.store import Hold, HoldWindow, NewMaintenance, Store, StoredMaintenance
@@ -330,6 +331,8 @@ class Maintenance:
         next_at = math.inf
         for hold in await self.store.list_holds():
             until = self.until(hold, now)
+            if until <= now:
+                until = await self._held_on(hold, now)
             if until > now:
                 next_at = min(next_at, until)
                 continue
@@ -341,6 +344,28 @@ class Maintenance:
                     self.released(hold.alert_id)
                 self.due_at(now)
         return next_at
+
+    async def _held_on(self, hold: Hold, now: float) -> float:
+        """A hold whose windows are over: when the windows on now that match its alert are (a window added
+        meanwhile, for work that overran), written on the hold; ``now`` when none is, or the alert is closed."""
+        alert = await self.store.get_alert(hold.alert_id)
+        verdict = self.verdict(alert.labels, now) if alert is not None and alert.status == AlertStatus.TRIGGERED \
+            else None
+        if verdict is None or not verdict.hold:
+            return now
+        on = Hold(alert_id=hold.alert_id, windows=verdict.hold, held_at=hold.held_at)
+        until = self.until(on, now)
+        if until > now:
+            if {w.key for w in verdict.hold} == {w.key for w in hold.windows}:
+                note = f"maintenance window {_names(verdict.hold)} runs longer now: still held until {iso(until)}"
+            else:
+                note = (f"maintenance window {self._how_ended(hold)}; still held by maintenance window "
+                        f"{_names(verdict.hold)} until {iso(until)}")
+            if await self.store.extend_hold(hold.alert_id, expect=hold.windows, windows=verdict.hold, now=now,
+                                            note=note):
+                log.info("alert %d: maintenance window %s ended; still held by %s", hold.alert_id,
+                         _names(hold.windows), _names(verdict.hold))
+        return until  # (not extended: released or held on elsewhere meanwhile; the next look reads it again)
 
     def _how_ended(self, hold: Hold) -> str:
         """``db-upgrade ended``, or ``maintenance 3 ended early by ops`` (for the alert's timeline)."""

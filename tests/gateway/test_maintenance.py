@@ -405,18 +405,37 @@ async def test_a_window_the_yaml_ends_sooner_after_a_restart_releases_its_alerts
     assert _notes(paged, "maintenance") == ["maintenance over (window db-upgrade ended): paging starts now"]
 
 
-async def test_a_window_the_yaml_moves_later_does_not_hold_an_alert_longer_than_its_note_said(
+async def test_a_window_the_yaml_makes_longer_holds_its_alerts_on_and_one_moved_away_releases_them(
     aiohttp_client: Callable[..., Any], tmp_path: Path,
 ) -> None:
     path = write_config(tmp_path, CONFIG)
     first = await _start(aiohttp_client, path, FakeClock())
-    held = await _trigger(first, "db", "db-1")  # "held ... until 13:00: paged then if still open"
+    held = await _trigger(first, "db", "db-1")  # held by db-upgrade until 13:00
     await first.client.close()
-    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-14T13:00"'))  # the name reused
+    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-07T14:00"'))  # it overran
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    await second.clock.advance(HOUR / 2)  # 13:00
+    assert await _still_held(second, held["id"])
+    assert _notes(await second.alert(held["id"]), "maintenance") == [
+        "maintenance window db-upgrade runs longer now: still held until 2026-01-07T14:00:00Z"]
+    await second.clock.advance(HOUR)  # 14:00
+    await _paged(second, held["id"])
+    await second.client.close()
+
+
+async def test_a_window_the_yaml_moves_to_next_week_does_not_hold_its_alert_past_its_note(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # "held by ... db-upgrade until 13:00: paged then if still open"
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('start: "2026-01-07T11:00"', 'start: "2026-01-14T11:00"')
+                 .replace('end: "2026-01-07T13:00"', 'end: "2026-01-14T13:00"'))  # the name reused
     second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
     await second.clock.advance(1)
     assert await _still_held(second, held["id"])
-    await second.clock.advance(HOUR / 2)  # 13:00
+    await second.clock.advance(HOUR / 2)  # 13:00: nothing on now holds it on
     await _paged(second, held["id"])
 
 
@@ -457,3 +476,22 @@ async def test_a_released_alert_pages_by_the_engineers_own_notification_rules(
     assert texted["pages"][1]["status"] == "due"
     await gateway.clock.advance(10)
     await gateway.ringing(ALICE)
+
+
+async def test_a_held_alert_stays_held_by_a_window_added_meanwhile_that_matches_it(gateway: Gateway) -> None:
+    held = await _trigger(gateway, "db", "db-1")  # held by db-upgrade until 13:00
+    await gateway.clock.advance(HOUR / 2)  # 12:30: the work overruns; a window is added until 14:00
+    status, added = await gateway.post("/api/v1/maintenance", {"matchers": ['service="db"'],
+                                                               "end": "2026-01-07T14:00:00Z"})
+    assert status == 201, added
+    await gateway.clock.advance(HOUR / 2)  # 13:00: db-upgrade is over, the added window is not
+    assert await _still_held(gateway, held["id"])
+    assert _notes(await gateway.alert(held["id"]), "maintenance") == [
+        f"maintenance window db-upgrade ended; still held by maintenance window maintenance {added['id']} "
+        "until 2026-01-07T14:00:00Z"]
+    listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+    assert next(w for w in listed if w["id"] == added["id"])["held_alerts"] == [held["id"]]
+    await gateway.clock.advance(HOUR)  # 14:00
+    paged = await _paged(gateway, held["id"])
+    assert _notes(paged, "maintenance")[1:] == [
+        f"maintenance over (window maintenance {added['id']} ended): paging starts now"]

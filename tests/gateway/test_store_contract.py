@@ -691,3 +691,19 @@ async def test_latest_alert_is_the_newest_under_its_key_open_or_resolved(store: 
         first.id, AlertStatus.RESOLVED, 3.0)
     second, _, _ = await store.create_alert(_new("heartbeat:backup"), now=4.0, escalate_at=None, note="late")
     assert await store.latest_alert("heartbeat:backup") == second
+
+
+async def test_a_hold_is_extended_once_and_only_while_it_is_as_expected(store: Store) -> None:
+    from gateway.store import HoldWindow
+
+    first = (HoldWindow(key="config:db", name="db", until=100.0),)
+    later = (HoldWindow(key="api:4", name="maintenance 4", until=200.0),)
+    held, _ = await store.create_held_alert(_new("held"), now=10.0, note="held by db", windows=first)
+    assert await store.extend_hold(held.id, expect=first, windows=later, now=100.0, note="still held by m 4")
+    assert not await store.extend_hold(held.id, expect=first, windows=later, now=100.0, note="again")  # once
+    assert [(h.alert_id, h.windows) for h in await store.list_holds()] == [(held.id, later)]
+    assert [t.message for t in await store.timeline(held.id) if t.kind == "maintenance"] == ["still held by m 4"]
+    esc = await store.get_escalation(held.id)
+    assert esc is not None and esc.next_due is None  # still not paged
+    assert await store.release_hold(held.id, now=200.0, note="maintenance over")
+    assert not await store.extend_hold(held.id, expect=later, windows=first, now=200.0, note="gone")
