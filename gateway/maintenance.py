@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import Clock, iso, to_datetime
-from core.enums import AlertStatus
+from core.enums import AlertStatus, Priority
 from gateway.config import Config, MaintenanceWindow, Matcher, TimeWindow
 from gateway.routing import matches, parse_matcher
 from gateway.store import Hold, HoldWindow, NewMaintenance, Store, StoredMaintenance
@@ -347,11 +347,15 @@ class Maintenance:
 
     async def _held_on(self, hold: Hold, now: float) -> float:
         """A hold whose windows are over: when the windows on now that match its alert are (a window added
-        meanwhile, for work that overran), written on the hold; ``now`` when none is, or the alert is closed."""
+        meanwhile, for work that overran), written on the hold; ``now`` when none is, or the alert is closed.
+        Released while a low_priority window that matches it is on, it pages at low priority."""
         alert = await self.store.get_alert(hold.alert_id)
         verdict = self.verdict(alert.labels, now) if alert is not None and alert.status == AlertStatus.TRIGGERED \
             else None
         if verdict is None or not verdict.hold:
+            if verdict is not None and verdict.low_priority:
+                await self.store.set_priority(hold.alert_id, Priority.LOW, now=now, note=(
+                    f"low priority: maintenance window {', '.join(verdict.low_priority)}"))
             return now
         on = Hold(alert_id=hold.alert_id, windows=verdict.hold, held_at=hold.held_at)
         until = self.until(on, now)

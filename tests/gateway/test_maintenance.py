@@ -495,3 +495,20 @@ async def test_a_held_alert_stays_held_by_a_window_added_meanwhile_that_matches_
     paged = await _paged(gateway, held["id"])
     assert _notes(paged, "maintenance")[1:] == [
         f"maintenance over (window maintenance {added['id']} ended): paging starts now"]
+
+
+async def test_a_held_alert_released_while_a_low_priority_window_matches_it_pages_at_low_priority(
+    gateway: Gateway,
+) -> None:
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "db batch", "dedup_key": "db-batch", "team": "sre",
+                                                         "labels": {"service": "db", "job": "batch"}})
+    assert status == 202
+    status, added = await gateway.post("/api/v1/maintenance", {"matchers": ['job="batch"'], "action": "low_priority",
+                                                               "end": "2026-01-07T18:00:00Z"})
+    assert status == 201
+    held = await gateway.alert(body["id"])
+    assert held["priority"] == "high" and held["pages"] == []  # held by db-upgrade until 13:00
+    await gateway.clock.advance(HOUR)  # 13:00: released while the low_priority window is on
+    paged = await _paged(gateway, held["id"])
+    assert paged["priority"] == "low"
+    assert _notes(paged, "priority") == [f"low priority: maintenance window maintenance {added['id']}"]
