@@ -33,8 +33,8 @@ from gateway.time_windows import HORIZON, contains, next_change
 log = logging.getLogger(__name__)
 
 SUPPRESS, LOW_PRIORITY = "suppress", "low_priority"
-REFRESH_S = 60.0  # the run-time windows are read again (and the holds looked at) this often, whatever the pushes said
 ACTIONS = (SUPPRESS, LOW_PRIORITY)
+REFRESH_S = 60.0  # the run-time windows are read again (and the holds looked at) this often, whatever the pushes said
 
 
 @dataclass(frozen=True, kw_only=True)
