@@ -141,15 +141,19 @@ class AlertService:
         )
         verdict = self.maintenance.verdict(new.labels, now) if self.maintenance is not None else None
         if verdict is not None and verdict.hold:
-            return await self._held(signal, new, route, verdict, public_key, now)
+            return await self._held(signal, new, route, verdict, public_key, now,
+                                    raised=f" (raised by rule {raised_by.name})" if raised_by else "")
+        raised = f"priority raised to high by rule {raised_by.name}" if raised_by else ""
         if verdict is not None:
-            new = replace(new, priority=Priority.LOW)
+            new = replace(new, priority=Priority.LOW)  # the window's word is the operator's, for now: it wins
+            if raised_by is not None:
+                raised = (f"priority rule {raised_by.name} not applied: maintenance window "
+                          f"{', '.join(verdict.low_priority)} pages it at low priority")
         policy = self.config.policies[route.policy]
         kind = self.kinds.of_source(new.source)
         first = self.scheduler.plan(team=new.team, policy=policy, kind=kind, step_index=0, repeat=0, now=now)
-        if raised_by is not None:
-            first = replace(first, notes=[TimelineEntry(alert_id=0, at=now, kind="priority",
-                                                        message=f"priority raised to high by rule {raised_by.name}"),
+        if raised:
+            first = replace(first, notes=[TimelineEntry(alert_id=0, at=now, kind="priority", message=raised),
                                           *first.notes])
         alert, created, pages = await self.store.create_alert(
             new,
@@ -211,6 +215,8 @@ class AlertService:
         if alert.status != AlertStatus.TRIGGERED or esc is None:
             return alert, False
         now = self.clock.now()
+        if esc.next_due is None and (esc.step, esc.repeat) == (0, 0) and await self._release_by_hand(alert, by, now):
+            return alert, True
         if esc.next_due is None:
             if alert.policy not in self.config.policies:
                 return alert, False  # a direct page: there is no next step
@@ -286,13 +292,13 @@ class AlertService:
     # ------------------------------------------------------------ maintenance
 
     async def _held(self, signal: AlertSignal, new: NewAlert, route: Route, verdict: Verdict, public_key: str,
-                    now: float) -> IngestResult:
+                    now: float, raised: str = "") -> IngestResult:
         """Record an alert that a maintenance window holds: durable and deduplicated, not paged until then."""
         assert self.maintenance is not None
         alert, created = await self.store.create_held_alert(
             new, now=now, windows=verdict.hold,
             note=f"triggered from {signal.source}; route {route.name} -> team {route.team}, policy {route.policy}, "
-                 f"{new.priority} priority" + verdict.note())
+                 f"{new.priority} priority{raised}" + verdict.note())
         if not created:
             log.info("alert %d: duplicate trigger from %s ignored (dedup key already open)", alert.id, signal.source)
             return IngestResult(signal=signal, alert=alert, created=False, dedup_key=public_key)
@@ -301,3 +307,16 @@ class AlertService:
                  ", ".join(w.name for w in verdict.hold))
         self.maintenance.held_until(max(w.until for w in verdict.hold))  # it sleeps until the first hold is over
         return IngestResult(signal=signal, alert=alert, created=True, dedup_key=public_key)
+
+    async def _release_by_hand(self, alert: Alert, by: str, now: float) -> bool:
+        """Escalating an alert a maintenance window holds starts its paging now, and the window's end has
+        nothing left to release. False: it was not held."""
+        if self.maintenance is None or alert.policy not in self.config.policies:
+            return False  # a direct page is never held
+        if not await self.store.release_hold(alert.id, now=now,
+                                             note=f"escalated by {by} during maintenance: paging starts now"):
+            return False
+        log.info("alert %d escalated by %s during maintenance: paging starts now", alert.id, by)
+        self.telemetry.not_timed(alert.id)  # its delay was chosen, not latency
+        self.scheduler.due_at(now)
+        return True

@@ -152,7 +152,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                           teams=schedule.team, engineers=roster.engineer, directory_group=roster.group,
                           rules=rules.rules_for, later_pages=later)
     windows = app[maintenance.MAINTENANCE] = Maintenance(config=config, store=store, clock=clock,
-                                                         due_at=scheduler.due_at)
+                                                         due_at=scheduler.due_at, released=app[TELEMETRY].not_timed)
     await windows.load()
     alert_service = AlertService(config=config, store=store, clock=clock, scheduler=scheduler, paging=paging,
                                  kinds=kinds, maintenance=windows)

@@ -1406,6 +1406,8 @@ class _Reader:
             if not section.get("matchers"):
                 self.problem(f"{path}.matchers", "at least one matcher is required (a window for every alert "
                              "would hide them all)")
+            elif matchers and (problem := unlabelled_problem(matchers)):
+                self.problem(f"{path}.matchers", problem)
             window_zone = self.value(section, "time_zone", path, _as_zone, zone)
             start = end = None
             during: list[TimeWindow] = []
@@ -2049,3 +2051,15 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def unlabelled_problem(matchers: tuple[Matcher, ...]) -> str | None:
+    """Why a maintenance window with ``matchers`` would hold nearly every alert, or None. Like Alertmanager's
+    silences (at least one matcher must not match the empty string), and stricter: ``env!="dev"`` alone
+    also holds every alert without an env label."""
+    from gateway.routing import matches  # routing imports this module's types
+
+    if any(not matches(matcher, {}) for matcher in matchers):
+        return None
+    return ("every matcher also matches an alert without that label, so the window would hold nearly every "
+            'alert: add one that needs a value, like service="db"')

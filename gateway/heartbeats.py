@@ -4,9 +4,12 @@
 A heartbeat's deadline is its last check-in + interval + grace; one never seen counts from this gateway's
 start (the first deadline is start + interval + grace: a restart never alerts at once). Check-ins are in the
 store, so with several gateways each sees the others'; each may find a heartbeat late, and the dedup key
-(``heartbeat:<name>``) makes that one alert. The monitor sleeps until the next deadline or until a check-in
-here wakes it (a check-in on another gateway moves the deadline on: the monitor reads them again when it
-wakes, and sleeps on). It never polls.
+(``heartbeat:<name>``) makes that one alert. Whether a lateness has had its alert is read from the store too
+(the key's newest alert), so a restart does not alert again for it. An alert resolved by hand while no check-in
+came counts as a fresh start: late again interval + grace after the resolve. The monitor sleeps until the next
+deadline or until a check-in here wakes it (a check-in on another gateway moves the deadline on: the monitor
+reads them again when it wakes, and sleeps on); while a heartbeat's alert is open, it looks again every interval
+(to see it resolved by hand).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from core.clock import Clock, iso
 from gateway.alerts import AlertService
 from gateway.config import Config, Heartbeat
 from gateway.signals import AlertSignal
-from gateway.store import Store
+from gateway.store import Alert, Store
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ class Heartbeats:
         self.clock = clock
         self.alerts = alerts
         self.started_at = clock.now()
-        self._alerted: dict[str, float | None] = {}  # heartbeat -> the check-in its lateness was alerted for
+        # heartbeat -> (the check-in a lateness counts from, that lateness's alert id or None): the store is
+        # searched by dedup key once per lateness, then the alert is read by id (the search scans old alerts)
+        self._lateness: dict[str, tuple[float | None, int | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -107,25 +112,56 @@ class Heartbeats:
                     waiter.cancel()
 
     async def check_deadlines(self) -> float:
-        """Trigger an alert for each heartbeat late and not alerted for yet; returns the next deadline."""
+        """Trigger an alert for each heartbeat late with no alert for this lateness yet; returns when to look next."""
         seen = await self.store.heartbeats_seen()
         now = self.clock.now()
         next_at = math.inf
         for name, heartbeat in self.config.heartbeats.items():
             last = seen.get(name)
             deadline = self.deadline(heartbeat, last)
-            if deadline > now:
-                next_at = min(next_at, deadline)
-                continue
-            if name in self._alerted and self._alerted[name] == last:
-                continue  # this lateness has its alert (resolved by the next check-in)
-            since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
-            log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
-            await self.alerts.ingest(AlertSignal(
-                action="trigger", source=SOURCE, dedup_key=dedup_key(name), summary=heartbeat.summary,
-                details={"heartbeat": name, "last_check_in": iso(last), "deadline": iso(deadline),
-                         "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
-                labels=dict(heartbeat.labels), team=heartbeat.team,
-                priority=heartbeat.priority.value if heartbeat.priority else None))
-            self._alerted[name] = last  # only once it is stored: a failed attempt is made again
+            if deadline <= now:
+                deadline = await self._late(heartbeat, last, deadline, now)
+            next_at = min(next_at, deadline)
         return next_at
+
+    async def _late(self, heartbeat: Heartbeat, last: float | None, deadline: float, now: float) -> float:
+        """A late heartbeat: trigger its alert unless this lateness (no check-in since ``last``) has one; returns
+        when to look at it again.
+
+        The store says whether it has one (not this gateway's memory: a restart, or another gateway, finds the
+        same). An alert of this lateness resolved by hand while no check-in came stands for a fresh start: the
+        heartbeat is late again interval + grace after that, so a resolve never silences it for good.
+        """
+        name = heartbeat.name
+        latest = await self._alert_of_lateness(name, last)
+        if latest is not None:
+            if latest.resolved_at is None:
+                return now + heartbeat.interval_s  # open: look again (resolved by hand, it counts from then)
+            deadline = latest.resolved_at + heartbeat.interval_s + heartbeat.grace_s
+            if deadline > now:
+                return deadline
+        since = f"last check-in {iso(last)}" if last is not None else f"no check-in since {iso(self.started_at)}"
+        log.warning("heartbeat %s is late (%s, deadline %s)", name, since, iso(deadline))
+        result = await self.alerts.ingest(AlertSignal(
+            action="trigger", source=SOURCE, dedup_key=dedup_key(name), summary=heartbeat.summary,
+            details={"heartbeat": name, "last_check_in": iso(last), "deadline": iso(deadline),
+                     "interval_s": heartbeat.interval_s, "grace_s": heartbeat.grace_s},
+            labels=dict(heartbeat.labels), team=heartbeat.team,
+            priority=heartbeat.priority.value if heartbeat.priority else None))
+        self._lateness[name] = (last, result.alert.id if result.alert is not None else None)
+        if result.alert is not None and result.created and (await self.store.heartbeats_seen()).get(name) != last:
+            # It checked in while the alert was being written (its check-in found no alert to resolve).
+            await self.alerts.resolve(result.alert.id, by=f"heartbeat {name}",
+                                      how=f"resolved: heartbeat {name} checked in as it was found late")
+        return now + heartbeat.interval_s
+
+    async def _alert_of_lateness(self, name: str, last: float | None) -> Alert | None:
+        """The newest alert of the lateness that counts from check-in ``last`` (None: it has had none)."""
+        known = self._lateness.get(name)
+        if known is not None and known[0] == last:
+            return await self.store.get_alert(known[1]) if known[1] is not None else None
+        latest = await self.store.latest_alert(dedup_key(name))
+        if latest is not None and last is not None and latest.created_at <= last:
+            latest = None  # an earlier lateness's, resolved by a check-in
+        self._lateness[name] = (last, latest.id if latest is not None else None)
+        return latest

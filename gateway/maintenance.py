@@ -10,7 +10,8 @@ escalation starts now, in one transaction, so whichever gateway deletes the row 
 it looks at once: windows that ended while the gateway was down release their alerts.
 
 With several gateways on one PostgreSQL, a window added or ended, and every new hold, is pushed to every
-gateway (``{"maintenance": ...}`` on channel 'gateway'); each reads the run-time windows again and looks.
+gateway (``{"maintenance": ...}`` on channel 'gateway'); each reads the run-time windows again and looks. Each
+also does so every ``REFRESH_S``, whatever the pushes said (a push can be lost), as overrides do.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import Clock, iso, to_datetime
+from core.enums import AlertStatus, Priority
 from gateway.config import Config, MaintenanceWindow, Matcher, TimeWindow
 from gateway.routing import matches, parse_matcher
 from gateway.store import Hold, HoldWindow, NewMaintenance, Store, StoredMaintenance
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SUPPRESS, LOW_PRIORITY = "suppress", "low_priority"
 ACTIONS = (SUPPRESS, LOW_PRIORITY)
+REFRESH_S = 60.0  # the run-time windows are read again (and the holds looked at) this often, whatever the pushes said
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,8 +121,13 @@ def config_state(window: MaintenanceWindow, now: float) -> WindowState:
     return made("upcoming" if now < start_s else "active" if now < end_s else "ended", start_s, end_s)
 
 
+def _end(window: StoredMaintenance) -> float:
+    """When a run-time window ends (or ended early)."""
+    return window.end if window.ended_at is None else min(window.end, window.ended_at)
+
+
 def stored_state(window: StoredMaintenance, matchers: tuple[Matcher, ...], now: float) -> WindowState:
-    end = window.end if window.ended_at is None else min(window.end, window.ended_at)
+    end = _end(window)
     state = "ended" if now >= end else "upcoming" if now < window.start else "active"
     return WindowState(key=f"api:{window.id}", name=f"maintenance {window.id}", source="api", matchers=matchers,
                        matcher_texts=window.matchers, action=window.action, comment=window.comment, state=state,
@@ -139,16 +147,22 @@ class _OnNow:
 
 
 class Maintenance:
-    def __init__(self, *, config: Config, store: Store, clock: Clock, due_at: Callable[[float], None]) -> None:
+    def __init__(self, *, config: Config, store: Store, clock: Clock, due_at: Callable[[float], None],
+                 released: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.due_at = due_at  # the scheduler: a released alert's escalation is due now
+        self.released = released  # told each alert released here (telemetry: its first call is not timed)
         self._stored: dict[int, tuple[StoredMaintenance, tuple[Matcher, ...]]] = {}
+        # The run-time windows not over when last read (a window never comes back once over): the ones an
+        # arriving alert is matched against, however many ended windows the store keeps on record.
+        self._live: list[tuple[StoredMaintenance, tuple[Matcher, ...]]] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._planned_wake = math.inf  # when the release loop looks next on its own (inf: not before woken)
         self._task: asyncio.Task[None] | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ windows
 
@@ -162,6 +176,8 @@ class Maintenance:
                 except ValueError as exc:  # checked when added; never silently match everything
                     log.error("maintenance %d ignored: %s", window.id, exc)
             self._stored = loaded
+            now = self.clock.now()
+            self._live = [(window, matchers) for window, matchers in loaded.values() if _end(window) > now]
 
     def windows(self, now: float) -> list[WindowState]:
         """Every window: the YAML's first, then the run-time ones oldest first."""
@@ -203,11 +219,10 @@ class Maintenance:
                     window.start.timestamp() <= now < window.end.timestamp():
                 found.append(_OnNow(key=key, name=window.name, action=window.action, matchers=window.matchers,
                                     end=window.end.timestamp()))
-        for stored, matchers in self._stored.values():
-            state = stored_state(stored, matchers, now)
-            if state.state == "active":
-                found.append(_OnNow(key=state.key, name=state.name, action=state.action, matchers=matchers,
-                                    end=state.end))
+        for stored, matchers in self._live:
+            if stored.start <= now < _end(stored):
+                found.append(_OnNow(key=f"api:{stored.id}", name=f"maintenance {stored.id}", action=stored.action,
+                                    matchers=matchers, end=_end(stored)))
         return found
 
     async def add(self, new: NewMaintenance, *, now: float) -> StoredMaintenance:
@@ -235,12 +250,27 @@ class Maintenance:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="maintenance releases")
+        self._refresh = asyncio.create_task(self._keep_fresh(), name="maintenance refresh")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        tasks = [task for task in (self._task, self._refresh) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = self._refresh = None
+
+    async def _keep_fresh(self) -> None:
+        """Read the run-time windows again and look at the holds every ``REFRESH_S``: a safety net for a push
+        from another gateway that was lost (a window added or ended, an alert held there); until cancelled."""
+        while True:
+            await self.clock.sleep_until(self.clock.now() + REFRESH_S)
+            try:
+                await self.changed_elsewhere()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: the next round tries again
+                log.warning("maintenance: could not read the windows again (%s); trying again in %.0f s",
+                            str(exc) or type(exc).__name__, REFRESH_S)
 
     def poke(self) -> None:
         """Look at the holds again now (a window changed)."""
@@ -253,16 +283,21 @@ class Maintenance:
             self._wake.set()
 
     def until(self, hold: Hold, now: float) -> float:
-        """When ``hold``'s windows are all over, as known now (an API window may have ended early)."""
-        names = {window.name for window in self.config.maintenance}
+        """When ``hold``'s windows are all over, as known now: an API window may have ended early, a YAML one
+        may have been made to end sooner (or taken out) before a restart. Never later than the hold's note said."""
+        configured = {window.name: window for window in self.config.maintenance}
         ends = []
         for window in hold.windows:
             source, _, ident = window.key.partition(":")
             end = window.until
             if source == "api" and ident.isdigit() and (found := self.stored(int(ident))) is not None:
                 end = min(end, found.ended_at) if found.ended_at is not None else end
-            elif source == "config" and ident not in names:
-                end = min(end, now)  # taken out of the YAML since
+            elif source == "config":
+                yaml = configured.get(ident)
+                if yaml is None:
+                    end = min(end, now)  # taken out of the YAML since
+                elif yaml.end is not None:
+                    end = min(end, yaml.end.timestamp())  # a one-off window's end changed since
             ends.append(end)
         return max(ends, default=now)
 
@@ -296,6 +331,8 @@ class Maintenance:
         next_at = math.inf
         for hold in await self.store.list_holds():
             until = self.until(hold, now)
+            if until <= now:
+                until = await self._held_on(hold, now)
             if until > now:
                 next_at = min(next_at, until)
                 continue
@@ -303,8 +340,36 @@ class Maintenance:
             if await self.store.release_hold(hold.alert_id, now=now, note=note):
                 log.info("alert %d: maintenance window %s ended; paging starts now", hold.alert_id,
                          _names(hold.windows))
+                if self.released is not None:
+                    self.released(hold.alert_id)
                 self.due_at(now)
         return next_at
+
+    async def _held_on(self, hold: Hold, now: float) -> float:
+        """A hold whose windows are over: when the windows on now that match its alert are (a window added
+        meanwhile, for work that overran), written on the hold; ``now`` when none is, or the alert is closed.
+        Released while a low_priority window that matches it is on, it pages at low priority."""
+        alert = await self.store.get_alert(hold.alert_id)
+        verdict = self.verdict(alert.labels, now) if alert is not None and alert.status == AlertStatus.TRIGGERED \
+            else None
+        if verdict is None or not verdict.hold:
+            if verdict is not None and verdict.low_priority:
+                await self.store.set_priority(hold.alert_id, Priority.LOW, now=now, note=(
+                    f"low priority: maintenance window {', '.join(verdict.low_priority)}"))
+            return now
+        on = Hold(alert_id=hold.alert_id, windows=verdict.hold, held_at=hold.held_at)
+        until = self.until(on, now)
+        if until > now:
+            if {w.key for w in verdict.hold} == {w.key for w in hold.windows}:
+                note = f"maintenance window {_names(verdict.hold)} runs longer now: still held until {iso(until)}"
+            else:
+                note = (f"maintenance window {self._how_ended(hold)}; still held by maintenance window "
+                        f"{_names(verdict.hold)} until {iso(until)}")
+            if await self.store.extend_hold(hold.alert_id, expect=hold.windows, windows=verdict.hold, now=now,
+                                            note=note):
+                log.info("alert %d: maintenance window %s ended; still held by %s", hold.alert_id,
+                         _names(hold.windows), _names(verdict.hold))
+        return until  # (not extended: released or held on elsewhere meanwhile; the next look reads it again)
 
     def _how_ended(self, hold: Hold) -> str:
         """``db-upgrade ended``, or ``maintenance 3 ended early by ops`` (for the alert's timeline)."""

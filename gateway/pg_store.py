@@ -924,6 +924,22 @@ class PgStore:
                 nonce, alert_id, action, _in(engineer), now)
         return used is True
 
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        row = await self._fetchrow(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = $1 ORDER BY id DESC LIMIT 1", _in(dedup_key))
+        return _alert(row) if row else None
+
+    async def extend_hold(self, alert_id: int, *, expect: tuple[HoldWindow, ...], windows: tuple[HoldWindow, ...],
+                          now: float, note: str) -> bool:
+        async with self.transaction() as db:
+            if await db.fetchval("UPDATE maintenance_holds SET windows = $1 WHERE alert_id = $2 AND windows = $3"
+                                 " RETURNING alert_id", _hold_windows_json(windows), alert_id,
+                                 _hold_windows_json(expect)) is None:
+                return False
+            await _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="maintenance", message=note)])
+            return True
+
+
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
 

@@ -732,6 +732,24 @@ class SqliteStore:
 
         return await self._write(use)
 
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE dedup_key = ? ORDER BY id DESC LIMIT 1",
+            (dedup_key,)).fetchone())
+        return _alert(row) if row else None
+
+    async def extend_hold(self, alert_id: int, *, expect: tuple[HoldWindow, ...], windows: tuple[HoldWindow, ...],
+                          now: float, note: str) -> bool:
+        def extend(db: Db) -> bool:
+            if db.execute("UPDATE maintenance_holds SET windows = ? WHERE alert_id = ? AND windows = ?",
+                          (hold_windows_json(windows), alert_id, hold_windows_json(expect))).rowcount == 0:
+                return False
+            _log(db, [TimelineEntry(alert_id=alert_id, at=now, kind="maintenance", message=note)])
+            return True
+
+        return await self._write(extend)
+
+
 
 MAINTENANCE_COLUMNS = "id, matchers, start_at, end_at, action, comment, created_by, created_at, ended_at, ended_by"
 

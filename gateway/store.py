@@ -449,3 +449,13 @@ class Store(Protocol):
     async def use_action_link(self, nonce: str, *, alert_id: int, action: str, engineer: str, now: float) -> bool:
         """Record the one use of the link with ``nonce``; False (and nothing written) when it was used before."""
         ...
+
+    async def latest_alert(self, dedup_key: str) -> Alert | None:
+        """The newest alert stored under ``dedup_key``, open or resolved (a heartbeat's last lateness)."""
+        ...
+
+    async def extend_hold(self, alert_id: int, *, expect: tuple[HoldWindow, ...], windows: tuple[HoldWindow, ...],
+                          now: float, note: str) -> bool:
+        """Hold an alert on by ``windows`` (its own are over, others on now match it), with ``note`` on its
+        timeline, if its hold is still ``expect``; False: released or changed meanwhile (here or elsewhere)."""
+        ...

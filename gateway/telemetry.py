@@ -111,6 +111,11 @@ class Telemetry:
 
     # --------------------------------------------------------------- pages
 
+    def not_timed(self, alert_id: int) -> None:
+        """``alert_id``'s first call is not timed from its creation: it was held by maintenance (its delay was
+        chosen, not latency)."""
+        _bounded_set(self._dialled, alert_id, None)
+
     def dial_requested(self, call_id: str, *, alert_id: int, alert_created_at: float) -> None:
         """A call of ``alert_id`` entered the queues; :meth:`dialled` times it if it is the alert's first."""
         if alert_id not in self._dialled:

@@ -85,7 +85,7 @@ class EventHub:
 
 # Store methods that change an alert, and how to find the alert's id in their arguments and result.
 _BY_ARGUMENT = ("change_status", "set_priority", "begin_escalation", "reschedule", "start_step", "add_pages",
-                "release_hold")
+                "release_hold", "extend_hold")
 
 
 class _Watched:

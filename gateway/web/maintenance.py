@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from core.clock import iso
+from gateway.config import unlabelled_problem
 from gateway.heartbeats import Heartbeats, HeartbeatState
 from gateway.maintenance import ACTIONS, SUPPRESS, Maintenance, WindowState
 from gateway.routing import parse_matcher
@@ -89,13 +90,16 @@ def _matchers(value: object) -> tuple[str, ...]:
         raise invalid("matchers", 'must be a non-empty list of matchers like "service=\\"db\\""')
     if len(value) > MAX_MATCHERS:
         raise invalid("matchers", f"at most {MAX_MATCHERS} matchers")
+    parsed = []
     for index, text in enumerate(value):
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             raise invalid(f"matchers[{index}]", f"must be a matcher text of at most {MAX_TEXT} characters")
         try:
-            parse_matcher(text)
+            parsed.append(parse_matcher(text))
         except ValueError as exc:
             raise invalid(f"matchers[{index}]", str(exc)) from None
+    if problem := unlabelled_problem(tuple(parsed)):
+        raise invalid("matchers", problem)
     return tuple(value)
 
 

@@ -109,3 +109,25 @@ async def test_a_page_marked_sent_is_published(tmp_path: Path) -> None:
         assert drain(queue) == [("alert", {"id": alert.id})]
     finally:
         await raw.close()
+
+
+async def test_a_hold_held_on_by_another_window_is_published(tmp_path: Path) -> None:
+    from gateway.store import HoldWindow
+
+    hub = EventHub()
+    queue = hub.subscribe()
+    raw = SqliteStore(tmp_path / "gateway.db")
+    await raw.open()
+    try:
+        store = watched(raw, hub)
+        first = (HoldWindow(key="config:db", name="db", until=10.0),)
+        new = NewAlert(dedup_key="k", priority=Priority.LOW, source="api", summary="s", team="sre",
+                       policy="default", route="r")
+        alert, _ = await store.create_held_alert(new, now=1.0, note="held", windows=first)
+        drain(queue)
+        assert await store.extend_hold(alert.id, expect=first, windows=(HoldWindow(key="api:1", name="m 1",
+                                                                                    until=20.0),),
+                                       now=10.0, note="still held")
+        assert drain(queue) == [("alert", {"id": alert.id})]  # its timeline has a new note
+    finally:
+        await raw.close()

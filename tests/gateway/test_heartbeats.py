@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from core.clock import FakeClock
+from gateway.alerts import IngestResult
 from gateway.app import create_app
 from gateway.config import load_config
+from gateway.heartbeats import Heartbeats
+from gateway.signals import AlertSignal
+from gateway.web.maintenance import HEARTBEATS
 from tests.postgres import PgDatabase
 from tests.support import ALICE, BASE_CONFIG, CAROL, TOKEN, Gateway, eventually, write_config
 
@@ -60,6 +64,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
     status, body = await gateway.post("/api/v1/heartbeats/backup")
     assert status == 200 and body["state"] == "ok" and body["last_check_in"] == "2026-01-07T12:00:00Z", body
     await gateway.clock.advance(69 * MINUTE)  # 13:09: not late yet (1 h + 10 min grace)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(MINUTE)  # 13:10
 
@@ -81,6 +86,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
     assert any("heartbeat backup checked in (token tests)" in t["message"] for t in resolved["timeline"])
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(69 * MINUTE)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "backup") is None
     await gateway.clock.advance(2 * MINUTE)  # late again: a new alert
     again = await eventually(late)
@@ -89,6 +95,7 @@ async def test_a_late_heartbeat_triggers_an_alert_on_its_route_and_a_check_in_re
 
 async def test_a_heartbeat_never_seen_counts_from_start_and_may_name_its_team(gateway: Gateway) -> None:
     await gateway.clock.advance(29 * MINUTE)
+    await _service(gateway).check_deadlines()
     assert await _open_alert(gateway, "sync") is None
     await gateway.clock.advance(MINUTE)
 
@@ -134,3 +141,91 @@ async def test_check_ins_are_shared_and_lateness_is_one_alert_across_gateways(
     status, _ = await two.post("/api/v1/heartbeats/backup")
     assert status == 200
     assert (await one.alert(alert["id"]))["status"] == "resolved"
+
+
+def _service(gateway: Gateway) -> Heartbeats:
+    return gateway.client.server.app[HEARTBEATS]
+
+
+async def _resolve_by_hand(gateway: Gateway, alert_id: int) -> None:
+    status, body = await gateway.post(f"/api/v1/alerts/{alert_id}/resolve")
+    assert status == 200, body
+
+
+async def test_an_alert_resolved_by_hand_while_still_late_triggers_again_after_interval_and_grace(
+    gateway: Gateway,
+) -> None:
+    status, _ = await gateway.post("/api/v1/heartbeats/backup")
+    assert status == 200
+    await gateway.clock.advance(70 * MINUTE)  # 13:10: late
+
+    async def late() -> dict[str, Any] | None:
+        return await _open_alert(gateway, "backup")
+
+    first = await eventually(late)
+    await gateway.clock.advance(5 * MINUTE)
+    await _resolve_by_hand(gateway, first["id"])  # 13:15, and still no check-in
+    for minutes in (1, 68):  # 13:16, 14:24: the monitor looks (here, at once) and leaves it resolved
+        await gateway.clock.advance(minutes * MINUTE)
+        await _service(gateway).check_deadlines()
+        assert await _open_alert(gateway, "backup") is None
+    await gateway.clock.advance(MINUTE)  # 14:25: a whole interval + grace since the resolve
+    again = await eventually(late)
+    assert again["id"] != first["id"]
+
+
+async def test_a_restart_does_not_alert_again_for_a_lateness_resolved_by_hand(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first_clock = FakeClock()
+    one = Gateway(await aiohttp_client(create_app(load_config(path), clock=first_clock)), first_clock)
+    status, _ = await one.post("/api/v1/heartbeats/backup")
+    assert status == 200
+    await one.clock.advance(70 * MINUTE)
+
+    async def late() -> dict[str, Any] | None:
+        return await _open_alert(one, "backup")
+
+    alert = await eventually(late)
+    await _resolve_by_hand(one, alert["id"])  # 13:10
+    await one.client.close()
+
+    clock = FakeClock(start=one.clock.now() + 10 * MINUTE)  # 13:20: still late, its lateness resolved by hand
+    two = Gateway(await aiohttp_client(create_app(load_config(path), clock=clock)), clock)
+    await _service(two).check_deadlines()
+    assert await _open_alert(two, "backup") is None  # not at once
+    await clock.advance(59 * MINUTE)  # 14:19
+    await _service(two).check_deadlines()
+    assert await _open_alert(two, "backup") is None
+    await clock.advance(MINUTE)  # 14:20: interval + grace after the resolve
+
+    async def late_again() -> dict[str, Any] | None:
+        return await _open_alert(two, "backup")
+
+    assert (await eventually(late_again))["id"] != alert["id"]
+
+
+async def test_a_check_in_while_the_late_alert_is_written_resolves_it(gateway: Gateway,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    service = _service(gateway)
+    ingest = service.alerts.ingest
+
+    async def checked_in_meanwhile(signal: AlertSignal) -> IngestResult:
+        if signal.dedup_key == "heartbeat:backup":  # the job checks in just as the monitor finds it late
+            await service.store.heartbeat_seen("backup", now=gateway.clock.now())
+            assert await service.store.find_open_alert("heartbeat:backup") is None  # nothing to resolve yet
+        return await ingest(signal)
+
+    monkeypatch.setattr(service.alerts, "ingest", checked_in_meanwhile)
+    status, _ = await gateway.post("/api/v1/heartbeats/backup")
+    assert status == 200
+    await gateway.clock.advance(70 * MINUTE)
+
+    async def resolved() -> dict[str, Any] | None:
+        alerts = (await gateway.get("/api/v1/alerts"))[1]["alerts"]
+        found = [a for a in alerts if a["dedup_key"] == "heartbeat:backup" and a["status"] == "resolved"]
+        return found[0] if found else None
+
+    alert = await gateway.alert((await eventually(resolved))["id"])
+    assert any("checked in as it was found late" in t["message"] for t in alert["timeline"])

@@ -14,6 +14,7 @@ import pytest
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
+from gateway.web.maintenance import MAINTENANCE
 from tests.postgres import PgDatabase
 from tests.support import ALICE, AUTH, BASE_CONFIG, TOKEN, Gateway, eventually, write_config
 
@@ -60,6 +61,13 @@ async def _paged(gateway: Gateway, alert_id: int) -> dict[str, Any]:
     return await gateway.alert_where(alert_id, lambda a: len(a["pages"]) > 0)
 
 
+async def _still_held(gateway: Gateway, alert_id: int) -> bool:
+    """Whether ``alert_id`` is still held once the gateway has looked at its holds (now, not some time later)."""
+    service = gateway.client.server.app[MAINTENANCE]
+    await service.release_due()
+    return alert_id in [hold.alert_id for hold in await service.store.list_holds()]
+
+
 def _notes(alert: dict[str, Any], kind: str | None = None) -> list[str]:
     return [t["message"] for t in alert["timeline"] if kind is None or t["kind"] == kind]
 
@@ -75,6 +83,7 @@ async def test_an_alert_in_a_window_is_recorded_not_paged_and_pages_when_the_win
     status, _ = await gateway.post(f"/api/v1/alerts/{quiet['id']}/resolve")
     assert status == 200
     await gateway.clock.advance(HOUR / 2)
+    assert await _still_held(gateway, held["id"])
     assert (await gateway.alert(held["id"]))["pages"] == []
     assert (await gateway.phone(ALICE))["calls"] == 0
     status, listed = await gateway.get("/api/v1/maintenance")
@@ -106,6 +115,7 @@ async def test_a_recurring_window_holds_until_its_time_window_ends(gateway: Gate
     alert = await _trigger(gateway, "cache", "cache-1")
     assert any("held by maintenance window lunch until 2026-01-07T13:30:00Z" in m for m in _notes(alert))
     await gateway.clock.advance(HOUR + 1)  # 13:00: the one-off window ends, not this one
+    assert await _still_held(gateway, alert["id"])
     assert (await gateway.alert(alert["id"]))["pages"] == []
     await gateway.clock.advance(HOUR / 2)  # 13:30
     await _paged(gateway, alert["id"])
@@ -158,6 +168,8 @@ async def test_a_window_added_through_the_api_and_ended_early_releases_its_alert
     ({"matchers": "service=db"}, "matchers"),
     ({"matchers": ["service"]}, "matchers[0]"),
     ({"matchers": ['service=~"("']}, "matchers[0]"),
+    ({"matchers": ['env!="dev"']}, "matchers"),  # would hold every alert without an env label
+    ({"matchers": ['service=~".*"', 'env=""']}, "matchers"),  # every matcher matches an alert with no labels
     ({"end": "2026-01-07T18:00:00"}, "end"),  # no offset and no time_zone
     ({"end": "soon"}, "end"),
     ({"end": "2026-01-07T11:00:00Z"}, "end"),  # in the past
@@ -202,13 +214,14 @@ async def test_a_restart_keeps_a_held_alert_held_and_releases_it_when_the_window
 
     second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
     await second.clock.advance(1)
-    assert (await second.alert(held["id"]))["pages"] == []  # still held
+    assert await _still_held(second, held["id"]) and await _still_held(second, queued["id"])
+    assert (await second.alert(held["id"]))["pages"] == []
     assert (await second.alert(queued["id"]))["pages"] == []
     await second.client.close()
 
     third = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 2 * HOUR))  # 14:00
     await _paged(third, held["id"])  # db-upgrade ended while the gateway was down: released at start
-    assert (await third.alert(queued["id"]))["pages"] == []  # its window runs until 17:00
+    assert await _still_held(third, queued["id"])  # its window runs until 17:00
     status, _ = await third.post(f"/api/v1/maintenance/{added['id']}/end")
     assert status == 200
     await _paged(third, queued["id"])
@@ -225,6 +238,7 @@ maintenance:
   - {name: d, during: [nights]}
   - {name: e, matchers: ['x="y"'], during: [nights], start: "2026-01-07T13:00"}
   - {name: a, matchers: ['x="y"'], during: [nights], action: mute}
+  - {name: f, matchers: ['env!="dev"', 'service=~".*"'], during: [nights]}
 heartbeats:
   backup: {grace: 5m}
   sync: {interval: 1h, team: nobody}
@@ -239,6 +253,7 @@ heartbeats:
                      "maintenance[4].during: either during (recurring) or start and end",
                      "maintenance[5].action:",
                      "maintenance[5].name: maintenance window name 'a' is listed twice",
+                     "maintenance[6].matchers: every matcher also matches an alert without that label",
                      "heartbeats.backup.interval: is required",
                      "heartbeats.sync.team: unknown team 'nobody'"):
         assert expected in text, f"{expected!r} not in:\n{text}"
@@ -311,3 +326,189 @@ async def test_a_held_alert_of_a_gateway_that_stopped_is_released_by_another(
     await clock.advance(1)
     quiet = await two.alert(acknowledged["id"])
     assert quiet["pages"] == [] and _notes(quiet, "maintenance") == []  # acknowledged meanwhile: stays quiet
+
+
+async def test_a_held_alert_escalated_by_hand_pages_now_and_is_no_longer_held(gateway: Gateway) -> None:
+    held = await _trigger(gateway, "db", "db-1")  # held by db-upgrade until 13:00
+    status, body = await gateway.post(f"/api/v1/alerts/{held['id']}/escalate")
+    assert status == 200, body
+    paged = await _paged(gateway, held["id"])
+    assert _notes(paged, "maintenance") == ["escalated by api token tests (API) during maintenance: paging starts now"]
+    assert not any("starts again" in m for m in _notes(paged))  # it had not started: nothing to start again
+    listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+    assert listed[0]["held_alerts"] == []
+    status, body = await gateway.post(f"/api/v1/alerts/{held['id']}/acknowledge")
+    assert status == 200
+    await gateway.clock.advance(HOUR)  # 13:00: the window ends; nothing left to release
+    await gateway.clock.advance(1)
+    await gateway.client.server.app[MAINTENANCE].release_due()
+    assert _notes(await gateway.alert(held["id"]), "maintenance") == [
+        "escalated by api token tests (API) during maintenance: paging starts now"]
+
+
+async def test_a_priority_rule_and_a_window_together_say_on_the_timeline_what_applies(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    text = CONFIG + """
+priority_rules:
+  - name: tier-one
+    matchers: ['tier="1"']
+"""
+    gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock())
+
+    async def trigger(service: str) -> dict[str, Any]:
+        status, body = await gateway.post("/api/v1/alerts", {"summary": service, "priority": "low", "team": "sre",
+                                                             "labels": {"service": service, "tier": "1"}})
+        assert status == 202, body
+        return await gateway.alert(body["id"])
+
+    low = await trigger("batch")  # low_priority window: it pages now, at low priority, whatever the rule says
+    assert low["priority"] == "low"
+    assert not any("raised to high" in m for m in _notes(low)), low["timeline"]
+    assert _notes(low, "priority") == ["priority rule tier-one not applied: maintenance window batch-quiet pages "
+                                       "it at low priority"]
+    held = await trigger("db")  # held: it pages at high priority when the window ends, and says why
+    assert held["priority"] == "high"
+    assert "high priority (raised by rule tier-one); held by maintenance window db-upgrade" in _notes(held)[0]
+
+
+async def test_windows_are_read_again_every_minute_in_case_a_push_was_lost(gateway: Gateway) -> None:
+    from gateway.store import NewMaintenance
+    from gateway.web.keys import STORE
+
+    store = gateway.client.server.app[STORE]  # added by "another gateway" whose push never arrived
+    added = await store.add_maintenance(NewMaintenance(
+        matchers=('service="queue"',), start=gateway.clock.now(), end=gateway.clock.now() + HOUR,
+        action="suppress", comment="", created_by="elsewhere"), now=gateway.clock.now())
+
+    async def known() -> bool:
+        listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+        return any(w["id"] == added.id and w["state"] == "active" for w in listed)
+
+    assert not await known()
+    await gateway.clock.advance(60)
+    await eventually(known)
+    held = await _trigger(gateway, "queue", "queue-1")
+    assert any(f"held by maintenance window maintenance {added.id}" in m for m in _notes(held))
+
+
+async def test_a_window_the_yaml_ends_sooner_after_a_restart_releases_its_alerts_then(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # held by db-upgrade until 13:00
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-07T12:20"'))  # done early
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    paged = await _paged(second, held["id"])
+    assert _notes(paged, "maintenance") == ["maintenance over (window db-upgrade ended): paging starts now"]
+
+
+async def test_a_window_the_yaml_makes_longer_holds_its_alerts_on_and_one_moved_away_releases_them(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # held by db-upgrade until 13:00
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('end: "2026-01-07T13:00"', 'end: "2026-01-07T14:00"'))  # it overran
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    await second.clock.advance(HOUR / 2)  # 13:00
+    assert await _still_held(second, held["id"])
+    assert _notes(await second.alert(held["id"]), "maintenance") == [
+        "maintenance window db-upgrade runs longer now: still held until 2026-01-07T14:00:00Z"]
+    await second.clock.advance(HOUR)  # 14:00
+    await _paged(second, held["id"])
+    await second.client.close()
+
+
+async def test_a_window_the_yaml_moves_to_next_week_does_not_hold_its_alert_past_its_note(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    first = await _start(aiohttp_client, path, FakeClock())
+    held = await _trigger(first, "db", "db-1")  # "held by ... db-upgrade until 13:00: paged then if still open"
+    await first.client.close()
+    write_config(tmp_path, CONFIG.replace('start: "2026-01-07T11:00"', 'start: "2026-01-14T11:00"')
+                 .replace('end: "2026-01-07T13:00"', 'end: "2026-01-14T13:00"'))  # the name reused
+    second = await _start(aiohttp_client, path, FakeClock(start=first.clock.now() + 30 * 60))  # 12:30
+    await second.clock.advance(1)
+    assert await _still_held(second, held["id"])
+    await second.clock.advance(HOUR / 2)  # 13:00: nothing on now holds it on
+    await _paged(second, held["id"])
+
+
+async def test_a_held_alert_is_not_timed_as_a_slow_first_dial(gateway: Gateway) -> None:
+    from tests.gateway.test_metrics import scrape, value
+
+    held = await _trigger(gateway, "db", "db-1")  # held for an hour: its delay is chosen, not latency
+    escalated = await _trigger(gateway, "db", "db-2")
+    await gateway.clock.advance(HOUR / 2)
+    assert (await gateway.post(f"/api/v1/alerts/{escalated['id']}/escalate"))[0] == 200
+    await gateway.ringing(ALICE)
+    await gateway.post(f"/api/v1/alerts/{escalated['id']}/resolve")
+    await gateway.clock.advance(HOUR / 2)  # 13:00
+    await _paged(gateway, held["id"])
+    await gateway.ringing(ALICE)
+    assert value(await scrape(gateway), "gateway_alert_to_first_dial_seconds_count") == 0
+    paged = await _trigger(gateway, "web", "web-1")  # no window: timed
+    await _paged(gateway, paged["id"])
+
+    async def timed() -> bool:
+        return value(await scrape(gateway), "gateway_alert_to_first_dial_seconds_count") == 1
+
+    await eventually(timed)
+
+
+async def test_a_released_alert_pages_by_the_engineers_own_notification_rules(
+    aiohttp_client: Callable[..., Any], tmp_path: Path,
+) -> None:
+    text = CONFIG.replace('alice: {name: Alice, phones: ["+15550000001"]}', (
+        'alice: {name: Alice, phones: ["+15550000001"], notification_rules: [{via: sms, after: 0s}, '
+        '{via: call, after: 10s}]}'))
+    assert text != CONFIG
+    gateway = await _start(aiohttp_client, write_config(tmp_path, text), FakeClock())
+    held = await _trigger(gateway, "db", "db-1")
+    assert await _still_held(gateway, held["id"])
+    await gateway.clock.advance(HOUR)  # 13:00: released; alice's rules: a text now, a call 10 s later
+    texted = await gateway.alert_where(held["id"], lambda a: [p["channel"] for p in a["pages"]] == ["sms", "call"])
+    assert texted["pages"][1]["status"] == "due"
+    await gateway.clock.advance(10)
+    await gateway.ringing(ALICE)
+
+
+async def test_a_held_alert_stays_held_by_a_window_added_meanwhile_that_matches_it(gateway: Gateway) -> None:
+    held = await _trigger(gateway, "db", "db-1")  # held by db-upgrade until 13:00
+    await gateway.clock.advance(HOUR / 2)  # 12:30: the work overruns; a window is added until 14:00
+    status, added = await gateway.post("/api/v1/maintenance", {"matchers": ['service="db"'],
+                                                               "end": "2026-01-07T14:00:00Z"})
+    assert status == 201, added
+    await gateway.clock.advance(HOUR / 2)  # 13:00: db-upgrade is over, the added window is not
+    assert await _still_held(gateway, held["id"])
+    assert _notes(await gateway.alert(held["id"]), "maintenance") == [
+        f"maintenance window db-upgrade ended; still held by maintenance window maintenance {added['id']} "
+        "until 2026-01-07T14:00:00Z"]
+    listed = (await gateway.get("/api/v1/maintenance"))[1]["windows"]
+    assert next(w for w in listed if w["id"] == added["id"])["held_alerts"] == [held["id"]]
+    await gateway.clock.advance(HOUR)  # 14:00
+    paged = await _paged(gateway, held["id"])
+    assert _notes(paged, "maintenance")[1:] == [
+        f"maintenance over (window maintenance {added['id']} ended): paging starts now"]
+
+
+async def test_a_held_alert_released_while_a_low_priority_window_matches_it_pages_at_low_priority(
+    gateway: Gateway,
+) -> None:
+    status, body = await gateway.post("/api/v1/alerts", {"summary": "db batch", "dedup_key": "db-batch", "team": "sre",
+                                                         "labels": {"service": "db", "job": "batch"}})
+    assert status == 202
+    status, added = await gateway.post("/api/v1/maintenance", {"matchers": ['job="batch"'], "action": "low_priority",
+                                                               "end": "2026-01-07T18:00:00Z"})
+    assert status == 201
+    held = await gateway.alert(body["id"])
+    assert held["priority"] == "high" and held["pages"] == []  # held by db-upgrade until 13:00
+    await gateway.clock.advance(HOUR)  # 13:00: released while the low_priority window is on
+    paged = await _paged(gateway, held["id"])
+    assert paged["priority"] == "low"
+    assert _notes(paged, "priority") == [f"low priority: maintenance window maintenance {added['id']}"]

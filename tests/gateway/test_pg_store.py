@@ -12,7 +12,7 @@ import pytest
 
 from gateway.migrations import scripts
 from gateway.pg_store import PgStore
-from gateway.store import NewAlert
+from gateway.store import HoldWindow, NewAlert
 from tests.postgres import PgDatabase, Postgres, create_database, drop_database, free_port
 from tests.support import eventually
 
@@ -101,7 +101,7 @@ async def test_the_store_carries_on_when_the_server_drops_its_connections(pg_dat
     try:
         await asyncio.gather(*(store.ping() for _ in range(5)))  # several connections in the pool
         first, _, pages = await store.create_alert(_new("before"), now=1.0, escalate_at=None, note="t")
-        for operation in ("write", "read", "idempotent write"):
+        for operation in ("write", "read", "idempotent write", "held write"):
             # Blocking this loop on purpose: the store's connections are gone before it can notice.
             assert _blocking(_terminate_sessions(pg_database)) > 0
             if operation == "write":
@@ -109,8 +109,12 @@ async def test_the_store_carries_on_when_the_server_drops_its_connections(pg_dat
                 assert created and second.id == first.id + 1
             elif operation == "read":
                 assert await store.get_alert(first.id) == first
-            else:
+            elif operation == "idempotent write":
                 await store.mark_page_sent(pages[0].id if pages else 0, now=3.0)
+            else:  # an alert held by maintenance: BEGIN meets the dropped connection, and is run again
+                held, created = await store.create_held_alert(_new("held"), now=4.0, note="held", windows=(
+                    HoldWindow(key="config:db", name="db", until=9.0),))
+                assert created and [h.alert_id for h in await store.list_holds()] == [held.id]
             await store.ping()
     finally:
         await store.close()

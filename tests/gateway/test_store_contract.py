@@ -729,3 +729,32 @@ async def test_an_action_link_is_used_once_whichever_store_or_gateway_uses_it(en
     finally:
         for other in others:
             await other.close()
+
+
+async def test_latest_alert_is_the_newest_under_its_key_open_or_resolved(store: Store) -> None:
+    assert await store.latest_alert("heartbeat:backup") is None
+    first, _, _ = await store.create_alert(_new("heartbeat:backup"), now=1.0, escalate_at=None, note="late")
+    await store.create_alert(_new("other"), now=2.0, escalate_at=None, note="t")
+    assert await store.latest_alert("heartbeat:backup") == first
+    await store.change_status(first.id, AlertStatus.RESOLVED, now=3.0, by="ops", note="resolved by hand")
+    resolved = await store.latest_alert("heartbeat:backup")
+    assert resolved is not None and (resolved.id, resolved.status, resolved.resolved_at) == (
+        first.id, AlertStatus.RESOLVED, 3.0)
+    second, _, _ = await store.create_alert(_new("heartbeat:backup"), now=4.0, escalate_at=None, note="late")
+    assert await store.latest_alert("heartbeat:backup") == second
+
+
+async def test_a_hold_is_extended_once_and_only_while_it_is_as_expected(store: Store) -> None:
+    from gateway.store import HoldWindow
+
+    first = (HoldWindow(key="config:db", name="db", until=100.0),)
+    later = (HoldWindow(key="api:4", name="maintenance 4", until=200.0),)
+    held, _ = await store.create_held_alert(_new("held"), now=10.0, note="held by db", windows=first)
+    assert await store.extend_hold(held.id, expect=first, windows=later, now=100.0, note="still held by m 4")
+    assert not await store.extend_hold(held.id, expect=first, windows=later, now=100.0, note="again")  # once
+    assert [(h.alert_id, h.windows) for h in await store.list_holds()] == [(held.id, later)]
+    assert [t.message for t in await store.timeline(held.id) if t.kind == "maintenance"] == ["still held by m 4"]
+    esc = await store.get_escalation(held.id)
+    assert esc is not None and esc.next_due is None  # still not paged
+    assert await store.release_hold(held.id, now=200.0, note="maintenance over")
+    assert not await store.extend_hold(held.id, expect=later, windows=first, now=200.0, note="gone")
