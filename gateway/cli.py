@@ -190,6 +190,22 @@ def _count(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
+def _extras(config: Config) -> str:
+    """The optional parts a config uses, counted (nothing when it uses none)."""
+    counts = [
+        _count(len(config.time_windows), "time window"),
+        _count(len(config.priority_rules), "priority rule"),
+        _count(len(config.maintenance), "maintenance window"),
+        _count(len(config.heartbeats), "heartbeat"),
+        _count(sum(1 for team in config.teams.values() if team.layers), "layered team"),
+        _count(len(config.notices), "team", "teams") + " with notices",
+        _count(len(config.directories), "directory", "directories"),
+        _count(len(config.chat), "chat destination"),
+    ]
+    used = [text for text in counts if not text.startswith("0 ")]
+    return f"; {', '.join(used)}" if used else ""
+
+
 def _check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -202,7 +218,7 @@ def _check_config(args: argparse.Namespace) -> int:
         f"ok: {_count(len(config.engineers), 'engineer')}, {_count(len(config.teams), 'team')}, "
         f"{_count(len(config.policies), 'policy', 'policies')}, {_count(routes, 'route')}, "
         f"{_count(len(config.hotlines), 'hotline')}; voice via {config.voice_provider}, "
-        f"SMS via {config.sms_provider or 'nothing'}"
+        f"SMS via {config.sms_provider or 'nothing'}{_extras(config)}"
     )
     if config.twilio is not None:  # warnings only: the exit code stays 0
         from providers.twilio.public_url import public_url_problems

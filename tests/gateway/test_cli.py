@@ -46,6 +46,23 @@ def test_check_config_counts_singular_and_plural(tmp_path: Path, capsys: pytest.
                                        "SMS via sandbox\n")
 
 
+def test_check_config_counts_the_optional_parts_a_config_uses(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(TWO_TEAMS + """
+time_windows:
+  nights: {weekly: [{days: daily, from: "22:00", to: "06:00"}]}
+  weekends: {weekly: [{days: sat-sun, from: "00:00", to: "24:00"}]}
+priority_rules: [{name: core, matchers: ['equipment="core-router"']}]
+maintenance: [{name: m, matchers: ['service="db"'], during: [nights]}]
+heartbeats: {backup: {interval: 1h, team: sre}}
+""")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out == ("ok: 3 engineers, 2 teams, 1 policy, 1 route, 0 hotlines; voice via sandbox, "
+                                       "SMS via sandbox; 2 time windows, 1 priority rule, 1 maintenance window, "
+                                       "1 heartbeat\n")
+
+
 def test_check_config_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("server: {port: -1}\nengineers: {alice: {phones: '+1 555'}}\n")
