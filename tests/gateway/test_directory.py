@@ -414,6 +414,21 @@ async def test_check_directory_lists_members_and_names_a_bad_secret(
             "(401: Invalid client or Invalid client credentials): check client_id and the client secret") in err
 
 
+async def test_check_directory_checks_a_group_only_a_policy_step_names(
+    peer: KeycloakPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _config_text(_url(peer)).replace(f"directory: {{name: corp, group: {GROUP}}}", "members: [ann]")
+    text = text.replace("directories:", "engineers: {ann: {name: Ann, phones: ['+15550000199']}}\ndirectories:")
+    path = write_config(tmp_path, text)
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    code, out, err = await _cli("check-directory", str(path))
+    assert code == 0, err
+    assert "corp /dbas (policy steps): 1 member(s) to page" in out and "corp:erin  Erin  +1555***0105" in out
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    code, _, err = await _cli("check-directory", str(path))
+    assert code == 1 and "error: corp /dbas (policy steps): token for client oncall-gateway refused" in err
+
+
 # ------------------------------------------------------------------ config
 
 
