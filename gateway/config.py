@@ -1374,9 +1374,12 @@ class _Reader:
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             self.problem("cache.url", f"{url!r} is not a Redis URL like redis://127.0.0.1:6379/0")
             return None, None
-        if parts.password is not None:
+        if parts.password is not None or "password" in parse_qs(parts.query):
             self.problem("cache.url", "holds a password: put it in the environment variable named by "
                          "cache.password_env instead")
+            return None, None
+        if not re.fullmatch(r"/?|/[0-9]+", parts.path):  # redis-py would quietly use database 0
+            self.problem("cache.url", f"the path must be a database number like /0, not {parts.path!r}")
             return None, None
         return url, password
 

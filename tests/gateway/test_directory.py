@@ -465,6 +465,9 @@ def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
     assert _problems(tmp_path, base + "cache: {url: 'http://x'}\n")[0].endswith(
         "cache.url: 'http://x' is not a Redis URL like redis://127.0.0.1:6379/0")
     assert "password_env" in _problems(tmp_path, base + "cache: {url: 'redis://u:pw@x:6379/0'}\n")[0]
+    assert "password_env" in _problems(tmp_path, base + "cache: {url: 'redis://x:6379/0?password=pw'}\n")[0]
+    assert _problems(tmp_path, base + "cache: {url: 'redis://x:6379/cache'}\n")[0].endswith(
+        "cache.url: the path must be a database number like /0, not '/cache'")
     config = load_config(write_config(tmp_path, base + "cache: {url: 'redis://10.0.0.7:6379/1'}\n"))
     assert config.cache_url == "redis://10.0.0.7:6379/1"
     team = config.teams["companyapp2-sre"]
