@@ -1333,6 +1333,9 @@ class _Reader:
         if group_path is not None and not group_path.startswith("/"):
             self.problem(f"{where}.group", f"a group path starts with '/', e.g. /sre/{group_path}")
             group_path = None
+        if group_path is not None and _empty_segment(group_path):
+            self.problem(f"{where}.group", f"{group_path!r} is not a group path like /sre/companyapp2")
+            group_path = None
         if name is None or group_path is None:
             return None
         rotation = None
@@ -1351,7 +1354,7 @@ class _Reader:
         if name.strip() not in known:
             self.problem(path, f"unknown directory {name.strip()!r} (directories: {', '.join(known) or 'none'})")
             return None
-        if not group.strip().startswith("/"):
+        if not group.strip().startswith("/") or _empty_segment(group.strip()):
             self.problem(path, f"expected directory:{name.strip()}:/<group path>, e.g. directory:corp:/sre/dbas")
             return None
         return DirectoryGroup(directory=name.strip(), group=group.strip().rstrip("/") or "/")
@@ -1442,6 +1445,11 @@ class _Reader:
             ))
         self.duplicates([(f"priority_rules[{i}].name", r.name) for i, r in enumerate(rules)], "rule name")
         return tuple(rules)
+
+def _empty_segment(group_path: str) -> bool:
+    """``/``, ``//sre`` or ``/sre//x``: no group has that path (a trailing ``/`` is allowed and dropped)."""
+    return any(not part for part in group_path.rstrip("/").split("/")[1:]) or group_path.strip("/") == ""
+
 
 @dataclass(frozen=True, kw_only=True)
 class DirectorySettings:

@@ -448,7 +448,12 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     directory: {name: corp, group: /a}
   elsewhere:
     directory: {name: ldap, group: a}
-""").replace("directory:corp:/dbas", "directory:ldap:/dbas")
+  root:
+    directory: {name: corp, group: /}
+  gap:
+    directory: {name: corp, group: /sre//x}
+""").replace("directory:corp:/dbas", "directory:ldap:/dbas").replace("notify: team, via: sms",
+                                                                  'notify: "directory:corp:/", via: sms')
     problems = [p.split(": ", 1)[1] for p in _problems(tmp_path, text)]
     assert "directories.corp.url: 'ftp://sso.example.com' is not an http(s) URL like https://oncall.example.com" \
         in problems
@@ -458,6 +463,10 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     assert "teams.elsewhere.directory.name: unknown directory 'ldap' (directories: corp)" in problems
     assert "teams.elsewhere.directory.group: a group path starts with '/', e.g. /sre/a" in problems
     assert "policies.dbas.steps[0].notify: unknown directory 'ldap' (directories: corp)" in problems
+    assert "teams.root.directory.group: '/' is not a group path like /sre/companyapp2" in problems
+    assert "teams.gap.directory.group: '/sre//x' is not a group path like /sre/companyapp2" in problems
+    assert ("policies.texting.steps[0].notify: expected directory:corp:/<group path>, e.g. directory:corp:/sre/dbas"
+            in problems)
 
 
 def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
