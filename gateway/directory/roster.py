@@ -61,7 +61,7 @@ class Roster:
         self._team_group = {team: key for key, state in self._groups.items() for team in state.teams}
         self._people: dict[str, Engineer] = {}
         self._by_number: dict[str, Engineer] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # one per group: a directory that hangs holds up no other
 
     @classmethod
     def build(cls, config: Config, clock: Clock) -> Roster:
@@ -78,34 +78,33 @@ class Roster:
     async def start(self) -> None:
         """Fetch every group once (each waits at most a few request timeouts), then keep them fresh."""
         await self.load()
-        if self._groups:
-            self._task = asyncio.create_task(self._run(), name="directory refresh")
+        self._tasks = [asyncio.create_task(self._keep_fresh(state), name=f"directory {state.directory} {state.group}")
+                       for state in self._groups.values()]
 
     async def load(self) -> None:
         await asyncio.gather(*(self.refresh(state) for state in self._groups.values()))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for directory in self.directories.values():
             await directory.close()
         await self.cache.close()
 
-    async def _run(self) -> None:
+    async def _keep_fresh(self, state: _Group) -> None:
+        """Refresh one group when it is due, one refresh at a time (they never overlap or pile up)."""
         while True:
-            await self.clock.sleep_until(min(state.next_at for state in self._groups.values()))
+            await self.clock.sleep_until(state.next_at)
             now = self.clock.now()
-            for state in list(self._groups.values()):
-                if state.next_at <= now:
-                    try:
-                        await self.refresh(state)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # a bug, not the directory: keep the others fresh
-                        log.exception("directory %s: refreshing group %s failed", state.directory, state.group)
-                        state.next_at = now + RETRY_S
+            try:
+                await self.refresh(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not the directory: keep trying
+                log.exception("directory %s: refreshing group %s failed", state.directory, state.group)
+                state.next_at = now + RETRY_S
 
     # ------------------------------------------------------------ refresh
 

@@ -526,6 +526,45 @@ async def test_the_first_lookup_waits_with_a_timeout_and_a_dead_redis_is_only_a_
         await roster.close()
 
 
+async def test_a_directory_that_hangs_does_not_hold_up_another_directorys_refresh(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None
+) -> None:
+    lab = KeycloakPeer()
+    lab.add_user("lee", first="Lee", phones=["+15550000111"])
+    lab.add_user("max", first="Max", phones=["+15550000112"])
+    lab.set_group("/lab", ["lee"])
+    lab_url = await lab.start()
+    text = _config_text(_url(peer), teams="""
+  lab-team:
+    directory: {name: lab, group: /lab}
+""").replace("timeout: 5s", "timeout: 60s").replace("directories:", f"""directories:
+  lab:
+    kind: keycloak
+    url: {lab_url}
+    realm: company
+    client_id: oncall-gateway
+    client_secret_env: {SECRET_ENV}""")
+    config = load_config(write_config(tmp_path, text))
+    clock = FakeClock()
+    directories = {name: KeycloakDirectory(settings, region="US", clock=clock)
+                   for name, settings in config.directories.items()}
+    roster = Roster(config, directories=directories, cache=MemoryCache(), clock=clock)
+    await roster.start()
+    try:
+        assert roster.members("lab-team") == ("lab:lee",)
+        peer.hang = True  # corp's Keycloak accepts and never answers (each request waits its 60 s)
+        lab.set_group("/lab", ["max"])
+        await clock.advance(301)
+        await eventually(lambda: _async(roster.members("lab-team") == ("lab:max",)), timeout=10)
+        lab.set_group("/lab", ["lee"])  # and the round after: corp's first refresh still hangs
+        await clock.advance(301)
+        await eventually(lambda: _async(roster.members("lab-team") == ("lab:lee",)), timeout=10)
+        assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+    finally:
+        await roster.close()
+        await lab.close()
+
+
 def _closed_port() -> int:
     import socket
 
