@@ -158,8 +158,9 @@ class Roster:
                         state.directory, reason, state.group, len(state.entry.members.people),
                         iso(state.entry.fetched_at))
         else:
-            log.error("directory %s: group %s could not be fetched (%s) and no copy is known: teams %s have "
-                      "nobody to page", state.directory, state.group, reason, ", ".join(state.teams))
+            who = f"team(s) {', '.join(state.teams)}" if state.teams else "the policy steps naming it"
+            log.error("directory %s: group %s could not be fetched (%s) and no copy is known: %s have nobody "
+                      "to page", state.directory, state.group, reason, who)
 
     def _succeeded(self, state: _Group) -> None:
         if state.error is not None:

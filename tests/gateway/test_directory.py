@@ -373,11 +373,17 @@ async def test_the_directory_going_down_keeps_paging_the_last_known_members(
 
 
 async def test_a_group_never_fetched_makes_the_gateway_not_ready(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None
+    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer.down = True
     config = load_config(write_config(tmp_path, _config_text(_url(peer))))
-    client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    with caplog.at_level(logging.ERROR, logger="gateway.directory"):
+        client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    assert ("group /sre/companyapp2 could not be fetched (token: HTTP 503) and no copy is known: "
+            "team(s) companyapp2-sre have nobody to page") in caplog.text
+    assert ("group /dbas could not be fetched (token: HTTP 503) and no copy is known: the policy steps naming it "
+            "have nobody to page") in caplog.text
     async with client.get("/readyz") as response:
         body = await response.json()
     assert response.status == 503
