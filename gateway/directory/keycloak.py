@@ -3,8 +3,9 @@
 Three documented endpoints: a client-credentials token from ``{url}/realms/{realm}/protocol/openid-connect/token``
 (the client's service account needs the realm-management roles ``view-users`` and ``query-groups``), the group
 by path (``GET /admin/realms/{realm}/group-by-path/{path}``), and its direct members
-(``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=false``, paged; without
-``briefRepresentation=false`` the users come without their attributes, where the phone number lives).
+(``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=false``, paged; with
+``briefRepresentation=true`` the users come without their attributes, where the phone number lives; false is
+Keycloak's default for this endpoint, sent anyway so a later default cannot drop them).
 
 Why not python-keycloak: it is a large synchronous-first client (requests, plus httpx for its ``a_`` async
 methods, jwcrypto) whose errors we would translate anyway; we need three GETs and a token, on the aiohttp
