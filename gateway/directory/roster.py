@@ -244,6 +244,7 @@ class Roster:
                 "failing_since": iso(state.failing_since),
                 "fetched_at": iso(entry.fetched_at) if entry is not None else None,
                 "members": len(entry.members.people) if entry is not None else 0,
+                "unpageable_count": len(entry.members.unpageable) if entry is not None else 0,
                 "unpageable": [{"username": u.username, "reason": u.reason}
                                for u in (entry.members.unpageable if entry is not None else ())],
                 "cache": self.cache.describe(),

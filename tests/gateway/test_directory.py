@@ -317,7 +317,11 @@ async def test_members_without_a_valid_number_are_reported_not_paged(
     assert "carol in group /sre/companyapp2 cannot be paged: no phone number in attribute phoneNumber" in caplog.text
     assert "dave in group /sre/companyapp2 cannot be paged: '***' is not a phone number (too short)" in caplog.text
     assert caplog.text.count("carol in group") == 1
-    status, body = await _readyz(gateway)
+    status, body = await _readyz(gateway)  # public: how many, not who
+    assert status == 200, body
+    assert body["directories"][0]["unpageable_count"] == 2 and "unpageable" not in body["directories"][0]
+    assert "carol" not in str(body) and "dave" not in str(body)
+    status, body = await gateway.get("/readyz")  # with an API token: who, and why
     assert status == 200, body
     assert body["directories"][0]["unpageable"] == [
         {"username": "carol", "reason": "no phone number in attribute phoneNumber"},
