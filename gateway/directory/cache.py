@@ -89,6 +89,8 @@ def decode(raw: bytes | str) -> Entry | None:
         people = tuple(Person(id=p["id"], username=p["username"], name=p["name"], phones=tuple(p["phones"]),
                               email=p.get("email")) for p in data["people"])
         unpageable = tuple(Unpageable(username=u["username"], reason=u["reason"]) for u in data["unpageable"])
+        if not all(p.phones and all(isinstance(n, str) and n.startswith("+") for n in p.phones) for p in people):
+            return None  # a person is paged on phones[0]: never one without an E.164 number
         return Entry(members=GroupMembers(people=people, unpageable=unpageable), fetched_at=float(data["fetched_at"]))
     except (ValueError, KeyError, TypeError):
         return None

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import pytest
 from core.clock import FakeClock, iso
 from gateway.app import create_app
 from gateway.config import ConfigError, DirectorySettings, load_config
-from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupNotFound
-from gateway.directory.cache import MemoryCache, RedisCache
+from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupMembers, GroupNotFound, Person
+from gateway.directory.cache import Entry, MemoryCache, RedisCache, decode, encode
 from gateway.directory.keycloak import KeycloakDirectory
 from gateway.directory.roster import Roster
 from tests.peers.keycloak import KeycloakPeer
@@ -267,6 +268,16 @@ async def test_two_gateways_share_the_redis_cache_and_its_last_known_copy(
         detail = third.details()[0]
         assert detail["status"] == "stale" and "HTTP 503" in detail["error"] and detail["cache"] == "redis"
         assert third.checks()[f"directory corp {GROUP}"] == "ok"  # a last-known copy: still ready
+
+
+def test_a_cached_copy_this_version_cannot_use_is_not_used() -> None:
+    alice = Person(id="corp:alice", username="alice", name="Alice", phones=(ALICE,))
+    entry = Entry(members=GroupMembers(people=(alice,)), fetched_at=5.0)
+    assert decode(encode(entry)) == entry
+    for broken in ('{"fetched_at": 5, "people": []}', "not json", '{"fetched_at": 5, "people": [], "unpageable": 3}',
+                   encode(Entry(members=GroupMembers(people=(replace(alice, phones=()),)), fetched_at=5.0)),
+                   encode(Entry(members=GroupMembers(people=(replace(alice, phones=("5550101",)),)), fetched_at=5.0))):
+        assert decode(broken) is None, broken
 
 
 # ------------------------------------------------------------------ the whole story
