@@ -193,6 +193,10 @@ async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer
             await wrong.members(GROUP)
         with pytest.raises(GroupNotFound, match="group /nope: not found in realm company"):
             await right.members("/nope")
+        peer.forbidden = True
+        with pytest.raises(DirectoryAuthError, match=r"group /sre/companyapp2: refused \(403\): .* view-users"):
+            await right.members(GROUP)
+        peer.forbidden = False
         peer.down = True
         with pytest.raises(DirectoryUnavailable, match="HTTP 503"):
             await right.members(GROUP)

@@ -9,7 +9,8 @@
 - ``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=``: the group's direct members
   as UserRepresentations ordered by username, ``max`` 100 by default; attributes only when
   ``briefRepresentation=false``.
-- Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``.
+- Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``; with a token whose
+  service account lacks the realm-management roles (``forbidden``): 403 ``{"error": "HTTP 403 Forbidden"}``.
 
 ``down`` answers every request with 503 (the directory is away); ``hang`` accepts requests and never answers
 (until the peer closes); ``revoke_tokens()`` makes every token issued so
@@ -48,6 +49,7 @@ class KeycloakPeer:
         self.groups: dict[str, Group] = {}  # path -> group
         self.tokens: set[str] = set()
         self.down = False
+        self.forbidden = False  # the service account has no view-users / query-groups role
         self.hang = False
         self._release = asyncio.Event()  # set on close: hanging requests end
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
@@ -138,6 +140,8 @@ class KeycloakPeer:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or header[7:] not in self.tokens:
             raise web.HTTPUnauthorized(text='{"error":"HTTP 401 Unauthorized"}', content_type="application/json")
+        if self.forbidden:
+            raise web.HTTPForbidden(text='{"error":"HTTP 403 Forbidden"}', content_type="application/json")
 
     async def _group_by_path(self, request: web.Request) -> web.Response:
         await self._seen(request)
