@@ -128,9 +128,13 @@ class KeycloakDirectory:
                         continue  # expired or revoked early: one new token
                     if response.status == 404:
                         raise GroupNotFound(f"{what}: not found in realm {self.settings.realm}")
-                    if response.status in (401, 403):
+                    if response.status == 401:  # a token just issued: Keycloak does not take its own token here
                         raise DirectoryAuthError(
-                            f"{what}: refused ({response.status}): the client's service account needs the "
+                            f"{what}: a new token was refused (401): check that url is the address Keycloak "
+                            "issues tokens for (its hostname setting)")
+                    if response.status == 403:
+                        raise DirectoryAuthError(
+                            f"{what}: refused (403): the client's service account needs the "
                             "realm-management roles view-users and query-groups")
                     if response.status >= 400:
                         raise DirectoryUnavailable(f"{what}: HTTP {response.status}")

@@ -197,6 +197,10 @@ async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer
         with pytest.raises(DirectoryAuthError, match=r"group /sre/companyapp2: refused \(403\): .* view-users"):
             await right.members(GROUP)
         peer.forbidden = False
+        peer.wrong_issuer = True
+        with pytest.raises(DirectoryAuthError, match=r"a new token was refused \(401\): check that url"):
+            await right.members(GROUP)
+        peer.wrong_issuer = False
         peer.down = True
         with pytest.raises(DirectoryUnavailable, match="HTTP 503"):
             await right.members(GROUP)

@@ -10,7 +10,8 @@
   as UserRepresentations ordered by username, ``max`` 100 by default; attributes only when
   ``briefRepresentation=false``.
 - Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``; with a token whose
-  service account lacks the realm-management roles (``forbidden``): 403 ``{"error": "HTTP 403 Forbidden"}``.
+  service account lacks the realm-management roles (``forbidden``): 403 ``{"error": "HTTP 403 Forbidden"}``;
+  ``wrong_issuer``: every token is refused with 401 (Keycloak reached at an address other than its hostname).
 
 ``down`` answers every request with 503 (the directory is away); ``hang`` accepts requests and never answers
 (until the peer closes); ``revoke_tokens()`` makes every token issued so
@@ -50,6 +51,7 @@ class KeycloakPeer:
         self.tokens: set[str] = set()
         self.down = False
         self.forbidden = False  # the service account has no view-users / query-groups role
+        self.wrong_issuer = False  # tokens are issued for another hostname: the admin API refuses them all
         self.hang = False
         self._release = asyncio.Event()  # set on close: hanging requests end
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
@@ -138,7 +140,7 @@ class KeycloakPeer:
 
     def _authorized(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or header[7:] not in self.tokens:
+        if not header.startswith("Bearer ") or header[7:] not in self.tokens or self.wrong_issuer:
             raise web.HTTPUnauthorized(text='{"error":"HTTP 401 Unauthorized"}', content_type="application/json")
         if self.forbidden:
             raise web.HTTPForbidden(text='{"error":"HTTP 403 Forbidden"}', content_type="application/json")
