@@ -50,7 +50,8 @@ class MemoryCache:
 
 
 class RedisCache:
-    """One JSON value per group (``oncall-gateway:directory:<directory>:<group path>``), over redis.asyncio."""
+    """One JSON value per group (``oncall-gateway:directory:<directory>@<digest>:<group path>``; the roster
+    names the directory with a digest of its source), over redis.asyncio."""
 
     def __init__(self, url: str, *, password: str | None = None, timeout_s: float = 2.0) -> None:
         import redis.asyncio as redis

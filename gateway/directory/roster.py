@@ -14,6 +14,7 @@ fetched at all makes the gateway not ready.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ class Roster:
             return
         entry = Entry(members=members, fetched_at=now)
         try:
-            await self.cache.put(state.directory, state.group, entry)
+            await self.cache.put(self._cache_name(state.directory), state.group, entry)
         except Exception as exc:
             log.warning("directory cache (%s): could not store group %s: %s", self.cache.describe(), state.group,
                         str(exc) or type(exc).__name__)
@@ -139,11 +140,19 @@ class Roster:
 
     async def _cached(self, state: _Group) -> Entry | None:
         try:
-            return await self.cache.get(state.directory, state.group)
+            return await self.cache.get(self._cache_name(state.directory), state.group)
         except Exception as exc:
             log.warning("directory cache (%s): could not read group %s: %s", self.cache.describe(), state.group,
                         str(exc) or type(exc).__name__)
             return None
+
+    def _cache_name(self, directory: str) -> str:
+        """The directory's name in the shared cache: with a digest of where and how its people are read, so
+        gateways that share a Redis but not a Keycloak, a realm or a phone attribute never share answers."""
+        settings = self.config.directories[directory]
+        source = "\n".join((settings.url, settings.realm, settings.phone_attribute, settings.email_attribute,
+                            self.config.default_region))
+        return f"{directory}@{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
     def _failed(self, state: _Group, settings: DirectorySettings, shared: Entry | None, exc: BaseException) -> None:
         now = self.clock.now()

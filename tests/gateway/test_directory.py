@@ -218,8 +218,10 @@ async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer
 # ------------------------------------------------------------------ the roster and its cache
 
 
-def _roster(peer: KeycloakPeer, tmp_path: Path, clock: FakeClock, cache: Any, *, ttl: str = "5m") -> Roster:
-    config = load_config(write_config(tmp_path, _config_text(_url(peer), ttl=ttl)))
+def _roster(peer: KeycloakPeer, tmp_path: Path, clock: FakeClock, cache: Any, *, ttl: str = "5m",
+            base: str | None = None) -> Roster:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = load_config(write_config(tmp_path, _config_text(base or _url(peer), ttl=ttl)))
     directories = {"corp": KeycloakDirectory(config.directories["corp"], region="US", clock=clock)}
     return Roster(config, directories=directories, cache=cache, clock=clock)
 
@@ -286,6 +288,33 @@ def test_a_cached_copy_this_version_cannot_use_is_not_used() -> None:
                    encode(Entry(members=GroupMembers(people=(replace(alice, phones=()),)), fetched_at=5.0)),
                    encode(Entry(members=GroupMembers(people=(replace(alice, phones=("5550101",)),)), fetched_at=5.0))):
         assert decode(broken) is None, broken
+
+
+async def test_gateways_sharing_a_redis_but_not_a_keycloak_do_not_share_members(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None
+) -> None:
+    staging = KeycloakPeer()  # another Keycloak (say staging's) with a group at the same path
+    staging.add_user("tess", first="Tess", phones=["+15550000120"])
+    staging.set_group(GROUP, ["tess"])
+    staging_url = await staging.start()
+    clock = FakeClock()
+    try:
+        async with redis_server(tmp_path / "redis") as url:
+            prod = _roster(peer, tmp_path / "prod", clock, RedisCache(url))
+            await prod.load()
+            await prod.close()
+            other = _roster(staging, tmp_path / "staging", clock, RedisCache(url), base=staging_url)
+            await other.load()
+            await other.close()
+            assert other.members("companyapp2-sre") == ("corp:tess",)
+            assert staging.count("/group-by-path/sre/companyapp2") == 1
+            again = _roster(peer, tmp_path / "prod", clock, RedisCache(url))  # prod restarted: its own copy
+            await again.load()
+            await again.close()
+            assert again.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+            assert peer.count("/group-by-path/sre/companyapp2") == 1
+    finally:
+        await staging.close()
 
 
 # ------------------------------------------------------------------ the whole story
