@@ -265,7 +265,7 @@ async def oncall_page(request: web.Request) -> web.Response:
     rows = []
     for team in teams.values():
         answer = who_is_on_call(team, at)
-        rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
+        rows.append(dict(team=team, now=answer, picture=picture(config, team, now, request.app[ROSTER].engineer),
                          until=answer.until.timestamp() if answer.until else None))
     roster = request.app[ROSTER]  # a directory team's people, besides the configured engineers
     people = {m: e for t in teams.values() for m in t.members if (e := roster.engineer(m)) is not None}

@@ -549,6 +549,7 @@ async def test_the_console_and_overrides_know_directory_people(story: Gateway) -
         html = await response.text()
     assert response.status == 200, html
     assert "Alice Archer" in html and "Bob Baker" in html
+    assert ">Alice Archer</span>" in html and ">corp:alice</span>" not in html  # the shifts' bars, by name
     moment = story.clock.now()
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
         "engineer": "corp:bob", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
