@@ -554,6 +554,9 @@ async def test_the_console_and_overrides_know_directory_people(story: Gateway) -
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
         "engineer": "corp:bob", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
     assert status == 201, body
+    assert body["engineer"] == {"id": "corp:bob", "name": "Bob Baker"}
+    _, listed = await story.get("/api/v1/teams/companyapp2-sre/overrides")
+    assert [item["engineer"]["name"] for item in listed["overrides"]] == ["Bob Baker"]
     _, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
     assert body["teams"][0]["primary"]["id"] == "corp:bob" and body["teams"][0]["secondary"]["id"] == "corp:alice"
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
