@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -633,6 +634,16 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_a_directory_teams_calendar_feed_names_its_people(story: Gateway) -> None:
+    status, feed = await story.post("/api/v1/calendar-feeds", {"team": "companyapp2-sre"})
+    assert status == 201, feed
+    async with story.client.get(urlsplit(feed["url"]).path) as response:
+        text = (await response.read()).decode()
+    assert response.status == 200, text
+    unfolded = text.replace("\r\n ", "")
+    assert "SUMMARY:Primary on call: Alice Archer (companyapp2-sre)" in unfolded and "corp:alice" not in unfolded
 
 
 async def test_a_call_to_a_directory_team_rings_its_primary(story: Gateway) -> None:
