@@ -628,6 +628,28 @@ async def test_a_directory_that_hangs_does_not_hold_up_another_directorys_refres
         await lab.close()
 
 
+async def test_a_start_that_fails_later_still_closes_the_directory_refresh(
+    tmp_path: Path, peer: KeycloakPeer, secret_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import web
+
+    from gateway.overrides import Schedule
+    from gateway.web.keys import ROSTER
+
+    async def broken(self: Schedule) -> None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(Schedule, "load", broken)  # a step after the directory's start fails
+    app = create_app(load_config(write_config(tmp_path, _config_text(_url(peer)))), clock=FakeClock())
+    runner = web.AppRunner(app)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        await runner.setup()
+    await runner.cleanup()
+    roster = app[ROSTER]
+    assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")  # it had started
+    assert roster._tasks == [] and roster.directories["corp"]._session is None  # type: ignore[attr-defined]
+
+
 def _closed_port() -> int:
     import socket
 
