@@ -47,4 +47,7 @@ def check_directory(config: Config) -> int:
             print(f"  {engineer.id}  {engineer.name}  {', '.join(mask(p) for p in engineer.phones)}")
         for problem in detail["unpageable"]:
             print(f"warning: {where}: {problem['username']} cannot be paged: {problem['reason']}", file=sys.stderr)
+        for ignored in detail["ignored_numbers"]:
+            print(f"warning: {where}: a number of {ignored['username']} is left out: {ignored['reason']}",
+                  file=sys.stderr)
     return 1 if failed else 0

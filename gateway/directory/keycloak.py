@@ -29,6 +29,7 @@ from gateway.directory import (
     DirectoryUnavailable,
     GroupMembers,
     GroupNotFound,
+    IgnoredNumber,
     Person,
     Unpageable,
 )
@@ -81,6 +82,7 @@ class KeycloakDirectory:
     def _people(self, users: list[dict[str, Any]], group: str) -> GroupMembers:
         people: list[Person] = []
         unpageable: list[Unpageable] = []
+        ignored: list[IgnoredNumber] = []
         attribute = self.settings.phone_attribute
         for user in sorted(users, key=lambda user: str(user.get("username", ""))):
             username = str(user.get("username") or "")
@@ -103,10 +105,11 @@ class KeycloakDirectory:
                 reason = "; ".join(problems) or f"no phone number in attribute {attribute}"
                 unpageable.append(Unpageable(username=username, reason=reason))
                 continue
+            ignored += [IgnoredNumber(username=username, reason=problem) for problem in problems]
             name = " ".join(str(user.get(key) or "").strip() for key in ("firstName", "lastName")).strip()
             people.append(Person(id=f"{self.name}:{username}", username=username, name=name or username,
                                  phones=tuple(dict.fromkeys(phones)), email=self._email(user, attributes)))
-        return GroupMembers(people=tuple(people), unpageable=tuple(unpageable))
+        return GroupMembers(people=tuple(people), unpageable=tuple(unpageable), ignored=tuple(ignored))
 
     def _email(self, user: dict[str, Any], attributes: dict[str, Any]) -> str | None:
         if self.settings.email_attribute == "email":

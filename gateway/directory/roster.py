@@ -193,6 +193,10 @@ class Roster:
             for problem in entry.members.unpageable:
                 log.warning("directory %s: %s in group %s cannot be paged: %s", state.directory, problem.username,
                             state.group, problem.reason)
+        if before is None or before.ignored != entry.members.ignored:
+            for ignored in entry.members.ignored:
+                log.warning("directory %s: %s in group %s is paged on their other number(s); one is left out: %s",
+                            state.directory, ignored.username, state.group, ignored.reason)
         if (before is None or before.people != entry.members.people) and self.on_change is not None:
             for team in state.teams:
                 self.on_change(team)
@@ -256,6 +260,8 @@ class Roster:
                 "unpageable_count": len(entry.members.unpageable) if entry is not None else 0,
                 "unpageable": [{"username": u.username, "reason": u.reason}
                                for u in (entry.members.unpageable if entry is not None else ())],
+                "ignored_numbers": [{"username": i.username, "reason": i.reason}
+                                    for i in (entry.members.ignored if entry is not None else ())],
                 "cache": self.cache.describe(),
             })
         return found

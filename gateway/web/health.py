@@ -50,4 +50,4 @@ def _token_holder(request: web.Request) -> bool:
 
 def _public(detail: dict[str, Any]) -> dict[str, Any]:
     """/readyz answers anyone: who in the directory cannot be paged is for API token holders (and the log)."""
-    return {key: value for key, value in detail.items() if key != "unpageable"}
+    return {key: value for key, value in detail.items() if key not in ("unpageable", "ignored_numbers")}

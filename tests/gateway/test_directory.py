@@ -248,6 +248,29 @@ async def test_a_group_change_shows_after_the_cache_ttl(peer: KeycloakPeer, tmp_
         await roster.close()
 
 
+async def test_a_number_that_is_not_one_is_reported_though_the_member_is_paged_on_another(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer.add_user("fay", first="Fay", phones=["+1 555 000 01", "+15550000106"])  # a typo in the first
+    peer.set_group("/dbas", ["erin", "fay"])
+    clock = FakeClock()
+    roster = _roster(peer, tmp_path, clock, MemoryCache())
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        await roster.start()
+        try:
+            await clock.advance(301)  # a second fetch, the same answer: not logged again
+            await eventually(lambda: _async(peer.count("/group-by-path/dbas") == 2))
+            fay = roster.engineer("corp:fay")
+            assert fay is not None and fay.phones == ("+15550000106",)
+            detail = next(d for d in roster.details() if d["group"] == "/dbas")
+            assert detail["ignored_numbers"] == [{"username": "fay",
+                                                  "reason": "'+1 55***0 01' is not a phone number (too short)"}]
+        finally:
+            await roster.close()
+    assert caplog.text.count("fay in group /dbas is paged on their other number(s); one is left out: "
+                             "'+1 55***0 01' is not a phone number (too short)") == 1
+
+
 async def _async(value: Any) -> Any:
     await asyncio.sleep(0)
     return value
