@@ -62,6 +62,7 @@ class Roster:
         self._team_group = {team: key for key, state in self._groups.items() for team in state.teams}
         self._people: dict[str, Engineer] = {}
         self._by_number: dict[str, Engineer] = {}
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []  # one per group: a directory that hangs holds up no other
 
     @classmethod
@@ -86,6 +87,7 @@ class Roster:
         await asyncio.gather(*(self.refresh(state) for state in self._groups.values()))
 
     async def close(self) -> None:
+        self._closing = True  # a refresh that finishes anyway does not start another
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -96,7 +98,7 @@ class Roster:
 
     async def _keep_fresh(self, state: _Group) -> None:
         """Refresh one group when it is due, one refresh at a time (they never overlap or pile up)."""
-        while True:
+        while not self._closing:
             await self.clock.sleep_until(state.next_at)
             now = self.clock.now()
             try:
@@ -121,8 +123,10 @@ class Roster:
             state.next_at = shared.fetched_at + ttl
             return
         try:
-            members = await asyncio.wait_for(self.directories[state.directory].members(state.group),
-                                             timeout=settings.timeout_s * 3)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancel that comes as the answer
+            # arrives, and close() would then wait for a refresh that goes on sleeping.
+            async with asyncio.timeout(settings.timeout_s * 3):
+                members = await self.directories[state.directory].members(state.group)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # DirectoryError, a timeout, or anything the client did not foresee

@@ -673,6 +673,38 @@ async def test_a_start_that_fails_later_still_closes_the_directory_refresh(
     assert roster._tasks == [] and roster.directories["corp"]._session is None  # type: ignore[attr-defined]
 
 
+class _GatedDirectory:
+    """A directory whose answers wait at a gate: to close the roster at the very moment an answer is in."""
+
+    name = "corp"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def members(self, group: str) -> GroupMembers:
+        self.calls += 1
+        if self.calls > 2:  # the start's two groups pass; the refreshes after wait
+            await self.gate.wait()
+        return GroupMembers(people=(Person(id="corp:alice", username="alice", name="Alice", phones=(ALICE,)),))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_closing_as_a_refresh_gets_its_answer_ends_the_refresh(tmp_path: Path, secret_env: None) -> None:
+    config = load_config(write_config(tmp_path, _config_text("https://sso.example.com")))
+    clock = FakeClock()
+    directory = _GatedDirectory()
+    roster = Roster(config, directories={"corp": directory}, cache=MemoryCache(), clock=clock)
+    await roster.start()
+    await clock.advance(301)  # both groups are being fetched again, waiting at the gate
+    assert directory.calls == 4
+    directory.gate.set()
+    await asyncio.sleep(0)  # the answers are in; the refreshes have not resumed yet
+    await asyncio.wait_for(roster.close(), timeout=10)  # a refresh that swallowed the cancel would sleep on
+
+
 def _closed_port() -> int:
     import socket
 
