@@ -111,6 +111,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     routes += [route for table in tables for route in table if isinstance(route, web.RouteDef)]
     app.router.add_routes([hardened(route) for route in routes] + [catch_all()])
     app[ROSTER] = Roster.build(config, app[CLOCK])  # directory teams: fetched on startup, kept fresh
+    app.cleanup_ctx.append(_directories)  # before the gateway: closed after it, and also when its start fails
     app.cleanup_ctx.append(_gateway)
     return app
 
@@ -120,8 +121,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.open()
     cluster = app[CLUSTER] = make_cluster(config, store)
-    roster = app[ROSTER]
-    await roster.start()  # a directory team's members before the first step pages it
+    roster = app[ROSTER]  # started by _directories: a directory team's members before the first step pages it
     schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock,  # the teams with run-time overrides
                                                   directory_members=roster.members)
     roster.on_change = schedule.rebuild
@@ -199,7 +199,6 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
         await chat.close()
         await cluster.stop()
         await providers.close()
-        await roster.close()
         await store.close()
 
 
@@ -226,3 +225,13 @@ def run_server(config: Config, *, host: str | None = None, port: int | None = No
         print=lambda text: log.info(text.strip()),
         loop=uvloop.new_event_loop(),
     )
+
+
+async def _directories(app: web.Application) -> AsyncIterator[None]:
+    """The directory teams' members, fetched before the gateway starts and kept fresh until it has stopped."""
+    roster = app[ROSTER]
+    await roster.start()
+    try:
+        yield
+    finally:
+        await roster.close()

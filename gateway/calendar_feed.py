@@ -22,13 +22,13 @@ comparisons for n overrides rather than n squared.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import icalendar
 
-from gateway.config import Config, Team
+from gateway.config import Config, Engineer, Team
 from gateway.layers import layers_of
 from gateway.oncall import handoff_at, who_is_on_call
 
@@ -127,14 +127,16 @@ def uid(item: Stretch, domain: str) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}"
 
 
-def summary(config: Config, item: Stretch) -> str:
-    engineer = config.engineers.get(item.engineer)
+def summary(config: Config, item: Stretch, engineer_by_id: Callable[[str], Engineer | None] | None = None) -> str:
+    engineer = (engineer_by_id or config.engineers.get)(item.engineer)
     name = engineer.name if engineer is not None else item.engineer
     return f"{item.role.capitalize()} on call: {name} ({item.team})"
 
 
-def ics(config: Config, items: Sequence[Stretch], *, name: str, now: datetime, domain: str) -> bytes:
-    """The feed as iCalendar bytes (CRLF lines, folded, as RFC 5545 wants)."""
+def ics(config: Config, items: Sequence[Stretch], *, name: str, now: datetime, domain: str,
+        engineer_by_id: Callable[[str], Engineer | None] | None = None) -> bytes:
+    """The feed as iCalendar bytes (CRLF lines, folded, as RFC 5545 wants); ``engineer_by_id`` also knows
+    directory people (gateway.directory.roster.Roster.engineer)."""
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//oncall-gateway//on-call shifts//EN")
     calendar.add("version", "2.0")
@@ -152,7 +154,7 @@ def ics(config: Config, items: Sequence[Stretch], *, name: str, now: datetime, d
         event.add("dtstamp", stamp)
         event.add("dtstart", item.start.astimezone(UTC))
         event.add("dtend", item.end.astimezone(UTC))
-        event.add("summary", summary(config, item))
+        event.add("summary", summary(config, item, engineer_by_id))
         event.add("categories", [item.role, item.team])
         event.add("transp", "TRANSPARENT")  # being on call is not busy time
         calendar.add_component(event)

@@ -1562,6 +1562,9 @@ class _Reader:
         if group_path is not None and not group_path.startswith("/"):
             self.problem(f"{where}.group", f"a group path starts with '/', e.g. /sre/{group_path}")
             group_path = None
+        if group_path is not None and _empty_segment(group_path):
+            self.problem(f"{where}.group", f"{group_path!r} is not a group path like /sre/companyapp2")
+            group_path = None
         if name is None or group_path is None:
             return None
         rotation = None
@@ -1580,7 +1583,7 @@ class _Reader:
         if name.strip() not in known:
             self.problem(path, f"unknown directory {name.strip()!r} (directories: {', '.join(known) or 'none'})")
             return None
-        if not group.strip().startswith("/"):
+        if not group.strip().startswith("/") or _empty_segment(group.strip()):
             self.problem(path, f"expected directory:{name.strip()}:/<group path>, e.g. directory:corp:/sre/dbas")
             return None
         return DirectoryGroup(directory=name.strip(), group=group.strip().rstrip("/") or "/")
@@ -1603,9 +1606,12 @@ class _Reader:
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             self.problem("cache.url", f"{url!r} is not a Redis URL like redis://127.0.0.1:6379/0")
             return None, None
-        if parts.password is not None:
+        if parts.password is not None or "password" in parse_qs(parts.query):
             self.problem("cache.url", "holds a password: put it in the environment variable named by "
                          "cache.password_env instead")
+            return None, None
+        if not re.fullmatch(r"/?|/[0-9]+", parts.path):  # redis-py would quietly use database 0
+            self.problem("cache.url", f"the path must be a database number like /0, not {parts.path!r}")
             return None, None
         return url, password
 
@@ -1908,6 +1914,11 @@ class _Reader:
                 for position, name in enumerate(step.chat):
                     if name not in config.chat:
                         self.problem(f"{path}.chat[{position}]", f"unknown chat destination {name!r}")
+
+
+def _empty_segment(group_path: str) -> bool:
+    """``/``, ``//sre`` or ``/sre//x``: no group has that path (a trailing ``/`` is allowed and dropped)."""
+    return any(not part for part in group_path.rstrip("/").split("/")[1:]) or group_path.strip("/") == ""
 
 
 @dataclass(frozen=True, kw_only=True)

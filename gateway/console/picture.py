@@ -4,10 +4,11 @@ layered team) with overrides over them."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.config import Config, Override, Team
+from gateway.config import Config, Engineer, Override, Team
 from gateway.layers import active_layer
 from gateway.oncall import who_is_on_call
 
@@ -58,14 +59,17 @@ def _segments(team: Team, role: str, start: datetime, end: datetime) -> list[tup
     return out
 
 
-def picture(config: Config, team: Team, now: float) -> Picture:
-    """``team`` (its overrides included) from ``now`` for :data:`DAYS` days."""
+def picture(config: Config, team: Team, now: float,
+            engineer_by_id: Callable[[str], Engineer | None] | None = None) -> Picture:
+    """``team`` (its overrides included) from ``now`` for :data:`DAYS` days; ``engineer_by_id`` also knows
+    directory people (gateway.directory.roster.Roster.engineer)."""
+    lookup = engineer_by_id if engineer_by_id is not None else config.engineers.get
     start = datetime.fromtimestamp(now, tz=UTC)
     end = start + timedelta(days=DAYS)
     span = (end - start).total_seconds()
 
     def bar(a: datetime, b: datetime, who: str, override: bool = False, layer: str = "") -> Bar:
-        engineer = config.engineers.get(who)
+        engineer = lookup(who)
         return Bar(engineer=who, name=engineer.name if engineer else who, start=a.timestamp(), end=b.timestamp(),
                    left=round((a - start).total_seconds() / span * 100, 3),
                    width=round((b - a).total_seconds() / span * 100, 3), override=override, layer=layer)

@@ -267,7 +267,7 @@ async def oncall_page(request: web.Request) -> web.Response:
     for team in teams.values():
         answer = who_is_on_call(team, at)
         layer = active_layer(team, at)
-        rows.append(dict(team=team, now=answer, picture=picture(config, team, now),
+        rows.append(dict(team=team, now=answer, picture=picture(config, team, now, request.app[ROSTER].engineer),
                          until=answer.until.timestamp() if answer.until else None,
                          layer=layer.name if layer is not None else None))
     roster = request.app[ROSTER]  # a directory team's people, besides the configured engineers

@@ -32,9 +32,18 @@ class Unpageable:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IgnoredNumber:
+    """A number of a member paged on their other numbers that is not a phone number: left out, and reported."""
+
+    username: str
+    reason: str  # e.g. "'***' is not a phone number (too short)"
+
+
+@dataclass(frozen=True, kw_only=True)
 class GroupMembers:
     people: tuple[Person, ...]  # in username order (the rotation's order)
     unpageable: tuple[Unpageable, ...] = ()
+    ignored: tuple[IgnoredNumber, ...] = ()
 
 
 class DirectoryError(Exception):

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from gateway.directory import GroupMembers, Person, Unpageable
+from gateway.directory import GroupMembers, IgnoredNumber, Person, Unpageable
 
 KEY_PREFIX = "oncall-gateway:directory:"
 
@@ -50,7 +50,8 @@ class MemoryCache:
 
 
 class RedisCache:
-    """One JSON value per group (``oncall-gateway:directory:<directory>:<group path>``), over redis.asyncio."""
+    """One JSON value per group (``oncall-gateway:directory:<directory>@<digest>:<group path>``; the roster
+    names the directory with a digest of its source), over redis.asyncio."""
 
     def __init__(self, url: str, *, password: str | None = None, timeout_s: float = 2.0) -> None:
         import redis.asyncio as redis
@@ -79,7 +80,8 @@ def _key(directory: str, group: str) -> str:
 
 def encode(entry: Entry) -> str:
     return json.dumps({"fetched_at": entry.fetched_at, "people": [asdict(p) for p in entry.members.people],
-                       "unpageable": [asdict(u) for u in entry.members.unpageable]})
+                       "unpageable": [asdict(u) for u in entry.members.unpageable],
+                       "ignored": [asdict(i) for i in entry.members.ignored]})
 
 
 def decode(raw: bytes | str) -> Entry | None:
@@ -89,6 +91,10 @@ def decode(raw: bytes | str) -> Entry | None:
         people = tuple(Person(id=p["id"], username=p["username"], name=p["name"], phones=tuple(p["phones"]),
                               email=p.get("email")) for p in data["people"])
         unpageable = tuple(Unpageable(username=u["username"], reason=u["reason"]) for u in data["unpageable"])
-        return Entry(members=GroupMembers(people=people, unpageable=unpageable), fetched_at=float(data["fetched_at"]))
+        if not all(p.phones and all(isinstance(n, str) and n.startswith("+") for n in p.phones) for p in people):
+            return None  # a person is paged on phones[0]: never one without an E.164 number
+        ignored = tuple(IgnoredNumber(username=i["username"], reason=i["reason"]) for i in data.get("ignored", []))
+        return Entry(members=GroupMembers(people=people, unpageable=unpageable, ignored=ignored),
+                     fetched_at=float(data["fetched_at"]))
     except (ValueError, KeyError, TypeError):
         return None

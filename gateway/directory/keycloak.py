@@ -3,8 +3,9 @@
 Three documented endpoints: a client-credentials token from ``{url}/realms/{realm}/protocol/openid-connect/token``
 (the client's service account needs the realm-management roles ``view-users`` and ``query-groups``), the group
 by path (``GET /admin/realms/{realm}/group-by-path/{path}``), and its direct members
-(``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=false``, paged; without
-``briefRepresentation=false`` the users come without their attributes, where the phone number lives).
+(``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=false``, paged; with
+``briefRepresentation=true`` the users come without their attributes, where the phone number lives; false is
+Keycloak's default for this endpoint, sent anyway so a later default cannot drop them).
 
 Why not python-keycloak: it is a large synchronous-first client (requests, plus httpx for its ``a_`` async
 methods, jwcrypto) whose errors we would translate anyway; we need three GETs and a token, on the aiohttp
@@ -28,6 +29,7 @@ from gateway.directory import (
     DirectoryUnavailable,
     GroupMembers,
     GroupNotFound,
+    IgnoredNumber,
     Person,
     Unpageable,
 )
@@ -81,6 +83,7 @@ class KeycloakDirectory:
     def _people(self, users: list[dict[str, Any]], group: str) -> GroupMembers:
         people: list[Person] = []
         unpageable: list[Unpageable] = []
+        ignored: list[IgnoredNumber] = []
         attribute = self.settings.phone_attribute
         for user in sorted(users, key=lambda user: str(user.get("username", ""))):
             username = str(user.get("username") or "")
@@ -103,10 +106,11 @@ class KeycloakDirectory:
                 reason = "; ".join(problems) or f"no phone number in attribute {attribute}"
                 unpageable.append(Unpageable(username=username, reason=reason))
                 continue
+            ignored += [IgnoredNumber(username=username, reason=problem) for problem in problems]
             name = " ".join(str(user.get(key) or "").strip() for key in ("firstName", "lastName")).strip()
             people.append(Person(id=f"{self.name}:{username}", username=username, name=name or username,
                                  phones=tuple(dict.fromkeys(phones)), email=self._email(user, attributes)))
-        return GroupMembers(people=tuple(people), unpageable=tuple(unpageable))
+        return GroupMembers(people=tuple(people), unpageable=tuple(unpageable), ignored=tuple(ignored))
 
     def _email(self, user: dict[str, Any], attributes: dict[str, Any]) -> str | None:
         """The user's address, when it is one plain address (a user may edit an attribute: "me@x.com,
@@ -131,9 +135,13 @@ class KeycloakDirectory:
                         continue  # expired or revoked early: one new token
                     if response.status == 404:
                         raise GroupNotFound(f"{what}: not found in realm {self.settings.realm}")
-                    if response.status in (401, 403):
+                    if response.status == 401:  # a token just issued: Keycloak does not take its own token here
                         raise DirectoryAuthError(
-                            f"{what}: refused ({response.status}): the client's service account needs the "
+                            f"{what}: a new token was refused (401): check that url is the address Keycloak "
+                            "issues tokens for (its hostname setting)")
+                    if response.status == 403:
+                        raise DirectoryAuthError(
+                            f"{what}: refused (403): the client's service account needs the "
                             "realm-management roles view-users and query-groups")
                     if response.status >= 400:
                         raise DirectoryUnavailable(f"{what}: HTTP {response.status}")

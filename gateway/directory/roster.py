@@ -14,6 +14,7 @@ fetched at all makes the gateway not ready.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class Roster:
         self._team_group = {team: key for key, state in self._groups.items() for team in state.teams}
         self._people: dict[str, Engineer] = {}
         self._by_number: dict[str, Engineer] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []  # one per group: a directory that hangs holds up no other
 
     @classmethod
     def build(cls, config: Config, clock: Clock) -> Roster:
@@ -78,34 +80,34 @@ class Roster:
     async def start(self) -> None:
         """Fetch every group once (each waits at most a few request timeouts), then keep them fresh."""
         await self.load()
-        if self._groups:
-            self._task = asyncio.create_task(self._run(), name="directory refresh")
+        self._tasks = [asyncio.create_task(self._keep_fresh(state), name=f"directory {state.directory} {state.group}")
+                       for state in self._groups.values()]
 
     async def load(self) -> None:
         await asyncio.gather(*(self.refresh(state) for state in self._groups.values()))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._closing = True  # a refresh that finishes anyway does not start another
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for directory in self.directories.values():
             await directory.close()
         await self.cache.close()
 
-    async def _run(self) -> None:
-        while True:
-            await self.clock.sleep_until(min(state.next_at for state in self._groups.values()))
+    async def _keep_fresh(self, state: _Group) -> None:
+        """Refresh one group when it is due, one refresh at a time (they never overlap or pile up)."""
+        while not self._closing:
+            await self.clock.sleep_until(state.next_at)
             now = self.clock.now()
-            for state in list(self._groups.values()):
-                if state.next_at <= now:
-                    try:
-                        await self.refresh(state)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # a bug, not the directory: keep the others fresh
-                        log.exception("directory %s: refreshing group %s failed", state.directory, state.group)
-                        state.next_at = now + RETRY_S
+            try:
+                await self.refresh(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not the directory: keep trying
+                log.exception("directory %s: refreshing group %s failed", state.directory, state.group)
+                state.next_at = now + RETRY_S
 
     # ------------------------------------------------------------ refresh
 
@@ -121,8 +123,10 @@ class Roster:
             state.next_at = shared.fetched_at + ttl
             return
         try:
-            members = await asyncio.wait_for(self.directories[state.directory].members(state.group),
-                                             timeout=settings.timeout_s * 3)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancel that comes as the answer
+            # arrives, and close() would then wait for a refresh that goes on sleeping.
+            async with asyncio.timeout(settings.timeout_s * 3):
+                members = await self.directories[state.directory].members(state.group)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # DirectoryError, a timeout, or anything the client did not foresee
@@ -130,7 +134,7 @@ class Roster:
             return
         entry = Entry(members=members, fetched_at=now)
         try:
-            await self.cache.put(state.directory, state.group, entry)
+            await self.cache.put(self._cache_name(state.directory), state.group, entry)
         except Exception as exc:
             log.warning("directory cache (%s): could not store group %s: %s", self.cache.describe(), state.group,
                         str(exc) or type(exc).__name__)
@@ -140,11 +144,19 @@ class Roster:
 
     async def _cached(self, state: _Group) -> Entry | None:
         try:
-            return await self.cache.get(state.directory, state.group)
+            return await self.cache.get(self._cache_name(state.directory), state.group)
         except Exception as exc:
             log.warning("directory cache (%s): could not read group %s: %s", self.cache.describe(), state.group,
                         str(exc) or type(exc).__name__)
             return None
+
+    def _cache_name(self, directory: str) -> str:
+        """The directory's name in the shared cache: with a digest of where and how its people are read, so
+        gateways that share a Redis but not a Keycloak, a realm or a phone attribute never share answers."""
+        settings = self.config.directories[directory]
+        source = "\n".join((settings.url, settings.realm, settings.phone_attribute, settings.email_attribute,
+                            self.config.default_region))
+        return f"{directory}@{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
     def _failed(self, state: _Group, settings: DirectorySettings, shared: Entry | None, exc: BaseException) -> None:
         now = self.clock.now()
@@ -159,8 +171,9 @@ class Roster:
                         state.directory, reason, state.group, len(state.entry.members.people),
                         iso(state.entry.fetched_at))
         else:
-            log.error("directory %s: group %s could not be fetched (%s) and no copy is known: teams %s have "
-                      "nobody to page", state.directory, state.group, reason, ", ".join(state.teams))
+            who = f"team(s) {', '.join(state.teams)}" if state.teams else "the policy steps naming it"
+            log.error("directory %s: group %s could not be fetched (%s) and no copy is known: %s have nobody "
+                      "to page", state.directory, state.group, reason, who)
 
     def _succeeded(self, state: _Group) -> None:
         if state.error is not None:
@@ -184,6 +197,10 @@ class Roster:
             for problem in entry.members.unpageable:
                 log.warning("directory %s: %s in group %s cannot be paged: %s", state.directory, problem.username,
                             state.group, problem.reason)
+        if before is None or before.ignored != entry.members.ignored:
+            for ignored in entry.members.ignored:
+                log.warning("directory %s: %s in group %s is paged on their other number(s); one is left out: %s",
+                            state.directory, ignored.username, state.group, ignored.reason)
         if (before is None or before.people != entry.members.people) and self.on_change is not None:
             for team in state.teams:
                 self.on_change(team)
@@ -244,8 +261,11 @@ class Roster:
                 "failing_since": iso(state.failing_since),
                 "fetched_at": iso(entry.fetched_at) if entry is not None else None,
                 "members": len(entry.members.people) if entry is not None else 0,
+                "unpageable_count": len(entry.members.unpageable) if entry is not None else 0,
                 "unpageable": [{"username": u.username, "reason": u.reason}
                                for u in (entry.members.unpageable if entry is not None else ())],
+                "ignored_numbers": [{"username": i.username, "reason": i.reason}
+                                    for i in (entry.members.ignored if entry is not None else ())],
                 "cache": self.cache.describe(),
             })
         return found

@@ -20,7 +20,7 @@ from gateway.store import CalendarFeed
 from gateway.web.auth import FEED, TOKEN_NAME, Auth, Role, auth, secret_sha256
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
-from gateway.web.keys import CLOCK, CONFIG, STORE
+from gateway.web.keys import CLOCK, CONFIG, ROSTER, STORE
 from gateway.web.overrides import SCHEDULE
 from gateway.web.params import path_id
 
@@ -88,9 +88,11 @@ async def calendar(request: web.Request) -> web.Response:
         engineer = config.engineers.get(feed.engineer or "")
         name = f"On call: {engineer.name if engineer else feed.engineer}"
     domain = urlsplit(config.public_url).hostname or "oncall-gateway"
+    engineer_by_id = request.app[ROSTER].engineer  # a directory team's people too (their map is swapped, not changed)
 
     def build() -> bytes:  # pure, on frozen data: safe in a thread
-        return ics(config, feed_stretches(teams, now, engineer=feed.engineer), name=name, now=now, domain=domain)
+        return ics(config, feed_stretches(teams, now, engineer=feed.engineer), name=name, now=now, domain=domain,
+                   engineer_by_id=engineer_by_id)
 
     # Off the event loop: hundreds of events take a tenth of a second or more to build; paging goes on meanwhile.
     body = await asyncio.to_thread(build)

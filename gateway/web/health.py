@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
-from gateway.web.auth import Auth, auth
-from gateway.web.keys import CLUSTER, PROVIDERS, ROSTER, SCHEDULER, STORE
+from gateway.web.auth import Auth, auth, bearer, token_for
+from gateway.web.keys import CLUSTER, CONFIG, PROVIDERS, ROSTER, SCHEDULER, STORE
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ async def readyz(request: web.Request) -> web.Response:
     checks.update(roster.checks())  # a directory group never fetched; a last-known copy in use is a detail
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
-    if roster.details():
-        body["directories"] = roster.details()
+    if details := roster.details():
+        body["directories"] = details if _token_holder(request) else [_public(detail) for detail in details]
     return web.json_response(body, status=200 if ready else 503)
+
+
+def _token_holder(request: web.Request) -> bool:
+    presented = bearer(request)
+    return bool(presented) and token_for(request.app[CONFIG], presented) is not None
+
+
+def _public(detail: dict[str, Any]) -> dict[str, Any]:
+    """/readyz answers anyone: who in the directory cannot be paged is for API token holders (and the log)."""
+    return {key: value for key, value in detail.items() if key not in ("unpageable", "ignored_numbers")}

@@ -273,7 +273,9 @@ SCHEMAS: dict[str, Schema] = {
                        "directories": {"type": "array", "description": "directory teams' groups (only when "
                                        "configured): status ok, stale (the last-known members in use while the "
                                        "directory is unreachable) or unavailable (never fetched: not ready), and "
-                                       "the members who cannot be paged", "items": {"type": "object"}}},
+                                       "the members who cannot be paged (unpageable_count; their names and "
+                                       "reasons, unpageable, only for a request with an API token)",
+                                       "items": {"type": "object"}}},
     },
     "Phone": {
         "type": "object",

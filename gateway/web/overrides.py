@@ -6,22 +6,24 @@ the hotline, calls to a team, calendar feeds and ``gateway oncall``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from core.clock import iso
-from gateway.config import Config, Override
+from gateway.config import Config, Engineer, Override
 from gateway.console.hub import HUB
 from gateway.overrides import Schedule
 from gateway.store import NewOverride, StoredOverride
 from gateway.web.auth import TOKEN_NAME, Auth, Role, auth
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
-from gateway.web.keys import CLOCK, CONFIG
+from gateway.web.keys import CLOCK, CONFIG, ROSTER
 from gateway.web.params import path_id
 
+EngineerById = Callable[[str], Engineer | None]
 routes = web.RouteTableDef()
 
 #: the teams with every override in force (gateway.overrides.Schedule), set by the composition root
@@ -41,8 +43,8 @@ def _team(request: web.Request) -> str:
     return team
 
 
-def _engineer(config: Config, engineer_id: str) -> dict[str, Any]:
-    engineer = config.engineers.get(engineer_id)
+def _engineer(config: Config, engineer_id: str, engineer_by_id: EngineerById | None = None) -> dict[str, Any]:
+    engineer = (engineer_by_id or config.engineers.get)(engineer_id)
     return {"id": engineer_id, "name": engineer.name if engineer else engineer_id}
 
 
@@ -51,8 +53,11 @@ def config_override_json(config: Config, item: Override) -> dict[str, Any]:
             "start": iso(item.start.timestamp()), "end": iso(item.end.timestamp())}
 
 
-def stored_override_json(config: Config, item: StoredOverride) -> dict[str, Any]:
-    return {"source": "api", "id": item.id, "role": item.role, "engineer": _engineer(config, item.engineer),
+def stored_override_json(config: Config, item: StoredOverride,
+                         engineer_by_id: EngineerById | None = None) -> dict[str, Any]:
+    """``engineer_by_id`` also knows directory people (gateway.directory.roster.Roster.engineer)."""
+    return {"source": "api", "id": item.id, "role": item.role,
+            "engineer": _engineer(config, item.engineer, engineer_by_id),
             "start": iso(item.start), "end": iso(item.end), "created_by": item.created_by,
             "created_at": iso(item.created_at)}
 
@@ -112,7 +117,7 @@ async def list_overrides(request: web.Request) -> web.Response:
     config, team_id = request.app[CONFIG], _team(request)
     schedule = request.app[SCHEDULE]
     items = [config_override_json(config, item) for item in config.teams[team_id].overrides]
-    items += [stored_override_json(config, item) for item in schedule.stored(team_id)]
+    items += [stored_override_json(config, item, request.app[ROSTER].engineer) for item in schedule.stored(team_id)]
     return web.json_response({"team": team_id, "overrides": items})
 
 
@@ -129,7 +134,7 @@ async def add_override(request: web.Request) -> web.Response:
                     end=moment(body.get("end"), "end"), now=now, created_by=request.get(TOKEN_NAME, "api"))
     added = await request.app[SCHEDULE].add(new, now=now)
     _announce(request, team_id)
-    return web.json_response(stored_override_json(config, added), status=201)
+    return web.json_response(stored_override_json(config, added, request.app[ROSTER].engineer), status=201)
 
 
 @routes.delete("/api/v1/teams/{team}/overrides/{override_id}")
@@ -144,6 +149,6 @@ async def delete_override(request: web.Request) -> web.Response:
     if deleted is None:
         raise ApiError(404, "not_found", f"team {team_id} has no override {override_id} added at run time",
                        {"team": team_id, "id": override_id})
-    return web.json_response({**stored_override_json(request.app[CONFIG], deleted),
+    return web.json_response({**stored_override_json(request.app[CONFIG], deleted, request.app[ROSTER].engineer),
                               "deleted_by": deleted.deleted_by,
                               "deleted_at": iso(deleted.deleted_at) if deleted.deleted_at else None})

@@ -8,16 +8,18 @@ import logging
 import re
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from core.clock import FakeClock, iso
 from gateway.app import create_app
 from gateway.config import ConfigError, DirectorySettings, load_config
-from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupNotFound
-from gateway.directory.cache import MemoryCache, RedisCache
+from gateway.directory import DirectoryAuthError, DirectoryUnavailable, GroupMembers, GroupNotFound, Person
+from gateway.directory.cache import Entry, MemoryCache, RedisCache, decode, encode
 from gateway.directory.keycloak import KeycloakDirectory
 from gateway.directory.roster import Roster
 from tests.peers.keycloak import KeycloakPeer
@@ -208,6 +210,14 @@ async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer
             await wrong.members(GROUP)
         with pytest.raises(GroupNotFound, match="group /nope: not found in realm company"):
             await right.members("/nope")
+        peer.forbidden = True
+        with pytest.raises(DirectoryAuthError, match=r"group /sre/companyapp2: refused \(403\): .* view-users"):
+            await right.members(GROUP)
+        peer.forbidden = False
+        peer.wrong_issuer = True
+        with pytest.raises(DirectoryAuthError, match=r"a new token was refused \(401\): check that url"):
+            await right.members(GROUP)
+        peer.wrong_issuer = False
         peer.down = True
         with pytest.raises(DirectoryUnavailable, match="HTTP 503"):
             await right.members(GROUP)
@@ -225,8 +235,10 @@ async def test_a_wrong_secret_an_unknown_group_and_an_outage_are_told_apart(peer
 # ------------------------------------------------------------------ the roster and its cache
 
 
-def _roster(peer: KeycloakPeer, tmp_path: Path, clock: FakeClock, cache: Any, *, ttl: str = "5m") -> Roster:
-    config = load_config(write_config(tmp_path, _config_text(_url(peer), ttl=ttl)))
+def _roster(peer: KeycloakPeer, tmp_path: Path, clock: FakeClock, cache: Any, *, ttl: str = "5m",
+            base: str | None = None) -> Roster:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = load_config(write_config(tmp_path, _config_text(base or _url(peer), ttl=ttl)))
     directories = {"corp": KeycloakDirectory(config.directories["corp"], region="US", clock=clock)}
     return Roster(config, directories=directories, cache=cache, clock=clock)
 
@@ -250,6 +262,29 @@ async def test_a_group_change_shows_after_the_cache_ttl(peer: KeycloakPeer, tmp_
         assert roster.engineer("corp:alice") is None and roster.by_number(BOB) == roster.engineer("corp:bob")
     finally:
         await roster.close()
+
+
+async def test_a_number_that_is_not_one_is_reported_though_the_member_is_paged_on_another(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer.add_user("fay", first="Fay", phones=["+1 555 000 01", "+15550000106"])  # a typo in the first
+    peer.set_group("/dbas", ["erin", "fay"])
+    clock = FakeClock()
+    roster = _roster(peer, tmp_path, clock, MemoryCache())
+    with caplog.at_level(logging.WARNING, logger="gateway.directory"):
+        await roster.start()
+        try:
+            await clock.advance(301)  # a second fetch, the same answer: not logged again
+            await eventually(lambda: _async(peer.count("/group-by-path/dbas") == 2))
+            fay = roster.engineer("corp:fay")
+            assert fay is not None and fay.phones == ("+15550000106",)
+            detail = next(d for d in roster.details() if d["group"] == "/dbas")
+            assert detail["ignored_numbers"] == [{"username": "fay",
+                                                  "reason": "'+1 55***0 01' is not a phone number (too short)"}]
+        finally:
+            await roster.close()
+    assert caplog.text.count("fay in group /dbas is paged on their other number(s); one is left out: "
+                             "'+1 55***0 01' is not a phone number (too short)") == 1
 
 
 async def _async(value: Any) -> Any:
@@ -283,6 +318,43 @@ async def test_two_gateways_share_the_redis_cache_and_its_last_known_copy(
         detail = third.details()[0]
         assert detail["status"] == "stale" and "HTTP 503" in detail["error"] and detail["cache"] == "redis"
         assert third.checks()[f"directory corp {GROUP}"] == "ok"  # a last-known copy: still ready
+
+
+def test_a_cached_copy_this_version_cannot_use_is_not_used() -> None:
+    alice = Person(id="corp:alice", username="alice", name="Alice", phones=(ALICE,))
+    entry = Entry(members=GroupMembers(people=(alice,)), fetched_at=5.0)
+    assert decode(encode(entry)) == entry
+    for broken in ('{"fetched_at": 5, "people": []}', "not json", '{"fetched_at": 5, "people": [], "unpageable": 3}',
+                   encode(Entry(members=GroupMembers(people=(replace(alice, phones=()),)), fetched_at=5.0)),
+                   encode(Entry(members=GroupMembers(people=(replace(alice, phones=("5550101",)),)), fetched_at=5.0))):
+        assert decode(broken) is None, broken
+
+
+async def test_gateways_sharing_a_redis_but_not_a_keycloak_do_not_share_members(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None
+) -> None:
+    staging = KeycloakPeer()  # another Keycloak (say staging's) with a group at the same path
+    staging.add_user("tess", first="Tess", phones=["+15550000120"])
+    staging.set_group(GROUP, ["tess"])
+    staging_url = await staging.start()
+    clock = FakeClock()
+    try:
+        async with redis_server(tmp_path / "redis") as url:
+            prod = _roster(peer, tmp_path / "prod", clock, RedisCache(url))
+            await prod.load()
+            await prod.close()
+            other = _roster(staging, tmp_path / "staging", clock, RedisCache(url), base=staging_url)
+            await other.load()
+            await other.close()
+            assert other.members("companyapp2-sre") == ("corp:tess",)
+            assert staging.count("/group-by-path/sre/companyapp2") == 1
+            again = _roster(peer, tmp_path / "prod", clock, RedisCache(url))  # prod restarted: its own copy
+            await again.load()
+            await again.close()
+            assert again.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+            assert peer.count("/group-by-path/sre/companyapp2") == 1
+    finally:
+        await staging.close()
 
 
 # ------------------------------------------------------------------ the whole story
@@ -333,7 +405,11 @@ async def test_members_without_a_valid_number_are_reported_not_paged(
     assert "carol in group /sre/companyapp2 cannot be paged: no phone number in attribute phoneNumber" in caplog.text
     assert "dave in group /sre/companyapp2 cannot be paged: '***' is not a phone number (too short)" in caplog.text
     assert caplog.text.count("carol in group") == 1
-    status, body = await _readyz(gateway)
+    status, body = await _readyz(gateway)  # public: how many, not who
+    assert status == 200, body
+    assert body["directories"][0]["unpageable_count"] == 2 and "unpageable" not in body["directories"][0]
+    assert "carol" not in str(body) and "dave" not in str(body)
+    status, body = await gateway.get("/readyz")  # with an API token: who, and why
     assert status == 200, body
     assert body["directories"][0]["unpageable"] == [
         {"username": "carol", "reason": "no phone number in attribute phoneNumber"},
@@ -389,11 +465,17 @@ async def test_the_directory_going_down_keeps_paging_the_last_known_members(
 
 
 async def test_a_group_never_fetched_makes_the_gateway_not_ready(
-    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None
+    aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer.down = True
     config = load_config(write_config(tmp_path, _config_text(_url(peer))))
-    client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    with caplog.at_level(logging.ERROR, logger="gateway.directory"):
+        client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    assert ("group /sre/companyapp2 could not be fetched (token: HTTP 503) and no copy is known: "
+            "team(s) companyapp2-sre have nobody to page") in caplog.text
+    assert ("group /dbas could not be fetched (token: HTTP 503) and no copy is known: the policy steps naming it "
+            "have nobody to page") in caplog.text
     async with client.get("/readyz") as response:
         body = await response.json()
     assert response.status == 503
@@ -430,6 +512,21 @@ async def test_check_directory_lists_members_and_names_a_bad_secret(
             "(401: Invalid client or Invalid client credentials): check client_id and the client secret") in err
 
 
+async def test_check_directory_checks_a_group_only_a_policy_step_names(
+    peer: KeycloakPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _config_text(_url(peer)).replace(f"directory: {{name: corp, group: {GROUP}}}", "members: [ann]")
+    text = text.replace("directories:", "engineers: {ann: {name: Ann, phones: ['+15550000199']}}\ndirectories:")
+    path = write_config(tmp_path, text)
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    code, out, err = await _cli("check-directory", str(path))
+    assert code == 0, err
+    assert "corp /dbas (policy steps): 1 member(s) to page" in out and "corp:erin  Erin  +1555***0105" in out
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    code, _, err = await _cli("check-directory", str(path))
+    assert code == 1 and "error: corp /dbas (policy steps): token for client oncall-gateway refused" in err
+
+
 # ------------------------------------------------------------------ config
 
 
@@ -449,7 +546,12 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     directory: {name: corp, group: /a}
   elsewhere:
     directory: {name: ldap, group: a}
-""").replace("directory:corp:/dbas", "directory:ldap:/dbas")
+  root:
+    directory: {name: corp, group: /}
+  gap:
+    directory: {name: corp, group: /sre//x}
+""").replace("directory:corp:/dbas", "directory:ldap:/dbas").replace("notify: team, via: sms",
+                                                                  'notify: "directory:corp:/", via: sms')
     problems = [p.split(": ", 1)[1] for p in _problems(tmp_path, text)]
     assert "directories.corp.url: 'ftp://sso.example.com' is not an http(s) URL like https://oncall.example.com" \
         in problems
@@ -459,6 +561,10 @@ def test_directory_config_is_checked_with_key_paths(tmp_path: Path, monkeypatch:
     assert "teams.elsewhere.directory.name: unknown directory 'ldap' (directories: corp)" in problems
     assert "teams.elsewhere.directory.group: a group path starts with '/', e.g. /sre/a" in problems
     assert "policies.dbas.steps[0].notify: unknown directory 'ldap' (directories: corp)" in problems
+    assert "teams.root.directory.group: '/' is not a group path like /sre/companyapp2" in problems
+    assert "teams.gap.directory.group: '/sre//x' is not a group path like /sre/companyapp2" in problems
+    assert ("policies.texting.steps[0].notify: expected directory:corp:/<group path>, e.g. directory:corp:/sre/dbas"
+            in problems)
 
 
 def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
@@ -466,6 +572,9 @@ def test_cache_url_is_checked(tmp_path: Path, secret_env: None) -> None:
     assert _problems(tmp_path, base + "cache: {url: 'http://x'}\n")[0].endswith(
         "cache.url: 'http://x' is not a Redis URL like redis://127.0.0.1:6379/0")
     assert "password_env" in _problems(tmp_path, base + "cache: {url: 'redis://u:pw@x:6379/0'}\n")[0]
+    assert "password_env" in _problems(tmp_path, base + "cache: {url: 'redis://x:6379/0?password=pw'}\n")[0]
+    assert _problems(tmp_path, base + "cache: {url: 'redis://x:6379/cache'}\n")[0].endswith(
+        "cache.url: the path must be a database number like /0, not '/cache'")
     config = load_config(write_config(tmp_path, base + "cache: {url: 'redis://10.0.0.7:6379/1'}\n"))
     assert config.cache_url == "redis://10.0.0.7:6379/1"
     team = config.teams["companyapp2-sre"]
@@ -480,10 +589,14 @@ async def test_the_console_and_overrides_know_directory_people(story: Gateway) -
         html = await response.text()
     assert response.status == 200, html
     assert "Alice Archer" in html and "Bob Baker" in html
+    assert ">Alice Archer</span>" in html and ">corp:alice</span>" not in html  # the shifts' bars, by name
     moment = story.clock.now()
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
         "engineer": "corp:bob", "role": "primary", "start": iso(moment), "end": iso(moment + 3600)})
     assert status == 201, body
+    assert body["engineer"] == {"id": "corp:bob", "name": "Bob Baker"}
+    _, listed = await story.get("/api/v1/teams/companyapp2-sre/overrides")
+    assert [item["engineer"]["name"] for item in listed["overrides"]] == ["Bob Baker"]
     _, body = await story.get("/api/v1/oncall?team=companyapp2-sre")
     assert body["teams"][0]["primary"]["id"] == "corp:bob" and body["teams"][0]["secondary"]["id"] == "corp:alice"
     status, body = await story.post("/api/v1/teams/companyapp2-sre/overrides", {
@@ -515,12 +628,115 @@ async def test_the_first_lookup_waits_with_a_timeout_and_a_dead_redis_is_only_a_
         await roster.close()
 
 
+async def test_a_directory_that_hangs_does_not_hold_up_another_directorys_refresh(
+    peer: KeycloakPeer, tmp_path: Path, secret_env: None
+) -> None:
+    lab = KeycloakPeer()
+    lab.add_user("lee", first="Lee", phones=["+15550000111"])
+    lab.add_user("max", first="Max", phones=["+15550000112"])
+    lab.set_group("/lab", ["lee"])
+    lab_url = await lab.start()
+    text = _config_text(_url(peer), teams="""
+  lab-team:
+    directory: {name: lab, group: /lab}
+""").replace("timeout: 5s", "timeout: 60s").replace("directories:", f"""directories:
+  lab:
+    kind: keycloak
+    url: {lab_url}
+    realm: company
+    client_id: oncall-gateway
+    client_secret_env: {SECRET_ENV}""")
+    config = load_config(write_config(tmp_path, text))
+    clock = FakeClock()
+    directories = {name: KeycloakDirectory(settings, region="US", clock=clock)
+                   for name, settings in config.directories.items()}
+    roster = Roster(config, directories=directories, cache=MemoryCache(), clock=clock)
+    await roster.start()
+    try:
+        assert roster.members("lab-team") == ("lab:lee",)
+        peer.hang = True  # corp's Keycloak accepts and never answers (each request waits its 60 s)
+        lab.set_group("/lab", ["max"])
+        await clock.advance(301)
+        await eventually(lambda: _async(roster.members("lab-team") == ("lab:max",)), timeout=10)
+        lab.set_group("/lab", ["lee"])  # and the round after: corp's first refresh still hangs
+        await clock.advance(301)
+        await eventually(lambda: _async(roster.members("lab-team") == ("lab:lee",)), timeout=10)
+        assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")
+    finally:
+        await roster.close()
+        await lab.close()
+
+
+async def test_a_start_that_fails_later_still_closes_the_directory_refresh(
+    tmp_path: Path, peer: KeycloakPeer, secret_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import web
+
+    from gateway.overrides import Schedule
+    from gateway.web.keys import ROSTER
+
+    async def broken(self: Schedule) -> None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(Schedule, "load", broken)  # a step after the directory's start fails
+    app = create_app(load_config(write_config(tmp_path, _config_text(_url(peer)))), clock=FakeClock())
+    runner = web.AppRunner(app)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        await runner.setup()
+    await runner.cleanup()
+    roster = app[ROSTER]
+    assert roster.members("companyapp2-sre") == ("corp:alice", "corp:bob")  # it had started
+    assert roster._tasks == [] and roster.directories["corp"]._session is None  # type: ignore[attr-defined]
+
+
+class _GatedDirectory:
+    """A directory whose answers wait at a gate: to close the roster at the very moment an answer is in."""
+
+    name = "corp"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def members(self, group: str) -> GroupMembers:
+        self.calls += 1
+        if self.calls > 2:  # the start's two groups pass; the refreshes after wait
+            await self.gate.wait()
+        return GroupMembers(people=(Person(id="corp:alice", username="alice", name="Alice", phones=(ALICE,)),))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_closing_as_a_refresh_gets_its_answer_ends_the_refresh(tmp_path: Path, secret_env: None) -> None:
+    config = load_config(write_config(tmp_path, _config_text("https://sso.example.com")))
+    clock = FakeClock()
+    directory = _GatedDirectory()
+    roster = Roster(config, directories={"corp": directory}, cache=MemoryCache(), clock=clock)
+    await roster.start()
+    await clock.advance(301)  # both groups are being fetched again, waiting at the gate
+    assert directory.calls == 4
+    directory.gate.set()
+    await asyncio.sleep(0)  # the answers are in; the refreshes have not resumed yet
+    await asyncio.wait_for(roster.close(), timeout=10)  # a refresh that swallowed the cancel would sleep on
+
+
 def _closed_port() -> int:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_a_directory_teams_calendar_feed_names_its_people(story: Gateway) -> None:
+    status, feed = await story.post("/api/v1/calendar-feeds", {"team": "companyapp2-sre"})
+    assert status == 201, feed
+    async with story.client.get(urlsplit(feed["url"]).path) as response:
+        text = (await response.read()).decode()
+    assert response.status == 200, text
+    unfolded = text.replace("\r\n ", "")
+    assert "SUMMARY:Primary on call: Alice Archer (companyapp2-sre)" in unfolded and "corp:alice" not in unfolded
 
 
 async def test_a_call_to_a_directory_team_rings_its_primary(story: Gateway) -> None:

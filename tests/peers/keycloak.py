@@ -9,7 +9,9 @@
 - ``GET /admin/realms/{realm}/groups/{id}/members?first=&max=&briefRepresentation=``: the group's direct members
   as UserRepresentations ordered by username, ``max`` 100 by default; attributes only when
   ``briefRepresentation=false``.
-- Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``.
+- Admin calls without a valid bearer token: 401 ``{"error": "HTTP 401 Unauthorized"}``; with a token whose
+  service account lacks the realm-management roles (``forbidden``): 403 ``{"error": "HTTP 403 Forbidden"}``;
+  ``wrong_issuer``: every token is refused with 401 (Keycloak reached at an address other than its hostname).
 
 ``down`` answers every request with 503 (the directory is away); ``hang`` accepts requests and never answers
 (until the peer closes); ``revoke_tokens()`` makes every token issued so
@@ -48,6 +50,8 @@ class KeycloakPeer:
         self.groups: dict[str, Group] = {}  # path -> group
         self.tokens: set[str] = set()
         self.down = False
+        self.forbidden = False  # the service account has no view-users / query-groups role
+        self.wrong_issuer = False  # tokens are issued for another hostname: the admin API refuses them all
         self.hang = False
         self._release = asyncio.Event()  # set on close: hanging requests end
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
@@ -136,8 +140,10 @@ class KeycloakPeer:
 
     def _authorized(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or header[7:] not in self.tokens:
+        if not header.startswith("Bearer ") or header[7:] not in self.tokens or self.wrong_issuer:
             raise web.HTTPUnauthorized(text='{"error":"HTTP 401 Unauthorized"}', content_type="application/json")
+        if self.forbidden:
+            raise web.HTTPForbidden(text='{"error":"HTTP 403 Forbidden"}', content_type="application/json")
 
     async def _group_by_path(self, request: web.Request) -> web.Response:
         await self._seen(request)
