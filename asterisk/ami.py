@@ -268,7 +268,8 @@ class AmiClient:
         if self._stopped:
             raise AmiNotConnected(f"AMI client for {self.address} is stopped")
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on Python 3.11 it can swallow a cancel
+                await self._connected.wait()
         except TimeoutError:
             detail = f": {self.last_error}" if self.last_error else ""
             raise AmiNotConnected(f"not connected to AMI at {self.address} ({self._state}{detail})") from None

@@ -54,7 +54,8 @@ class PgLines:
         self._timeout_s = timeout_s
 
     async def _value(self, query: str, *args: object) -> Any:
-        return await asyncio.wait_for(self._store.single(lambda db: db.fetchval(query, *args)), self._timeout_s)
+        async with asyncio.timeout(self._timeout_s):  # not wait_for: on Python 3.11 it can swallow a cancel
+            return await self._store.single(lambda db: db.fetchval(query, *args))
 
     async def take(self, call_id: str, priority: str, *, capacity: int, reserved: int, rate: float,
                    high_waiting: int, hold_s: float) -> float:
@@ -173,7 +174,8 @@ class PgCluster:
         """The other gateways whose membership lock nobody holds now (read, not taken)."""
         if self._conn is None or self._conn.is_closed():
             raise ConnectionError("the membership connection is closed")
-        rows = await asyncio.wait_for(self._conn.fetch(_FREE_LOCKS, self.gateway_id, GATEWAY_LOCKS), timeout=5)
+        async with asyncio.timeout(5):
+            rows = await self._conn.fetch(_FREE_LOCKS, self.gateway_id, GATEWAY_LOCKS)
         return {(row["id"], row["lock_key"]) for row in rows}
 
     async def _join_again(self, error: BaseException) -> None:

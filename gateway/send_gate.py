@@ -50,6 +50,7 @@ class SendGate:
         if sender is asyncio.current_task():  # a provider reporting from inside the send must not wait on it
             return
         try:
-            await asyncio.wait_for(asyncio.shield(done), wait_s)
+            async with asyncio.timeout(wait_s):  # not wait_for: on Python 3.11 it can swallow a cancel
+                await asyncio.shield(done)
         except TimeoutError:
             pass

@@ -167,7 +167,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.write(b"retry: 1000\n: connected\n\n")
         while True:
             try:
-                topic, data = await asyncio.wait_for(queue.get(), _HEARTBEAT_S)
+                async with asyncio.timeout(_HEARTBEAT_S):  # not wait_for: on 3.11 it can swallow a cancel
+                    topic, data = await queue.get()
             except TimeoutError:
                 topic, data = "", {}
             if topic == "close" or clock.now() >= session.expires:
