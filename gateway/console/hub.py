@@ -128,6 +128,20 @@ class _Watched:
                     if found is not None:
                         self._hub.publish("alert", id=found.alert_id)
             return sent
+        if name == "list_maintenance":
+            # The run-time windows are read again after a window is added or ended (here, or on another
+            # gateway: its push), and every minute: the Maintenance page fetches its part then. (That page
+            # reads the service's copy, never this, or each fetch would set off another.)
+            async def windows(*args: Any, **kwargs: Any) -> Any:
+                result = await inner(*args, **kwargs)
+                self._hub.publish("maintenance")
+                return result
+            return windows
+        if name == "heartbeat_seen":
+            async def seen(*args: Any, **kwargs: Any) -> None:
+                await inner(*args, **kwargs)
+                self._hub.publish("heartbeat")
+            return seen
         if name == "finish_page":
             async def paged(page_id: int, *args: Any, **kwargs: Any) -> Any:
                 result = await inner(page_id, *args, **kwargs)
