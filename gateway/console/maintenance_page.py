@@ -43,6 +43,17 @@ def _shown(windows: list[WindowState], now: float) -> list[WindowState]:
     return on + ended[:MAX_ENDED]
 
 
+def duration(seconds: float) -> str:
+    """A heartbeat's interval or grace, short enough for a phone's table: ``26h 5m``, ``30m``, ``45s``, ``0``."""
+    left = max(0, int(seconds))
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts) or "0"
+
+
 async def _context(request: web.Request) -> dict[str, Any]:
     service = request.app[MAINTENANCE]
     now = request.app[CLOCK].now()
@@ -55,7 +66,8 @@ async def _context(request: web.Request) -> dict[str, Any]:
     beats = []
     for state in await heartbeats.states():  # a few, from the config: one look-up each for an open late alert
         late = await heartbeats.store.find_open_alert(dedup_key(state.heartbeat.name))
-        beats.append(dict(state=state, late=late))
+        beats.append(dict(state=state, late=late, every=duration(state.heartbeat.interval_s),
+                          grace=duration(state.heartbeat.grace_s)))
     return dict(windows=_shown(service.windows(now), now), held=held, during=during, heartbeats=beats,
                 max_held=MAX_HELD_SHOWN, actions=ACTIONS, message=MESSAGES.get(request.query.get("message", ""), ""),
                 error="", typed=dict(matchers="", start="", end="", action=SUPPRESS, comment=""))

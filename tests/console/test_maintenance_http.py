@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from core.clock import FakeClock
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.console.maintenance_page import MESSAGES
+from gateway.console.maintenance_page import MESSAGES, duration
 from gateway.console.views import HUB
 from gateway.web.keys import STORE
 from tests.console.test_http import drain
@@ -167,4 +167,8 @@ async def test_a_check_in_is_published_and_shown(tmp_path: Path, aiohttp_client:
     text = await (await client.get("/console/maintenance")).text()
     row = re.search(r'data-heartbeat="nightly-backup">(.*?)</tr>', text)
     assert row and "<td class=\"ok\">ok</td>" in row.group(1) and "Wed 7 Jan 12:00 UTC" in row.group(1)
-    assert "24 h 0 min / 30 min 0 s" in row.group(1)
+    assert "24h + 30m" in row.group(1)
+
+
+def test_durations_are_short() -> None:
+    assert [duration(s) for s in (0, 45, 1800, 86400, 93784, -5)] == ["0", "45s", "30m", "24h", "26h 3m 4s", "0"]
