@@ -18,7 +18,7 @@ from gateway.maintenance import ACTIONS, SUPPRESS, WindowState
 from gateway.web.auth import Auth, Role, auth
 from gateway.web.errors import ApiError
 from gateway.web.keys import CLOCK, CONFIG
-from gateway.web.maintenance import HEARTBEATS, MAINTENANCE, MAX_LIVE, check_new
+from gateway.web.maintenance import HEARTBEATS, MAINTENANCE, check_new
 
 routes = web.RouteTableDef()
 PATH = "/console/maintenance"
@@ -102,8 +102,7 @@ async def add_window(request: web.Request) -> web.StreamResponse:
         new = check_new(_body(form), now=now, created_by=request[sessions.SESSION].token.name, live=live)
     except ApiError as exc:
         context = await _context(request)
-        context.update(error=exc.message if exc.status != 409 else
-                       f"{live} maintenance windows are not over yet, the most allowed ({MAX_LIVE}): end some first.",
+        context.update(error=exc.message,
                        typed={k: str(form.get(k, "")) for k in ("matchers", "start", "end", "action", "comment")})
         return page(request, "maintenance.html", http_status=exc.status, **context)
     added = await service.add(new, now=now)  # its windows read again: "maintenance" is published (console.hub)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from core.clock import FakeClock
@@ -16,6 +17,7 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.console.maintenance_page import MESSAGES, duration
 from gateway.console.views import HUB
+from gateway.web import maintenance as api_maintenance
 from gateway.web.keys import STORE
 from tests.console.test_http import drain
 from tests.support import AUTH, BASE_CONFIG, TOKEN, eventually, write_config
@@ -172,3 +174,22 @@ async def test_a_check_in_is_published_and_shown(tmp_path: Path, aiohttp_client:
 
 def test_durations_are_short() -> None:
     assert [duration(s) for s in (0, 45, 1800, 86400, 93784, -5)] == ["0", "45s", "30m", "24h", "26h 3m 4s", "0"]
+
+
+async def test_the_apis_limit_on_live_windows_holds_on_the_page_and_api_changes_are_published(
+        tmp_path: Path, aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_maintenance, "MAX_LIVE", 1)
+    client, app, _ = await _gateway(tmp_path, aiohttp_client)
+    queue = app[HUB].subscribe()
+    added = await client.post("/api/v1/maintenance", headers=AUTH, json={
+        "matchers": ['service="db"'], "end": "2026-01-07T14:00:00Z"})
+    assert added.status == 201
+    assert ("maintenance", {}) in drain(queue)  # added through the API: the open pages hear it too
+    token = await _csrf(client)
+    refused = await client.post("/console/maintenance", allow_redirects=False, data={
+        "csrf": token, "matchers": 'service="queue"', "end": "2026-01-07T14:00"})
+    assert refused.status == 409 and "the most allowed: end some first" in await refused.text()
+    assert len([w for w in await _windows(client) if w["source"] == "api"]) == 1
+    ended = await client.post(f"/api/v1/maintenance/{(await added.json())['id']}/end", headers=AUTH)
+    assert ended.status == 200
+    assert ("maintenance", {}) in drain(queue)
