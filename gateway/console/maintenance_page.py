@@ -25,6 +25,7 @@ PATH = "/console/maintenance"
 RECENT_S = 7 * 24 * 3600.0  # ended windows shown this long after their end
 MAX_ENDED = 20  # and at most this many of them (the newest)
 MAX_HELD_SHOWN = 50  # held alerts linked per window; the rest counted
+MAX_SUMMARIES = 20  # held alerts shown with their summary (one read each), the page's first; the others by number
 
 #: What the "End now" redirect may show (``?message=<code>``): fixed texts only.
 MESSAGES = {
@@ -61,6 +62,9 @@ async def _context(request: web.Request) -> dict[str, Any]:
     for hold in await service.store.list_holds():
         for window in hold.windows:
             held.setdefault(window.key, []).append(hold.alert_id)
+    windows = _shown(service.windows(now), now)
+    first = list(dict.fromkeys(i for w in windows for i in held.get(w.key, [])[:MAX_HELD_SHOWN]))[:MAX_SUMMARIES]
+    summaries = {i: alert.summary for i in first if (alert := await service.store.get_alert(i)) is not None}
     during = {w.name: [t.name for t in w.during] for w in request.app[CONFIG].maintenance}
     heartbeats = request.app[HEARTBEATS]
     beats = []
@@ -68,7 +72,7 @@ async def _context(request: web.Request) -> dict[str, Any]:
         late = await heartbeats.store.find_open_alert(dedup_key(state.heartbeat.name))
         beats.append(dict(state=state, late=late, every=duration(state.heartbeat.interval_s),
                           grace=duration(state.heartbeat.grace_s)))
-    return dict(windows=_shown(service.windows(now), now), held=held, during=during, heartbeats=beats,
+    return dict(windows=windows, held=held, summaries=summaries, during=during, heartbeats=beats,
                 max_held=MAX_HELD_SHOWN, actions=ACTIONS, message=MESSAGES.get(request.query.get("message", ""), ""),
                 error="", typed=dict(matchers="", start="", end="", action=SUPPRESS, comment=""))
 

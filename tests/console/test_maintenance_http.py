@@ -101,7 +101,8 @@ async def test_a_responder_adds_and_ends_a_window_recorded_under_its_token(
     assert status.status == 202
     alert_id = (await status.json())["id"]
     page = await (await client.get("/console/maintenance")).text()
-    assert f'href="/console/alerts/{alert_id}"' in page and "failover drill" in page and "End now" in page
+    assert f'href="/console/alerts/{alert_id}" data-alert="{alert_id}">#{alert_id} db down</a>' in page
+    assert "failover drill" in page and "End now" in page
 
     ended = await client.post(f"/console/maintenance/{window['id']}/end", data={"csrf": token},
                               allow_redirects=False)
@@ -161,15 +162,32 @@ async def test_a_forged_or_missing_csrf_value_is_refused_and_nothing_is_stored(
     assert [w for w in await _windows(client) if w["source"] == "api"] == []
 
 
-async def test_a_check_in_is_published_and_shown(tmp_path: Path, aiohttp_client: Client) -> None:
-    client, app, _ = await _gateway(tmp_path, aiohttp_client)
+async def test_a_late_heartbeat_links_its_alert_and_a_check_in_is_published_and_shown(
+        tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, clock = await _gateway(tmp_path, aiohttp_client)
+
+    async def row() -> str:
+        text = await (await client.get("/console/maintenance")).text()
+        found = re.search(r'data-heartbeat="nightly-backup">(.*?)</tr>', text)
+        assert found
+        return found.group(1)
+
+    assert '<td class="">never</td>' in await row() and "24h + 30m" in await row()
+    await clock.advance(24 * 3600 + 31 * 60)  # past the first deadline: start + interval + grace
+    assert (await client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)).status == 303
+
+    async def late() -> str | None:
+        found = re.search(r'<td class="bad">late</td>.*href="/console/alerts/(\d+)">#\d+</a>', await row())
+        return found.group(1) if found else None
+
+    alert_id = await eventually(late)
+    alert = await (await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)).json()
+    assert alert["dedup_key"] == "heartbeat:nightly-backup" and alert["status"] == "triggered"
     queue = app[HUB].subscribe()
     assert (await client.post("/api/v1/heartbeats/nightly-backup", headers=AUTH)).status == 200
     assert ("heartbeat", {}) in drain(queue)
-    text = await (await client.get("/console/maintenance")).text()
-    row = re.search(r'data-heartbeat="nightly-backup">(.*?)</tr>', text)
-    assert row and "<td class=\"ok\">ok</td>" in row.group(1) and "Wed 7 Jan 12:00 UTC" in row.group(1)
-    assert "24h + 30m" in row.group(1)
+    shown = await row()
+    assert '<td class="ok">ok</td>' in shown and "Thu 8 Jan 12:31 UTC" in shown and "/console/alerts/" not in shown
 
 
 def test_durations_are_short() -> None:
