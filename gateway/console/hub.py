@@ -2,7 +2,9 @@
 
 Services do not know about it: the store they write through is wrapped (:func:`watched`) so that every
 committed change to an alert, its pages or its timeline is published as ``("alert", {"id": ...})``; the
-sandbox reports its phones through a callback. An event says only *what* changed; a page that hears it
+sandbox reports its phones through a callback. The run-time maintenance windows read again (after a window is
+added or ended, here or on another gateway, and every minute) are ``("maintenance", {})``, a heartbeat's check-in
+``("heartbeat", {})``. An event says only *what* changed; a page that hears it
 fetches its fresh part from the server, so a missed event costs nothing but a moment (on reconnect a page
 fetches again).
 """

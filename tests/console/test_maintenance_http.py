@@ -211,3 +211,20 @@ async def test_the_apis_limit_on_live_windows_holds_on_the_page_and_api_changes_
     ended = await client.post(f"/api/v1/maintenance/{(await added.json())['id']}/end", headers=AUTH)
     assert ended.status == 200
     assert ("maintenance", {}) in drain(queue)
+
+
+async def test_the_page_hears_of_the_windows_every_minute_so_one_that_starts_on_its_own_shows(
+        tmp_path: Path, aiohttp_client: Client) -> None:
+    client, app, clock = await _gateway(tmp_path, aiohttp_client)
+    added = await client.post("/api/v1/maintenance", headers=AUTH, json={
+        "matchers": ['service="db"'], "start": "2026-01-07T12:01:00Z", "end": "2026-01-07T14:00:00Z"})
+    assert added.status == 201 and (await added.json())["state"] == "upcoming"
+    queue = app[HUB].subscribe()
+    await clock.advance(61)
+
+    async def heard() -> bool:
+        return ("maintenance", {}) in drain(queue)
+
+    await eventually(heard)
+    text = await (await client.get("/console/maintenance")).text()
+    assert re.search(r'id="window-1" data-state="active"', text)
