@@ -16,6 +16,7 @@ from gateway.action_links import ActionLinks
 from gateway.alerts import AlertService
 from gateway.chat import ChatPoster
 from gateway.config import Config
+from gateway.console import maintenance_page as console_maintenance
 from gateway.console import views as console
 from gateway.console.hub import EventHub, phone_listener, relayed, watched
 from gateway.directory.roster import Roster
@@ -104,6 +105,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
     app[console.HUB] = EventHub()  # the console's browsers hear alert and phone changes through it
     app.on_shutdown.append(console.close_streams)
     tables.append(console.routes)
+    tables.append(console_maintenance.routes)
     if providers.sandbox is not None:
         app[SANDBOX] = providers.sandbox
         providers.sandbox.on_change = phone_listener(app[console.HUB])

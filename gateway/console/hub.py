@@ -2,7 +2,9 @@
 
 Services do not know about it: the store they write through is wrapped (:func:`watched`) so that every
 committed change to an alert, its pages or its timeline is published as ``("alert", {"id": ...})``; the
-sandbox reports its phones through a callback. An event says only *what* changed; a page that hears it
+sandbox reports its phones through a callback. The run-time maintenance windows read again (after a window is
+added or ended, here or on another gateway, and every minute) are ``("maintenance", {})``, a heartbeat's check-in
+``("heartbeat", {})``. An event says only *what* changed; a page that hears it
 fetches its fresh part from the server, so a missed event costs nothing but a moment (on reconnect a page
 fetches again).
 """
@@ -128,6 +130,20 @@ class _Watched:
                     if found is not None:
                         self._hub.publish("alert", id=found.alert_id)
             return sent
+        if name == "list_maintenance":
+            # The run-time windows are read again after a window is added or ended (here, or on another
+            # gateway: its push), and every minute: the Maintenance page fetches its part then. (That page
+            # reads the service's copy, never this, or each fetch would set off another.)
+            async def windows(*args: Any, **kwargs: Any) -> Any:
+                result = await inner(*args, **kwargs)
+                self._hub.publish("maintenance")
+                return result
+            return windows
+        if name == "heartbeat_seen":
+            async def seen(*args: Any, **kwargs: Any) -> None:
+                await inner(*args, **kwargs)
+                self._hub.publish("heartbeat")
+            return seen
         if name == "finish_page":
             async def paged(page_id: int, *args: Any, **kwargs: Any) -> Any:
                 result = await inner(page_id, *args, **kwargs)

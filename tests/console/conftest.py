@@ -33,6 +33,18 @@ hotlines:
     team: sre
     policy: hotline
     greeting: "You have reached the on-call hotline."
+maintenance:
+  - name: db-upgrade
+    matchers: ['service="db"']
+    start: "2026-01-10T22:00"
+    end: "2026-01-11T02:00"
+    time_zone: UTC
+    comment: Postgres 17
+heartbeats:
+  nightly-backup:
+    interval: 24h
+    grace: 30m
+    team: dba
 """
 
 

@@ -18,7 +18,7 @@ from tests.console.test_console import WAIT_MS, api, trigger
 
 DOCS = Path(__file__).parents[2] / "docs" / "screenshots"
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
-PAGES = ("alerts", "alert", "oncall", "hotline", "system", "phones")
+PAGES = ("alerts", "alert", "oncall", "hotline", "maintenance", "system", "phones")
 
 
 def folder(tmp_path: Path) -> Path:
@@ -44,6 +44,10 @@ async def test_screenshots_of_each_page_and_the_alerts_page_weight(console: Cons
                               "end": "2026-01-10T21:00:00Z"})
     assert status == 201, body
     await api(console, "POST", "/api/v1/sandbox/phones/+15550009999/dial", {"to": HOTLINE})
+    status, body = await api(console, "POST", "/api/v1/maintenance", {
+        "matchers": ['service="payments"', 'env="prod"'], "end": "2026-01-07T16:00:00Z", "comment": "PSP failover"})
+    assert status == 201, body
+    await api(console, "POST", "/api/v1/heartbeats/nightly-backup")
     shots.mkdir(parents=True, exist_ok=True)
     for label, (width, height) in SIZES.items():
         page = await console.signed_in(width=width, height=height)
