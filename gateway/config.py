@@ -824,7 +824,7 @@ class _Reader:
             directories=directories,
             cache_url=cache_url,
             cache_password=cache_password,
-            maintenance=self.maintenance(top.get("maintenance"), zone, time_windows),
+            maintenance=self.maintenance(top.get("maintenance"), zone),
             heartbeats=self.heartbeats(top.get("heartbeats"), teams),
             email=self.email(top.get("email")),
             chat=self.chat(top.get("chat")),
@@ -1095,15 +1095,7 @@ class _Reader:
             if "layers" in section:
                 teams[team_id] = self.layered_team(team_id, section, engineers, zone)
                 continue
-            members: list[tuple[str, str]] = []
-            for member_path, member in self.items(section.get("members"), f"{path}.members", required=True):
-                if not isinstance(member, str):
-                    self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
-                elif member not in engineers:
-                    self.problem(member_path, f"unknown engineer {member!r}")
-                else:
-                    members.append((member_path, member))
-            self.duplicates(members, "engineer")
+            members = self.members(section.get("members"), f"{path}.members", engineers)
             rotation = None
             if section.get("rotation") is not None:
                 rotation = self.rotation(section["rotation"], f"{path}.rotation", zone)
@@ -1117,6 +1109,19 @@ class _Reader:
                 overrides=overrides,
             )
         return teams
+
+    def members(self, raw: object, path: str, engineers: dict[str, Engineer]) -> list[tuple[str, str]]:
+        """A team's or a layer's members: (key path, engineer id) of each known engineer, listed once."""
+        members: list[tuple[str, str]] = []
+        for member_path, member in self.items(raw, path, required=True):
+            if not isinstance(member, str):
+                self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
+            elif member not in engineers:
+                self.problem(member_path, f"unknown engineer {member!r}")
+            else:
+                members.append((member_path, member))
+        self.duplicates(members, "engineer")
+        return members
 
     def rotation(self, raw: object, path: str, zone: str) -> Rotation | None:
         section = self.mapping(raw, path, ("kind", "shift", "start", "handoff", "time_zone"))
@@ -1394,7 +1399,7 @@ class _Reader:
             phones=tuple(phones),
         )
 
-    def maintenance(self, raw: object, zone: str, windows: dict[str, TimeWindow]) -> tuple[MaintenanceWindow, ...]:
+    def maintenance(self, raw: object, zone: str) -> tuple[MaintenanceWindow, ...]:
         """Maintenance windows: matchers (at least one) and either start/end (one-off) or during (recurring)."""
         found: list[MaintenanceWindow] = []
         allowed = ("name", "matchers", "start", "end", "time_zone", "during", "action", "comment")
@@ -1410,18 +1415,11 @@ class _Reader:
                 self.problem(f"{path}.matchers", problem)
             window_zone = self.value(section, "time_zone", path, _as_zone, zone)
             start = end = None
-            during: list[TimeWindow] = []
+            during: tuple[TimeWindow, ...] = ()
             if "during" in section:
                 if "start" in section or "end" in section:
                     self.problem(f"{path}.during", "either during (recurring) or start and end (one-off), not both")
-                raw_during = section["during"]
-                refs = [(f"{path}.during", raw_during)] if isinstance(raw_during, str) else \
-                    self.items(raw_during, f"{path}.during", required=True)
-                for ref_path, ref in refs:
-                    if not isinstance(ref, str) or ref not in windows:
-                        self.problem(ref_path, f"unknown time window {ref!r} (known: {', '.join(windows) or 'none'})")
-                    else:
-                        during.append(windows[ref])
+                during = self.window_names(section["during"], f"{path}.during", required=True)
             else:
                 start = self.value(section, "start", path, _as_moment(window_zone or zone))
                 end = self.value(section, "end", path, _as_moment(window_zone or zone))
@@ -1433,7 +1431,7 @@ class _Reader:
                 action=self.value(section, "action", path, _as_choice("suppress", "low_priority"), "suppress"),
                 start=start,
                 end=end,
-                during=tuple(during),
+                during=during,
                 comment=self.value(section, "comment", path, _as_text, ""),
             ))
         self.duplicates([(f"maintenance[{i}].name", w.name) for i, w in enumerate(found)], "maintenance window name")
@@ -1488,15 +1486,7 @@ class _Reader:
             name = self.value(part, "name", layer_path, _as_text)
             if name is not None:
                 names.append((f"{layer_path}.name", name))
-            members: list[tuple[str, str]] = []
-            for member_path, member in self.items(part.get("members"), f"{layer_path}.members", required=True):
-                if not isinstance(member, str):
-                    self.problem(member_path, f"expected an engineer id, got {_kind(member)}")
-                elif member not in engineers:
-                    self.problem(member_path, f"unknown engineer {member!r}")
-                else:
-                    members.append((member_path, member))
-            self.duplicates(members, "engineer")
+            members = self.members(part.get("members"), f"{layer_path}.members", engineers)
             rotation = None
             if part.get("rotation") is not None:
                 rotation = self.rotation(part["rotation"], f"{layer_path}.rotation", zone)
