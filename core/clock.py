@@ -66,6 +66,19 @@ async def settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
+async def sleep_until_woken(clock: Clock, wake: asyncio.Event, until: float | None) -> None:
+    """Sleep until ``until`` on ``clock`` (None or infinity: no deadline) or until ``wake`` is set, whichever
+    comes first: how the gateway's services wait for their next due moment without polling."""
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(wake.wait())]
+    if until is not None and until < float("inf"):
+        waiters.append(asyncio.ensure_future(clock.sleep_until(until)))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 

@@ -98,7 +98,7 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
               calendar.routes, maintenance.routes, notification_rules.routes,
               action_links.routes]
     app[action_links.LINKS] = ActionLinks(config)
-    app[action_links.PAGES] = MessageTemplates(config.templates_dir)
+    app[action_links.PAGES] = MessageTemplates(Templates(config.templates_dir))
     app[action_links.LIMITER] = action_links.RateLimiter()
     if config.email is not None:
         app[MAILER] = Mailer(config.email)
@@ -145,7 +145,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     paging = Paging(config=config, store=store, clock=clock, voice=providers.voice, sms=providers.sms,
                     templates=templates, kinds=kinds, on_step_failed=lambda page: scheduler.step_failed(page),
                     lines=cluster.lines, telemetry=app[TELEMETRY], engineers=roster.engineer, messages=messages,
-                    on_later_page=lambda when: scheduler.due_at(when))
+                    on_later_page=lambda when: scheduler.later_page_written(when))
     later = LaterPages(config=config, store=store, clock=clock,
                        # as resent: a rule's chosen delay is no dial latency (gateway_alert_to_first_dial_seconds)
                        send=paging.send_written,

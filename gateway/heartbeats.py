@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from core.clock import Clock, iso
+from core.clock import Clock, iso, sleep_until_woken
 from gateway.alerts import AlertService
 from gateway.config import Config, Heartbeat
 from gateway.signals import AlertSignal
@@ -102,14 +102,7 @@ class Heartbeats:
             except Exception:
                 log.exception("heartbeats: error while checking deadlines; trying again in 1 s")
                 next_at = self.clock.now() + 1
-            waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-            if next_at < math.inf:
-                waiters.append(asyncio.ensure_future(self.clock.sleep_until(next_at)))
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            await sleep_until_woken(self.clock, self._wake, next_at)
 
     async def check_deadlines(self) -> float:
         """Trigger an alert for each heartbeat late with no alert for this lateness yet; returns when to look next."""

@@ -16,6 +16,7 @@ goes out at once.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -66,7 +67,11 @@ def step_is_current(esc: Escalation | None, page: Page, now: float) -> bool:
 
 
 class LaterPages:
-    """Sends the personal rules' later pages when due (run by the scheduler)."""
+    """Sends the personal rules' later pages when due (run by the scheduler).
+
+    The store is asked only when one may be due: the earliest due time is remembered from the last look and
+    from each later page written here since (``expect``), so the scheduler's every wake-up (one per alert at
+    intake) costs no query while nobody has rules. ``look_again`` (at start, after a takeover) forgets it."""
 
     def __init__(self, *, config: Config, store: Store, clock: Clock,
                  send: Callable[[Page, Alert], Awaitable[None]],
@@ -76,10 +81,21 @@ class LaterPages:
         self.clock = clock
         self._send = send
         self._skip = skip
+        self._look_at: float | None = -math.inf  # when a later page may be due (None: none is waiting)
+
+    def expect(self, when: float) -> None:
+        """A later page due at ``when`` was written (by this gateway's plan)."""
+        self._look_at = when if self._look_at is None else min(self._look_at, when)
+
+    def look_again(self) -> None:
+        """Later pages may have come from elsewhere (a dead gateway's, taken over): ask the store next time."""
+        self._look_at = -math.inf
 
     async def send_due(self) -> float | None:
         """Send (or skip) every later page due now; returns when the next one is due."""
         now = self.clock.now()
+        if self._look_at is None or self._look_at > now:
+            return self._look_at
         for page in await self.store.later_pages_due(now):
             alert = await self.store.get_alert(page.alert_id)
             if alert is None or alert.status != AlertStatus.TRIGGERED:
@@ -97,4 +113,5 @@ class LaterPages:
                 continue  # finished meanwhile, or another gateway took it over
             log.info("alert %d: %s page %d of a notification rule is due; sending", alert.id, page.channel, page.id)
             await self._send(released, alert)
-        return await self.store.next_page_due()
+        self._look_at = await self.store.next_page_due()
+        return self._look_at

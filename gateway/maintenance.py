@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.clock import Clock, iso, to_datetime
+from core.clock import Clock, iso, sleep_until_woken, to_datetime
 from core.enums import AlertStatus, Priority
 from gateway.config import Config, MaintenanceWindow, Matcher, TimeWindow
 from gateway.routing import matches, parse_matcher
@@ -316,14 +316,7 @@ class Maintenance:
             await self._sleep(next_at)
 
     async def _sleep(self, until: float) -> None:
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-        if until < math.inf:
-            waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await sleep_until_woken(self.clock, self._wake, until)
 
     async def release_due(self) -> float:
         """Release every hold whose windows are over; returns when the next one is (inf: none held)."""

@@ -7,13 +7,11 @@ Rendered from jinja2 templates beside the others in ``gateway/templates/`` (a fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from core.clock import iso
 from gateway.store import Alert
+from gateway.templates import Templates
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,25 +41,17 @@ class AlertMessage:
 
 
 class MessageTemplates:
-    def __init__(self, override_dir: Path | None = None) -> None:
-        loaders: list[jinja2.BaseLoader] = []
-        if override_dir is not None:
-            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
-        loaders.append(jinja2.PackageLoader("gateway", "templates"))
-        self._env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
-            undefined=jinja2.StrictUndefined,
-        )
+    """The alert emails and the action links' pages, from the gateway's templates."""
 
-    def render(self, name: str, **context: Any) -> str:
-        return self._env.get_template(name).render(**context).strip()
+    def __init__(self, templates: Templates) -> None:
+        self._templates = templates
 
     def email(self, message: AlertMessage) -> tuple[str, str, str]:
         """Subject, plain text and HTML of an alert email."""
-        subject = " ".join(self.render("alert_email_subject.j2", m=message).split())
-        return subject, self.render("alert_email.txt.j2", m=message), self.render("alert_email.html.j2", m=message)
+        subject = " ".join(self._templates.render("alert_email_subject", m=message).split())
+        return (subject, self._templates.render("alert_email.txt", m=message),
+                self._templates.render("alert_email.html", m=message))
 
     def page(self, **context: Any) -> str:
         """An action link's page (the confirmation, the result, or why the link cannot be used)."""
-        return self.render("action_link.html.j2", **context)
+        return self._templates.render("action_link.html", **context)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from functools import partial
 
-from core.clock import Clock, to_datetime
+from core.clock import Clock, sleep_until_woken, to_datetime
 from core.enums import AlertStatus
 from gateway import notice_plan
 from gateway.config import Config, Engineer, HandoffNotice, OnCallSummary, Team
@@ -118,14 +118,7 @@ class NoticeService:
             await self._sleep(next_at)
 
     async def _sleep(self, until: float | None) -> None:
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-        if until is not None:
-            waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await sleep_until_woken(self.clock, self._wake, until)
 
     async def _round(self, now: float) -> float | None:
         """Send what is due at ``now``; returns when the next message is due (None: nothing planned)."""

@@ -39,7 +39,7 @@ class PeerEvents:
 
     async def took_over(self, gateway_id: str, *, alerts: list[int], unsent: list[Page],
                         live_calls: list[Page]) -> None:
-        self.scheduler.due_at(0.0)  # its escalations are ours now: look at what is due
+        self.scheduler.took_over()  # its escalations and later pages are ours now: look at what is due
         if self.maintenance is not None:
             self.maintenance.poke()  # and its held alerts, when their windows end
         outlive = self.providers.capabilities.calls_outlive_gateway

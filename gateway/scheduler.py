@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from core.clock import Clock, to_datetime
+from core.clock import Clock, sleep_until_woken, to_datetime
 from core.enums import AlertStatus, Channel, PageStatus
 from core.phone import mask
 from gateway import failpoints
@@ -88,6 +88,18 @@ class Scheduler:
         """Something is due at ``when``: wake the scheduler if it plans to sleep past that."""
         if when < self._planned_wake:
             self._wake.set()
+
+    def later_page_written(self, when: float) -> None:
+        """A personal rule's page due at ``when`` was written: send it then."""
+        if self.later_pages is not None:
+            self.later_pages.expect(when)
+        self.due_at(when)
+
+    def took_over(self) -> None:
+        """A dead gateway's escalations and later pages are ours now: look at what is due."""
+        if self.later_pages is not None:
+            self.later_pages.look_again()
+        self.due_at(0.0)
 
     # -------------------------------------------------------------- planning
 
@@ -178,14 +190,7 @@ class Scheduler:
     async def _sleep(self, until: float | None) -> None:
         if until is not None and until <= self.clock.now():
             return
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-        if until is not None:
-            waiters.append(asyncio.ensure_future(self.clock.sleep_until(until)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await sleep_until_woken(self.clock, self._wake, until)
 
     async def _run_step(self, esc: Escalation) -> None:
         alert = await self.store.get_alert(esc.alert_id)

@@ -9,17 +9,20 @@ import jinja2
 
 
 class Templates:
-    """Renders ``<name>.j2``; a file of the same name in ``override_dir`` wins over the built-in one."""
+    """Renders ``<name>.j2``; a file of the same name in ``override_dir`` wins over the built-in one.
+
+    Plain text (calls, SMS, the text of an email) is not escaped; ``*.html.j2`` (an email's HTML, the action
+    links' pages) is autoescaped."""
 
     def __init__(self, override_dir: Path | None = None) -> None:
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(str(override_dir)))
         loaders.append(jinja2.PackageLoader("gateway", "templates"))
-        # Plain text for phones and SMS, not HTML: no autoescape; undefined names are errors.
+        # Undefined names are errors.
         self._env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
-            autoescape=False,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
         )
