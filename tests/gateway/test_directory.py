@@ -4,6 +4,7 @@ Redis), the roster's refresh on a fake clock, and the whole story through the ap
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sys
@@ -793,3 +794,21 @@ async def test_a_directory_person_is_emailed_and_acts_by_name_through_the_link(
         assert "acknowledged by Alice Archer (email link)" in messages, messages
     finally:
         smtp.stop()
+
+
+async def test_an_alertmanager_receiver_pages_the_members_of_its_directory_group(
+        aiohttp_client: Callable[..., Any], tmp_path: Path, peer: KeycloakPeer, secret_env: None) -> None:
+    """Each cluster's Alertmanager names its receiver after the team: receiver -> route -> a Keycloak group."""
+    text = _config_text(_url(peer)).replace(
+        "routes:\n",
+        "routes:\n  - {receiver: prod-companyapp2-critical-sre, team: companyapp2-sre, policy: everyone}\n", 1)
+    config = load_config(write_config(tmp_path, text))
+    client = await aiohttp_client(create_app(config, clock=FakeClock()))
+    gateway = Gateway(client, client.app[_clock_key()])
+    payload = (Path(__file__).parents[1] / "fixtures" / "payloads" / "alertmanager-v4-firing-sre-critical.json")
+    status, body = await gateway.post("/api/v1/integrations/alertmanager", json.loads(payload.read_text()))
+    assert status == 202, body
+    await gateway.ringing(ALICE)
+    await gateway.ringing(BOB)
+    alert = await gateway.alert(body["alerts"][0]["id"])
+    assert (alert["route"], alert["team"]) == ("route-0", "companyapp2-sre")
