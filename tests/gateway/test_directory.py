@@ -793,3 +793,19 @@ async def test_a_directory_person_is_emailed_and_acts_by_name_through_the_link(
         assert "acknowledged by Alice Archer (email link)" in messages, messages
     finally:
         smtp.stop()
+
+
+async def test_a_directory_person_has_personal_notification_rules(story: Gateway) -> None:
+    async with story.client.put("/api/v1/engineers/corp:alice/notification-rules", headers=AUTH,
+                                json={"rules": [{"via": "sms", "after": "0s"}]}) as resp:
+        status, body = resp.status, await resp.json()
+    assert status == 200, body
+    assert body["engineer"] == {"id": "corp:alice", "name": "Alice Archer"} and body["source"] == "api"
+    status, body = await story.get("/api/v1/engineers/corp:carol/notification-rules")
+    assert status == 404, body
+    status, body = await story.post("/api/v1/alerts", {"summary": "checkout down",
+                                                       "labels": {"receiver": "prod-companyapp2-critical-sre"}})
+    assert status == 202, body
+    await story.ringing(BOB)  # the step calls; Alice's rules text her instead
+    await eventually(lambda: _texted(story, ALICE))
+    assert (await story.phone(ALICE))["calls"] == 0
