@@ -33,3 +33,15 @@ async def test_a_start_failing_late_stops_the_services_started_before_and_closes
     assert left == set()  # no scheduler, dispatcher or maintenance loop goes on in a gateway that never started
     with pytest.raises(RuntimeError, match="not open"):
         await app[STORE].next_due()
+
+
+async def test_a_gateway_stopped_leaves_nothing_running(config_path: Path) -> None:
+    before = asyncio.all_tasks()
+    app = create_app(load_config(config_path), clock=FakeClock())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert {task.get_name() for task in asyncio.all_tasks() - before} >= {"escalation scheduler"}
+    await runner.cleanup()
+    assert {task.get_name() for task in asyncio.all_tasks() - before if not task.done()} == set()
+    with pytest.raises(RuntimeError, match="not open"):
+        await app[STORE].next_due()
