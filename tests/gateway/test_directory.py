@@ -809,3 +809,15 @@ async def test_a_directory_person_has_personal_notification_rules(story: Gateway
     await story.ringing(BOB)  # the step calls; Alice's rules text her instead
     await eventually(lambda: _texted(story, ALICE))
     assert (await story.phone(ALICE))["calls"] == 0
+
+
+async def test_the_console_phones_name_a_directory_person(story: Gateway) -> None:
+    answer = await story.client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303
+    status, body = await story.post("/api/v1/alerts", {"summary": "disk full", "labels": {"via": "sms"}})
+    assert status == 202, body
+    await eventually(lambda: _texted(story, ALICE))
+    async with story.client.get("/console/phones", headers={"X-Console-Partial": "1"}) as response:
+        html = await response.text()
+    assert response.status == 200, html
+    assert "Alice Archer" in html
