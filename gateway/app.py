@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,6 +40,7 @@ from gateway.provider_setup import build_providers
 from gateway.rule_book import RuleBook
 from gateway.scheduler import Scheduler
 from gateway.sms_replies import SmsReplies
+from gateway.store import Store
 from gateway.store_factory import describe as describe_store
 from gateway.store_factory import make_cluster, make_store
 from gateway.templates import Templates
@@ -119,9 +121,17 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
 
 
 async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as running:  # stopped in reverse, also when a later step fails to start
+        store = app[STORE]
+        await store.open()
+        running.push_async_callback(store.close)
+        await _start(app, store, running)
+        yield
+
+
+async def _start(app: web.Application, store: Store, running: contextlib.AsyncExitStack) -> None:
+    """Build and start the services on the open ``store``; each one's stop is pushed on ``running`` once started."""
     config, clock, providers = app[CONFIG], app[CLOCK], app[PROVIDERS]
-    store = app[STORE]
-    await store.open()
     cluster = app[CLUSTER] = make_cluster(config, store)
     roster = app[ROSTER]  # started by _directories: a directory team's members before the first step pages it
     schedule = app[overrides.SCHEDULE] = Schedule(config, store, clock,  # the teams with run-time overrides
@@ -139,6 +149,7 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
     kinds = PageKinds(AlertCallKind(templates, lambda alert_id, by, how: alert_service.acknowledge(
         alert_id, by=by, how=how)))
     chat = ChatPoster()
+    running.push_async_callback(chat.close)
     messages = MessagePages(config=config, store=store, clock=clock, links=app[action_links.LINKS],
                             templates=app[action_links.PAGES], mailer=app.get(MAILER), chat=chat,
                             engineers=roster.engineer)
@@ -172,36 +183,35 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
                             engineers=roster.engineer)
     await providers.open(GatewayEvents(paging, replies, hotline, notices), carried_by=paging.carried_by,
                          wanted=paging.page_wanted, lines=cluster.lines)
+    running.push_async_callback(providers.close)
+    running.push_async_callback(cluster.stop)  # after paging: its lock goes with it, the others take over what is left
     await paging.start()
+    running.push_async_callback(paging.stop)
     await scheduler.start()
+    running.push_async_callback(scheduler.stop)
+    running.push_async_callback(notices.stop)
     await windows.start()  # windows over while the gateway was down release their held alerts now
+    running.push_async_callback(windows.stop)
     await heartbeats.start()
+    running.push_async_callback(heartbeats.stop)
     await cluster.start(relayed(PeerEvents(paging, scheduler, providers.manager, hotline, schedule, windows, rules),
                                 app[console.HUB]))
     await windows.changed_elsewhere()  # a window another gateway changed before this one listened
     await schedule.load()  # again: a change another gateway made before this one listened was not pushed here
     refresh = asyncio.create_task(schedule.keep_fresh(), name="overrides refresh")
     refresh_rules = asyncio.create_task(rules.keep_fresh(), name="notification rules refresh")
+    running.push_async_callback(_cancelled, refresh, refresh_rules)
     schedule.on_change(notices.replan)  # an override changes who takes over: plan the notices again
     await notices.start()
     log.info("gateway ready: store %s, voice via %s, SMS via %s, %d team(s), %d hotline(s)",
              describe_store(config), ", ".join(config.voice_order), ", ".join(config.sms_order) or "nothing",
              len(config.teams), len(config.hotlines))
-    try:
-        yield
-    finally:
-        refresh.cancel()
-        refresh_rules.cancel()
-        await asyncio.gather(refresh, refresh_rules, return_exceptions=True)
-        await heartbeats.stop()
-        await windows.stop()
-        await notices.stop()
-        await scheduler.stop()
-        await paging.stop()
-        await chat.close()
-        await cluster.stop()
-        await providers.close()
-        await store.close()
+
+
+async def _cancelled(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class MaskingAccessLogger(AbstractAccessLogger):

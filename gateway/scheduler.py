@@ -118,8 +118,8 @@ class Scheduler:
         pages = [page for eng in targets for page in
                  personal_pages(eng, step, kind, self.rules(eng.id), now=now, label=label, notes=rule_notes)]
         pages += self._message_pages(step, channels, targets, label, now, notes)
-        if pages:
-            who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets)
+        if pages:  # a chat post goes out with nobody on call too: the note says so, and why
+            who = ", ".join(f"{e.name} ({mask(e.phones[0])})" for e in targets) or f"({self._nobody(team, step, now)})"
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
                                        message=f"{label}: {step.via} {step.target} {who}; "
                                        f"times out in {step.timeout_s} s",
@@ -132,8 +132,7 @@ class Scheduler:
             next_due = now
         else:
             notes.append(TimelineEntry(alert_id=0, at=now, kind="step",
-                                       message=f"{label}: nobody is {step.target} on call for team {team}"
-                                       f"{self._why_nobody(team, step.target, now)}; skipped"))
+                                       message=f"{label}: {self._nobody(team, step, now)}; skipped"))
             next_due = now
         notes += rule_notes
         return StepPlan(step=step_index, repeat=repeat, pages=pages, next_due=next_due, notes=notes)
@@ -250,6 +249,11 @@ class Scheduler:
                 note=f"step {page.step + 1}: nobody can take it; moving on now",
             ):
                 self.due_at(now)
+
+    def _nobody(self, team_id: str, step: PolicyStep, now: float) -> str:
+        if step.group is not None:
+            return f"nobody is in directory group {step.group.group} of {step.group.directory}"
+        return f"nobody is {step.target} on call for team {team_id}{self._why_nobody(team_id, step.target, now)}"
 
     def _why_nobody(self, team_id: str, target: str, now: float) -> str:
         """Why a primary or secondary step found nobody, when the team's layers say (gateway.layers)."""

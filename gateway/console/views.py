@@ -386,6 +386,8 @@ async def system_page(request: web.Request) -> web.Response:
 def _phones(request: web.Request) -> list[dict[str, Any]]:
     config, sandbox = request.app[CONFIG], request.app[SANDBOX]
     owners = {phone: eng.name for eng in config.engineers.values() for phone in eng.phones}
+    by_number = request.app[ROSTER].by_number  # a directory team's people ring here too
+    owners.update({n: found.name for n in sandbox.phones if n not in owners and (found := by_number(n)) is not None})
     numbers = list(owners)
     numbers += [n for n in sandbox.phones if n not in owners]
     shown = []

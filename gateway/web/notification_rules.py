@@ -12,18 +12,19 @@ much. Every change names the token that made it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from core.clock import iso
-from gateway.config import Config
+from gateway.config import Config, Engineer
 from gateway.notification_rules import parse_rules
 from gateway.rule_book import RuleBook
 from gateway.web.auth import TOKEN_NAME, Auth, Role, auth
 from gateway.web.errors import ApiError, invalid
 from gateway.web.json_body import read_json
-from gateway.web.keys import CLOCK, CONFIG
+from gateway.web.keys import CLOCK, CONFIG, ROSTER
 
 routes = web.RouteTableDef()
 
@@ -32,14 +33,18 @@ RULES = web.AppKey("notification_rules", RuleBook)
 
 
 def _engineer(request: web.Request) -> str:
+    """The engineer named in the path: configured, or a directory team's person (``corp:alice``)."""
     engineer = request.match_info["engineer"]
-    if engineer not in request.app[CONFIG].engineers:
+    if request.app[ROSTER].engineer(engineer) is None:
         raise ApiError(404, "not_found", f"no engineer {engineer!r}", {"engineer": engineer})
     return engineer
 
 
-def rules_json(config: Config, book: RuleBook, engineer_id: str) -> dict[str, Any]:
-    engineer = config.engineers[engineer_id]
+def rules_json(config: Config, book: RuleBook, engineer_id: str,
+               engineer_by_id: Callable[[str], Engineer | None] | None = None) -> dict[str, Any]:
+    engineer = (engineer_by_id or config.engineers.get)(engineer_id)
+    if engineer is None:  # a directory person who has left their groups since: their stored rules stay on record
+        engineer = Engineer(id=engineer_id, name=engineer_id, phones=())
     stored = book.stored(engineer_id)
     source = "api" if stored is not None else "config" if engineer.notification_rules else "steps"
     return {
@@ -56,7 +61,8 @@ def rules_json(config: Config, book: RuleBook, engineer_id: str) -> dict[str, An
 @auth(Auth.TOKEN, role=Role.VIEWER)
 async def get_rules(request: web.Request) -> web.Response:
     engineer = _engineer(request)
-    return web.json_response(rules_json(request.app[CONFIG], request.app[RULES], engineer))
+    book, engineer_by_id = request.app[RULES], request.app[ROSTER].engineer
+    return web.json_response(rules_json(request.app[CONFIG], book, engineer, engineer_by_id))
 
 
 @routes.put("/api/v1/engineers/{engineer}/notification-rules")
@@ -76,7 +82,7 @@ async def put_rules(request: web.Request) -> web.Response:
         raise invalid(f"rules{where}", message, problems=[{"field": f"rules{w}", "message": m} for w, m in problems])
     book = request.app[RULES]
     await book.change(engineer, rules, by=request.get(TOKEN_NAME, "api"), now=request.app[CLOCK].now())
-    return web.json_response(rules_json(request.app[CONFIG], book, engineer))
+    return web.json_response(rules_json(request.app[CONFIG], book, engineer, request.app[ROSTER].engineer))
 
 
 @routes.delete("/api/v1/engineers/{engineer}/notification-rules")
@@ -88,4 +94,4 @@ async def delete_rules(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"{engineer} has no notification rules set at run time",
                        {"engineer": engineer})
     await book.change(engineer, None, by=request.get(TOKEN_NAME, "api"), now=request.app[CLOCK].now())
-    return web.json_response(rules_json(request.app[CONFIG], book, engineer))
+    return web.json_response(rules_json(request.app[CONFIG], book, engineer, request.app[ROSTER].engineer))

@@ -812,3 +812,31 @@ async def test_an_alertmanager_receiver_pages_the_members_of_its_directory_group
     await gateway.ringing(BOB)
     alert = await gateway.alert(body["alerts"][0]["id"])
     assert (alert["route"], alert["team"]) == ("route-0", "companyapp2-sre")
+
+
+async def test_a_directory_person_has_personal_notification_rules(story: Gateway) -> None:
+    async with story.client.put("/api/v1/engineers/corp:alice/notification-rules", headers=AUTH,
+                                json={"rules": [{"via": "sms", "after": "0s"}]}) as resp:
+        status, body = resp.status, await resp.json()
+    assert status == 200, body
+    assert body["engineer"] == {"id": "corp:alice", "name": "Alice Archer"} and body["source"] == "api"
+    status, body = await story.get("/api/v1/engineers/corp:carol/notification-rules")
+    assert status == 404, body
+    status, body = await story.post("/api/v1/alerts", {"summary": "checkout down",
+                                                       "labels": {"receiver": "prod-companyapp2-critical-sre"}})
+    assert status == 202, body
+    await story.ringing(BOB)  # the step calls; Alice's rules text her instead
+    await eventually(lambda: _texted(story, ALICE))
+    assert (await story.phone(ALICE))["calls"] == 0
+
+
+async def test_the_console_phones_name_a_directory_person(story: Gateway) -> None:
+    answer = await story.client.post("/console/sign-in", data={"token": TOKEN}, allow_redirects=False)
+    assert answer.status == 303
+    status, body = await story.post("/api/v1/alerts", {"summary": "disk full", "labels": {"via": "sms"}})
+    assert status == 202, body
+    await eventually(lambda: _texted(story, ALICE))
+    async with story.client.get("/console/phones", headers={"X-Console-Partial": "1"}) as response:
+        html = await response.text()
+    assert response.status == 200, html
+    assert "Alice Archer" in html
