@@ -26,6 +26,7 @@ from datetime import datetime
 from core.clock import Clock, iso, sleep_until_woken, to_datetime
 from core.enums import AlertStatus, Priority
 from gateway.config import Config, MaintenanceWindow, Matcher, TimeWindow
+from gateway.refresh import read_again_every
 from gateway.routing import matches, parse_matcher
 from gateway.store import Hold, HoldWindow, NewMaintenance, Store, StoredMaintenance
 from gateway.time_windows import HORIZON, contains, next_change
@@ -185,6 +186,14 @@ class Maintenance:
         found += [stored_state(window, matchers, now) for window, matchers in self._stored.values()]
         return found
 
+    async def held_alerts(self) -> dict[str, list[int]]:
+        """The alerts each window holds now, by the window's key (config:<name> or api:<id>)."""
+        held: dict[str, list[int]] = {}
+        for hold in await self.store.list_holds():
+            for window in hold.windows:
+                held.setdefault(window.key, []).append(hold.alert_id)
+        return held
+
     def stored(self, window_id: int) -> StoredMaintenance | None:
         item = self._stored.get(window_id)
         return item[0] if item else None
@@ -262,15 +271,8 @@ class Maintenance:
     async def _keep_fresh(self) -> None:
         """Read the run-time windows again and look at the holds every ``REFRESH_S``: a safety net for a push
         from another gateway that was lost (a window added or ended, an alert held there); until cancelled."""
-        while True:
-            await self.clock.sleep_until(self.clock.now() + REFRESH_S)
-            try:
-                await self.changed_elsewhere()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is away: the next round tries again
-                log.warning("maintenance: could not read the windows again (%s); trying again in %.0f s",
-                            str(exc) or type(exc).__name__, REFRESH_S)
+        await read_again_every(REFRESH_S, self.changed_elsewhere, what="maintenance windows",
+                               sleep=lambda seconds: self.clock.sleep_until(self.clock.now() + seconds))
 
     def poke(self) -> None:
         """Look at the holds again now (a window changed)."""

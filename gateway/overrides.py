@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from core.clock import Clock, SystemClock
 from gateway import calendar_feed
 from gateway.config import Config, Override, Team
+from gateway.refresh import read_again_every
 from gateway.store import NewOverride, Store, StoredOverride
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,7 @@ class Schedule:
     async def keep_fresh(self) -> None:
         """Read every team's overrides again every ``REFRESH_S`` (one query): a safety net for a change pushed
         by another gateway and lost (the push is the fast path); runs until cancelled."""
-        while True:
-            every_s = REFRESH_S
-            await asyncio.sleep(every_s)
-            try:
-                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is away: the next round tries again
-                log.warning("overrides: could not read them again (%s); trying again in %.0f s",
-                            str(exc) or type(exc).__name__, every_s)
+        await read_again_every(REFRESH_S, self.load, what="overrides")
 
     def _set(self, team_id: str, stored: list[StoredOverride]) -> None:
         self._stored[team_id] = stored

@@ -13,6 +13,7 @@ import logging
 
 from gateway.config import Config
 from gateway.notification_rules import NotificationRule
+from gateway.refresh import read_again_every
 from gateway.store import NotificationRuleChange, Store
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,7 @@ class RuleBook:
 
     async def keep_fresh(self) -> None:
         """Read every set again every ``REFRESH_S`` (a push from another gateway may be lost); until cancelled."""
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.load()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is away: the next round tries again
-                log.warning("notification rules: could not read them again (%s)", str(exc) or type(exc).__name__)
+        await read_again_every(REFRESH_S, self.load, what="notification rules")
 
     def rules_for(self, engineer: str) -> tuple[NotificationRule, ...]:
         """The engineer's rules in force; empty: they are paged as each step says."""

@@ -58,10 +58,7 @@ def duration(seconds: float) -> str:
 async def _context(request: web.Request) -> dict[str, Any]:
     service = request.app[MAINTENANCE]
     now = request.app[CLOCK].now()
-    held: dict[str, list[int]] = {}
-    for hold in await service.store.list_holds():
-        for window in hold.windows:
-            held.setdefault(window.key, []).append(hold.alert_id)
+    held = await service.held_alerts()
     windows = _shown(service.windows(now), now)
     first = list(dict.fromkeys(i for w in windows for i in held.get(w.key, [])[:MAX_HELD_SHOWN]))[:MAX_SUMMARIES]
     summaries = {i: alert.summary for i in first if (alert := await service.store.get_alert(i)) is not None}

@@ -133,10 +133,7 @@ def check_new(body: dict[str, Any], *, now: float, created_by: str, live: int) -
 async def list_windows(request: web.Request) -> web.Response:
     service = request.app[MAINTENANCE]
     now = request.app[CLOCK].now()
-    held: dict[str, list[int]] = {}
-    for hold in await service.store.list_holds():
-        for window in hold.windows:
-            held.setdefault(window.key, []).append(hold.alert_id)
+    held = await service.held_alerts()
     windows = service.windows(now)
     return web.json_response({"windows": [window_json(window, held.get(window.key)) for window in windows]})
 
