@@ -76,6 +76,7 @@ from gateway.web.keys import (
     SCHEDULER,
     STORE,
     TELEMETRY,
+    TEMPLATES,
 )
 from gateway.web.log_paths import loggable
 from providers.base import CallOutcome
@@ -100,7 +101,8 @@ def create_app(config: Config, *, clock: Clock | None = None) -> web.Application
               calendar.routes, maintenance.routes, notification_rules.routes,
               action_links.routes]
     app[action_links.LINKS] = ActionLinks(config)
-    app[action_links.PAGES] = MessageTemplates(Templates(config.templates_dir))
+    app[TEMPLATES] = Templates(config.templates_dir)
+    app[action_links.PAGES] = MessageTemplates(app[TEMPLATES])
     app[action_links.LIMITER] = action_links.RateLimiter()
     if config.email is not None:
         app[MAILER] = Mailer(config.email)
@@ -141,7 +143,7 @@ async def _start(app: web.Application, store: Store, running: contextlib.AsyncEx
     rules = app[notification_rules.RULES] = RuleBook(config, store)  # engineers' personal notification rules
     await rules.load()
     store = watched(store, app[console.HUB])  # the services' writes, published to the console once committed
-    templates = Templates(config.templates_dir)
+    templates = app[TEMPLATES]
     # One direction: alerts -> scheduler -> paging, the hotline beside alerts. A lower service reports
     # upward only through the callbacks handed to it here (bound late: each names a service built below).
     alert_service: AlertService

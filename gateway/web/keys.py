@@ -15,6 +15,7 @@ from gateway.provider_setup import Providers
 from gateway.scheduler import Scheduler
 from gateway.store import Store
 from gateway.telemetry import Telemetry
+from gateway.templates import Templates
 from providers.sandbox import SandboxProvider
 
 CONFIG = web.AppKey("config", Config)
@@ -28,4 +29,5 @@ PROVIDERS = web.AppKey("providers", Providers)
 CLUSTER = web.AppKey("cluster", Cluster)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 ROSTER = web.AppKey("roster", Roster)  # directory teams' members and people
+TEMPLATES = web.AppKey("templates", Templates)  # every text the gateway says, writes or mails (templates_dir wins)
 MAILER = web.AppKey("mailer", Mailer)  # set when an email: section is configured (for any notice by mail)
